@@ -1,0 +1,116 @@
+# sfvopi: the only build entry. GNU make + pkg-config.
+#   make            build build/sfvopi
+#   make run        install what is missing, build, set up a demo database, serve on 127.0.0.1:8080
+#   make test       install what is missing, build, run every test suite
+#   make check SAN=1  unit and API suites under ASan+UBSan (build-san/)
+#   make fmt | fmt-check | lint
+
+SAN ?= 0
+WERROR ?= 0
+V ?= 0
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+CC := clang
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDOPT := -fsanitize=address,undefined
+else
+BUILD ?= build
+CC ?= cc
+OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+LDOPT := -pie -Wl,-z,relro,-z,now
+endif
+
+PKGS := libmicrohttpd jansson sqlite3 libsodium
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
+        -Wimplicit-fallthrough
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CFLAGS := -std=c17 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -pthread $(EXTRA_CFLAGS)
+LDFLAGS := $(LDOPT) -pthread $(EXTRA_LDFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+SRC := $(filter-out src/main.c,$(wildcard src/*/*.c))
+MIGRATIONS_SQLITE := $(sort $(wildcard src/store/migrations/sqlite/*.sql))
+GEN := $(BUILD)/gen/migrations_sqlite.c
+OBJ := $(SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_sqlite.o
+LIB := $(BUILD)/libsfvopi.a
+BIN := $(BUILD)/sfvopi
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+PYTEST := /usr/bin/python3 -m pytest
+
+ifeq ($(V),0)
+Q := @
+endif
+
+.PHONY: all run deps deps-test test unit api check fmt fmt-check lint clean
+
+all: $(BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(GEN): $(MIGRATIONS_SQLITE) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/embed-sql.sh migrations_sqlite $(MIGRATIONS_SQLITE) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/migrations_sqlite.o: $(GEN)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/src/main.o $(LIB)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "built $@"
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(LIB) \
+		$(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+deps:
+	@sh scripts/deps.sh build
+
+deps-test:
+	@sh scripts/deps.sh build test
+
+run: deps
+	$(MAKE) --no-print-directory all
+	$(BIN) demo
+	$(BIN) serve
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+api: $(BIN)
+	SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
+
+# Every suite: unit and API tests on the normal build, then both again
+# under ASan+UBSan.
+test: deps-test
+	$(MAKE) --no-print-directory all unit api
+	$(MAKE) --no-print-directory check SAN=1
+
+check:
+	$(MAKE) --no-print-directory SAN=$(SAN) unit api
+
+fmt:
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c
+
+fmt-check:
+	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/unit/*.c
+
+lint:
+	@sh scripts/lint.sh
+
+clean:
+	rm -rf build build-san
+
+-include $(OBJ:.o=.d) $(BUILD)/obj/src/main.d

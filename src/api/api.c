@@ -1,0 +1,288 @@
+/* api: routing, the order of checks, envelopes, and the operational
+ * endpoints. Resource logic lives in apps.c and numbers.c. Nothing here may
+ * let driver text or a key reach a response. */
+#include "api/api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "auth/apikey.h"
+#include "core/log.h"
+
+#define MSG_NOT_FOUND "Not found"
+#define MSG_METHOD "Method not allowed"
+#define MSG_UNAUTHORIZED "UnAuthorized, Please Provide Valid API Key"
+#define MSG_TOO_LARGE "Request body too large"
+#define MSG_INVALID "Invalid request body"
+
+static void healthz(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp);
+static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
+                   struct http_response *resp);
+
+static const struct api_handler handlers[] = {
+    {ROUTE_HEALTHZ, HTTP_GET, "healthz", false, false, "", healthz},
+    {ROUTE_READYZ, HTTP_GET, "readyz", false, false, "", readyz},
+    {ROUTE_APPS, HTTP_POST, "apps.create", true, true, "Failed to create SFVoPI app",
+     api__apps_create},
+    {ROUTE_APPS, HTTP_GET, "apps.list", true, false, "Failed to get SFVoPI apps",
+     api__apps_list},
+    {ROUTE_APP, HTTP_GET, "apps.get", true, false, "Failed to get SFVoPI app", api__app_get},
+    {ROUTE_APP, HTTP_PUT, "apps.update", true, true, "Failed to update SFVoPI app",
+     api__app_update},
+    {ROUTE_APP, HTTP_DELETE, "apps.delete", true, false, "Failed to delete SFVoPI app",
+     api__app_delete},
+    {ROUTE_APP_NUMBERS, HTTP_POST, "numbers.link", true, true, "Failed to link number",
+     api__numbers_link},
+    {ROUTE_APP_NUMBERS, HTTP_GET, "numbers.list", true, false, "Failed to get numbers",
+     api__numbers_list},
+    {ROUTE_APP_NUMBER, HTTP_DELETE, "numbers.unlink", true, false, "Failed to unlink number",
+     api__numbers_unlink},
+    {ROUTE_AVAILABLE, HTTP_GET, "numbers.available", true, false,
+     "Failed to get available numbers", api__numbers_available},
+};
+
+/* The Allow header of each route, in the order of the handler table. */
+static const char *allow_of(enum route_id r)
+{
+    switch (r) {
+    case ROUTE_APPS: return "GET, POST";
+    case ROUTE_APP: return "GET, PUT, DELETE";
+    case ROUTE_APP_NUMBERS: return "GET, POST";
+    case ROUTE_APP_NUMBER: return "DELETE";
+    case ROUTE_AVAILABLE:
+    case ROUTE_HEALTHZ:
+    case ROUTE_READYZ: return "GET";
+    case ROUTE_NONE: break;
+    }
+    return "";
+}
+
+struct api_worker *api_worker_new(const struct api_config *cfg)
+{
+    struct api_worker *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return NULL;
+    w->cfg = *cfg;
+    w->keys = keycache_new(cfg->key_cache_ttl_ms);
+    if (!w->keys) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void api_worker_free(struct api_worker *w)
+{
+    if (!w)
+        return;
+    store_conn_close(w->conn);
+    keycache_free(w->keys);
+    free(w);
+}
+
+enum err api__conn(struct api_worker *w, struct store_conn **out)
+{
+    enum err e;
+
+    if (!w->conn) {
+        e = store_conn_open(w->cfg.store, &w->conn);
+        if (e != ERR_OK)
+            return e;
+    }
+    *out = w->conn;
+    return ERR_OK;
+}
+
+void api__error(struct http_response *r, int status, const char *msg)
+{
+    struct jw w;
+
+    r->status = status;
+    buf_reset(&r->body);
+    jw_init(&w, &r->body);
+    jw_raw(&w, "{\"message\":");
+    jw_str(&w, msg);
+    jw_raw(&w, "}");
+    if (jw_end(&w) != ERR_OK) {
+        /* Only allocation can fail here; an empty body still carries the status. */
+        buf_reset(&r->body);
+    }
+}
+
+void api__invalid(struct http_response *r, const struct field_errors *fe)
+{
+    struct jw w;
+    int i;
+
+    if (!fe || fe->n == 0) {
+        api__error(r, 400, MSG_INVALID);
+        return;
+    }
+    r->status = 400;
+    buf_reset(&r->body);
+    jw_init(&w, &r->body);
+    jw_raw(&w, "{\"message\":\"" MSG_INVALID "\",\"errors\":[");
+    for (i = 0; i < fe->n; i++) {
+        jw_raw(&w, i ? ",{\"field\":" : "{\"field\":");
+        jw_str(&w, fe->e[i].field);
+        jw_raw(&w, ",\"reason\":");
+        jw_str(&w, fe->e[i].reason);
+        jw_raw(&w, "}");
+    }
+    jw_raw(&w, "]}");
+    if (jw_end(&w) != ERR_OK)
+        api__error(r, 400, MSG_INVALID);
+}
+
+void api__fail(struct http_response *r, const char *prefix, enum err e)
+{
+    char msg[160];
+
+    snprintf(msg, sizeof(msg), "%s: %s", prefix, err_str(e));
+    api__error(r, 500, msg);
+}
+
+void api__ok_begin(struct http_response *r, struct jw *w)
+{
+    buf_reset(&r->body);
+    jw_init(w, &r->body);
+    jw_raw(w, "{\"data\":");
+}
+
+void api__ok_end(struct http_response *r, struct jw *w, const char *prefix)
+{
+    enum err e;
+
+    jw_raw(w, ",\"message\":\"success\"}");
+    e = jw_end(w);
+    if (e != ERR_OK) {
+        api__fail(r, prefix, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
+        return;
+    }
+    r->status = 200;
+}
+
+static void healthz(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp)
+{
+    (void)w;
+    (void)call;
+    (void)body;
+    resp->status = 200;
+    buf_reset(&resp->body);
+    if (buf_append_str(&resp->body, "{\"status\":\"ok\"}") != ERR_OK)
+        buf_reset(&resp->body);
+}
+
+static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
+                   struct http_response *resp)
+{
+    struct store_conn *c;
+    bool ready;
+
+    (void)call;
+    (void)body;
+    ready = api__conn(w, &c) == ERR_OK && c->ops->ping(c) == ERR_OK;
+    resp->status = ready ? 200 : 503;
+    buf_reset(&resp->body);
+    if (buf_append_str(&resp->body, ready ? "{\"status\":\"ready\"}"
+                                          : "{\"status\":\"unavailable\"}") != ERR_OK)
+        buf_reset(&resp->body);
+}
+
+/* Checks the X-API-Key header. On failure resp holds the answer. */
+static bool authenticate(struct api_worker *w, const struct http_request *req,
+                         struct api_call *call, struct http_response *resp)
+{
+    struct store_conn *c;
+    enum err e;
+
+    if (req->api_key_count != 1 || !req->api_key ||
+        !apikey_well_formed(req->api_key, req->api_key_len)) {
+        api__error(resp, 401, MSG_UNAUTHORIZED);
+        return false;
+    }
+    e = api__conn(w, &c);
+    if (e == ERR_OK)
+        e = keycache_lookup(w->keys, c, req->api_key, req->api_key_len, &call->who, NULL);
+    if (e == ERR_UNAUTHENTICATED) {
+        api__error(resp, 401, MSG_UNAUTHORIZED);
+        return false;
+    }
+    if (e != ERR_OK) {
+        api__fail(resp, call->h->fail, e);
+        return false;
+    }
+    resp->org_id = call->who.org_id;
+    return true;
+}
+
+bool api_begin(struct api_worker *w, const struct http_request *req, struct api_call *call,
+               struct http_response *resp)
+{
+    size_t i;
+
+    call->h = NULL;
+    memset(&call->who, 0, sizeof(call->who));
+    http_response_set_request_id(resp, req->request_id);
+
+    if (route_match(req->path, req->path_len, &call->m) != ERR_OK) {
+        api__error(resp, 404, MSG_NOT_FOUND);
+        return true;
+    }
+    for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+        if (handlers[i].route == call->m.id && handlers[i].method == req->method) {
+            call->h = &handlers[i];
+            break;
+        }
+    }
+    if (!call->h) {
+        resp->allow = allow_of(call->m.id);
+        api__error(resp, 405, MSG_METHOD);
+        return true;
+    }
+    resp->route = call->h->name;
+    if (call->h->auth && !authenticate(w, req, call, resp))
+        return true;
+    if (req->content_length > HTTP_BODY_MAX) {
+        api__error(resp, 413, MSG_TOO_LARGE);
+        return true;
+    }
+    return false;
+}
+
+void api_finish(struct api_worker *w, const struct http_request *req, struct api_call *call,
+                struct http_response *resp)
+{
+    json_t *body = NULL;
+
+    if (req->body_too_large || req->body_len > HTTP_BODY_MAX) {
+        api__error(resp, 413, MSG_TOO_LARGE);
+        return;
+    }
+    if (call->h->body) {
+        if (req->content_type && !http_content_type_is_json(req->content_type)) {
+            api__invalid(resp, NULL);
+            return;
+        }
+        if (js_parse_object(req->body, req->body_len, &body) != ERR_OK) {
+            api__invalid(resp, NULL);
+            return;
+        }
+    }
+    call->h->fn(w, call, body, resp);
+    json_decref(body);
+}
+
+void api_handle(struct api_worker *w, const struct http_request *req,
+                struct http_response *resp)
+{
+    struct api_call call;
+
+    if (!api_begin(w, req, &call, resp))
+        api_finish(w, req, &call, resp);
+}

@@ -1,0 +1,53 @@
+/* api: the control-plane API over the http records. It routes, applies
+ * the order of checks of API.md (404/405, 401, 413, 400, then the route's
+ * own), and answers with the documented envelopes and messages.
+ *
+ * A request is handled in two phases so that a server can refuse early:
+ * api_begin runs on the headers alone (routing, key, declared size), and
+ * api_finish runs once the body has arrived. api_handle runs both, for
+ * tests and fuzzing. Each thread uses its own struct api_worker, which owns
+ * that thread's database connection and key cache. */
+#ifndef SFVOPI_API_API_H
+#define SFVOPI_API_API_H
+
+#include <stdbool.h>
+
+#include "api/route.h"
+#include "auth/keycache.h"
+#include "http/http.h"
+#include "store/store.h"
+
+struct api_config {
+    struct store *store;   /* borrowed; must outlive every worker */
+    char default_cc[4];    /* country code for national numbers, "91" */
+    int64_t key_cache_ttl_ms;
+};
+
+struct api_worker;
+struct api_handler;
+
+/* State carried from api_begin to api_finish. Caller-owned, no cleanup. */
+struct api_call {
+    const struct api_handler *h;
+    struct route_match m;
+    struct principal who;
+};
+
+/* A worker for the calling thread; opens its connection lazily. NULL on
+ * allocation failure. */
+struct api_worker *api_worker_new(const struct api_config *cfg);
+/* Closes the worker's connection and wipes its cache; accepts NULL. */
+void api_worker_free(struct api_worker *w);
+
+/* Phase one, on the headers. Returns true when resp is the final answer
+ * (the body, if any, is not needed), false when api_finish must follow. */
+bool api_begin(struct api_worker *w, const struct http_request *req, struct api_call *call,
+               struct http_response *resp);
+/* Phase two, with req->body complete (or req->body_too_large set). */
+void api_finish(struct api_worker *w, const struct http_request *req, struct api_call *call,
+                struct http_response *resp);
+/* Both phases. */
+void api_handle(struct api_worker *w, const struct http_request *req,
+                struct http_response *resp);
+
+#endif

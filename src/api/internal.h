@@ -1,0 +1,74 @@
+/* api internals shared by the resource files (apps.c, numbers.c): the
+ * handler table type, response envelopes and per-thread state. Not part of
+ * the module's interface. */
+#ifndef SFVOPI_API_INTERNAL_H
+#define SFVOPI_API_INTERNAL_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "api/validate.h"
+#include "json/json.h"
+
+struct api_worker {
+    struct api_config cfg;
+    struct store_conn *conn; /* NULL until first needed */
+    struct keycache *keys;
+};
+
+/* A handler answers one (route, method) after the common checks passed;
+ * body is the parsed JSON object for routes that take one, else NULL. */
+typedef void (*api_handler_fn)(struct api_worker *w, struct api_call *call, json_t *body,
+                               struct http_response *resp);
+
+struct api_handler {
+    enum route_id route;
+    enum http_method method;
+    const char *name;  /* for logs: "apps.create" */
+    bool auth;         /* needs an API key */
+    bool body;         /* takes a JSON body */
+    const char *fail;  /* 500 message prefix, "Failed to get SFVoPI apps" */
+    api_handler_fn fn;
+};
+
+/* The worker's connection, opened on first use. */
+enum err api__conn(struct api_worker *w, struct store_conn **out) WARN_UNUSED;
+
+/* Replaces the body with {"message":msg} and sets status. */
+void api__error(struct http_response *r, int status, const char *msg);
+/* 400 Invalid request body, with the "errors" array when fe names fields. */
+void api__invalid(struct http_response *r, const struct field_errors *fe);
+/* 500 "<prefix>: <generic reason>". */
+void api__fail(struct http_response *r, const char *prefix, enum err e);
+
+/* Starts a success envelope in r->body: {"data": */
+void api__ok_begin(struct http_response *r, struct jw *w);
+/* Ends it (,"message":"success"}) and sets 200; a write failure becomes a
+ * 500 with prefix. */
+void api__ok_end(struct http_response *r, struct jw *w, const char *prefix);
+
+/* Writes an app object / link object in the documented field order. */
+void api__write_app(struct jw *w, const struct store_app *a);
+void api__write_link(struct jw *w, const struct store_link *l);
+
+/* Resource handlers. */
+void api__apps_create(struct api_worker *w, struct api_call *call, json_t *body,
+                      struct http_response *resp);
+void api__apps_list(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp);
+void api__app_get(struct api_worker *w, struct api_call *call, json_t *body,
+                  struct http_response *resp);
+void api__app_update(struct api_worker *w, struct api_call *call, json_t *body,
+                     struct http_response *resp);
+void api__app_delete(struct api_worker *w, struct api_call *call, json_t *body,
+                     struct http_response *resp);
+void api__numbers_link(struct api_worker *w, struct api_call *call, json_t *body,
+                       struct http_response *resp);
+void api__numbers_list(struct api_worker *w, struct api_call *call, json_t *body,
+                       struct http_response *resp);
+void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *body,
+                         struct http_response *resp);
+void api__numbers_available(struct api_worker *w, struct api_call *call, json_t *body,
+                            struct http_response *resp);
+
+#endif

@@ -1,0 +1,50 @@
+/* validate: the rules of API.md for request bodies and path parameters,
+ * as pure functions over parsed JSON. Each validator fills a domain record
+ * and, for a 400, names the rejected fields (the "errors" array). They
+ * never touch the database. Thread-safe. */
+#ifndef SFVOPI_API_VALIDATE_H
+#define SFVOPI_API_VALIDATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/e164.h"
+#include "store/store.h"
+
+#define FIELD_ERRORS_MAX 16
+
+struct field_error {
+    const char *field;  /* static */
+    const char *reason; /* static */
+};
+
+struct field_errors {
+    int n;
+    struct field_error e[FIELD_ERRORS_MAX];
+};
+
+/* True when s[0..len) is an absolute http or https URL with a host, at most
+ * APP_URL_MAX bytes, without spaces or control characters. On false,
+ * *reason says why. */
+bool validate_url(const char *s, size_t len, const char **reason);
+
+/* True when s has the app_id format: "sfv_app_" and 12 of [a-z0-9]. */
+bool validate_app_id(const char *s);
+
+/* Reads a create body into app (name, URLs, methods; status ACTIVE; ids
+ * and timestamps untouched). ERR_INVALID with fe filled when any field
+ * breaks a rule. */
+enum err validate_app_create(json_t *body, struct store_app *app, struct field_errors *fe)
+    WARN_UNUSED;
+
+/* Reads an update body into patch (only the fields present). ERR_INVALID
+ * with fe filled when any present field breaks a rule. */
+enum err validate_app_update(json_t *body, struct store_app_patch *patch, struct field_errors *fe)
+    WARN_UNUSED;
+
+/* Reads a link body: voip_number, normalised with default_cc. */
+enum err validate_link(json_t *body, const char *default_cc, char e164[E164_MAX],
+                       struct field_errors *fe) WARN_UNUSED;
+
+#endif

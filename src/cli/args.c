@@ -1,0 +1,347 @@
+/* args: argv parsing for every subcommand. One table names every option,
+ * whether it takes a value and which subcommands accept it; global options
+ * may stand anywhere. Values are checked here, so a malformed value is a
+ * usage error (exit 2) before anything touches the database. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/e164.h"
+#include "core/parse.h"
+
+enum opt_id {
+    O_DB,
+    O_CC,
+    O_HELP,
+    O_VERSION,
+    O_LISTEN,
+    O_THREADS,
+    O_MAXCONN,
+    O_IDLE,
+    O_LOGLEVEL,
+    O_NAME,
+    O_ORG,
+    O_USER,
+    O_PROVIDER,
+};
+
+#define GLOBAL 0xffffffffu
+#define BIT(c) (1u << (c))
+
+struct opt {
+    const char *name;
+    enum opt_id id;
+    bool value;
+    unsigned cmds; /* BIT(cmd) of the subcommands that accept it */
+};
+
+static const struct opt opts[] = {
+    {"--db", O_DB, true, GLOBAL},
+    {"--default-country-code", O_CC, true, GLOBAL},
+    {"--help", O_HELP, false, GLOBAL},
+    {"-h", O_HELP, false, GLOBAL},
+    {"--version", O_VERSION, false, GLOBAL},
+    {"--listen", O_LISTEN, true, BIT(CMD_SERVE) | BIT(CMD_DEMO)},
+    {"--threads", O_THREADS, true, BIT(CMD_SERVE)},
+    {"--max-connections", O_MAXCONN, true, BIT(CMD_SERVE)},
+    {"--idle-timeout", O_IDLE, true, BIT(CMD_SERVE)},
+    {"--log-level", O_LOGLEVEL, true, BIT(CMD_SERVE)},
+    {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE)},
+    {"--org", O_ORG, true, BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) |
+                               BIT(CMD_NUMBER_LIST)},
+    {"--user", O_USER, true, BIT(CMD_KEY_CREATE)},
+    {"--provider", O_PROVIDER, true, BIT(CMD_NUMBER_ADD)},
+};
+
+struct cmd_def {
+    enum cli_cmd cmd;
+    const char *group; /* NULL for single-word commands */
+    const char *word;
+    int min_args, max_args;
+};
+
+static const struct cmd_def cmds[] = {
+    {CMD_SERVE, NULL, "serve", 0, 0},
+    {CMD_DEMO, NULL, "demo", 0, 0},
+    {CMD_ORG_CREATE, "org", "create", 0, 0},
+    {CMD_ORG_LIST, "org", "list", 0, 0},
+    {CMD_KEY_CREATE, "key", "create", 0, 0},
+    {CMD_KEY_LIST, "key", "list", 0, 0},
+    {CMD_KEY_REVOKE, "key", "revoke", 1, 1},
+    {CMD_NUMBER_ADD, "number", "add", 1, CLI_POS_MAX},
+    {CMD_NUMBER_LIST, "number", "list", 0, 0},
+    {CMD_NUMBER_REMOVE, "number", "remove", 1, 1},
+    {CMD_NUMBER_DISABLE, "number", "disable", 1, 1},
+    {CMD_NUMBER_ENABLE, "number", "enable", 1, 1},
+};
+
+static int usage_err(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int usage_err(char *err, size_t errsz, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+static bool parse_uint(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    return parse_i64(s, min, max, out) == ERR_OK;
+}
+
+/* Names, providers and labels are printed in tab-separated lists, so they
+ * must not hold control characters. */
+static bool printable(const char *s, size_t max)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > max)
+        return false;
+    for (i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static const struct opt *find_opt(const char *name, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        if (strlen(opts[i].name) == n && memcmp(opts[i].name, name, n) == 0)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+struct seen {
+    const struct opt *opt;
+    const char *value;
+};
+
+static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
+{
+    int64_t v;
+
+    switch (s->opt->id) {
+    case O_DB: c->db = s->value; break;
+    case O_CC: c->default_cc = s->value; break;
+    case O_HELP: c->help = true; break;
+    case O_VERSION: c->version = true; break;
+    case O_LISTEN: c->listen = s->value; break;
+    case O_THREADS:
+        if (!parse_uint(s->value, 1, 1024, &v))
+            return usage_err(err, errsz, "--threads must be a whole number from 1 to 1024");
+        c->threads = (unsigned)v;
+        break;
+    case O_MAXCONN:
+        if (!parse_uint(s->value, 1, 1000000, &v))
+            return usage_err(err, errsz,
+                             "--max-connections must be a whole number from 1 to 1000000");
+        c->max_connections = (unsigned)v;
+        break;
+    case O_IDLE:
+        if (!parse_uint(s->value, 1, 86400, &v))
+            return usage_err(err, errsz,
+                             "--idle-timeout must be a whole number of seconds from 1 to "
+                             "86400");
+        c->idle_timeout_s = (unsigned)v;
+        break;
+    case O_LOGLEVEL: c->log_level = s->value; break;
+    case O_NAME: c->name = s->value; break;
+    case O_PROVIDER: c->provider = s->value; break;
+    case O_ORG:
+        if (!parse_uint(s->value, 1, INT64_MAX, &v))
+            return usage_err(err, errsz, "--org must be a positive integer, not '%s'",
+                             s->value);
+        c->org = v;
+        break;
+    case O_USER:
+        if (!parse_uint(s->value, 1, INT64_MAX, &v))
+            return usage_err(err, errsz, "--user must be a positive integer, not '%s'",
+                             s->value);
+        c->user = v;
+        break;
+    }
+    return CLI_OK;
+}
+
+static int check_required(struct cli *c, char *err, size_t errsz)
+{
+    int64_t v;
+
+    switch (c->cmd) {
+    case CMD_ORG_CREATE:
+        if (!c->name)
+            return usage_err(err, errsz, "missing --name");
+        if (!printable(c->name, 200))
+            return usage_err(err, errsz,
+                             "--name must be 1 to 200 characters without control "
+                             "characters");
+        break;
+    case CMD_KEY_CREATE:
+        if (!c->org)
+            return usage_err(err, errsz, "missing --org");
+        if (c->name && !printable(c->name, 100))
+            return usage_err(err, errsz,
+                             "--name must be 1 to 100 characters without control "
+                             "characters");
+        break;
+    case CMD_KEY_LIST:
+    case CMD_NUMBER_LIST:
+        if (!c->org)
+            return usage_err(err, errsz, "missing --org");
+        break;
+    case CMD_NUMBER_ADD:
+        if (!c->org)
+            return usage_err(err, errsz, "missing --org");
+        if (!c->provider)
+            return usage_err(err, errsz, "missing --provider");
+        if (!printable(c->provider, 64))
+            return usage_err(err, errsz,
+                             "--provider must be 1 to 64 characters without control "
+                             "characters");
+        break;
+    case CMD_KEY_REVOKE:
+        if (!parse_uint(c->args[0], 1, INT64_MAX, &v))
+            return usage_err(err, errsz, "KEY_ID must be a positive integer, not '%s'",
+                             c->args[0]);
+        break;
+    default: break;
+    }
+    if (c->default_cc && !e164_default_cc_valid(c->default_cc))
+        return usage_err(err, errsz,
+                         "--default-country-code must be an assigned country code, not '%s'",
+                         c->default_cc);
+    return CLI_OK;
+}
+
+int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *c,
+              char *err, size_t errsz)
+{
+    static struct seen seen[64];
+    const char *pos[CLI_POS_MAX + 2];
+    int npos = 0, nseen = 0, i, rc, first_arg;
+    bool opts_done = false;
+    size_t k;
+
+    memset(c, 0, sizeof(*c));
+    err[0] = '\0';
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (!opts_done && strcmp(a, "--") == 0) {
+            opts_done = true;
+            continue;
+        }
+        if (!opts_done && a[0] == '-' && a[1] != '\0') {
+            const char *eq = strchr(a, '=');
+            size_t n = eq ? (size_t)(eq - a) : strlen(a);
+            const struct opt *o = find_opt(a, n);
+
+            if (!o)
+                return usage_err(err, errsz, "unknown option '%.*s'", (int)n, a);
+            if (nseen == (int)(sizeof(seen) / sizeof(seen[0])))
+                return usage_err(err, errsz, "too many options");
+            seen[nseen].opt = o;
+            seen[nseen].value = NULL;
+            if (o->value) {
+                if (eq)
+                    seen[nseen].value = eq + 1;
+                else if (i + 1 < argc)
+                    seen[nseen].value = argv[++i];
+                else
+                    return usage_err(err, errsz, "option '%s' needs a value", o->name);
+            } else if (eq) {
+                return usage_err(err, errsz, "option '%s' takes no value", o->name);
+            }
+            nseen++;
+            continue;
+        }
+        if (npos == CLI_POS_MAX + 2)
+            return usage_err(err, errsz, "too many arguments");
+        pos[npos++] = a;
+    }
+
+    /* The subcommand. */
+    first_arg = 0;
+    if (npos > 0) {
+        for (k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+            const struct cmd_def *d = &cmds[k];
+
+            if (!d->group && strcmp(pos[0], d->word) == 0) {
+                c->cmd = d->cmd;
+                first_arg = 1;
+                break;
+            }
+            if (d->group && strcmp(pos[0], d->group) == 0) {
+                c->group = d->group;
+                if (npos > 1 && strcmp(pos[1], d->word) == 0) {
+                    c->cmd = d->cmd;
+                    first_arg = 2;
+                    break;
+                }
+            }
+        }
+    }
+    for (i = 0; i < nseen; i++) {
+        if (seen[i].opt->id == O_HELP)
+            c->help = true;
+        if (seen[i].opt->id == O_VERSION)
+            c->version = true;
+    }
+    if (c->help || c->version)
+        return CLI_OK;
+    if (npos == 0)
+        return usage_err(err, errsz, "no subcommand given");
+    if (c->cmd == CMD_NONE) {
+        if (c->group && npos > 1)
+            return usage_err(err, errsz, "unknown subcommand '%s %s'", c->group, pos[1]);
+        if (c->group)
+            return usage_err(err, errsz, "'%s' needs a subcommand", c->group);
+        return usage_err(err, errsz, "unknown subcommand '%s'", pos[0]);
+    }
+
+    for (k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+        if (cmds[k].cmd != c->cmd)
+            continue;
+        c->nargs = npos - first_arg;
+        if (c->nargs < cmds[k].min_args)
+            return usage_err(err, errsz, "missing argument");
+        if (c->nargs > cmds[k].max_args)
+            return usage_err(err, errsz, "unexpected argument '%s'", pos[first_arg + cmds[k].max_args]);
+    }
+    for (i = 0; i < c->nargs; i++)
+        c->args[i] = pos[first_arg + i];
+
+    /* Environment first, then options over it. */
+    c->db = env("SFVOPI_DB");
+    c->default_cc = env("SFVOPI_DEFAULT_CC");
+    c->listen = env("SFVOPI_LISTEN");
+    c->log_level = env("SFVOPI_LOG_LEVEL");
+    for (i = 0; i < nseen; i++) {
+        if (!(seen[i].opt->cmds & BIT(c->cmd)))
+            return usage_err(err, errsz, "option '%s' does not apply to this subcommand",
+                             seen[i].opt->name);
+        rc = apply(c, &seen[i], err, errsz);
+        if (rc != CLI_OK)
+            return rc;
+    }
+    if (!c->db || !*c->db)
+        c->db = "sqlite:sfvopi.db";
+    if (!c->default_cc || !*c->default_cc)
+        c->default_cc = "91";
+    if (!c->listen || !*c->listen)
+        c->listen = "127.0.0.1:8080";
+    if (!c->log_level || !*c->log_level)
+        c->log_level = "info";
+    return check_required(c, err, errsz);
+}

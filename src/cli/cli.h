@@ -1,0 +1,69 @@
+/* cli: the command line of CLI.md. cli_parse turns argv and the
+ * environment into a struct cli (pure, testable); cli_run_admin runs the
+ * operator subcommands against the database. Output on stdout is part of
+ * the contract; errors are one line on stderr. Not thread-safe (runs on
+ * the main thread). */
+#ifndef SFVOPI_CLI_CLI_H
+#define SFVOPI_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define CLI_POS_MAX 256
+
+/* Exit codes. */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+enum cli_cmd {
+    CMD_NONE,
+    CMD_SERVE,
+    CMD_ORG_CREATE,
+    CMD_ORG_LIST,
+    CMD_KEY_CREATE,
+    CMD_KEY_LIST,
+    CMD_KEY_REVOKE,
+    CMD_NUMBER_ADD,
+    CMD_NUMBER_LIST,
+    CMD_NUMBER_REMOVE,
+    CMD_NUMBER_DISABLE,
+    CMD_NUMBER_ENABLE,
+    CMD_DEMO,
+};
+
+struct cli {
+    enum cli_cmd cmd;
+    const char *group; /* "org", "key", "number" when only the group was named */
+    bool help;
+    bool version;
+    /* Global options, after the environment was applied. */
+    const char *db;
+    const char *default_cc;
+    /* serve */
+    const char *listen;
+    unsigned threads; /* 0: number of cores */
+    unsigned max_connections;
+    unsigned idle_timeout_s;
+    const char *log_level;
+    /* admin */
+    const char *name;
+    const char *provider;
+    long long org;  /* 0: not given */
+    long long user; /* 0: not given */
+    /* Arguments after the subcommand words. */
+    const char *args[CLI_POS_MAX];
+    int nargs;
+};
+
+/* Parses argv (global options anywhere) and env (getenv-like; options beat
+ * variables). On CLI_USAGE, err holds a one-line reason. help/version are
+ * not errors. */
+int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *out,
+              char *err, size_t errsz);
+
+/* Writes the usage of cli->cmd (or of the group, or the overview). */
+void cli_usage(const struct cli *cli, FILE *f);
+
+/* Runs an operator subcommand (everything but serve). Returns an exit code. */
+int cli_run_admin(const struct cli *cli);
+
+#endif

@@ -1,0 +1,80 @@
+/* http: the request and response records shared by the HTTP server and the
+ * API layer, free of any server library. server.c fills a struct
+ * http_request from the wire; the API layer answers into a struct
+ * http_response. This seam lets tests and fuzzers drive the whole request
+ * path without a socket. Records belong to one thread. */
+#ifndef SFVOPI_HTTP_HTTP_H
+#define SFVOPI_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+#define HTTP_BODY_MAX (64 * 1024)       /* request bodies; larger is 413 */
+#define HTTP_RESPONSE_MAX (64u << 20)   /* response bodies */
+#define HTTP_REQUEST_ID_MAX 128
+
+enum http_method {
+    HTTP_OTHER,
+    HTTP_GET,
+    HTTP_HEAD,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_DELETE,
+    HTTP_PATCH,
+    HTTP_OPTIONS,
+};
+
+struct http_request {
+    enum http_method method;
+    const char *path; /* raw (not percent-decoded), without the query */
+    size_t path_len;
+    const char *api_key; /* X-API-Key, NULL when absent */
+    size_t api_key_len;
+    int api_key_count;        /* how many X-API-Key headers were sent */
+    const char *content_type; /* NULL when absent */
+    const char *request_id;   /* the client's X-Request-Id, NULL when absent */
+    int64_t content_length;   /* -1 when not declared */
+    const char *body;         /* complete body (phase 2 only) */
+    size_t body_len;
+    bool body_too_large; /* more than HTTP_BODY_MAX bytes arrived */
+};
+
+struct http_response {
+    int status;
+    struct buf body;
+    const char *allow; /* Allow header, static, or NULL */
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+    bool close;        /* ask the server to close the connection after it */
+    int64_t org_id;    /* for the access log; 0 when unauthenticated */
+    const char *route; /* static route name for the access log */
+};
+
+/* Parses an HTTP method token (case-sensitive, as in RFC 9110). */
+enum http_method http_method_parse(const char *s);
+const char *http_method_name(enum http_method m);
+
+void http_response_init(struct http_response *r);
+void http_response_release(struct http_response *r);
+
+/* True when s is an acceptable client request id: 1 to 128 characters of
+ * [A-Za-z0-9._:-]. */
+bool http_request_id_valid(const char *s);
+/* Sets r->request_id to the client's id when valid, else a new random one. */
+void http_response_set_request_id(struct http_response *r, const char *client_id);
+
+/* Percent-decodes in[0..len) into out (outsz bytes including the NUL).
+ * '+' is not special. ERR_INVALID for a malformed escape, ERR_TOO_LARGE when
+ * out is too small. The result may contain NUL bytes: *outlen tells its
+ * length. */
+enum err http_path_decode(const char *in, size_t len, char *out, size_t outsz, size_t *outlen)
+    WARN_UNUSED;
+
+/* True when the Content-Type value names JSON: "application/json",
+ * case-insensitive, optionally followed by parameters. */
+bool http_content_type_is_json(const char *ct);
+
+#endif

@@ -1,0 +1,448 @@
+/* server: libmicrohttpd glue. MHD runs a pool of threads, each with its own
+ * epoll loop; each pool thread lazily gets one struct api_worker (its
+ * database connection and key cache), freed when the thread exits.
+ *
+ * Framing is checked here before MHD reads any body: a request with two
+ * Content-Length headers, or with both Content-Length and
+ * Transfer-Encoding, is answered 400 and the connection closed, so a body
+ * can never be read two ways (request smuggling). */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/parse.h"
+
+#define LISTEN_BACKLOG 1024
+#define PATH_LOG_MAX 200
+
+struct server {
+    struct MHD_Daemon *d;
+    int fd;
+    struct server_config cfg;
+    pthread_key_t worker_key;
+    atomic_int in_flight;
+};
+
+/* One request's state, from its headers to its completion. */
+struct req_state {
+    struct http_request req;
+    struct http_response resp;
+    struct api_call call;
+    struct buf body;
+    int64_t start_ns;
+    bool early;    /* the answer is ready, to be sent on the next call */
+    bool answered; /* the answer was queued */
+    char path_log[PATH_LOG_MAX + 8];
+};
+
+struct header_scan {
+    int content_length;
+    int transfer_encoding;
+    int api_key;
+    const char *api_key_value;
+    size_t api_key_len;
+};
+
+static void worker_release(void *p)
+{
+    api_worker_free(p);
+}
+
+static struct api_worker *worker_get(struct server *s)
+{
+    struct api_worker *w = pthread_getspecific(s->worker_key);
+
+    if (!w) {
+        w = api_worker_new(&s->cfg.api);
+        if (w && pthread_setspecific(s->worker_key, w) != 0) {
+            api_worker_free(w);
+            w = NULL;
+        }
+    }
+    return w;
+}
+
+/* Leaves the URL as the client sent it; the router decodes parameters one
+ * segment at a time. */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    char q[600];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        n--;
+    log_quote(q, sizeof(q), msg, n);
+    log_debug("msg=\"http library\" detail=%s", q);
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    struct header_scan *h = cls;
+
+    (void)kind;
+    (void)key_size;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        h->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        h->transfer_encoding++;
+    } else if (strcasecmp(key, "X-API-Key") == 0) {
+        h->api_key++;
+        h->api_key_value = value;
+        h->api_key_len = value_size;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_state *rs)
+{
+    struct http_response *r = &rs->resp;
+    struct MHD_Response *mr;
+    size_t len = r->body.len;
+    char *data = buf_take(&r->body);
+    enum MHD_Result ret;
+
+    if (!data)
+        return MHD_NO;
+    mr = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!mr) {
+        free(data);
+        return MHD_NO;
+    }
+    if (MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+        MHD_add_response_header(mr, "X-Request-Id", r->request_id) != MHD_YES ||
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
+        (r->allow && MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow) != MHD_YES) ||
+        (r->close &&
+         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
+        MHD_destroy_response(mr);
+        return MHD_NO;
+    }
+    rs->answered = true;
+    r->body.len = len; /* kept for the access log */
+    ret = MHD_queue_response(conn, (unsigned)r->status, mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
+/* Refuses a request whose framing is ambiguous; the connection is closed
+ * after the answer so that nothing of it is read as a next request. */
+static enum MHD_Result bad_request(struct MHD_Connection *conn, struct req_state *rs)
+{
+    http_response_set_request_id(&rs->resp, rs->req.request_id);
+    rs->resp.close = true;
+    rs->resp.status = 400;
+    buf_reset(&rs->resp.body);
+    if (buf_append_str(&rs->resp.body, "{\"message\":\"Bad request\"}") != ERR_OK)
+        return MHD_NO;
+    return send_response(conn, rs);
+}
+
+/* Starts a request: reads headers, checks framing, runs the API's first
+ * phase. Returns the MHD result; rs is already attached to the connection. */
+static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, struct req_state *rs,
+                             const char *url, const char *method)
+{
+    struct header_scan h = {0};
+    struct http_request *req = &rs->req;
+    struct api_worker *w;
+    const char *cl;
+
+    req->method = http_method_parse(method);
+    req->path = url;
+    req->path_len = strlen(url);
+    req->content_length = -1;
+    log_quote(rs->path_log, sizeof(rs->path_log), url, req->path_len);
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
+    req->api_key = h.api_key_value;
+    req->api_key_len = h.api_key_len;
+    req->api_key_count = h.api_key;
+    req->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_CONTENT_TYPE);
+    req->request_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+
+    cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (h.content_length > 1 || (h.content_length && h.transfer_encoding) ||
+        h.transfer_encoding > 1 ||
+        (cl && parse_i64(cl, 0, INT64_MAX, &req->content_length) != ERR_OK))
+        return bad_request(conn, rs);
+    w = worker_get(s);
+    if (!w)
+        return MHD_NO;
+    if (api_begin(w, req, &rs->call, &rs->resp)) {
+        /* Answered on the headers. A request without a body is answered on
+         * the next call, once MHD has finished reading it, which keeps the
+         * connection alive; a body is left unread, so that connection
+         * cannot be reused. */
+        if (req->content_length <= 0 && !h.transfer_encoding) {
+            rs->early = true;
+            return MHD_YES;
+        }
+        rs->resp.close = true;
+        return send_response(conn, rs);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct server *s = cls;
+    struct req_state *rs = *con_cls;
+    struct api_worker *w;
+
+    (void)version;
+    if (!rs) {
+        rs = calloc(1, sizeof(*rs));
+        if (!rs)
+            return MHD_NO;
+        *con_cls = rs;
+        atomic_fetch_add(&s->in_flight, 1);
+        rs->start_ns = clock_mono_ns();
+        http_response_init(&rs->resp);
+        buf_init(&rs->body, HTTP_BODY_MAX);
+        return begin(s, conn, rs, url, method);
+    }
+    if (rs->answered)
+        return MHD_YES; /* MHD discards what is left of the body */
+    if (rs->early) {
+        *upload_data_size = 0;
+        return send_response(conn, rs);
+    }
+    if (*upload_data_size) {
+        if (!rs->req.body_too_large &&
+            buf_append(&rs->body, upload_data, *upload_data_size) != ERR_OK)
+            rs->req.body_too_large = true;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    rs->req.body = rs->body.data;
+    rs->req.body_len = rs->body.len;
+    w = worker_get(s);
+    if (!w)
+        return MHD_NO;
+    api_finish(w, &rs->req, &rs->call, &rs->resp);
+    return send_response(conn, rs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct server *s = cls;
+    struct req_state *rs = *con_cls;
+
+    (void)conn;
+    if (!rs)
+        return;
+    if (rs->answered && log_enabled(LOG_INFO)) {
+        int64_t us = (clock_mono_ns() - rs->start_ns) / 1000;
+
+        log_info("msg=access method=%s path=%s route=%s status=%d dur_ms=%lld.%03lld "
+                 "bytes=%zu org=%lld req_id=%s%s",
+                 http_method_name(rs->req.method), rs->path_log, rs->resp.route,
+                 rs->resp.status, (long long)(us / 1000), (long long)(us % 1000),
+                 rs->resp.body.len, (long long)rs->resp.org_id, rs->resp.request_id,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    }
+    buf_release(&rs->body);
+    http_response_release(&rs->resp);
+    free(rs);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    const union MHD_ConnectionInfo *ci;
+    int one = 1;
+
+    (void)cls;
+    (void)socket_ctx;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    /* Small JSON answers must not wait for Nagle. */
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+enum err server_parse_listen(const char *s, char *host, size_t hostsz, int *port)
+{
+    const char *colon;
+    size_t hl;
+    int64_t p;
+
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+
+        if (!end || end[1] != ':')
+            return ERR_INVALID;
+        hl = (size_t)(end - s - 1);
+        colon = end + 1;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return ERR_INVALID;
+        hl = (size_t)(colon - s);
+        if (memchr(s, ':', hl))
+            return ERR_INVALID; /* a bare IPv6 address needs brackets */
+    }
+    if (hl == 0 || hl >= hostsz || parse_i64(colon + 1, 0, 65535, &p) != ERR_OK)
+        return ERR_INVALID;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return ERR_OK;
+}
+
+/* Creates the listening socket ourselves so that "port 0" and IPv6 work and
+ * the real address can be reported. */
+static enum err listen_on(const char *spec, int *fd_out, char *bound, size_t boundsz)
+{
+    struct addrinfo hints = {0}, *res = NULL, *ai;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[256], portstr[8], addr[INET6_ADDRSTRLEN];
+    int port, fd = -1, one = 1, rc;
+
+    if (server_parse_listen(spec, host, sizeof(host), &port) != ERR_OK)
+        return ERR_INVALID;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        log_error("msg=\"cannot resolve listen address\" host=%s err=\"%s\"", host,
+                  gai_strerror(rc));
+        return ERR_INVALID;
+    }
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        log_error("msg=\"cannot listen\" address=%s err=\"%s\"", spec, strerror(errno));
+        return ERR_UNAVAILABLE;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        close(fd);
+        return ERR_UNAVAILABLE;
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+        inet_ntop(AF_INET6, &a->sin6_addr, addr, sizeof(addr));
+        snprintf(bound, boundsz, "[%s]:%u", addr, ntohs(a->sin6_port));
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+        inet_ntop(AF_INET, &a->sin_addr, addr, sizeof(addr));
+        snprintf(bound, boundsz, "%s:%u", addr, ntohs(a->sin_port));
+    }
+    *fd_out = fd;
+    return ERR_OK;
+}
+
+enum err server_start(const struct server_config *cfg, struct server **out, char *bound,
+                      size_t boundsz)
+{
+    struct server *s;
+    enum err e;
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return ERR_NOMEM;
+    s->cfg = *cfg;
+    atomic_init(&s->in_flight, 0);
+    if (pthread_key_create(&s->worker_key, worker_release) != 0) {
+        free(s);
+        return ERR_INTERNAL;
+    }
+    e = listen_on(cfg->listen, &s->fd, bound, boundsz);
+    if (e != ERR_OK)
+        goto out_key;
+    s->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, s,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(cfg->threads ? cfg->threads : 1),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->conn_limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->conn_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!s->d) {
+        log_error("msg=\"cannot start http server\"");
+        e = ERR_INTERNAL;
+        goto out_fd;
+    }
+    *out = s;
+    return ERR_OK;
+
+out_fd:
+    close(s->fd);
+out_key:
+    pthread_key_delete(s->worker_key);
+    free(s);
+    return e;
+}
+
+void server_stop(struct server *s, int grace_ms)
+{
+    int64_t deadline = clock_mono_ms() + grace_ms;
+    struct timespec pause = {0, 10 * 1000 * 1000};
+
+    if (!s)
+        return;
+    (void)MHD_quiesce_daemon(s->d);
+    while (atomic_load(&s->in_flight) > 0 && clock_mono_ms() < deadline)
+        nanosleep(&pause, NULL);
+    if (atomic_load(&s->in_flight) > 0)
+        log_warn("msg=\"shutdown grace period over\" in_flight=%d",
+                 atomic_load(&s->in_flight));
+    MHD_stop_daemon(s->d);
+    close(s->fd);
+    pthread_key_delete(s->worker_key);
+    free(s);
+}

@@ -1,0 +1,124 @@
+/* main: argv and environment, signals, and wiring the server together.
+ * No business logic lives here. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "http/server.h"
+#include "store/store.h"
+
+#ifndef SFVOPI_VERSION
+#define SFVOPI_VERSION "0.1.0"
+#endif
+
+#define SHUTDOWN_GRACE_MS 10000
+#define DEFAULT_MAX_CONNECTIONS 1024
+#define DEFAULT_IDLE_TIMEOUT_S 30
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+static int serve(const struct cli *cli)
+{
+    struct server_config cfg;
+    struct server *srv = NULL;
+    struct store *store = NULL;
+    char bound[300];
+    sigset_t sigs;
+    enum log_level level;
+    long cores;
+    int sig = 0;
+    enum err e;
+
+    if (!log_level_parse(cli->log_level, &level)) {
+        fprintf(stderr, "sfvopi: --log-level must be debug, info, warn, error or off\n");
+        return CLI_USAGE;
+    }
+    log_set_level(level);
+
+    /* Block the stop signals before any thread starts, so that every
+     * thread inherits the mask and only sigwait below sees them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    e = store_open(cli->db, &store);
+    if (e == ERR_INVALID) {
+        fprintf(stderr, "sfvopi: cannot use database '%s': expected sqlite:PATH or "
+                        "postgresql://...\n", cli->db);
+        return CLI_FAILED;
+    }
+    if (e != ERR_OK) {
+        fprintf(stderr, "sfvopi: cannot open database: %s\n", err_str(e));
+        return CLI_FAILED;
+    }
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.listen = cli->listen;
+    cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.threads = cli->threads ? cli->threads : (unsigned)(cores > 0 ? cores : 1);
+    cfg.conn_limit = cli->max_connections ? cli->max_connections : DEFAULT_MAX_CONNECTIONS;
+    cfg.conn_timeout_s = cli->idle_timeout_s ? cli->idle_timeout_s : DEFAULT_IDLE_TIMEOUT_S;
+    cfg.api.store = store;
+    snprintf(cfg.api.default_cc, sizeof(cfg.api.default_cc), "%s", cli->default_cc);
+    cfg.api.key_cache_ttl_ms = KEYCACHE_TTL_MS;
+
+    e = server_start(&cfg, &srv, bound, sizeof(bound));
+    if (e != ERR_OK) {
+        fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->listen,
+                e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
+        store_free(store);
+        return CLI_FAILED;
+    }
+    fprintf(stderr, "listening on %s\n", bound);
+    log_info("msg=started version=%s listen=%s threads=%u db=%s", SFVOPI_VERSION, bound,
+             cfg.threads, strncmp(cli->db, "sqlite:", 7) == 0 ? "sqlite" : "postgresql");
+
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+    log_info("msg=\"stopping\" signal=%d", sig);
+    server_stop(srv, SHUTDOWN_GRACE_MS);
+    store_free(store);
+    log_info("msg=stopped");
+    return CLI_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli;
+    char err[256];
+    int rc;
+
+    rc = cli_parse(argc, argv, env_get, &cli, err, sizeof(err));
+    if (rc != CLI_OK) {
+        fprintf(stderr, "sfvopi: %s\n", err);
+        cli_usage(&cli, stderr);
+        return rc;
+    }
+    if (cli.version) {
+        printf("sfvopi %s\n", SFVOPI_VERSION);
+        return CLI_OK;
+    }
+    if (cli.help) {
+        cli_usage(&cli, stdout);
+        return CLI_OK;
+    }
+    if (rand_init() != ERR_OK) {
+        fprintf(stderr, "sfvopi: no source of secure randomness\n");
+        return CLI_FAILED;
+    }
+    if (cli.cmd == CMD_SERVE)
+        return serve(&cli);
+    log_set_level(LOG_WARN);
+    return cli_run_admin(&cli);
+}

@@ -1,0 +1,59 @@
+/* store: picks a backend by URL scheme and hands out connections.
+ * Nothing here talks to a database itself. */
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+struct store {
+    const struct store_backend *be;
+    void *impl;
+};
+
+enum err store_open(const char *url, struct store **out)
+{
+    const struct store_backend *be = NULL;
+    struct store *s;
+    enum err e;
+
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        be = &store_sqlite_backend;
+    } else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+        log_error("msg=\"database url not supported\" reason=\"postgresql backend not built\"");
+        return ERR_INVALID;
+    } else {
+        return ERR_INVALID;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return ERR_NOMEM;
+    s->be = be;
+    e = be->open(url, &s->impl);
+    if (e != ERR_OK) {
+        free(s);
+        return e;
+    }
+    *out = s;
+    return ERR_OK;
+}
+
+void store_free(struct store *s)
+{
+    if (!s)
+        return;
+    s->be->free(s->impl);
+    free(s);
+}
+
+enum err store_conn_open(struct store *s, struct store_conn **out)
+{
+    return s->be->conn_open(s->impl, out);
+}
+
+void store_conn_close(struct store_conn *c)
+{
+    if (c)
+        c->ops->conn_close(c);
+}

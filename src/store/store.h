@@ -1,0 +1,221 @@
+/* store: the storage interface, and the domain records it hands out.
+ * The API layer sees only this header. A backend (SQLite today, PostgreSQL
+ * next) provides a table of operations; each thread opens its own
+ * connection (struct store_conn) and never shares it. Every operation that
+ * changes more than one row runs as a single transaction. Backends must not
+ * leak driver text to callers: they log it and return an enum err.
+ *
+ * Record fields hold fixed-size strings so that no operation allocates on
+ * behalf of its caller. Timestamps are milliseconds since the Unix epoch;
+ * 0 stands for null where a field is nullable. */
+#ifndef SFVOPI_STORE_STORE_H
+#define SFVOPI_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/e164.h"
+#include "core/err.h"
+
+#define APP_ID_PREFIX "sfv_app_"
+#define APP_ID_LEN 20       /* "sfv_app_" + 12 characters from [a-z0-9] */
+#define APP_NAME_MAX_CP 100 /* code points */
+#define APP_NAME_MAX 400    /* bytes: 100 code points of at most 4 bytes */
+#define APP_URL_MAX 2048    /* bytes */
+#define METHOD_MAX 4        /* "POST" */
+#define STATUS_MAX 8        /* "INACTIVE" */
+#define ORG_NAME_MAX 200
+#define PROVIDER_MAX 64
+#define KEY_NAME_MAX 100
+#define KEY_PREFIX_LEN 12
+#define KEY_HASH_LEN 32
+
+struct store_org {
+    int64_t id;
+    char name[ORG_NAME_MAX + 1];
+    int64_t created_at;
+};
+
+struct store_key {
+    int64_t id;
+    int64_t org_id;
+    int64_t user_id; /* 0: none */
+    char name[KEY_NAME_MAX + 1]; /* "" : none */
+    char prefix[KEY_PREFIX_LEN + 1];
+    bool revoked;
+    int64_t created_at;
+};
+
+struct store_app {
+    char app_id[APP_ID_LEN + 1];
+    int64_t org_id;
+    char name[APP_NAME_MAX + 1];
+    char answer_url[APP_URL_MAX + 1];
+    char answer_method[METHOD_MAX + 1];
+    char hangup_url[APP_URL_MAX + 1]; /* "": null */
+    char hangup_method[METHOD_MAX + 1];
+    char fallback_answer_url[APP_URL_MAX + 1]; /* "": null */
+    char fallback_answer_method[METHOD_MAX + 1];
+    char status[STATUS_MAX + 1];
+    int64_t created_by; /* 0: null */
+    int64_t created_at;
+    int64_t updated_at; /* 0: null */
+};
+
+/* Which fields of a struct store_app an update sets. */
+enum {
+    APP_F_NAME = 1 << 0,
+    APP_F_ANSWER_URL = 1 << 1,
+    APP_F_ANSWER_METHOD = 1 << 2,
+    APP_F_HANGUP_URL = 1 << 3,
+    APP_F_HANGUP_METHOD = 1 << 4,
+    APP_F_FALLBACK_URL = 1 << 5,
+    APP_F_FALLBACK_METHOD = 1 << 6,
+    APP_F_STATUS = 1 << 7,
+};
+
+struct store_app_patch {
+    unsigned fields;       /* APP_F_* bits */
+    struct store_app vals; /* the new values of the fields named in fields */
+};
+
+struct store_link {
+    char app_id[APP_ID_LEN + 1];
+    char voip_number[E164_MAX];
+    int64_t org_id;
+    char status[STATUS_MAX + 1];
+    int64_t created_at;
+    int64_t updated_at; /* 0: null */
+};
+
+struct store_number {
+    int64_t id;
+    int64_t org_id;
+    char voip_number[E164_MAX];
+    char provider[PROVIDER_MAX + 1];
+    char status[STATUS_MAX + 1];
+    char linked_app_id[APP_ID_LEN + 1]; /* "": not linked */
+};
+
+/* What an operation that reports ERR_NOT_FOUND did not find. */
+enum store_miss { STORE_MISS_NONE, STORE_MISS_APP, STORE_MISS_LINK };
+
+/* Row callbacks: the record is valid only during the call. A non-ERR_OK
+ * return stops the iteration and becomes the operation's result. */
+typedef enum err (*store_org_cb)(void *ud, const struct store_org *org);
+typedef enum err (*store_key_cb)(void *ud, const struct store_key *key);
+typedef enum err (*store_app_cb)(void *ud, const struct store_app *app);
+typedef enum err (*store_link_cb)(void *ud, const struct store_link *link);
+typedef enum err (*store_number_cb)(void *ud, const struct store_number *num);
+
+struct store_conn;
+
+/* A backend's operations. Every function takes the calling thread's own
+ * connection. Unless stated, errors are ERR_UNAVAILABLE (database busy or
+ * unreachable after bounded retries) and ERR_DB (any other database error). */
+struct store_ops {
+    const char *name; /* "sqlite", "postgresql" */
+    void (*conn_close)(struct store_conn *c);
+    /* Cheap liveness check of the database. */
+    enum err (*ping)(struct store_conn *c);
+
+    enum err (*org_create)(struct store_conn *c, const char *name, int64_t now, int64_t *id);
+    /* ERR_NOT_FOUND when there is no such org. */
+    enum err (*org_get)(struct store_conn *c, int64_t id, struct store_org *out);
+    enum err (*org_count)(struct store_conn *c, int64_t *n);
+    enum err (*org_list)(struct store_conn *c, store_org_cb cb, void *ud);
+
+    /* Stores a key record (id ignored) under its hash; ERR_NOT_FOUND when the
+     * org does not exist. */
+    enum err (*key_create)(struct store_conn *c, const struct store_key *key,
+                           const unsigned char hash[KEY_HASH_LEN], int64_t *id);
+    /* ERR_NOT_FOUND when no key has this hash. Revoked keys are returned with
+     * revoked set. */
+    enum err (*key_find)(struct store_conn *c, const unsigned char hash[KEY_HASH_LEN],
+                         struct store_key *out);
+    enum err (*key_list)(struct store_conn *c, int64_t org_id, store_key_cb cb, void *ud);
+    /* ERR_NOT_FOUND for an unknown id; revoking a revoked key is ERR_OK. */
+    enum err (*key_revoke)(struct store_conn *c, int64_t key_id, int64_t now);
+
+    /* Adds an ACTIVE inventory number. ERR_CONFLICT when any org already has
+     * it; ERR_NOT_FOUND when the org does not exist. */
+    enum err (*number_add)(struct store_conn *c, int64_t org_id, const char *e164,
+                           const char *provider, int64_t now, int64_t *id);
+    /* Inventory of one org by id, with each number's ACTIVE link if any. */
+    enum err (*number_list)(struct store_conn *c, int64_t org_id, store_number_cb cb, void *ud);
+    /* ERR_NOT_FOUND when not in any inventory; ERR_CONFLICT while it has an
+     * ACTIVE link. */
+    enum err (*number_remove)(struct store_conn *c, const char *e164);
+    /* status is "ACTIVE" or "INACTIVE". ERR_NOT_FOUND when unknown. */
+    enum err (*number_set_status)(struct store_conn *c, const char *e164, const char *status);
+    /* The org's ACTIVE numbers with no ACTIVE link, by id ascending. */
+    enum err (*available_list)(struct store_conn *c, int64_t org_id, store_number_cb cb,
+                               void *ud);
+
+    /* Inserts app as given (app_id, timestamps and all). ERR_CONFLICT when the
+     * app_id is taken. */
+    enum err (*app_create)(struct store_conn *c, const struct store_app *app);
+    /* ERR_NOT_FOUND when the org has no such app. */
+    enum err (*app_get)(struct store_conn *c, int64_t org_id, const char *app_id,
+                        struct store_app *out);
+    /* The org's apps, newest first (ties: most recently created first). */
+    enum err (*app_list)(struct store_conn *c, int64_t org_id, store_app_cb cb, void *ud);
+    /* Applies patch (updated_at = now when patch->fields != 0) and returns the
+     * whole app. ERR_NOT_FOUND when the org has no such app. */
+    enum err (*app_update)(struct store_conn *c, int64_t org_id, const char *app_id,
+                           const struct store_app_patch *patch, int64_t now,
+                           struct store_app *out);
+    /* Deletes the app and, in the same transaction, makes its ACTIVE links
+     * INACTIVE. ERR_NOT_FOUND when the org has no such app. */
+    enum err (*app_delete)(struct store_conn *c, int64_t org_id, const char *app_id,
+                           int64_t now);
+
+    /* Links an inventory number to an app, in one transaction, checking in
+     * this order: the app (ERR_NOT_FOUND), the number in the org's inventory
+     * with status ACTIVE (ERR_INVALID), an ACTIVE link to another app
+     * (ERR_CONFLICT). An ACTIVE link to the same app is returned unchanged. */
+    enum err (*link_create)(struct store_conn *c, int64_t org_id, const char *app_id,
+                            const char *e164, int64_t now, struct store_link *out);
+    /* The app's ACTIVE links, newest first, read in one snapshot with the
+     * app's existence. ERR_NOT_FOUND when the org has no such app. */
+    enum err (*link_list)(struct store_conn *c, int64_t org_id, const char *app_id,
+                          store_link_cb cb, void *ud);
+    /* Makes the ACTIVE link of e164 to the app INACTIVE. ERR_NOT_FOUND with
+     * *miss set to STORE_MISS_APP or STORE_MISS_LINK. */
+    enum err (*link_delete)(struct store_conn *c, int64_t org_id, const char *app_id,
+                            const char *e164, int64_t now, enum store_miss *miss);
+};
+
+/* The head of every backend connection. */
+struct store_conn {
+    const struct store_ops *ops;
+};
+
+/* A database: the configuration from which connections are opened. */
+struct store;
+
+/* Opens the database named by url ("sqlite:PATH", "sqlite::memory:" for a
+ * private in-memory database, or "postgresql://..."), creating or
+ * migrating its schema. ERR_INVALID for an unusable url, ERR_UNAVAILABLE or
+ * ERR_DB when the database cannot be opened or migrated (the reason is
+ * logged). The handle is thread-safe. */
+enum err store_open(const char *url, struct store **out) WARN_UNUSED;
+/* Closes the handle; all its connections must already be closed. */
+void store_free(struct store *s);
+/* Opens a connection for the calling thread. */
+enum err store_conn_open(struct store *s, struct store_conn **out) WARN_UNUSED;
+/* Closes a connection; accepts NULL. */
+void store_conn_close(struct store_conn *c);
+
+/* Backend entry points, used by store.c only. */
+struct store_backend {
+    const char *name;
+    enum err (*open)(const char *url, void **impl);
+    void (*free)(void *impl);
+    enum err (*conn_open)(void *impl, struct store_conn **out);
+};
+
+extern const struct store_backend store_sqlite_backend;
+
+#endif

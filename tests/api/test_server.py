@@ -1,0 +1,122 @@
+"""`sfvopi serve` lifecycle (spec/CLI.md): listening line, options, signals."""
+
+import re
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import BIN, Server, base_env, cli_ok, fresh_db
+
+
+@pytest.fixture
+def db(tmp_path):
+    with fresh_db(tmp_path, "srv") as url:
+        yield url
+
+
+def healthy(srv):
+    resp = requests.get(srv.url + "/healthz", timeout=10)
+    return resp.status_code == 200 and resp.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_server_with_exit_0(db, tmp_path, sig):
+    srv = Server(db, tmp_path).start()
+    assert re.search(r"listening on 127\.0\.0\.1:[1-9][0-9]*", srv.log)
+    assert srv.port != 0
+    assert healthy(srv)
+    t0 = time.monotonic()
+    srv.proc.send_signal(sig)
+    rc = srv.proc.wait(timeout=10)
+    assert rc == 0, f"exit code {rc}; log:\n{srv.log}"
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(requests.ConnectionError):
+        requests.get(srv.url + "/healthz", timeout=2)
+    srv.stop()
+
+
+def test_sigterm_with_idle_keepalive_connections(db, tmp_path):
+    """Idle keep-alive clients must not hold the shutdown past 10 s."""
+    srv = Server(db, tmp_path).start()
+    sessions = [requests.Session() for _ in range(4)]
+    for s in sessions:
+        assert s.get(srv.url + "/healthz", timeout=10).status_code == 200
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    rc = srv.proc.wait(timeout=12)
+    assert rc == 0 and time.monotonic() - t0 < 10.5, (rc, time.monotonic() - t0)
+    for s in sessions:
+        s.close()
+    srv.stop()
+
+
+def test_sigterm_under_load_exits_0(db, tmp_path):
+    srv = Server(db, tmp_path).start()
+    stop = threading.Event()
+
+    def hammer():
+        with requests.Session() as s:
+            while not stop.is_set():
+                try:
+                    s.get(srv.url + "/readyz", timeout=5)
+                except requests.RequestException:
+                    return
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(timeout=11)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert rc == 0, f"exit code {rc}; log tail:\n{srv.log[-2000:]}"
+    srv.stop()
+
+
+def test_listen_from_environment(db, tmp_path):
+    srv = Server(db, tmp_path, env=base_env(SFVOPI_LISTEN="127.0.0.1:0"),
+                 argv=[BIN, "--db", db, "serve", "--threads", "1"]).start()
+    try:
+        assert srv.port != 0
+        assert healthy(srv)
+    finally:
+        assert srv.stop() == 0
+
+
+def test_global_options_after_serve_and_db_from_env(db, tmp_path):
+    srv = Server(db, tmp_path, argv=[BIN, "serve", "--listen", "127.0.0.1:0", "--db", db]).start()
+    try:
+        assert healthy(srv)
+        assert requests.get(srv.url + "/readyz", timeout=10).json() == {"status": "ready"}
+    finally:
+        assert srv.stop() == 0
+    srv = Server(db, tmp_path, env=base_env(SFVOPI_DB=db),
+                 argv=[BIN, "serve", "--listen", "127.0.0.1:0", "--threads", "2"]).start()
+    try:
+        assert healthy(srv)
+    finally:
+        assert srv.stop() == 0
+
+
+def test_two_servers_share_one_database(db, tmp_path):
+    """Each node sees the other's writes (the CLI and servers share the database)."""
+    a = Server(db, tmp_path).start()
+    b = Server(db, tmp_path).start()
+    try:
+        org_id = cli_ok(a.cli("org", "create", "--name", "shared"))[0]
+        key = cli_ok(a.cli("key", "create", "--org", org_id))[0]
+        h = {"X-API-Key": key}
+        app = requests.post(a.url + "/sfvopi/apps", headers=h, timeout=10,
+                            json={"name": "n", "answer_url": "https://e.com/"}).json()["data"]
+        got = requests.get(b.url + f"/sfvopi/apps/{app['app_id']}", headers=h, timeout=10)
+        assert got.status_code == 200 and got.json()["data"] == app
+    finally:
+        assert a.stop() == 0
+        assert b.stop() == 0
