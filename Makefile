@@ -87,6 +87,7 @@ run: deps
 	$(BIN) serve
 
 unit: $(UNIT_BIN)
+	@test -n "$(UNIT_BIN)" || { echo "no unit tests found" >&2; exit 1; }
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 api: $(BIN)

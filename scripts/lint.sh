@@ -1,0 +1,34 @@
+#!/bin/sh
+# House-style checks: banned calls, SQL built with printf, then cppcheck.
+set -u
+status=0
+files=$(find src -name '*.c' -o -name '*.h' | sort)
+
+banned='\<(sprintf|vsprintf|strcpy|strcat|strncpy|strtok|atoi|atol|atoll|gets|system|popen)[[:space:]]*\('
+if grep -nE "$banned" $files; then
+    echo "lint: banned function (use snprintf, memcpy with a checked length, parse_i64)" >&2
+    status=1
+fi
+# SQL text must be constant: no printf-family call may build a statement.
+if grep -nE 'printf[[:space:]]*\([^;]*"[[:space:]]*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP)\b' $files; then
+    echo "lint: SQL built with printf; bind parameters instead" >&2
+    status=1
+fi
+# Third-party headers belong to one module each.
+for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
+            "libpq-fe.h:src/store/store_pg.c"; do
+    hdr=${pair%%:*}
+    owner=${pair#*:}
+    others=$(grep -l "#include <$hdr>" $files | grep -v "^$owner\$" || true)
+    if [ -n "$others" ]; then
+        echo "lint: <$hdr> may only be included by $owner, also in: $others" >&2
+        status=1
+    fi
+done
+if command -v cppcheck >/dev/null 2>&1; then
+    cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+        --inline-suppr -Isrc -D__GNUC__ src || status=1
+else
+    echo "lint: cppcheck not installed, skipped" >&2
+fi
+exit $status
