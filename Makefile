@@ -6,10 +6,19 @@
 #   make fmt | fmt-check | lint
 
 SAN ?= 0
+FUZZ ?= 0
+FUZZ_SECONDS ?= 30
+TEST_FUZZ_SECONDS ?= 10
 WERROR ?= 0
 V ?= 0
 
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+BUILD ?= build-fuzz
+CC := clang
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+       -fno-sanitize-recover=all
+LDOPT := -fsanitize=address,undefined
+else ifeq ($(SAN),1)
 BUILD ?= build-san
 CC := clang
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -38,6 +47,8 @@ GEN := $(BUILD)/gen/migrations_sqlite.c
 OBJ := $(SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_sqlite.o
 LIB := $(BUILD)/libsfvopi.a
 BIN := $(BUILD)/sfvopi
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -47,7 +58,7 @@ ifeq ($(V),0)
 Q := @
 endif
 
-.PHONY: all run deps deps-test test unit api check fmt fmt-check lint clean
+.PHONY: all run deps deps-test test unit api check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
 
 all: $(BIN)
 
@@ -75,6 +86,28 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(LIB) \
 		$(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
+
+# make fuzz [FUZZ_SECONDS=N]: every harness for N seconds on its committed
+# seed corpus; new inputs go to a scratch directory, not into the tree.
+fuzz:
+	$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+
+fuzz-build: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+
+fuzz-run: fuzz-build
+	@test -n "$(FUZZ_NAMES)" || { echo "no fuzz harnesses found" >&2; exit 1; }
+	@set -e; for f in $(FUZZ_NAMES); do \
+		work=$$(mktemp -d); \
+		echo "== $$f ($(FUZZ_SECONDS) s)"; \
+		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+			$$work tests/fuzz/corpus/$$f 2>$$work.log || { tail -60 $$work.log; rm -rf $$work; exit 1; }; \
+		grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+.*DONE)" $$work.log || true; \
+		rm -rf $$work $$work.log; \
+	done
+
 deps:
 	@sh scripts/deps.sh build
 
@@ -93,25 +126,26 @@ unit: $(UNIT_BIN)
 api: $(BIN)
 	SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
 
-# Every suite: unit and API tests on the normal build, then both again
-# under ASan+UBSan.
+# Every suite: unit and API tests on the normal build, both again under
+# ASan+UBSan, then each fuzz harness for a short while.
 test: deps-test
 	$(MAKE) --no-print-directory all unit api
 	$(MAKE) --no-print-directory check SAN=1
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 check:
 	$(MAKE) --no-print-directory SAN=$(SAN) unit api
 
 fmt:
-	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 fmt-check:
-	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/unit/*.c
+	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 lint:
 	@sh scripts/lint.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(OBJ:.o=.d) $(BUILD)/obj/src/main.d
