@@ -39,7 +39,7 @@ endif
 CFLAGS := -std=c17 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -pthread $(EXTRA_CFLAGS)
 LDFLAGS := $(LDOPT) -pthread $(EXTRA_LDFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 
 SRC := $(filter-out src/main.c,$(wildcard src/*/*.c))
 MIGRATIONS_SQLITE := $(sort $(wildcard src/store/migrations/sqlite/*.sql))

@@ -31,6 +31,7 @@ static int serve(const struct cli *cli)
     struct server_config cfg;
     struct server *srv = NULL;
     struct store *store = NULL;
+    struct ratelimit *limiter = NULL;
     char bound[300];
     sigset_t sigs;
     enum log_level level;
@@ -38,10 +39,8 @@ static int serve(const struct cli *cli)
     int sig = 0;
     enum err e;
 
-    if (!log_level_parse(cli->log_level, &level)) {
-        fprintf(stderr, "sfvopi: --log-level must be debug, info, warn, error or off\n");
-        return CLI_USAGE;
-    }
+    if (!log_level_parse(cli->log_level, &level))
+        return CLI_USAGE; /* cli_parse checked it */
     log_set_level(level);
 
     /* Block the stop signals before any thread starts, so that every
@@ -72,22 +71,35 @@ static int serve(const struct cli *cli)
     cfg.api.store = store;
     snprintf(cfg.api.default_cc, sizeof(cfg.api.default_cc), "%s", cli->default_cc);
     cfg.api.key_cache_ttl_ms = KEYCACHE_TTL_MS;
+    if (cli->rate_limit) {
+        limiter = ratelimit_new(cli->rate_limit, cli->rate_burst);
+        if (!limiter) {
+            store_free(store);
+            fprintf(stderr, "sfvopi: out of memory\n");
+            return CLI_FAILED;
+        }
+    }
+    cfg.api.ratelimit = limiter;
 
     e = server_start(&cfg, &srv, bound, sizeof(bound));
     if (e != ERR_OK) {
         fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->listen,
                 e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
+        ratelimit_free(limiter);
         store_free(store);
         return CLI_FAILED;
     }
     fprintf(stderr, "listening on %s\n", bound);
-    log_info("msg=started version=%s listen=%s threads=%u db=%s", SFVOPI_VERSION, bound,
-             cfg.threads, strncmp(cli->db, "sqlite:", 7) == 0 ? "sqlite" : "postgresql");
+    log_info("msg=started version=%s listen=%s threads=%u db=%s rate_limit=%u rate_burst=%u",
+             SFVOPI_VERSION, bound, cfg.threads,
+             strncmp(cli->db, "sqlite:", 7) == 0 ? "sqlite" : "postgresql", cli->rate_limit,
+             cli->rate_burst);
 
     while (sigwait(&sigs, &sig) != 0) {
     }
     log_info("msg=\"stopping\" signal=%d", sig);
     server_stop(srv, SHUTDOWN_GRACE_MS);
+    ratelimit_free(limiter);
     store_free(store);
     log_info("msg=stopped");
     return CLI_OK;

@@ -9,6 +9,7 @@
 
 #include "api/internal.h"
 #include "auth/apikey.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #define MSG_NOT_FOUND "Not found"
@@ -16,6 +17,7 @@
 #define MSG_UNAUTHORIZED "UnAuthorized, Please Provide Valid API Key"
 #define MSG_TOO_LARGE "Request body too large"
 #define MSG_INVALID "Invalid request body"
+#define MSG_TOO_MANY "Too many requests"
 
 static void healthz(struct api_worker *w, struct api_call *call, json_t *body,
                     struct http_response *resp);
@@ -221,6 +223,28 @@ static bool authenticate(struct api_worker *w, const struct http_request *req,
     return true;
 }
 
+/* Takes a token from the key's bucket (Beyond: per node). On refusal resp
+ * holds the 429. */
+static bool within_rate(struct api_worker *w, const struct api_call *call,
+                        struct http_response *resp)
+{
+    struct ratelimit_info info;
+    bool ok;
+
+    if (!w->cfg.ratelimit)
+        return true;
+    ok = ratelimit_take(w->cfg.ratelimit, call->who.key_id, clock_mono_ns(), &info);
+    resp->rate_set = true;
+    resp->rate_limit = info.limit;
+    resp->rate_remaining = info.remaining;
+    resp->rate_reset = info.reset_s;
+    if (!ok) {
+        resp->retry_after = info.retry_after;
+        api__error(resp, 429, MSG_TOO_MANY);
+    }
+    return ok;
+}
+
 bool api_begin(struct api_worker *w, const struct http_request *req, struct api_call *call,
                struct http_response *resp)
 {
@@ -246,7 +270,7 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
         return true;
     }
     resp->route = call->h->name;
-    if (call->h->auth && !authenticate(w, req, call, resp))
+    if (call->h->auth && (!authenticate(w, req, call, resp) || !within_rate(w, call, resp)))
         return true;
     if (req->content_length > HTTP_BODY_MAX) {
         api__error(resp, 413, MSG_TOO_LARGE);

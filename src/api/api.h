@@ -14,6 +14,7 @@
 
 #include "api/route.h"
 #include "auth/keycache.h"
+#include "core/ratelimit.h"
 #include "http/http.h"
 #include "store/store.h"
 
@@ -21,6 +22,7 @@ struct api_config {
     struct store *store;   /* borrowed; must outlive every worker */
     char default_cc[4];    /* country code for national numbers, "91" */
     int64_t key_cache_ttl_ms;
+    struct ratelimit *ratelimit; /* borrowed, shared by all workers; NULL: no limit */
 };
 
 struct api_worker;

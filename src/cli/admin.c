@@ -47,16 +47,25 @@ static const char serve_usage[] =
     "\n"
     "Serves the SFVoPI HTTP API until SIGINT or SIGTERM, then finishes requests in flight\n"
     "(at most 10 s) and exits 0. Prints 'listening on HOST:PORT' on stderr once ready.\n"
+    "Every option can also be set by its environment variable; an option beats it.\n"
     "\n"
     "options:\n"
-    "  --listen HOST:PORT       address to listen on; port 0 picks a free port\n"
-    "                           (default 127.0.0.1:8080) [env SFVOPI_LISTEN]\n"
-    "  --threads N              worker threads (default: number of cores)\n"
-    "  --max-connections N      concurrent connections accepted (default 1024)\n"
+    "  --listen HOST:PORT       address to listen on; port 0 picks a free port; IPv6 as\n"
+    "                           [::1]:8080 (default 127.0.0.1:8080)          [SFVOPI_LISTEN]\n"
+    "  --threads N              worker threads (default: number of cores)    [SFVOPI_THREADS]\n"
+    "  --max-connections N      connections served at once; further ones are refused\n"
+    "                           (default 1024)                      [SFVOPI_MAX_CONNECTIONS]\n"
     "  --idle-timeout SECONDS   close a connection idle this long (default 30)\n"
+    "                                                                 [SFVOPI_IDLE_TIMEOUT]\n"
+    "  --rate-limit N           requests a second per API key, per node; 0 turns limiting off\n"
+    "                           (default 100)                           [SFVOPI_RATE_LIMIT]\n"
+    "  --rate-burst N           requests a key may make at once before the limit applies\n"
+    "                           (default 200)                           [SFVOPI_RATE_BURST]\n"
     "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
-    "                           [env SFVOPI_LOG_LEVEL]\n"
-    "  --db URL, --default-country-code N   as for every command\n";
+    "                                                                    [SFVOPI_LOG_LEVEL]\n"
+    "  --db URL                 sqlite:PATH (default sqlite:sfvopi.db)         [SFVOPI_DB]\n"
+    "  --default-country-code N country code for 10-digit national numbers (default 91)\n"
+    "                                                                   [SFVOPI_DEFAULT_CC]\n";
 
 struct usage_entry {
     enum cli_cmd cmd;

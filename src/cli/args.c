@@ -22,6 +22,8 @@ enum opt_id {
     O_MAXCONN,
     O_IDLE,
     O_LOGLEVEL,
+    O_RATE,
+    O_BURST,
     O_NAME,
     O_ORG,
     O_USER,
@@ -35,25 +37,28 @@ struct opt {
     const char *name;
     enum opt_id id;
     bool value;
-    unsigned cmds; /* BIT(cmd) of the subcommands that accept it */
+    unsigned cmds;   /* BIT(cmd) of the subcommands that accept it */
+    const char *env; /* the environment variable behind it, or NULL */
 };
 
 static const struct opt opts[] = {
-    {"--db", O_DB, true, GLOBAL},
-    {"--default-country-code", O_CC, true, GLOBAL},
-    {"--help", O_HELP, false, GLOBAL},
-    {"-h", O_HELP, false, GLOBAL},
-    {"--version", O_VERSION, false, GLOBAL},
-    {"--listen", O_LISTEN, true, BIT(CMD_SERVE) | BIT(CMD_DEMO)},
-    {"--threads", O_THREADS, true, BIT(CMD_SERVE)},
-    {"--max-connections", O_MAXCONN, true, BIT(CMD_SERVE)},
-    {"--idle-timeout", O_IDLE, true, BIT(CMD_SERVE)},
-    {"--log-level", O_LOGLEVEL, true, BIT(CMD_SERVE)},
-    {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE)},
-    {"--org", O_ORG, true, BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) |
-                               BIT(CMD_NUMBER_LIST)},
-    {"--user", O_USER, true, BIT(CMD_KEY_CREATE)},
-    {"--provider", O_PROVIDER, true, BIT(CMD_NUMBER_ADD)},
+    {"--db", O_DB, true, GLOBAL, "SFVOPI_DB"},
+    {"--default-country-code", O_CC, true, GLOBAL, "SFVOPI_DEFAULT_CC"},
+    {"--help", O_HELP, false, GLOBAL, NULL},
+    {"-h", O_HELP, false, GLOBAL, NULL},
+    {"--version", O_VERSION, false, GLOBAL, NULL},
+    {"--listen", O_LISTEN, true, BIT(CMD_SERVE) | BIT(CMD_DEMO), "SFVOPI_LISTEN"},
+    {"--threads", O_THREADS, true, BIT(CMD_SERVE), "SFVOPI_THREADS"},
+    {"--max-connections", O_MAXCONN, true, BIT(CMD_SERVE), "SFVOPI_MAX_CONNECTIONS"},
+    {"--idle-timeout", O_IDLE, true, BIT(CMD_SERVE), "SFVOPI_IDLE_TIMEOUT"},
+    {"--log-level", O_LOGLEVEL, true, BIT(CMD_SERVE), "SFVOPI_LOG_LEVEL"},
+    {"--rate-limit", O_RATE, true, BIT(CMD_SERVE), "SFVOPI_RATE_LIMIT"},
+    {"--rate-burst", O_BURST, true, BIT(CMD_SERVE), "SFVOPI_RATE_BURST"},
+    {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
+    {"--org", O_ORG, true,
+     BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
+    {"--user", O_USER, true, BIT(CMD_KEY_CREATE), NULL},
+    {"--provider", O_PROVIDER, true, BIT(CMD_NUMBER_ADD), NULL},
 };
 
 struct cmd_def {
@@ -155,7 +160,24 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
                              "86400");
         c->idle_timeout_s = (unsigned)v;
         break;
-    case O_LOGLEVEL: c->log_level = s->value; break;
+    case O_LOGLEVEL:
+        if (strcmp(s->value, "debug") && strcmp(s->value, "info") && strcmp(s->value, "warn") &&
+            strcmp(s->value, "error") && strcmp(s->value, "off"))
+            return usage_err(err, errsz, "--log-level must be debug, info, warn, error or off");
+        c->log_level = s->value;
+        break;
+    case O_RATE:
+        if (!parse_uint(s->value, 0, 1000000, &v))
+            return usage_err(err, errsz,
+                             "--rate-limit must be a whole number of requests a second from 0 "
+                             "(off) to 1000000");
+        c->rate_limit = (unsigned)v;
+        break;
+    case O_BURST:
+        if (!parse_uint(s->value, 1, 1000000, &v))
+            return usage_err(err, errsz, "--rate-burst must be a whole number from 1 to 1000000");
+        c->rate_burst = (unsigned)v;
+        break;
     case O_NAME: c->name = s->value; break;
     case O_PROVIDER: c->provider = s->value; break;
     case O_ORG:
@@ -322,11 +344,26 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
     for (i = 0; i < c->nargs; i++)
         c->args[i] = pos[first_arg + i];
 
-    /* Environment first, then options over it. */
-    c->db = env("SFVOPI_DB");
-    c->default_cc = env("SFVOPI_DEFAULT_CC");
-    c->listen = env("SFVOPI_LISTEN");
-    c->log_level = env("SFVOPI_LOG_LEVEL");
+    /* Defaults, then the environment, then options over it. */
+    c->rate_limit = CLI_DEFAULT_RATE_LIMIT;
+    c->rate_burst = CLI_DEFAULT_RATE_BURST;
+    for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+        struct seen from_env;
+
+        if (!opts[k].env || !(opts[k].cmds & BIT(c->cmd)))
+            continue;
+        from_env.opt = &opts[k];
+        from_env.value = env(opts[k].env);
+        if (!from_env.value || !*from_env.value)
+            continue;
+        rc = apply(c, &from_env, err, errsz);
+        if (rc != CLI_OK) {
+            size_t used = strlen(err);
+
+            snprintf(err + used, errsz - used, " (from %s)", opts[k].env);
+            return rc;
+        }
+    }
     for (i = 0; i < nseen; i++) {
         if (!(seen[i].opt->cmds & BIT(c->cmd)))
             return usage_err(err, errsz, "option '%s' does not apply to this subcommand",

@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 #define CLI_POS_MAX 256
+#define CLI_DEFAULT_RATE_LIMIT 100
+#define CLI_DEFAULT_RATE_BURST 200
 
 /* Exit codes. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
@@ -44,6 +46,8 @@ struct cli {
     unsigned max_connections;
     unsigned idle_timeout_s;
     const char *log_level;
+    unsigned rate_limit; /* requests a second per key; 0: off */
+    unsigned rate_burst;
     /* admin */
     const char *name;
     const char *provider;

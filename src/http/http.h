@@ -50,6 +50,9 @@ struct http_response {
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     bool close;        /* ask the server to close the connection after it */
     int64_t org_id;    /* for the access log; 0 when unauthenticated */
+    /* X-RateLimit-* headers, when rate_set; Retry-After when retry_after. */
+    bool rate_set;
+    unsigned rate_limit, rate_remaining, rate_reset, retry_after;
     const char *route; /* static route name for the access log */
 };
 

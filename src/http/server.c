@@ -87,6 +87,8 @@ static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -121,6 +123,25 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+static enum MHD_Result add_uint_header(struct MHD_Response *mr, const char *name, unsigned v)
+{
+    char tmp[16];
+
+    snprintf(tmp, sizeof(tmp), "%u", v);
+    return MHD_add_response_header(mr, name, tmp);
+}
+
+static enum MHD_Result add_rate_headers(struct MHD_Response *mr, const struct http_response *r)
+{
+    if (add_uint_header(mr, "X-RateLimit-Limit", r->rate_limit) != MHD_YES ||
+        add_uint_header(mr, "X-RateLimit-Remaining", r->rate_remaining) != MHD_YES ||
+        add_uint_header(mr, "X-RateLimit-Reset", r->rate_reset) != MHD_YES)
+        return MHD_NO;
+    if (r->retry_after)
+        return add_uint_header(mr, MHD_HTTP_HEADER_RETRY_AFTER, r->retry_after);
+    return MHD_YES;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_state *rs)
 {
     struct http_response *r = &rs->resp;
@@ -142,6 +163,10 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
         (r->allow && MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow) != MHD_YES) ||
         (r->close &&
          MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
+        MHD_destroy_response(mr);
+        return MHD_NO;
+    }
+    if (r->rate_set && add_rate_headers(mr, r) != MHD_YES) {
         MHD_destroy_response(mr);
         return MHD_NO;
     }
