@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "http/metrics.h"
 #include "http/server.h"
 #include "store/store.h"
 
@@ -32,7 +33,10 @@ static int serve(const struct cli *cli)
     struct server *srv = NULL;
     struct store *store = NULL;
     struct ratelimit *limiter = NULL;
-    char bound[300];
+    struct server *admin = NULL;
+    const char *const *names;
+    int nnames;
+    char bound[300], abound[300];
     sigset_t sigs;
     enum log_level level;
     long cores;
@@ -42,6 +46,7 @@ static int serve(const struct cli *cli)
     if (!log_level_parse(cli->log_level, &level))
         return CLI_USAGE; /* cli_parse checked it */
     log_set_level(level);
+    log_set_format(cli->log_json ? LOG_JSON : LOG_TEXT);
 
     /* Block the stop signals before any thread starts, so that every
      * thread inherits the mask and only sigwait below sees them. */
@@ -80,6 +85,9 @@ static int serve(const struct cli *cli)
         }
     }
     cfg.api.ratelimit = limiter;
+    cfg.api.metrics = !cli->metrics_off && !cli->admin_listen;
+    names = api_route_names(&nnames);
+    metrics_init(names, nnames, SFVOPI_VERSION);
 
     e = server_start(&cfg, &srv, bound, sizeof(bound));
     if (e != ERR_OK) {
@@ -88,6 +96,26 @@ static int serve(const struct cli *cli)
         ratelimit_free(limiter);
         store_free(store);
         return CLI_FAILED;
+    }
+    if (cli->admin_listen) {
+        struct server_config acfg = cfg;
+
+        acfg.listen = cli->admin_listen;
+        acfg.threads = 1;
+        acfg.conn_limit = 64;
+        acfg.api.ratelimit = NULL;
+        acfg.api.metrics = !cli->metrics_off;
+        acfg.api.admin_only = true;
+        e = server_start(&acfg, &admin, abound, sizeof(abound));
+        if (e != ERR_OK) {
+            fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->admin_listen,
+                    e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
+            server_stop(srv, 0);
+            ratelimit_free(limiter);
+            store_free(store);
+            return CLI_FAILED;
+        }
+        fprintf(stderr, "admin listening on %s\n", abound);
     }
     fprintf(stderr, "listening on %s\n", bound);
     log_info("msg=started version=%s listen=%s threads=%u db=%s rate_limit=%u rate_burst=%u",
@@ -98,6 +126,7 @@ static int serve(const struct cli *cli)
     while (sigwait(&sigs, &sig) != 0) {
     }
     log_info("msg=\"stopping\" signal=%d", sig);
+    server_stop(admin, 0);
     server_stop(srv, SHUTDOWN_GRACE_MS);
     ratelimit_free(limiter);
     store_free(store);

@@ -10,6 +10,7 @@
 #include "api/internal.h"
 #include "auth/apikey.h"
 #include "core/clock.h"
+#include "http/metrics.h"
 #include "core/log.h"
 
 #define MSG_NOT_FOUND "Not found"
@@ -23,10 +24,13 @@ static void healthz(struct api_worker *w, struct api_call *call, json_t *body,
                     struct http_response *resp);
 static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
                    struct http_response *resp);
+static void metrics(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp);
 
 static const struct api_handler handlers[] = {
     {ROUTE_HEALTHZ, HTTP_GET, "healthz", false, false, "", healthz},
     {ROUTE_READYZ, HTTP_GET, "readyz", false, false, "", readyz},
+    {ROUTE_METRICS, HTTP_GET, "metrics", false, false, "", metrics},
     {ROUTE_APPS, HTTP_POST, "apps.create", true, true, "Failed to create SFVoPI app",
      api__apps_create},
     {ROUTE_APPS, HTTP_GET, "apps.list", true, false, "Failed to get SFVoPI apps",
@@ -55,11 +59,33 @@ static const char *allow_of(enum route_id r)
     case ROUTE_APP_NUMBERS: return "GET, POST";
     case ROUTE_APP_NUMBER: return "DELETE";
     case ROUTE_AVAILABLE:
+    case ROUTE_METRICS:
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ: return "GET";
     case ROUTE_NONE: break;
     }
     return "";
+}
+
+#define NHANDLERS ((int)(sizeof(handlers) / sizeof(handlers[0])))
+
+const char *const *api_route_names(int *n)
+{
+    static const char *names[NHANDLERS + 1];
+    int i;
+
+    /* Filled on every call with the same values: harmless if racing. */
+    names[0] = "-";
+    for (i = 0; i < NHANDLERS; i++)
+        names[i + 1] = handlers[i].name;
+    *n = NHANDLERS + 1;
+    return names;
+}
+
+/* Routes the admin listener serves; the others are not found there. */
+static bool admin_route(enum route_id r)
+{
+    return r == ROUTE_HEALTHZ || r == ROUTE_READYZ || r == ROUTE_METRICS;
 }
 
 struct api_worker *api_worker_new(const struct api_config *cfg)
@@ -144,6 +170,8 @@ void api__fail(struct http_response *r, const char *prefix, enum err e)
 {
     char msg[160];
 
+    if (e == ERR_DB || e == ERR_UNAVAILABLE)
+        metrics_db_error();
     snprintf(msg, sizeof(msg), "%s: %s", prefix, err_str(e));
     api__error(r, 500, msg);
 }
@@ -180,6 +208,24 @@ static void healthz(struct api_worker *w, struct api_call *call, json_t *body,
         buf_reset(&resp->body);
 }
 
+static void metrics(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp)
+{
+    (void)call;
+    (void)body;
+    buf_reset(&resp->body);
+    if (!w->cfg.metrics) {
+        api__error(resp, 404, MSG_NOT_FOUND);
+        return;
+    }
+    if (metrics_render(&resp->body) != ERR_OK) {
+        api__error(resp, 500, "Failed to render metrics");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
 static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
                    struct http_response *resp)
 {
@@ -209,8 +255,12 @@ static bool authenticate(struct api_worker *w, const struct http_request *req,
         return false;
     }
     e = api__conn(w, &c);
-    if (e == ERR_OK)
-        e = keycache_lookup(w->keys, c, req->api_key, req->api_key_len, &call->who, NULL);
+    if (e == ERR_OK) {
+        int hit = 0;
+
+        e = keycache_lookup(w->keys, c, req->api_key, req->api_key_len, &call->who, &hit);
+        metrics_keycache(hit);
+    }
     if (e == ERR_UNAUTHENTICATED) {
         api__error(resp, 401, MSG_UNAUTHORIZED);
         return false;
@@ -254,13 +304,15 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
     memset(&call->who, 0, sizeof(call->who));
     http_response_set_request_id(resp, req->request_id);
 
-    if (route_match(req->path, req->path_len, &call->m) != ERR_OK) {
+    if (route_match(req->path, req->path_len, &call->m) != ERR_OK ||
+        (w->cfg.admin_only && !admin_route(call->m.id))) {
         api__error(resp, 404, MSG_NOT_FOUND);
         return true;
     }
     for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
         if (handlers[i].route == call->m.id && handlers[i].method == req->method) {
             call->h = &handlers[i];
+            resp->route_idx = (int)i + 1;
             break;
         }
     }

@@ -23,6 +23,8 @@ struct api_config {
     char default_cc[4];    /* country code for national numbers, "91" */
     int64_t key_cache_ttl_ms;
     struct ratelimit *ratelimit; /* borrowed, shared by all workers; NULL: no limit */
+    bool metrics;    /* serve GET /metrics */
+    bool admin_only; /* serve only /healthz, /readyz and /metrics */
 };
 
 struct api_worker;
@@ -40,6 +42,10 @@ struct api_call {
 struct api_worker *api_worker_new(const struct api_config *cfg);
 /* Closes the worker's connection and wipes its cache; accepts NULL. */
 void api_worker_free(struct api_worker *w);
+
+/* The route names used in logs and metrics; index 0 names unrouted
+ * requests. Static storage. */
+const char *const *api_route_names(int *n);
 
 /* Phase one, on the headers. Returns true when resp is the final answer
  * (the body, if any, is not needed), false when api_finish must follow. */

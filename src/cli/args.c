@@ -23,6 +23,9 @@ enum opt_id {
     O_IDLE,
     O_LOGLEVEL,
     O_RATE,
+    O_METRICS,
+    O_LOGFORMAT,
+    O_ADMIN,
     O_BURST,
     O_NAME,
     O_ORG,
@@ -54,6 +57,9 @@ static const struct opt opts[] = {
     {"--log-level", O_LOGLEVEL, true, BIT(CMD_SERVE), "SFVOPI_LOG_LEVEL"},
     {"--rate-limit", O_RATE, true, BIT(CMD_SERVE), "SFVOPI_RATE_LIMIT"},
     {"--rate-burst", O_BURST, true, BIT(CMD_SERVE), "SFVOPI_RATE_BURST"},
+    {"--metrics", O_METRICS, true, BIT(CMD_SERVE), "SFVOPI_METRICS"},
+    {"--log-format", O_LOGFORMAT, true, BIT(CMD_SERVE), "SFVOPI_LOG_FORMAT"},
+    {"--admin-listen", O_ADMIN, true, BIT(CMD_SERVE), "SFVOPI_ADMIN_LISTEN"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -172,6 +178,17 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
                              "--rate-limit must be a whole number of requests a second from 0 "
                              "(off) to 1000000");
         c->rate_limit = (unsigned)v;
+        break;
+    case O_METRICS:
+        if (strcmp(s->value, "on") != 0 && strcmp(s->value, "off") != 0)
+            return usage_err(err, errsz, "--metrics must be on or off");
+        c->metrics_off = strcmp(s->value, "off") == 0;
+        break;
+    case O_ADMIN: c->admin_listen = s->value; break;
+    case O_LOGFORMAT:
+        if (strcmp(s->value, "text") != 0 && strcmp(s->value, "json") != 0)
+            return usage_err(err, errsz, "--log-format must be text or json");
+        c->log_json = strcmp(s->value, "json") == 0;
         break;
     case O_BURST:
         if (!parse_uint(s->value, 1, 1000000, &v))

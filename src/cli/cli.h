@@ -48,6 +48,9 @@ struct cli {
     const char *log_level;
     unsigned rate_limit; /* requests a second per key; 0: off */
     unsigned rate_burst;
+    bool log_json;            /* --log-format json */
+    bool metrics_off;         /* no GET /metrics at all */
+    const char *admin_listen; /* NULL: /metrics on the API listener */
     /* admin */
     const char *name;
     const char *provider;

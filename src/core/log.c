@@ -9,12 +9,102 @@
 #include "core/clock.h"
 
 static enum log_level min_level = LOG_INFO;
+static enum log_format format = LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
 void log_set_level(enum log_level level)
 {
     min_level = level;
+}
+
+void log_set_format(enum log_format f)
+{
+    format = f;
+}
+
+/* A JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)? */
+static bool is_number(const char *s, size_t n)
+{
+    size_t i = 0, start;
+    bool dot = false;
+
+    if (n && s[0] == '-')
+        i++;
+    start = i;
+    if (start == n)
+        return false;
+    for (; i < n; i++) {
+        if (s[i] == '.') {
+            if (dot || i == start || i + 1 == n)
+                return false;
+            dot = true;
+        } else if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+    }
+    return !(s[start] == '0' && start + 1 < n && s[start + 1] != '.');
+}
+
+size_t log_line_to_json(const char *line, size_t len, char *out, size_t outsz)
+{
+    size_t i = 0, o = 0;
+    bool first = true;
+
+#define PUT(c)                                                                                         do {                                                                                                   if (o + 2 < outsz)                                                                                     out[o++] = (c);                                                                            } while (0)
+    PUT('{');
+    while (i < len) {
+        size_t ks, ke, vs, ve, k;
+        bool quoted;
+
+        while (i < len && line[i] == ' ')
+            i++;
+        ks = i;
+        while (i < len && line[i] != '=' && line[i] != ' ')
+            i++;
+        ke = i;
+        if (i >= len || line[i] != '=' || ke == ks)
+            break;
+        i++;
+        quoted = i < len && line[i] == '"';
+        if (quoted) {
+            vs = ++i;
+            while (i < len && line[i] != '"')
+                i++;
+            ve = i;
+            if (i < len)
+                i++;
+        } else {
+            vs = i;
+            while (i < len && line[i] != ' ')
+                i++;
+            ve = i;
+        }
+        if (!first)
+            PUT(',');
+        first = false;
+        PUT('"');
+        for (k = ks; k < ke; k++)
+            PUT(line[k]);
+        PUT('"');
+        PUT(':');
+        if (!quoted && is_number(line + vs, ve - vs)) {
+            for (k = vs; k < ve; k++)
+                PUT(line[k]);
+            continue;
+        }
+        PUT('"');
+        for (k = vs; k < ve; k++) {
+            if (line[k] == '\\' || line[k] == '"')
+                PUT('\\');
+            PUT(line[k]);
+        }
+        PUT('"');
+    }
+    PUT('}');
+#undef PUT
+    out[o] = '\0';
+    return o;
 }
 
 bool log_level_parse(const char *s, enum log_level *out)
@@ -55,6 +145,16 @@ void log_write(enum log_level level, const char *fmt, ...)
     if (m < 0)
         return;
     len = (size_t)n + ((size_t)m < 2048 ? (size_t)m : 2047);
+    if (format == LOG_JSON) {
+        char json[3072];
+
+        len = log_line_to_json(line, len, json, sizeof(json) - 1);
+        json[len++] = '\n';
+        if (write(STDERR_FILENO, json, len) < 0) {
+            /* Nothing sensible to do when stderr is gone. */
+        }
+        return;
+    }
     line[len++] = '\n';
     if (write(STDERR_FILENO, line, len) < 0) {
         /* Nothing sensible to do when stderr is gone. */

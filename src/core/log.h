@@ -9,9 +9,16 @@
 #include <stddef.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
+enum log_format { LOG_TEXT, LOG_JSON };
 
 /* Sets the minimum level written. Call before starting threads. */
 void log_set_level(enum log_level level);
+/* Text (key=value) or JSON (one object a line, the same keys; numbers
+ * unquoted). Call before starting threads. */
+void log_set_format(enum log_format format);
+/* Rewrites one key=value line (as log_write makes them) as a JSON object
+ * into out. Values keep their log_quote escapes. Exposed for tests. */
+size_t log_line_to_json(const char *line, size_t len, char *out, size_t outsz);
 /* Parses "debug", "info", "warn", "error", "off". False if unknown. */
 bool log_level_parse(const char *s, enum log_level *out);
 /* True when a line at this level would be written. */

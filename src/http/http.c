@@ -49,6 +49,8 @@ void http_response_init(struct http_response *r)
     r->close = false;
     r->org_id = 0;
     r->route = "-";
+    r->route_idx = 0;
+    r->content_type = NULL;
     r->rate_set = false;
     r->rate_limit = r->rate_remaining = r->rate_reset = r->retry_after = 0;
 }

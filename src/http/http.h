@@ -54,6 +54,8 @@ struct http_response {
     bool rate_set;
     unsigned rate_limit, rate_remaining, rate_reset, retry_after;
     const char *route; /* static route name for the access log */
+    int route_idx;     /* index into api_route_names() for metrics; 0: unrouted */
+    const char *content_type; /* static; NULL: application/json */
 };
 
 /* Parses an HTTP method token (case-sensitive, as in RFC 9110). */

@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "http/metrics.h"
 
 #define LISTEN_BACKLOG 1024
 #define PATH_LOG_MAX 200
@@ -157,7 +158,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
         free(data);
         return MHD_NO;
     }
-    if (MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+    if (MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                r->content_type ? r->content_type : "application/json") !=
+            MHD_YES ||
         MHD_add_response_header(mr, "X-Request-Id", r->request_id) != MHD_YES ||
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
         (r->allow && MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow) != MHD_YES) ||
@@ -252,6 +255,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         *con_cls = rs;
         atomic_fetch_add(&s->in_flight, 1);
+        metrics_request_start();
         rs->start_ns = clock_mono_ns();
         http_response_init(&rs->resp);
         buf_init(&rs->body, HTTP_BODY_MAX);
@@ -284,12 +288,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct server *s = cls;
     struct req_state *rs = *con_cls;
+    int64_t dur_ns;
 
     (void)conn;
     if (!rs)
         return;
+    dur_ns = clock_mono_ns() - rs->start_ns;
+    metrics_request_done(rs->resp.route_idx, rs->answered ? rs->resp.status : 0, dur_ns);
     if (rs->answered && log_enabled(LOG_INFO)) {
-        int64_t us = (clock_mono_ns() - rs->start_ns) / 1000;
+        int64_t us = dur_ns / 1000;
 
         log_info("msg=access method=%s path=%s route=%s status=%d dur_ms=%lld.%03lld "
                  "bytes=%zu org=%lld req_id=%s%s",
@@ -425,18 +432,25 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
     e = listen_on(cfg->listen, &s->fd, bound, boundsz);
     if (e != ERR_OK)
         goto out_key;
-    s->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-        0, NULL, NULL, on_request, s,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(cfg->threads ? cfg->threads : 1),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->conn_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->conn_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_END);
+    {
+        /* The logger comes first so that MHD's own warnings about the
+         * options that follow go through it. A pool of one thread is no
+         * pool: MHD then runs its single internal polling thread. */
+        struct MHD_OptionItem pool[] = {
+            {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)(cfg->threads > 1 ? cfg->threads : 0), NULL},
+            {MHD_OPTION_END, 0, NULL},
+        };
+
+        s->d = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
+            NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd, MHD_OPTION_ARRAY,
+            cfg->threads > 1 ? pool : pool + 1, MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned int)cfg->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned int)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK,
+            unescape_none, NULL, MHD_OPTION_END);
+    }
     if (!s->d) {
         log_error("msg=\"cannot start http server\"");
         e = ERR_INTERNAL;

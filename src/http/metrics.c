@@ -1,0 +1,212 @@
+/* metrics: sharded counters. A shard belongs to one thread, which updates it
+ * with relaxed atomic adds (uncontended); the scraper reads every shard
+ * with relaxed loads. Shards are never freed: their number is bounded by
+ * the number of threads the process ever ran. */
+#include "http/metrics.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Statuses counted on their own; anything else is "other". */
+static const int statuses[] = {200, 400, 401, 404, 405, 409, 413, 429, 500, 503};
+#define NSTATUS ((int)(sizeof(statuses) / sizeof(statuses[0])) + 1)
+
+/* Upper bounds of the latency buckets, in seconds and nanoseconds. */
+static const char *const bucket_le[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+                                        "0.05",   "0.1",   "0.25",   "0.5",   "1",    "2.5"};
+static const int64_t bucket_ns[] = {500000,   1000000,   2500000,   5000000,
+                                    10000000, 25000000,  50000000,  100000000,
+                                    250000000, 500000000, 1000000000, 2500000000};
+#define NBUCKET ((int)(sizeof(bucket_ns) / sizeof(bucket_ns[0])) + 1) /* + Inf */
+
+struct shard {
+    struct shard *next;
+    uint64_t requests[METRICS_ROUTES_MAX][NSTATUS];
+    uint64_t buckets[METRICS_ROUTES_MAX][NBUCKET]; /* not cumulative */
+    uint64_t sum_ns[METRICS_ROUTES_MAX];
+    uint64_t db_errors;
+    uint64_t keycache_hits;
+    uint64_t keycache_misses;
+};
+
+static pthread_mutex_t shards_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct shard *shards;
+static __thread struct shard *mine;
+static const char *const *names;
+static int nroutes;
+static const char *build_version = "unknown";
+static int64_t in_flight;
+
+void metrics_init(const char *const *route_names, int n, const char *version)
+{
+    names = route_names;
+    nroutes = n < METRICS_ROUTES_MAX ? n : METRICS_ROUTES_MAX;
+    build_version = version;
+}
+
+static struct shard *shard(void)
+{
+    struct shard *s = mine;
+
+    if (s)
+        return s;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL; /* counting is best effort; serving is not */
+    pthread_mutex_lock(&shards_mu);
+    s->next = shards;
+    shards = s;
+    pthread_mutex_unlock(&shards_mu);
+    mine = s;
+    return s;
+}
+
+static void add(uint64_t *c, uint64_t v)
+{
+    __atomic_fetch_add(c, v, __ATOMIC_RELAXED);
+}
+
+static uint64_t get(const uint64_t *c)
+{
+    return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+void metrics_request_start(void)
+{
+    __atomic_fetch_add(&in_flight, 1, __ATOMIC_RELAXED);
+}
+
+void metrics_request_done(int route, int status, int64_t dur_ns)
+{
+    struct shard *s = shard();
+    int st, b;
+
+    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_RELAXED);
+    if (!s)
+        return;
+    if (route < 0 || route >= nroutes)
+        route = 0;
+    for (st = 0; st < NSTATUS - 1 && statuses[st] != status; st++) {
+    }
+    for (b = 0; b < NBUCKET - 1 && dur_ns > bucket_ns[b]; b++) {
+    }
+    add(&s->requests[route][st], 1);
+    add(&s->buckets[route][b], 1);
+    add(&s->sum_ns[route], dur_ns > 0 ? (uint64_t)dur_ns : 0);
+}
+
+void metrics_db_error(void)
+{
+    struct shard *s = shard();
+
+    if (s)
+        add(&s->db_errors, 1);
+}
+
+void metrics_keycache(bool hit)
+{
+    struct shard *s = shard();
+
+    if (s)
+        add(hit ? &s->keycache_hits : &s->keycache_misses, 1);
+}
+
+struct totals {
+    uint64_t requests[METRICS_ROUTES_MAX][NSTATUS];
+    uint64_t buckets[METRICS_ROUTES_MAX][NBUCKET];
+    uint64_t sum_ns[METRICS_ROUTES_MAX];
+    uint64_t db_errors, hits, misses;
+};
+
+static void sum_shards(struct totals *t)
+{
+    const struct shard *s;
+    int r, i;
+
+    memset(t, 0, sizeof(*t));
+    pthread_mutex_lock(&shards_mu);
+    for (s = shards; s; s = s->next) {
+        for (r = 0; r < nroutes; r++) {
+            for (i = 0; i < NSTATUS; i++)
+                t->requests[r][i] += get(&s->requests[r][i]);
+            for (i = 0; i < NBUCKET; i++)
+                t->buckets[r][i] += get(&s->buckets[r][i]);
+            t->sum_ns[r] += get(&s->sum_ns[r]);
+        }
+        t->db_errors += get(&s->db_errors);
+        t->hits += get(&s->keycache_hits);
+        t->misses += get(&s->keycache_misses);
+    }
+    pthread_mutex_unlock(&shards_mu);
+}
+
+enum err metrics_render(struct buf *b)
+{
+    struct totals *t = malloc(sizeof(*t));
+    enum err e = ERR_OK;
+    int r, i;
+
+    if (!t)
+        return ERR_NOMEM;
+    sum_shards(t);
+
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        if (e == ERR_OK)                                                                           \
+            e = buf_printf(b, __VA_ARGS__);                                                        \
+    } while (0)
+
+    OUT("# HELP sfvopi_build_info The running version.\n# TYPE sfvopi_build_info gauge\n"
+        "sfvopi_build_info{version=\"%s\"} 1\n",
+        build_version);
+    OUT("# HELP sfvopi_http_requests_total Requests answered, by route and status.\n"
+        "# TYPE sfvopi_http_requests_total counter\n");
+    for (r = 0; r < nroutes; r++) {
+        for (i = 0; i < NSTATUS; i++) {
+            if (!t->requests[r][i])
+                continue;
+            if (i < NSTATUS - 1)
+                OUT("sfvopi_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", names[r],
+                    statuses[i], (unsigned long long)t->requests[r][i]);
+            else
+                OUT("sfvopi_http_requests_total{route=\"%s\",status=\"other\"} %llu\n", names[r],
+                    (unsigned long long)t->requests[r][i]);
+        }
+    }
+    OUT("# HELP sfvopi_http_request_duration_seconds Time from the request's headers to the "
+        "end of its answer.\n# TYPE sfvopi_http_request_duration_seconds histogram\n");
+    for (r = 0; r < nroutes; r++) {
+        uint64_t cum = 0;
+
+        for (i = 0; i < NBUCKET; i++)
+            cum += t->buckets[r][i];
+        if (!cum)
+            continue;
+        cum = 0;
+        for (i = 0; i < NBUCKET; i++) {
+            cum += t->buckets[r][i];
+            OUT("sfvopi_http_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} %llu\n",
+                names[r], i < NBUCKET - 1 ? bucket_le[i] : "+Inf", (unsigned long long)cum);
+        }
+        OUT("sfvopi_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n", names[r],
+            (double)t->sum_ns[r] / 1e9);
+        OUT("sfvopi_http_request_duration_seconds_count{route=\"%s\"} %llu\n", names[r],
+            (unsigned long long)cum);
+    }
+    OUT("# HELP sfvopi_http_requests_in_flight Requests being handled now.\n"
+        "# TYPE sfvopi_http_requests_in_flight gauge\nsfvopi_http_requests_in_flight %lld\n",
+        (long long)__atomic_load_n(&in_flight, __ATOMIC_RELAXED));
+    OUT("# HELP sfvopi_db_errors_total Database operations that failed.\n"
+        "# TYPE sfvopi_db_errors_total counter\nsfvopi_db_errors_total %llu\n",
+        (unsigned long long)t->db_errors);
+    OUT("# HELP sfvopi_keycache_hits_total API keys resolved from the in-process cache.\n"
+        "# TYPE sfvopi_keycache_hits_total counter\nsfvopi_keycache_hits_total %llu\n",
+        (unsigned long long)t->hits);
+    OUT("# HELP sfvopi_keycache_misses_total API keys looked up in the database.\n"
+        "# TYPE sfvopi_keycache_misses_total counter\nsfvopi_keycache_misses_total %llu\n",
+        (unsigned long long)t->misses);
+#undef OUT
+    free(t);
+    return e;
+}

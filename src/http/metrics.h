@@ -1,0 +1,30 @@
+/* metrics: process-wide request and database counters in the Prometheus
+ * text exposition format. Each thread counts into its own shard (no shared
+ * cache lines on the request path); a scrape adds the shards up. Counters
+ * only grow. Thread-safe. */
+#ifndef SFVOPI_HTTP_METRICS_H
+#define SFVOPI_HTTP_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+#define METRICS_ROUTES_MAX 24
+
+/* Names the routes (index 0 is the one for unrouted requests) and the
+ * build. Call once before any other call; names must be static. */
+void metrics_init(const char *const *route_names, int nroutes, const char *version);
+
+/* A request started / ended with this route index, status and duration. */
+void metrics_request_start(void);
+void metrics_request_done(int route, int status, int64_t dur_ns);
+/* A database operation failed (unavailable or error). */
+void metrics_db_error(void);
+/* An API key was resolved from the cache (hit) or the database (miss). */
+void metrics_keycache(bool hit);
+
+/* Appends the exposition text to b. */
+enum err metrics_render(struct buf *b) WARN_UNUSED;
+
+#endif
