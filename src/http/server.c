@@ -32,12 +32,26 @@
 #define LISTEN_BACKLOG 1024
 #define PATH_LOG_MAX 200
 
+/* A connection as the slow-client reaper sees it. deadline_ms (monotonic,
+ * 0 for none) is written by the connection's MHD thread and read by the
+ * reaper; the list itself changes under conns_mu only. */
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    int64_t deadline_ms;
+};
+
 struct server {
     struct MHD_Daemon *d;
     int fd;
     struct server_config cfg;
     pthread_key_t worker_key;
     atomic_int in_flight;
+    pthread_mutex_t conns_mu;
+    struct conn_track conns; /* list head */
+    pthread_t reaper;
+    bool reaper_started;
+    atomic_bool stopping;
 };
 
 /* One request's state, from its headers to its completion. */
@@ -59,6 +73,20 @@ struct header_scan {
     const char *api_key_value;
     size_t api_key_len;
 };
+
+static void deadline_set(struct conn_track *ct, int64_t deadline_ms)
+{
+    if (ct)
+        __atomic_store_n(&ct->deadline_ms, deadline_ms, __ATOMIC_RELAXED);
+}
+
+static struct conn_track *track_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci ? ci->socket_context : NULL;
+}
 
 static void worker_release(void *p)
 {
@@ -175,6 +203,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
     }
     rs->answered = true;
     r->body.len = len; /* kept for the access log */
+    /* From here MHD's idle timeout watches the writing. */
+    deadline_set(track_of(conn), 0);
     ret = MHD_queue_response(conn, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ret;
@@ -257,6 +287,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&s->in_flight, 1);
         metrics_request_start();
         rs->start_ns = clock_mono_ns();
+        /* The headers are in; the body, if any, gets one idle timeout. */
+        deadline_set(track_of(conn), clock_mono_ms() + (int64_t)s->cfg.conn_timeout_s * 1000);
         http_response_init(&rs->resp);
         buf_init(&rs->body, HTTP_BODY_MAX);
         return begin(s, conn, rs, url, method);
@@ -290,7 +322,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct req_state *rs = *con_cls;
     int64_t dur_ns;
 
-    (void)conn;
     if (!rs)
         return;
     dur_ns = clock_mono_ns() - rs->start_ns;
@@ -309,23 +340,83 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_response_release(&rs->resp);
     free(rs);
     *con_cls = NULL;
+    /* The next request on this connection must be complete in time. */
+    deadline_set(track_of(conn), clock_mono_ms() + (int64_t)s->cfg.conn_timeout_s * 1000);
     atomic_fetch_sub(&s->in_flight, 1);
 }
 
+/* Tracks each connection for the reaper and turns off Nagle. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code)
 {
+    struct server *s = cls;
+    struct conn_track *ct = *socket_ctx;
     const union MHD_ConnectionInfo *ci;
     int one = 1;
 
-    (void)cls;
-    (void)socket_ctx;
-    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (!ct)
+            return;
+        pthread_mutex_lock(&s->conns_mu);
+        ct->prev->next = ct->next;
+        ct->next->prev = ct->prev;
+        pthread_mutex_unlock(&s->conns_mu);
+        free(ct);
+        *socket_ctx = NULL;
+        return;
+    }
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
         return;
     /* Small JSON answers must not wait for Nagle. */
-    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ct = calloc(1, sizeof(*ct));
+    if (!ct)
+        return; /* untracked: MHD's idle timeout still applies */
+    ct->fd = ci->connect_fd;
+    ct->deadline_ms = clock_mono_ms() + (int64_t)s->cfg.conn_timeout_s * 1000;
+    pthread_mutex_lock(&s->conns_mu);
+    ct->next = s->conns.next;
+    ct->prev = &s->conns;
+    s->conns.next->prev = ct;
+    s->conns.next = ct;
+    pthread_mutex_unlock(&s->conns_mu);
+    *socket_ctx = ct;
+}
+
+/* The reaper closes connections that trickle: MHD's timeout only counts
+ * silence, so a client sending its headers a byte a second would hold a
+ * connection for ever. A connection whose request has not fully arrived
+ * within the idle timeout (counted from the connection, or from the end of
+ * its previous answer) is shut down; MHD then sees the end of the stream
+ * and cleans up. A tracked fd is still open: MHD reports the close (which
+ * unlinks it under conns_mu) before it closes the socket. */
+static void *reaper_main(void *arg)
+{
+    struct server *s = arg;
+    struct timespec tick = {0, 250 * 1000 * 1000};
+    struct conn_track *ct;
+
+    while (!atomic_load(&s->stopping)) {
+        int64_t now = clock_mono_ms();
+        int reaped = 0;
+
+        pthread_mutex_lock(&s->conns_mu);
+        for (ct = s->conns.next; ct != &s->conns; ct = ct->next) {
+            int64_t d = __atomic_load_n(&ct->deadline_ms, __ATOMIC_RELAXED);
+
+            if (d && now > d) {
+                (void)shutdown(ct->fd, SHUT_RDWR);
+                __atomic_store_n(&ct->deadline_ms, 0, __ATOMIC_RELAXED);
+                reaped++;
+            }
+        }
+        pthread_mutex_unlock(&s->conns_mu);
+        if (reaped)
+            log_info("msg=\"slow connections closed\" count=%d", reaped);
+        nanosleep(&tick, NULL);
+    }
+    return NULL;
 }
 
 enum err server_parse_listen(const char *s, char *host, size_t hostsz, int *port)
@@ -425,6 +516,9 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
         return ERR_NOMEM;
     s->cfg = *cfg;
     atomic_init(&s->in_flight, 0);
+    atomic_init(&s->stopping, false);
+    pthread_mutex_init(&s->conns_mu, NULL);
+    s->conns.next = s->conns.prev = &s->conns;
     if (pthread_key_create(&s->worker_key, worker_release) != 0) {
         free(s);
         return ERR_INTERNAL;
@@ -456,6 +550,12 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
         e = ERR_INTERNAL;
         goto out_fd;
     }
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        MHD_stop_daemon(s->d);
+        e = ERR_INTERNAL;
+        goto out_fd;
+    }
+    s->reaper_started = true;
     *out = s;
     return ERR_OK;
 
@@ -463,6 +563,7 @@ out_fd:
     close(s->fd);
 out_key:
     pthread_key_delete(s->worker_key);
+    pthread_mutex_destroy(&s->conns_mu);
     free(s);
     return e;
 }
@@ -480,8 +581,12 @@ void server_stop(struct server *s, int grace_ms)
     if (atomic_load(&s->in_flight) > 0)
         log_warn("msg=\"shutdown grace period over\" in_flight=%d",
                  atomic_load(&s->in_flight));
+    atomic_store(&s->stopping, true);
+    if (s->reaper_started)
+        pthread_join(s->reaper, NULL);
     MHD_stop_daemon(s->d);
     close(s->fd);
     pthread_key_delete(s->worker_key);
+    pthread_mutex_destroy(&s->conns_mu);
     free(s);
 }
