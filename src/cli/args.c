@@ -263,6 +263,18 @@ static int check_required(struct cli *c, char *err, size_t errsz)
     return CLI_OK;
 }
 
+/* True when the command line sets option id. */
+static bool given(const struct seen *seen, int nseen, enum opt_id id)
+{
+    int i;
+
+    for (i = 0; i < nseen; i++) {
+        if (seen[i].opt->id == id)
+            return true;
+    }
+    return false;
+}
+
 int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *c,
               char *err, size_t errsz)
 {
@@ -371,8 +383,8 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
             continue;
         from_env.opt = &opts[k];
         from_env.value = env(opts[k].env);
-        if (!from_env.value || !*from_env.value)
-            continue;
+        if (!from_env.value || !*from_env.value || given(seen, nseen, opts[k].id))
+            continue; /* an option beats its variable, even a malformed one */
         rc = apply(c, &from_env, err, errsz);
         if (rc != CLI_OK) {
             size_t used = strlen(err);

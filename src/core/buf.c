@@ -47,17 +47,23 @@ enum err buf_reserve(struct buf *b, size_t n)
     size_t need, ncap;
     char *p;
 
-    if (__builtin_add_overflow(b->len, n, &need) || need > b->max)
+    size_t limit; /* the most storage max allows: max bytes and the NUL */
+
+    /* need + 1 must also fit: the NUL is stored after the data. */
+    if (__builtin_add_overflow(b->len, n, &need) || need > b->max || need == SIZE_MAX)
         return ERR_TOO_LARGE;
     if (need + 1 <= b->cap)
         return ERR_OK;
+    limit = b->max == SIZE_MAX ? SIZE_MAX : b->max + 1;
     ncap = b->cap ? b->cap : 64;
     while (ncap < need + 1) {
-        if (__builtin_mul_overflow(ncap, 2, &ncap))
-            return ERR_TOO_LARGE;
+        if (__builtin_mul_overflow(ncap, 2, &ncap)) {
+            ncap = limit;
+            break;
+        }
     }
-    if (ncap > b->max + 1)
-        ncap = b->max + 1;
+    if (ncap > limit)
+        ncap = limit;
     p = realloc(b->data, ncap);
     if (!p)
         return ERR_NOMEM;

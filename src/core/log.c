@@ -161,17 +161,30 @@ void log_write(enum log_level level, const char *fmt, ...)
     }
 }
 
+/* Bytes that log_quote writes for c. */
+static size_t quoted_len(unsigned char c)
+{
+    return (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? 4 : 1;
+}
+
 void log_quote(char *out, size_t outsz, const char *in, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i;
+    size_t o = 0, i, total = 0, room;
 
+    for (i = 0; i < len; i++)
+        total += quoted_len((unsigned char)in[i]);
+    /* Room for the text between the quotes and the NUL; when the whole text
+     * does not fit, "..." takes three of it. */
+    room = outsz - 3;
+    if (total > room)
+        room -= 3;
     out[o++] = '"';
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
-        size_t need = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? 4 : 1;
+        size_t need = quoted_len(c);
 
-        if (o + need + 5 > outsz) {
+        if (o - 1 + need > room) {
             memcpy(out + o, "...", 3);
             o += 3;
             break;

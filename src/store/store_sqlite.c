@@ -6,6 +6,7 @@
  * never fails half-way on lock upgrade; waiting for the lock is bounded by
  * the busy timeout, after which the caller gets ERR_UNAVAILABLE. */
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1082,8 +1083,8 @@ static enum err sq_link_create(struct store_conn *base, int64_t org_id, const ch
     sqlite3_bind_int64(st, 5, now);
     e = step_write(c, st, "link_create", NULL);
     if (e == ERR_OK) {
-        memcpy(out->app_id, app_id, sizeof(out->app_id));
-        memcpy(out->voip_number, e164, strlen(e164) + 1);
+        snprintf(out->app_id, sizeof(out->app_id), "%s", app_id);
+        snprintf(out->voip_number, sizeof(out->voip_number), "%s", e164);
         out->org_id = org_id;
         memcpy(out->status, "ACTIVE", sizeof("ACTIVE"));
         out->created_at = now;
