@@ -30,7 +30,7 @@ OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
-PKGS := libmicrohttpd jansson sqlite3 libsodium
+PKGS := libmicrohttpd jansson sqlite3 libsodium libpq
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
         -Wimplicit-fallthrough
 ifeq ($(WERROR),1)
@@ -44,7 +44,10 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 SRC := $(filter-out src/main.c,$(wildcard src/*/*.c))
 MIGRATIONS_SQLITE := $(sort $(wildcard src/store/migrations/sqlite/*.sql))
 GEN := $(BUILD)/gen/migrations_sqlite.c
-OBJ := $(SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_sqlite.o
+MIGRATIONS_PG := $(sort $(wildcard src/store/migrations/postgresql/*.sql))
+GEN_PG := $(BUILD)/gen/migrations_pg.c
+OBJ := $(SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_sqlite.o \
+       $(BUILD)/obj/gen/migrations_pg.o
 LIB := $(BUILD)/libsfvopi.a
 BIN := $(BUILD)/sfvopi
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -58,7 +61,7 @@ ifeq ($(V),0)
 Q := @
 endif
 
-.PHONY: all run deps deps-test test unit api check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
+.PHONY: all run deps deps-test test unit api api-pg check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
 
 all: $(BIN)
 
@@ -71,6 +74,14 @@ $(GEN): $(MIGRATIONS_SQLITE) scripts/embed-sql.sh
 	$(Q)sh scripts/embed-sql.sh migrations_sqlite $(MIGRATIONS_SQLITE) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/migrations_sqlite.o: $(GEN)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN_PG): $(MIGRATIONS_PG) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/embed-sql.sh migrations_pg $(MIGRATIONS_PG) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/migrations_pg.o: $(GEN_PG)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
@@ -121,20 +132,30 @@ run: deps
 
 unit: $(UNIT_BIN)
 	@test -n "$(UNIT_BIN)" || { echo "no unit tests found" >&2; exit 1; }
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@failed=""; for t in $(UNIT_BIN); do echo "== $$t"; $$t || failed="$$failed $$t"; done; \
+	if [ -n "$$failed" ]; then echo "unit tests failed:$$failed" >&2; exit 1; fi
 
 api: $(BIN)
 	SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
 
+# The same API suite (plus the multi-node tests) on PostgreSQL: a throwaway
+# cluster on a loopback port, stopped and removed however the tests end.
+api-pg: $(BIN)
+	@dir=$$(mktemp -d /tmp/sfvopi-pg.XXXXXX) || exit 1; \
+	trap 'sh scripts/pg.sh stop "$$dir"' EXIT; trap 'exit 130' INT TERM HUP; \
+	url=$$(sh scripts/pg.sh start "$$dir") || exit 1; \
+	echo "SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api"; \
+	SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
+
 # Every suite: unit and API tests on the normal build, both again under
 # ASan+UBSan, then each fuzz harness for a short while.
 test: deps-test
-	$(MAKE) --no-print-directory all unit api
+	$(MAKE) --no-print-directory all unit api api-pg
 	$(MAKE) --no-print-directory check SAN=1
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 
 check:
-	$(MAKE) --no-print-directory SAN=$(SAN) unit api
+	$(MAKE) --no-print-directory SAN=$(SAN) unit api api-pg
 
 fmt:
 	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
@@ -149,3 +170,10 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(OBJ:.o=.d) $(BUILD)/obj/src/main.d
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary and the systemd unit.
+PREFIX ?= /usr/local
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sfvopi
+	install -D -m 0644 contrib/sfvopi.service $(DESTDIR)$(PREFIX)/lib/systemd/system/sfvopi.service
+.PHONY: install

@@ -1,0 +1,1062 @@
+/* test_store_sqlite: every operation of struct store_ops against SQLite in
+ * memory ("sqlite::memory:", a fresh database per test). The contracts come
+ * from store.h, and the rules behind them from API.md sections 2 and 3 and
+ * CLI.md: orderings, the link checks in their documented order, and what a
+ * delete or unlink frees. */
+/* cmocka needs these before <cmocka.h>. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "store/store.h"
+
+#define APP_A "sfv_app_aaaaaaaaaaa1"
+#define APP_B "sfv_app_bbbbbbbbbbb2"
+#define APP_C "sfv_app_ccccccccccc3"
+#define N1 "+918000000001"
+#define N2 "+918000000002"
+#define N3 "+918000000003"
+#define N4 "+918000000004"
+
+#define T0 1770028200000LL /* 2026-02-02T10:30:00.000Z */
+
+struct fx {
+    struct store *s;
+    struct store_conn *c;
+    const struct store_ops *ops;
+    int64_t org1, org2;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return -1;
+    if (store_open("sqlite::memory:", &f->s) != ERR_OK)
+        return -1;
+    if (store_conn_open(f->s, &f->c) != ERR_OK)
+        return -1;
+    f->ops = f->c->ops;
+    if (f->ops->org_create(f->c, "Org One", T0, &f->org1) != ERR_OK ||
+        f->ops->org_create(f->c, "Org Two", T0 + 1, &f->org2) != ERR_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    store_conn_close(f->c);
+    store_free(f->s);
+    free(f);
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    log_set_level(LOG_OFF); /* expected failures log driver text */
+    return 0;
+}
+
+/* ---- collectors for the row callbacks ---- */
+
+#define ROWS_MAX 16
+
+struct rows {
+    int n;
+    int stop_after; /* 0: never; else return ERR_INTERNAL on that row */
+    struct store_org orgs[ROWS_MAX];
+    struct store_key keys[ROWS_MAX];
+    struct store_app apps[ROWS_MAX];
+    struct store_link links[ROWS_MAX];
+    struct store_number nums[ROWS_MAX];
+};
+
+static enum err row_done(struct rows *r)
+{
+    r->n++;
+    return r->stop_after && r->n == r->stop_after ? ERR_INTERNAL : ERR_OK;
+}
+
+static enum err org_cb(void *ud, const struct store_org *o)
+{
+    struct rows *r = ud;
+
+    assert_true(r->n < ROWS_MAX);
+    r->orgs[r->n] = *o;
+    return row_done(r);
+}
+
+static enum err key_cb(void *ud, const struct store_key *k)
+{
+    struct rows *r = ud;
+
+    assert_true(r->n < ROWS_MAX);
+    r->keys[r->n] = *k;
+    return row_done(r);
+}
+
+static enum err app_cb(void *ud, const struct store_app *a)
+{
+    struct rows *r = ud;
+
+    assert_true(r->n < ROWS_MAX);
+    r->apps[r->n] = *a;
+    return row_done(r);
+}
+
+static enum err link_cb(void *ud, const struct store_link *l)
+{
+    struct rows *r = ud;
+
+    assert_true(r->n < ROWS_MAX);
+    r->links[r->n] = *l;
+    return row_done(r);
+}
+
+static enum err num_cb(void *ud, const struct store_number *n)
+{
+    struct rows *r = ud;
+
+    assert_true(r->n < ROWS_MAX);
+    r->nums[r->n] = *n;
+    return row_done(r);
+}
+
+static struct rows *rows_new(void)
+{
+    struct rows *r = calloc(1, sizeof(*r));
+
+    assert_non_null(r);
+    return r;
+}
+
+/* ---- builders ---- */
+
+static void make_app(struct store_app *a, const char *app_id, int64_t org, int64_t created_at)
+{
+    memset(a, 0, sizeof(*a));
+    memcpy(a->app_id, app_id, strlen(app_id) + 1);
+    a->org_id = org;
+    memcpy(a->name, "My Voice App", sizeof("My Voice App"));
+    memcpy(a->answer_url, "https://example.com/answer", sizeof("https://example.com/answer"));
+    memcpy(a->answer_method, "POST", 5);
+    memcpy(a->hangup_method, "POST", 5);
+    memcpy(a->fallback_answer_method, "POST", 5);
+    memcpy(a->status, "ACTIVE", 7);
+    a->created_at = created_at;
+}
+
+static void add_app(struct fx *f, const char *app_id, int64_t org, int64_t created_at)
+{
+    struct store_app a;
+
+    make_app(&a, app_id, org, created_at);
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+}
+
+static int64_t add_number(struct fx *f, int64_t org, const char *e164)
+{
+    int64_t id = 0;
+
+    assert_int_equal(f->ops->number_add(f->c, org, e164, "exotel", T0, &id), ERR_OK);
+    assert_true(id > 0);
+    return id;
+}
+
+static void link(struct fx *f, int64_t org, const char *app, const char *e164, int64_t now)
+{
+    struct store_link l;
+
+    assert_int_equal(f->ops->link_create(f->c, org, app, e164, now, &l), ERR_OK);
+}
+
+static int count_links(struct fx *f, int64_t org, const char *app)
+{
+    struct rows *r = rows_new();
+    int n;
+
+    assert_int_equal(f->ops->link_list(f->c, org, app, link_cb, r), ERR_OK);
+    n = r->n;
+    free(r);
+    return n;
+}
+
+static int count_available(struct fx *f, int64_t org)
+{
+    struct rows *r = rows_new();
+    int n;
+
+    assert_int_equal(f->ops->available_list(f->c, org, num_cb, r), ERR_OK);
+    n = r->n;
+    free(r);
+    return n;
+}
+
+/* ---- open ---- */
+
+static void test_open_urls(void **state)
+{
+    static const char *const bad[] = {
+        "", "sqlite:", "mysql://x", "file:x.db", "SQLITE::memory:", "sqlite", "memory"};
+    struct store *s = NULL;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (store_open(bad[i], &s) != ERR_INVALID)
+            print_error("url '%s'\n", bad[i]);
+        assert_int_equal(store_open(bad[i], &s), ERR_INVALID);
+    }
+    assert_null(s);
+}
+
+static void test_ping_and_name(void **state)
+{
+    struct fx *f = *state;
+
+    assert_string_equal(f->ops->name, "sqlite");
+    assert_int_equal(f->ops->ping(f->c), ERR_OK);
+    store_conn_close(NULL); /* accepts NULL */
+}
+
+/* ---- orgs ---- */
+
+static void test_orgs(void **state)
+{
+    struct fx *f = *state;
+    struct store_org o;
+    struct rows *r = rows_new();
+    int64_t n = -1, id3 = 0;
+
+    assert_true(f->org1 > 0);
+    assert_true(f->org2 > f->org1);
+    assert_int_equal(f->ops->org_count(f->c, &n), ERR_OK);
+    assert_true(n == 2);
+
+    assert_int_equal(f->ops->org_create(f->c, "Caf\xc3\xa9 \xe2\x82\xac", T0 + 5, &id3), ERR_OK);
+    assert_true(id3 > f->org2);
+    assert_int_equal(f->ops->org_get(f->c, id3, &o), ERR_OK);
+    assert_true(o.id == id3);
+    assert_string_equal(o.name, "Caf\xc3\xa9 \xe2\x82\xac");
+    assert_true(o.created_at == T0 + 5);
+    assert_int_equal(f->ops->org_count(f->c, &n), ERR_OK);
+    assert_true(n == 3);
+
+    assert_int_equal(f->ops->org_get(f->c, id3 + 100, &o), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->org_get(f->c, 0, &o), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->org_get(f->c, -1, &o), ERR_NOT_FOUND);
+
+    assert_int_equal(f->ops->org_list(f->c, org_cb, r), ERR_OK);
+    assert_int_equal(r->n, 3);
+    assert_true(r->orgs[0].id == f->org1);
+    assert_string_equal(r->orgs[0].name, "Org One");
+    assert_true(r->orgs[0].created_at == T0);
+    assert_true(r->orgs[1].id == f->org2);
+    assert_string_equal(r->orgs[1].name, "Org Two");
+    assert_true(r->orgs[2].id == id3);
+    free(r);
+}
+
+static void test_org_empty_database(void **state)
+{
+    struct store *s;
+    struct store_conn *c;
+    struct rows *r = rows_new();
+    int64_t n = -1;
+
+    (void)state;
+    assert_int_equal(store_open("sqlite::memory:", &s), ERR_OK);
+    assert_int_equal(store_conn_open(s, &c), ERR_OK);
+    assert_int_equal(c->ops->org_count(c, &n), ERR_OK);
+    assert_true(n == 0);
+    assert_int_equal(c->ops->org_list(c, org_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    store_conn_close(c);
+    store_free(s);
+    free(r);
+}
+
+/* A callback's error stops the walk and becomes the result. */
+static void test_callback_error_stops(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+
+    r->stop_after = 1;
+    assert_int_equal(f->ops->org_list(f->c, org_cb, r), ERR_INTERNAL);
+    assert_int_equal(r->n, 1);
+    /* The connection is still usable afterwards. */
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->org_list(f->c, org_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    free(r);
+}
+
+/* ---- keys ---- */
+
+static void make_key(struct store_key *k, int64_t org, int64_t user, const char *name,
+                     const char *prefix, int64_t created_at)
+{
+    memset(k, 0, sizeof(*k));
+    k->org_id = org;
+    k->user_id = user;
+    memcpy(k->name, name, strlen(name) + 1);
+    memcpy(k->prefix, prefix, strlen(prefix) + 1);
+    k->created_at = created_at;
+}
+
+static void test_keys(void **state)
+{
+    struct fx *f = *state;
+    unsigned char h1[KEY_HASH_LEN], h2[KEY_HASH_LEN], h3[KEY_HASH_LEN], h4[KEY_HASH_LEN];
+    struct store_key k, out;
+    struct rows *r = rows_new();
+    int64_t id1 = 0, id2 = 0, id3 = 0;
+
+    memset(h1, 1, sizeof(h1));
+    memset(h2, 2, sizeof(h2));
+    memset(h3, 3, sizeof(h3));
+    memset(h4, 4, sizeof(h4));
+
+    make_key(&k, f->org1, 67890, "ci", "sfvk_AAAAAAA", T0);
+    k.id = 999; /* ignored */
+    assert_int_equal(f->ops->key_create(f->c, &k, h1, &id1), ERR_OK);
+    make_key(&k, f->org1, 0, "", "sfvk_BBBBBBB", T0 + 1);
+    assert_int_equal(f->ops->key_create(f->c, &k, h2, &id2), ERR_OK);
+    make_key(&k, f->org2, 0, "other", "sfvk_CCCCCCC", T0 + 2);
+    assert_int_equal(f->ops->key_create(f->c, &k, h3, &id3), ERR_OK);
+    assert_true(id1 > 0 && id2 > id1 && id3 > id2);
+    assert_true(id1 != 999);
+
+    /* Unknown org; a hash already stored. */
+    make_key(&k, f->org2 + 100, 0, "", "sfvk_DDDDDDD", T0);
+    assert_int_equal(f->ops->key_create(f->c, &k, h4, &id3), ERR_NOT_FOUND);
+    make_key(&k, f->org2, 0, "", "sfvk_DDDDDDD", T0);
+    assert_int_equal(f->ops->key_create(f->c, &k, h1, &id3), ERR_CONFLICT);
+
+    assert_int_equal(f->ops->key_find(f->c, h1, &out), ERR_OK);
+    assert_true(out.id == id1);
+    assert_true(out.org_id == f->org1);
+    assert_true(out.user_id == 67890);
+    assert_string_equal(out.name, "ci");
+    assert_string_equal(out.prefix, "sfvk_AAAAAAA");
+    assert_false(out.revoked);
+    assert_true(out.created_at == T0);
+
+    assert_int_equal(f->ops->key_find(f->c, h2, &out), ERR_OK);
+    assert_true(out.user_id == 0);
+    assert_string_equal(out.name, "");
+    assert_int_equal(f->ops->key_find(f->c, h4, &out), ERR_NOT_FOUND);
+
+    /* Listing is per org, by id. */
+    assert_int_equal(f->ops->key_list(f->c, f->org1, key_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_true(r->keys[0].id == id1);
+    assert_string_equal(r->keys[0].prefix, "sfvk_AAAAAAA");
+    assert_true(r->keys[1].id == id2);
+    assert_string_equal(r->keys[1].prefix, "sfvk_BBBBBBB");
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->key_list(f->c, f->org2 + 100, key_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    free(r);
+}
+
+static void test_key_revoke(void **state)
+{
+    struct fx *f = *state;
+    unsigned char h1[KEY_HASH_LEN], h2[KEY_HASH_LEN];
+    struct store_key k, out;
+    struct rows *r = rows_new();
+    int64_t id1 = 0, id2 = 0;
+
+    memset(h1, 0xa1, sizeof(h1));
+    memset(h2, 0xa2, sizeof(h2));
+    make_key(&k, f->org1, 0, "", "sfvk_1111111", T0);
+    assert_int_equal(f->ops->key_create(f->c, &k, h1, &id1), ERR_OK);
+    assert_int_equal(f->ops->key_create(f->c, &k, h2, &id2), ERR_OK);
+
+    assert_int_equal(f->ops->key_revoke(f->c, id1, T0 + 10), ERR_OK);
+    assert_int_equal(f->ops->key_find(f->c, h1, &out), ERR_OK);
+    assert_true(out.revoked);
+    assert_true(out.id == id1);
+    /* The other key is untouched. */
+    assert_int_equal(f->ops->key_find(f->c, h2, &out), ERR_OK);
+    assert_false(out.revoked);
+    /* Revoking a revoked key succeeds; an unknown id does not. */
+    assert_int_equal(f->ops->key_revoke(f->c, id1, T0 + 20), ERR_OK);
+    assert_int_equal(f->ops->key_find(f->c, h1, &out), ERR_OK);
+    assert_true(out.revoked);
+    assert_int_equal(f->ops->key_revoke(f->c, id2 + 1000, T0), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->key_revoke(f->c, 0, T0), ERR_NOT_FOUND);
+
+    assert_int_equal(f->ops->key_list(f->c, f->org1, key_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_true(r->keys[0].revoked);
+    assert_false(r->keys[1].revoked);
+    free(r);
+}
+
+/* ---- numbers ---- */
+
+static void test_number_add(void **state)
+{
+    struct fx *f = *state;
+    int64_t id1, id2, id = 0;
+
+    id1 = add_number(f, f->org1, N1);
+    id2 = add_number(f, f->org1, N2);
+    assert_true(id2 > id1);
+    /* Already in this org, or in any other org. */
+    assert_int_equal(f->ops->number_add(f->c, f->org1, N1, "exotel", T0, &id), ERR_CONFLICT);
+    assert_int_equal(f->ops->number_add(f->c, f->org2, N1, "plivo", T0, &id), ERR_CONFLICT);
+    /* Unknown org. */
+    assert_int_equal(f->ops->number_add(f->c, f->org2 + 100, N3, "exotel", T0, &id), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->number_add(f->c, f->org2, N3, "plivo", T0, &id), ERR_OK);
+    assert_true(id > id2);
+}
+
+static void test_number_list(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    int64_t id1, id2, id3;
+
+    id1 = add_number(f, f->org1, N1);
+    id3 = add_number(f, f->org2, N3);
+    id2 = add_number(f, f->org1, N2);
+    add_app(f, APP_A, f->org1, T0);
+    link(f, f->org1, APP_A, N2, T0 + 1);
+
+    assert_int_equal(f->ops->number_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_true(r->nums[0].id == id1);
+    assert_true(r->nums[0].org_id == f->org1);
+    assert_string_equal(r->nums[0].voip_number, N1);
+    assert_string_equal(r->nums[0].provider, "exotel");
+    assert_string_equal(r->nums[0].status, "ACTIVE");
+    assert_string_equal(r->nums[0].linked_app_id, "");
+    assert_true(r->nums[1].id == id2);
+    assert_string_equal(r->nums[1].voip_number, N2);
+    assert_string_equal(r->nums[1].linked_app_id, APP_A);
+
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->number_list(f->c, f->org2, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 1);
+    assert_true(r->nums[0].id == id3);
+
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->number_list(f->c, f->org2 + 100, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    free(r);
+}
+
+/* An unlinked number's history does not make it show as linked. */
+static void test_number_list_after_unlink(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    enum store_miss miss;
+
+    add_number(f, f->org1, N1);
+    add_app(f, APP_A, f->org1, T0);
+    link(f, f->org1, APP_A, N1, T0 + 1);
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 2, &miss), ERR_OK);
+    link(f, f->org1, APP_A, N1, T0 + 3);
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 4, &miss), ERR_OK);
+    assert_int_equal(f->ops->number_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 1); /* one row, not one per link */
+    assert_string_equal(r->nums[0].linked_app_id, "");
+    free(r);
+}
+
+static void test_number_remove(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    enum store_miss miss;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org1, N2);
+    add_app(f, APP_A, f->org1, T0);
+    link(f, f->org1, APP_A, N1, T0);
+
+    assert_int_equal(f->ops->number_remove(f->c, N3), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->number_remove(f->c, N1), ERR_CONFLICT);
+    assert_int_equal(f->ops->number_remove(f->c, N2), ERR_OK);
+    assert_int_equal(f->ops->number_remove(f->c, N2), ERR_NOT_FOUND);
+    /* Once unlinked it can go. */
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 1, &miss), ERR_OK);
+    assert_int_equal(f->ops->number_remove(f->c, N1), ERR_OK);
+
+    assert_int_equal(f->ops->number_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    free(r);
+    /* And be added again, to another org. */
+    add_number(f, f->org2, N1);
+}
+
+static void test_number_set_status(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+
+    add_number(f, f->org1, N1);
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "INACTIVE"), ERR_OK);
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "INACTIVE"), ERR_OK); /* again */
+    assert_int_equal(f->ops->number_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 1);
+    assert_string_equal(r->nums[0].status, "INACTIVE");
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "ACTIVE"), ERR_OK);
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->number_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_string_equal(r->nums[0].status, "ACTIVE");
+    assert_int_equal(f->ops->number_set_status(f->c, N2, "INACTIVE"), ERR_NOT_FOUND);
+    free(r);
+}
+
+/* The org's ACTIVE numbers without an ACTIVE link, by id ascending. */
+static void test_available_list(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    int64_t id1, id2, id3, id4;
+    enum store_miss miss;
+
+    id4 = add_number(f, f->org1, N4); /* added first: lowest id */
+    id1 = add_number(f, f->org1, N1);
+    id2 = add_number(f, f->org1, N2);
+    id3 = add_number(f, f->org1, N3);
+    add_number(f, f->org2, "+918000000009");
+    add_app(f, APP_A, f->org1, T0);
+    link(f, f->org1, APP_A, N2, T0);
+    assert_int_equal(f->ops->number_set_status(f->c, N3, "INACTIVE"), ERR_OK);
+
+    assert_int_equal(f->ops->available_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_true(r->nums[0].id == id4);
+    assert_string_equal(r->nums[0].voip_number, N4);
+    assert_string_equal(r->nums[0].provider, "exotel");
+    assert_string_equal(r->nums[0].status, "ACTIVE");
+    assert_true(r->nums[0].org_id == f->org1);
+    assert_true(r->nums[1].id == id1);
+    assert_string_equal(r->nums[1].voip_number, N1);
+
+    /* Unlinked and enabled again: both back, in id order. */
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N2, T0 + 1, &miss), ERR_OK);
+    assert_int_equal(f->ops->number_set_status(f->c, N3, "ACTIVE"), ERR_OK);
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->available_list(f->c, f->org1, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 4);
+    assert_true(r->nums[0].id == id4);
+    assert_true(r->nums[1].id == id1);
+    assert_true(r->nums[2].id == id2);
+    assert_true(r->nums[3].id == id3);
+
+    assert_int_equal(count_available(f, f->org2), 1);
+    assert_int_equal(count_available(f, f->org2 + 100), 0);
+    free(r);
+}
+
+/* ---- apps ---- */
+
+static void test_app_create_get(void **state)
+{
+    struct fx *f = *state;
+    struct store_app a, out;
+
+    make_app(&a, APP_A, f->org1, T0);
+    memcpy(a.name, "Caf\xc3\xa9 \"app\"", sizeof("Caf\xc3\xa9 \"app\""));
+    memcpy(a.answer_method, "GET", 4);
+    memcpy(a.hangup_url, "https://example.com/hangup", sizeof("https://example.com/hangup"));
+    memcpy(a.fallback_answer_method, "GET", 4);
+    a.created_by = 67890;
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+
+    memset(&out, 'X', sizeof(out));
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_OK);
+    assert_string_equal(out.app_id, APP_A);
+    assert_true(out.org_id == f->org1);
+    assert_string_equal(out.name, "Caf\xc3\xa9 \"app\"");
+    assert_string_equal(out.answer_url, "https://example.com/answer");
+    assert_string_equal(out.answer_method, "GET");
+    assert_string_equal(out.hangup_url, "https://example.com/hangup");
+    assert_string_equal(out.hangup_method, "POST");
+    assert_string_equal(out.fallback_answer_url, ""); /* null */
+    assert_string_equal(out.fallback_answer_method, "GET");
+    assert_string_equal(out.status, "ACTIVE");
+    assert_true(out.created_by == 67890);
+    assert_true(out.created_at == T0);
+    assert_true(out.updated_at == 0);
+
+    /* created_by 0 stays null. */
+    add_app(f, APP_B, f->org1, T0);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_B, &out), ERR_OK);
+    assert_true(out.created_by == 0);
+
+    /* Another org's app does not exist for the caller. */
+    assert_int_equal(f->ops->app_get(f->c, f->org2, APP_A, &out), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_C, &out), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, "", &out), ERR_NOT_FOUND);
+
+    /* app_id is unique across orgs. */
+    make_app(&a, APP_A, f->org2, T0);
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_CONFLICT);
+}
+
+static void test_app_create_long_fields(void **state)
+{
+    struct fx *f = *state;
+    struct store_app a, out;
+    size_t i;
+
+    make_app(&a, APP_A, f->org1, T0);
+    for (i = 0; i < 100; i++)
+        memcpy(a.name + 4 * i, "\xf0\x9f\x98\x80", 4);
+    a.name[APP_NAME_MAX] = '\0';
+    memcpy(a.answer_url, "https://example.com/", 20);
+    memset(a.answer_url + 20, 'a', APP_URL_MAX - 20);
+    a.answer_url[APP_URL_MAX] = '\0';
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_OK);
+    assert_int_equal(strlen(out.name), APP_NAME_MAX);
+    assert_string_equal(out.name, a.name);
+    assert_int_equal(strlen(out.answer_url), APP_URL_MAX);
+    assert_string_equal(out.answer_url, a.answer_url);
+}
+
+/* Newest first; ties: most recently created first. Only the org's apps. */
+static void test_app_list_order(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+
+    add_app(f, APP_A, f->org1, T0 + 10);
+    add_app(f, APP_B, f->org1, T0 + 30);
+    add_app(f, APP_C, f->org1, T0 + 10); /* same time as A, created later */
+    add_app(f, "sfv_app_ddddddddddd4", f->org1, T0 + 20);
+    add_app(f, "sfv_app_eeeeeeeeeee5", f->org2, T0 + 99);
+
+    assert_int_equal(f->ops->app_list(f->c, f->org1, app_cb, r), ERR_OK);
+    assert_int_equal(r->n, 4);
+    assert_string_equal(r->apps[0].app_id, APP_B);
+    assert_string_equal(r->apps[1].app_id, "sfv_app_ddddddddddd4");
+    assert_string_equal(r->apps[2].app_id, APP_C);
+    assert_string_equal(r->apps[3].app_id, APP_A);
+    assert_string_equal(r->apps[0].name, "My Voice App");
+    assert_true(r->apps[0].created_at == T0 + 30);
+
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->app_list(f->c, f->org2 + 100, app_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    free(r);
+}
+
+/* INACTIVE apps are listed too. */
+static void test_app_list_includes_inactive(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    struct store_app a;
+
+    make_app(&a, APP_A, f->org1, T0);
+    memcpy(a.status, "INACTIVE", 9);
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    assert_int_equal(f->ops->app_list(f->c, f->org1, app_cb, r), ERR_OK);
+    assert_int_equal(r->n, 1);
+    assert_string_equal(r->apps[0].status, "INACTIVE");
+    free(r);
+}
+
+static void test_app_update(void **state)
+{
+    struct fx *f = *state;
+    struct store_app_patch p;
+    struct store_app out, got;
+
+    add_app(f, APP_A, f->org1, T0);
+
+    /* Only the name. */
+    memset(&p, 0, sizeof(p));
+    p.fields = APP_F_NAME;
+    memcpy(p.vals.name, "Renamed", 8);
+    memcpy(p.vals.answer_url, "http://ignored.com", sizeof("http://ignored.com"));
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 100, &out), ERR_OK);
+    assert_string_equal(out.app_id, APP_A);
+    assert_string_equal(out.name, "Renamed");
+    assert_string_equal(out.answer_url, "https://example.com/answer");
+    assert_string_equal(out.status, "ACTIVE");
+    assert_true(out.created_at == T0);
+    assert_true(out.updated_at == T0 + 100);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &got), ERR_OK);
+    assert_string_equal(got.name, "Renamed");
+    assert_string_equal(got.answer_url, "https://example.com/answer");
+    assert_true(got.updated_at == T0 + 100);
+
+    /* Every other field at once. */
+    memset(&p, 0, sizeof(p));
+    p.fields = APP_F_ANSWER_URL | APP_F_ANSWER_METHOD | APP_F_HANGUP_URL | APP_F_HANGUP_METHOD |
+               APP_F_FALLBACK_URL | APP_F_FALLBACK_METHOD | APP_F_STATUS;
+    memcpy(p.vals.answer_url, "http://a.com/1", 15);
+    memcpy(p.vals.answer_method, "GET", 4);
+    memcpy(p.vals.hangup_url, "http://a.com/2", 15);
+    memcpy(p.vals.hangup_method, "GET", 4);
+    memcpy(p.vals.fallback_answer_url, "http://a.com/3", 15);
+    memcpy(p.vals.fallback_answer_method, "GET", 4);
+    memcpy(p.vals.status, "INACTIVE", 9);
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 200, &out), ERR_OK);
+    assert_string_equal(out.name, "Renamed");
+    assert_string_equal(out.answer_url, "http://a.com/1");
+    assert_string_equal(out.answer_method, "GET");
+    assert_string_equal(out.hangup_url, "http://a.com/2");
+    assert_string_equal(out.hangup_method, "GET");
+    assert_string_equal(out.fallback_answer_url, "http://a.com/3");
+    assert_string_equal(out.fallback_answer_method, "GET");
+    assert_string_equal(out.status, "INACTIVE");
+    assert_true(out.updated_at == T0 + 200);
+
+    /* "" with the bit set removes a URL (null). */
+    memset(&p, 0, sizeof(p));
+    p.fields = APP_F_HANGUP_URL;
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 300, &out), ERR_OK);
+    assert_string_equal(out.hangup_url, "");
+    assert_string_equal(out.fallback_answer_url, "http://a.com/3");
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &got), ERR_OK);
+    assert_string_equal(got.hangup_url, "");
+    assert_true(got.updated_at == T0 + 300);
+}
+
+/* No field: the app is returned unchanged and updated_at stays null. */
+static void test_app_update_no_fields(void **state)
+{
+    struct fx *f = *state;
+    struct store_app_patch p;
+    struct store_app out;
+
+    add_app(f, APP_A, f->org1, T0);
+    memset(&p, 0, sizeof(p));
+    memcpy(p.vals.name, "Ignored", 8);
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 100, &out), ERR_OK);
+    assert_string_equal(out.name, "My Voice App");
+    assert_true(out.updated_at == 0);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_OK);
+    assert_true(out.updated_at == 0);
+    /* And still NOT_FOUND for a missing app. */
+    assert_int_equal(f->ops->app_update(f->c, f->org2, APP_A, &p, T0, &out), ERR_NOT_FOUND);
+}
+
+static void test_app_update_not_found(void **state)
+{
+    struct fx *f = *state;
+    struct store_app_patch p;
+    struct store_app out;
+
+    add_app(f, APP_A, f->org1, T0);
+    memset(&p, 0, sizeof(p));
+    p.fields = APP_F_NAME;
+    memcpy(p.vals.name, "Stolen", 7);
+    assert_int_equal(f->ops->app_update(f->c, f->org2, APP_A, &p, T0 + 1, &out), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_B, &p, T0 + 1, &out), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_OK);
+    assert_string_equal(out.name, "My Voice App");
+    assert_true(out.updated_at == 0);
+}
+
+static void test_app_delete(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    struct store_app out;
+    struct store_link l;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org1, N2);
+    add_app(f, APP_A, f->org1, T0);
+    add_app(f, APP_B, f->org1, T0);
+    link(f, f->org1, APP_A, N1, T0);
+    link(f, f->org1, APP_A, N2, T0);
+    assert_int_equal(count_available(f, f->org1), 0);
+
+    /* Another org cannot delete it. */
+    assert_int_equal(f->ops->app_delete(f->c, f->org2, APP_A, T0 + 1), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_OK);
+    assert_int_equal(count_links(f, f->org1, APP_A), 2);
+
+    assert_int_equal(f->ops->app_delete(f->c, f->org1, APP_A, T0 + 1), ERR_OK);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->app_delete(f->c, f->org1, APP_A, T0 + 2), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->link_list(f->c, f->org1, APP_A, link_cb, r), ERR_NOT_FOUND);
+
+    /* Its numbers are free again and can be linked elsewhere. */
+    assert_int_equal(count_available(f, f->org1), 2);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_B, N1, T0 + 3, &l), ERR_OK);
+    assert_string_equal(l.app_id, APP_B);
+    /* The other app is untouched. */
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_B, &out), ERR_OK);
+    free(r);
+}
+
+/* ---- links ---- */
+
+static void test_link_create_new(void **state)
+{
+    struct fx *f = *state;
+    struct store_link l;
+
+    add_number(f, f->org1, N1);
+    add_app(f, APP_A, f->org1, T0);
+    memset(&l, 'X', sizeof(l));
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N1, T0 + 5, &l), ERR_OK);
+    assert_string_equal(l.app_id, APP_A);
+    assert_string_equal(l.voip_number, N1);
+    assert_true(l.org_id == f->org1);
+    assert_string_equal(l.status, "ACTIVE");
+    assert_true(l.created_at == T0 + 5);
+    assert_true(l.updated_at == 0);
+}
+
+/* Checks in order: the app (NOT_FOUND), the number in the org's inventory
+ * with status ACTIVE (INVALID), an ACTIVE link elsewhere (CONFLICT). */
+static void test_link_create_check_order(void **state)
+{
+    struct fx *f = *state;
+    struct store_link l;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org1, N2);
+    add_number(f, f->org2, N3);
+    add_app(f, APP_A, f->org1, T0);
+    add_app(f, APP_B, f->org1, T0);
+    add_app(f, APP_C, f->org2, T0);
+    link(f, f->org1, APP_B, N2, T0);
+
+    /* A missing app wins over every number problem. */
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_C, N1, T0, &l), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, "sfv_app_zzzzzzzzzzzz", N4, T0, &l),
+                     ERR_NOT_FOUND);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, "sfv_app_zzzzzzzzzzzz", N2, T0, &l),
+                     ERR_NOT_FOUND);
+    /* Not in any inventory; in another org's. */
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N4, T0, &l), ERR_INVALID);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N3, T0, &l), ERR_INVALID);
+    /* Linked to another app. */
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N2, T0, &l), ERR_CONFLICT);
+    /* INACTIVE in inventory comes before the link check. */
+    assert_int_equal(f->ops->number_set_status(f->c, N2, "INACTIVE"), ERR_OK);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N2, T0, &l), ERR_INVALID);
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "INACTIVE"), ERR_OK);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N1, T0, &l), ERR_INVALID);
+    /* None of that created a link. */
+    assert_int_equal(count_links(f, f->org1, APP_A), 0);
+    assert_int_equal(count_links(f, f->org1, APP_B), 1);
+}
+
+/* Linking again to the same app returns the existing link unchanged. */
+static void test_link_create_idempotent(void **state)
+{
+    struct fx *f = *state;
+    struct store_link l;
+
+    add_number(f, f->org1, N1);
+    add_app(f, APP_A, f->org1, T0);
+    link(f, f->org1, APP_A, N1, T0 + 5);
+    memset(&l, 'X', sizeof(l));
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N1, T0 + 999, &l), ERR_OK);
+    assert_string_equal(l.app_id, APP_A);
+    assert_string_equal(l.voip_number, N1);
+    assert_true(l.org_id == f->org1);
+    assert_string_equal(l.status, "ACTIVE");
+    assert_true(l.created_at == T0 + 5);
+    assert_true(l.updated_at == 0);
+    assert_int_equal(count_links(f, f->org1, APP_A), 1);
+}
+
+/* An INACTIVE app takes links like an ACTIVE one (API.md section 3). */
+static void test_link_inactive_app(void **state)
+{
+    struct fx *f = *state;
+    struct store_app a;
+    struct store_link l;
+
+    add_number(f, f->org1, N1);
+    make_app(&a, APP_A, f->org1, T0);
+    memcpy(a.status, "INACTIVE", 9);
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N1, T0, &l), ERR_OK);
+    assert_int_equal(count_links(f, f->org1, APP_A), 1);
+}
+
+static void test_link_list(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    enum store_miss miss;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org1, N2);
+    add_number(f, f->org1, N3);
+    add_number(f, f->org1, N4);
+    add_app(f, APP_A, f->org1, T0);
+    add_app(f, APP_B, f->org1, T0);
+
+    /* Missing app, another org's app. */
+    assert_int_equal(f->ops->link_list(f->c, f->org1, APP_C, link_cb, r), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->link_list(f->c, f->org2, APP_A, link_cb, r), ERR_NOT_FOUND);
+    assert_int_equal(r->n, 0);
+    /* No links: an empty list. */
+    assert_int_equal(f->ops->link_list(f->c, f->org1, APP_A, link_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+
+    link(f, f->org1, APP_A, N1, T0 + 10);
+    link(f, f->org1, APP_A, N2, T0 + 30);
+    link(f, f->org1, APP_A, N3, T0 + 10); /* same time as N1, created later */
+    link(f, f->org1, APP_B, N4, T0 + 50);
+    assert_int_equal(f->ops->link_list(f->c, f->org1, APP_A, link_cb, r), ERR_OK);
+    assert_int_equal(r->n, 3);
+    assert_string_equal(r->links[0].voip_number, N2);
+    assert_string_equal(r->links[1].voip_number, N3);
+    assert_string_equal(r->links[2].voip_number, N1);
+    assert_string_equal(r->links[0].app_id, APP_A);
+    assert_true(r->links[0].org_id == f->org1);
+    assert_string_equal(r->links[0].status, "ACTIVE");
+    assert_true(r->links[0].created_at == T0 + 30);
+    assert_true(r->links[0].updated_at == 0);
+
+    /* Unlinked ones are gone from the list. */
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N3, T0 + 60, &miss), ERR_OK);
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->link_list(f->c, f->org1, APP_A, link_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_string_equal(r->links[0].voip_number, N2);
+    assert_string_equal(r->links[1].voip_number, N1);
+
+    /* A callback error stops the walk. */
+    memset(r, 0, sizeof(*r));
+    r->stop_after = 1;
+    assert_int_equal(f->ops->link_list(f->c, f->org1, APP_A, link_cb, r), ERR_INTERNAL);
+    assert_int_equal(r->n, 1);
+    free(r);
+}
+
+static void test_link_delete(void **state)
+{
+    struct fx *f = *state;
+    enum store_miss miss;
+    struct store_link l;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org1, N2);
+    add_app(f, APP_A, f->org1, T0);
+    add_app(f, APP_B, f->org1, T0);
+    add_app(f, APP_C, f->org2, T0);
+    link(f, f->org1, APP_A, N1, T0);
+    link(f, f->org1, APP_B, N2, T0);
+
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, "sfv_app_zzzzzzzzzzzz", N1, T0, &miss),
+                     ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_APP);
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org2, APP_A, N1, T0, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_APP);
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, "", "", T0, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_APP);
+    /* The app exists but the number is not linked to it. */
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N2, T0, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_LINK);
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N3, T0, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_LINK);
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org2, APP_C, N1, T0, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_LINK);
+    miss = STORE_MISS_NONE;
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, "", T0, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_LINK);
+    /* N2's link to B survived the attempt through A. */
+    assert_int_equal(count_links(f, f->org1, APP_B), 1);
+
+    miss = STORE_MISS_APP;
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 1, &miss), ERR_OK);
+    assert_int_equal(miss, STORE_MISS_NONE);
+    assert_int_equal(count_links(f, f->org1, APP_A), 0);
+    assert_int_equal(count_available(f, f->org1), 1);
+    /* Twice: nothing left to unlink. */
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 2, &miss), ERR_NOT_FOUND);
+    assert_int_equal(miss, STORE_MISS_LINK);
+
+    /* A new link after an unlink is a new link, with its own time. */
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_B, N1, T0 + 3, &l), ERR_OK);
+    assert_string_equal(l.app_id, APP_B);
+    assert_true(l.created_at == T0 + 3);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_A, N1, T0 + 4, &l), ERR_CONFLICT);
+}
+
+/* The app_id argument is a string: an app whose id is shorter than
+ * APP_ID_LEN must still link without reading past the caller's string
+ * (visible under ASan: the id below lives in an exactly-sized heap block). */
+static void test_link_create_short_app_id(void **state)
+{
+    struct fx *f = *state;
+    struct store_link l;
+    char *id = malloc(sizeof("app1"));
+
+    assert_non_null(id);
+    memcpy(id, "app1", sizeof("app1"));
+    add_number(f, f->org1, N1);
+    add_app(f, id, f->org1, T0);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, id, N1, T0, &l), ERR_OK);
+    assert_string_equal(l.app_id, "app1");
+    free(id);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_urls),
+        T(test_ping_and_name),
+        T(test_orgs),
+        cmocka_unit_test(test_org_empty_database),
+        T(test_callback_error_stops),
+        T(test_keys),
+        T(test_key_revoke),
+        T(test_number_add),
+        T(test_number_list),
+        T(test_number_list_after_unlink),
+        T(test_number_remove),
+        T(test_number_set_status),
+        T(test_available_list),
+        T(test_app_create_get),
+        T(test_app_create_long_fields),
+        T(test_app_list_order),
+        T(test_app_list_includes_inactive),
+        T(test_app_update),
+        T(test_app_update_no_fields),
+        T(test_app_update_not_found),
+        T(test_app_delete),
+        T(test_link_create_new),
+        T(test_link_create_check_order),
+        T(test_link_create_idempotent),
+        T(test_link_inactive_app),
+        T(test_link_list),
+        T(test_link_delete),
+        T(test_link_create_short_app_id),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
