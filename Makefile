@@ -47,7 +47,7 @@ GEN := $(BUILD)/gen/migrations_sqlite.c
 MIGRATIONS_PG := $(sort $(wildcard src/store/migrations/postgresql/*.sql))
 GEN_PG := $(BUILD)/gen/migrations_pg.c
 OBJ := $(SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations_sqlite.o \
-       $(BUILD)/obj/gen/migrations_pg.o
+       $(BUILD)/obj/gen/migrations_pg.o $(BUILD)/obj/gen/openapi.o
 LIB := $(BUILD)/libsfvopi.a
 BIN := $(BUILD)/sfvopi
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -82,6 +82,14 @@ $(GEN_PG): $(MIGRATIONS_PG) scripts/embed-sql.sh
 	$(Q)sh scripts/embed-sql.sh migrations_pg $(MIGRATIONS_PG) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/obj/gen/migrations_pg.o: $(GEN_PG)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/openapi.c: docs/openapi.json scripts/embed-text.sh
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/embed-text.sh openapi_json docs/openapi.json > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/openapi.o: $(BUILD)/gen/openapi.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
@@ -175,5 +183,8 @@ clean:
 PREFIX ?= /usr/local
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/sfvopi
-	install -D -m 0644 contrib/sfvopi.service $(DESTDIR)$(PREFIX)/lib/systemd/system/sfvopi.service
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/sfvopi|$(PREFIX)/bin/sfvopi|' contrib/sfvopi.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/sfvopi.service
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/sfvopi.service
 .PHONY: install

@@ -12,7 +12,7 @@ for f in "$@"; do
     base=$(basename "$f" .sql)
     ver=$(printf '%s' "$base" | sed 's/_.*//' | sed 's/^0*//')
     printf '    {%s, "%s",\n' "$ver" "$base"
-    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/     "/' -e 's/$/\\n"/' "$f"
+    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/     "/' -e 's/$/\\n"/' "$f"
     printf '    },\n'
 done
 printf '    {0, NULL, NULL},\n};\n'

@@ -26,11 +26,18 @@ static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
                    struct http_response *resp);
 static void metrics(struct api_worker *w, struct api_call *call, json_t *body,
                     struct http_response *resp);
+static void openapi(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp);
+
+/* docs/openapi.json, compiled in by scripts/embed-text.sh. */
+extern const char openapi_json[];
+extern const size_t openapi_json_len;
 
 static const struct api_handler handlers[] = {
     {ROUTE_HEALTHZ, HTTP_GET, "healthz", false, false, "", healthz},
     {ROUTE_READYZ, HTTP_GET, "readyz", false, false, "", readyz},
     {ROUTE_METRICS, HTTP_GET, "metrics", false, false, "", metrics},
+    {ROUTE_OPENAPI, HTTP_GET, "openapi", false, false, "", openapi},
     {ROUTE_APPS, HTTP_POST, "apps.create", true, true, "Failed to create SFVoPI app",
      api__apps_create},
     {ROUTE_APPS, HTTP_GET, "apps.list", true, false, "Failed to get SFVoPI apps",
@@ -60,6 +67,7 @@ static const char *allow_of(enum route_id r)
     case ROUTE_APP_NUMBER: return "DELETE";
     case ROUTE_AVAILABLE:
     case ROUTE_METRICS:
+    case ROUTE_OPENAPI:
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ: return "GET";
     case ROUTE_NONE: break;
@@ -224,6 +232,20 @@ static void metrics(struct api_worker *w, struct api_call *call, json_t *body,
     }
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void openapi(struct api_worker *w, struct api_call *call, json_t *body,
+                    struct http_response *resp)
+{
+    (void)w;
+    (void)call;
+    (void)body;
+    buf_reset(&resp->body);
+    if (buf_append(&resp->body, openapi_json, openapi_json_len) != ERR_OK) {
+        api__error(resp, 500, "Failed to get the OpenAPI document");
+        return;
+    }
+    resp->status = 200;
 }
 
 static void readyz(struct api_worker *w, struct api_call *call, json_t *body,

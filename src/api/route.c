@@ -89,6 +89,10 @@ enum err route_match(const char *path, size_t len, struct route_match *m)
         m->id = ROUTE_METRICS;
         return ERR_OK;
     }
+    if (n == 1 && seg_is(&segs[0], "openapi.json")) {
+        m->id = ROUTE_OPENAPI;
+        return ERR_OK;
+    }
     if (n >= 1 && seg_is(&segs[0], "sfvopi"))
         base = 1;
     else if (n >= 2 && seg_is(&segs[0], "superfone") && seg_is(&segs[1], "sfvopi"))
