@@ -129,8 +129,10 @@ def test_app_ids_unique(api):
 
 
 @pytest.mark.parametrize("name", [
-    "x", "x" * 100, "é" * 100, "😀" * 100, "語" * 100, "a\tb", " spaced ", 'quo"te\\back/slash',
-], ids=["1", "100-ascii", "100-latin1", "100-emoji", "100-cjk", "tab", "spaces", "escapes"])
+    "x", "x" * 100, "é" * 100, "😀" * 100, "語" * 100, "e\u0301" * 50, "a\tb", " spaced ",
+    'quo"te\\back/slash',
+], ids=["1", "100-ascii", "100-latin1", "100-emoji", "100-cjk", "100-combining", "tab", "spaces",
+        "escapes"])
 @pytest.mark.parametrize("ascii_escapes", [True, False], ids=["escaped", "utf8"])
 def test_create_name_valid(api, name, ascii_escapes):
     raw = json.dumps(body(name=name), ensure_ascii=ascii_escapes).encode("utf-8")
@@ -175,6 +177,8 @@ BAD_URLS = [
     ("del", "https://example.com/\x7f"),
     ("nul", "https://example.com/\x00"),
     ("2049-bytes", LONG_URL_BAD),
+    # 1035 characters but 2050 bytes: over the limit however non-ASCII is treated.
+    ("multibyte-2050-bytes", "https://example.com/" + "é" * 1015),
 ]
 
 
@@ -196,6 +200,7 @@ INVALID_CREATE = [
     ("name-101-ascii", body(name="x" * 101)),
     ("name-101-latin1", body(name="é" * 101)),
     ("name-101-emoji", body(name="😀" * 101)),
+    ("name-101-combining", body(name="e\u0301" * 50 + "x")),
     ("name-int", body(name=123)),
     ("name-float", body(name=1.5)),
     ("name-true", body(name=True)),
@@ -263,6 +268,12 @@ def test_list_newest_first_including_inactive(org, prefix):
         assert api.get_app(a["app_id"]) == a
 
 
+def test_list_returns_all_apps(api):
+    """No parameters: all of the caller's apps, however many (no silent page size)."""
+    ids = [api.create_app(name=f"many {i}")["app_id"] for i in range(120)]
+    assert [a["app_id"] for a in api.list_apps()] == list(reversed(ids))
+
+
 def test_list_query_string_ignored(api):
     app = api.create_app()
     assert api.get("/apps?limit=0&page=2").status_code == 200
@@ -286,6 +297,12 @@ def test_get_app(org, prefix):
 ])
 def test_get_unknown_app(shared_org, prefix, app_id):
     assert_error(shared_org.client(prefix).get(f"/apps/{app_id}"), 404, MSG_APP_NOT_FOUND)
+
+
+@pytest.mark.parametrize("app_id", ["x" * 1000, "abc%2Fdef", "sfv_app_%00", "%20"],
+                         ids=["1000-chars", "encoded-slash", "encoded-nul", "space"])
+def test_get_odd_app_ids(shared_org, app_id):
+    assert_error(shared_org.client().get(f"/apps/{app_id}"), 404, MSG_APP_NOT_FOUND)
 
 
 def test_get_app_id_is_exact(api):
@@ -354,7 +371,8 @@ def test_update_several_fields_at_once(api):
 
 def test_update_inactive_then_reactivate(api):
     app = api.create_app()
-    assert ok(api.put(f"/apps/{app['app_id']}", json={"status": "INACTIVE"}))["status"] == "INACTIVE"
+    resp = api.put(f"/apps/{app['app_id']}", json={"status": "INACTIVE"})
+    assert ok(resp)["status"] == "INACTIVE"
     assert api.get_app(app["app_id"])["status"] == "INACTIVE"
     assert ok(api.put(f"/apps/{app['app_id']}", json={"status": "ACTIVE"}))["status"] == "ACTIVE"
     assert api.get_app(app["app_id"])["status"] == "ACTIVE"
@@ -432,11 +450,13 @@ def test_update_invalid_body_changes_nothing(shared_api, payload):
 
 @pytest.mark.parametrize("payload", [{"name": "x"}, {}], ids=["field", "empty"])
 def test_update_unknown_app(shared_org, prefix, payload):
-    assert_error(shared_org.client(prefix).put("/apps/sfv_app_000000000000", json=payload), 404, MSG_APP_NOT_FOUND)
+    assert_error(shared_org.client(prefix).put("/apps/sfv_app_000000000000", json=payload),
+                 404, MSG_APP_NOT_FOUND)
 
 
 def test_update_invalid_body_on_unknown_app_is_400(shared_api):
-    assert_error(shared_api.put("/apps/sfv_app_000000000000", json={"name": None}), 400, MSG_INVALID)
+    assert_error(shared_api.put("/apps/sfv_app_000000000000", json={"name": None}),
+                 400, MSG_INVALID)
     assert_error(shared_api.put("/apps/sfv_app_000000000000", data=b"{"), 400, MSG_INVALID)
 
 

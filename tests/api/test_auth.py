@@ -1,5 +1,7 @@
 """Authentication and organisation isolation (spec/API.md section 1, Authentication)."""
 
+import time
+
 import pytest
 
 from conftest import (
@@ -115,17 +117,21 @@ def test_header_name_case_insensitive(org, header, prefix):
 
 
 def test_revoked_key_stops_working(server, org):
+    """A revoked key stops working on every node within 5 seconds (per-worker caches included):
+    from 6 s after the revocation on, every request with it, on any route, is a 401."""
     other = org.new_key(name="to-revoke")
     c_other = org.client(key=other)
     app = c_other.create_app()
     key_id = org.key_id(other)
     assert cli_ok(server.cli("key", "revoke", key_id)) == []
-    # The spec allows up to 5 s of propagation; poll a little beyond it.
+    revoked_at = time.monotonic()
     assert wait_until(lambda: c_other.get("/apps").status_code == 401, timeout=6.0), \
         "revoked key still accepted after 6 s"
-    for method, path, payload in ROUTES:
-        p, b = fill(path, payload, app["app_id"], new_number())
-        assert_error(send(c_other, method, p, b), 401, MSG_UNAUTH)
+    time.sleep(max(0.0, revoked_at + 6.0 - time.monotonic()))
+    for _ in range(3):  # several rounds, so that every worker thread answers at least once
+        for method, path, payload in ROUTES:
+            p, b = fill(path, payload, app["app_id"], new_number())
+            assert_error(send(c_other, method, p, b), 401, MSG_UNAUTH)
     # The organisation's other key is unaffected, and the app still exists.
     assert org.client().get_app(app["app_id"]) == app
     rows = [r.split("\t") for r in cli_ok(server.cli("key", "list", "--org", org.id))]

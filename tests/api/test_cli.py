@@ -1,6 +1,11 @@
 """The operator command line (spec/CLI.md): output formats, exit codes, option handling, demo."""
 
+import json
 import re
+import shlex
+import shutil
+import subprocess
+import urllib.parse
 
 import pytest
 import requests
@@ -97,6 +102,31 @@ def test_key_create_prints_only_the_key(db):
     assert cp.returncode == 0
     assert re.fullmatch(r"sfvk_[A-Za-z0-9]{32,}\n", cp.stdout), repr(cp.stdout)
     assert cp.stdout.strip() not in cp.stderr
+
+
+def test_key_stored_only_as_hash(db, tmp_path):
+    """API.md: keys are stored only as a hash; the plaintext is shown once, at creation."""
+    org = create_org(db)
+    key = create_key(db, org, "--name", "hashed")
+    secret = key[12:]  # everything after the displayable prefix
+    if db.startswith("sqlite:"):
+        path = db[len("sqlite:"):]
+        blob = b""
+        for suffix in ("", "-wal", "-journal"):
+            try:
+                with open(path + suffix, "rb") as f:
+                    blob += f.read()
+            except FileNotFoundError:
+                pass
+        assert blob, "database file not found"
+        dump = blob.decode("latin-1")
+    else:
+        cp = subprocess.run(["pg_dump", "--data-only", db], capture_output=True, text=True,
+                            timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        dump = cp.stdout
+    assert "hashed" in dump  # the label is there: we are looking at the right data
+    assert key not in dump and secret not in dump
 
 
 def test_key_revoke(db):
@@ -387,7 +417,8 @@ def test_demo_on_empty_database(db, tmp_path):
     keys = set(ANY_KEY.findall(cp.stdout))
     assert len(keys) == 1, cp.stdout
     (key,) = keys
-    assert any("curl" in line for line in cp.stdout.splitlines()), cp.stdout
+    curl_lines = [ln.strip() for ln in cp.stdout.splitlines() if ln.strip().startswith("curl")]
+    assert len(curl_lines) >= 1 and key in curl_lines[0], cp.stdout  # ready to paste: has the key
     orgs = rows(sf(db, "org", "list"))
     assert [r[1] for r in orgs] == ["Demo"]
     org_id = orgs[0][0]
@@ -408,6 +439,16 @@ def test_demo_on_empty_database(db, tmp_path):
                                json={"name": "demo app", "answer_url": "https://e.com/a"},
                                timeout=10))
         assert app["org_id"] == int(org_id)
+        # Paste the curl line, pointed at this server instead of the default address.
+        if shutil.which("curl"):
+            argv = shlex.split(curl_lines[0])
+            urls = [i for i, a in enumerate(argv) if re.match(r"https?://", a)]
+            assert len(urls) == 1, curl_lines[0]
+            parts = urllib.parse.urlsplit(argv[urls[0]])
+            argv[urls[0]] = urllib.parse.urlunsplit(parts._replace(netloc=f"127.0.0.1:{srv.port}"))
+            out = subprocess.run(argv, capture_output=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["message"] == "success", out.stdout
     finally:
         assert srv.stop() == 0
 

@@ -1,8 +1,10 @@
 """Conventions shared by every route (spec/API.md sections 1 and 5): routing, order of checks,
 body rules, envelope, Content-Type, X-Request-Id, operational endpoints."""
 
+import http.client
 import json
 import re
+import socket
 
 import pytest
 import requests
@@ -80,13 +82,22 @@ def allow_set(resp):
 def test_wrong_method_405_with_allow(server, shared_org, path, method, allowed):
     for key in (None, "garbage", shared_org.key):
         headers = {"X-API-Key": key} if key else {}
+        # An invalid body must not matter either.
         resp = requests.request(method, server.url + path, headers=headers, timeout=10,
-                                data=b"{", )  # an invalid body must not matter either
+                                data=b"{")
         assert_error(resp, 405, MSG_METHOD)
         got = allow_set(resp)
         assert allowed <= got, f"Allow {got} lacks {allowed - got}"
         assert method not in got
         assert got <= allowed | {"HEAD", "OPTIONS"}, f"Allow {got} lists methods not served"
+
+
+@pytest.mark.parametrize("path", ["/sfvopi/nope", "/superfone/sfvopi/apps/x/y", "/"])
+def test_unknown_path_404_before_413(server, shared_org, path):
+    big = big_body(BODY_LIMIT + 100)
+    resp = requests.post(server.url + path, data=big, timeout=10,
+                         headers={"X-API-Key": shared_org.key, "Content-Type": "application/json"})
+    assert_error(resp, 404, MSG_NOT_FOUND)
 
 
 def test_wrong_method_405_before_413(server):
@@ -132,6 +143,31 @@ def test_order_401_before_413(shared_org, target, method, path, app_exists):
         resp = shared_org.client(key=key).request(method, p, data=big_body(70000, valid=False),
                                                   headers={"Content-Type": "application/json"})
         assert_error(resp, 401, MSG_UNAUTH)
+
+
+@pytest.mark.parametrize("method,path", BODY_ROUTES, ids=[f"{m} {p}" for m, p in BODY_ROUTES])
+@pytest.mark.parametrize("key", [None, "garbage"], ids=["nokey", "badkey"])
+def test_401_decided_on_headers_without_the_body(server, shared_org, target, method, path, key):
+    """API.md: "API key: 401 (decided on the headers, before the body is read)". A client that
+    announces a body and waits (Expect: 100-continue) gets the 401 without sending the body."""
+    p = "/sfvopi" + route_path(path, target["app_id"])
+    head = f"{method} {p} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    if key:
+        head += f"X-API-Key: {key}\r\n"
+    head += "Content-Length: 1000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(head.encode())
+        resp = http.client.HTTPResponse(sock)
+        try:
+            resp.begin()  # skips a 100 Continue and waits for the final response
+        except (socket.timeout, TimeoutError):
+            pytest.fail("no final response within 5 s without the body: 401 not decided on headers")
+        data = resp.read()
+    finally:
+        sock.close()
+    assert resp.status == 401, (resp.status, data)
+    assert json.loads(data) == {"message": MSG_UNAUTH}
 
 
 @pytest.mark.parametrize("method,path", BODY_ROUTES, ids=[f"{m} {p}" for m, p in BODY_ROUTES])
@@ -332,6 +368,17 @@ def test_invalid_string_bytes(org, kind, name):
     r.assert_nothing_changed()
 
 
+@pytest.mark.parametrize("raw", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"caf\xe9"],
+                         ids=["ff", "overlong", "surrogate", "latin1"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_invalid_utf8_in_unknown_field(org, kind, raw):
+    """Not valid UTF-8 JSON is a 400 even where the field itself would be ignored."""
+    r = BodyRoute(kind, org)
+    data = json.dumps(r.valid).encode()[:-1] + b',"ignored":"' + raw + b'"}'
+    assert_error(r.send(data), 400, MSG_INVALID)
+    r.assert_nothing_changed()
+
+
 @pytest.mark.parametrize("ctype", ["text/plain", "text/plain; charset=utf-8",
                                    "application/x-www-form-urlencoded",
                                    "multipart/form-data; boundary=xyz", "application/xml",
@@ -378,7 +425,8 @@ def test_deeply_nested_unknown_field_does_not_crash(server, shared_org):
     data = (b'{"name":"deep","answer_url":"https://example.com/a","x":' + b"[" * depth
             + b"]" * depth + b"}")
     assert len(data) < BODY_LIMIT
-    resp = shared_org.client().post("/apps", data=data, headers={"Content-Type": "application/json"})
+    resp = shared_org.client().post("/apps", data=data,
+                                    headers={"Content-Type": "application/json"})
     assert resp.status_code in (200, 400), resp.text
     assert_json_ct(resp)
     if resp.status_code == 400:
@@ -471,6 +519,23 @@ def test_request_id_generated_when_absent(server, org):
             assert got and GENERATED_ID_RE.match(got), (label, got)
             seen.add(got)
     assert len(seen) == 2 * len(request_kinds(server, org)), "generated request ids repeat"
+
+
+def test_log_never_holds_keys_or_bodies(server, org):
+    """STYLE.md, Logging: never log bodies, keys or auth headers (a short prefix is fine)."""
+    marker = "body-marker-7f3a9c"
+    wrong = "sfvk_" + "Q" * 43
+    api = org.client()
+    app = api.create_app(name=marker, answer_url=f"https://example.com/{marker}")
+    ok(api.put(f"/apps/{app['app_id']}", json={"name": marker + "2"}))
+    api.post("/apps", data=b'{"name":"' + marker.encode() + b'"', headers={})  # 400
+    requests.get(server.url + "/sfvopi/apps", headers={"X-API-Key": wrong}, timeout=10)
+    requests.get(server.url + "/sfvopi/apps", headers={"x-api-key": org.key[:-1]}, timeout=10)
+    log = server.log
+    assert org.key not in log
+    assert org.key[12:] not in log  # not even the secret part after the prefix
+    assert wrong not in log and org.key[:-1] not in log
+    assert marker not in log
 
 
 def test_request_id_header_name_case_insensitive(server):

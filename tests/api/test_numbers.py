@@ -31,6 +31,8 @@ def link_forms(e164):
         "dots-parens": f"(+91) {n[:5]}.{n[5:]}",
         "tab": f"+91\t{n}",
         "dashes": f"+91-{n[:3]}-{n[3:6]}-{n[6:]}",
+        "padded": f"  {e164}\t ",
+        "zero-national-spaced": f"0{n[:5]} {n[5:]}",
     }
 
 
@@ -48,6 +50,8 @@ def unlink_forms(e164):
         "double-zero": "0091" + n,
         "pct-spaced-dashed": f"%2B91%20{n[:5]}-{n[5:]}",
         "all-pct": "".join(f"%{ord(c):02X}" for c in e164),
+        "pct-tab": f"%2B91%09{n}",
+        "pct-parens-dots": f"%2B91%28{n[:5]}%29.{n[5:]}",
     }
 
 
@@ -109,6 +113,25 @@ def test_link_spec_examples_all_mean_the_same_number(server):
         assert ok(api.delete(f"/apps/{app['app_id']}/numbers/{form.replace(' ', '%20')}")) \
             == {"deleted": True}, form
         assert api.numbers(app["app_id"]) == []
+
+
+@pytest.mark.parametrize("stored,form", [
+    ("+14155550123", "14155550123"),      # 11 digits starting with ITU code 1
+    ("+447911123456", "447911123456"),    # 12 digits starting with 44
+    ("+447911123457", "00 44 7911 123457"),
+    ("+8613800138000", "8613800138000"),  # 13 digits starting with 86
+    ("+123456789012345", "123456789012345"),  # 15 digits, the maximum
+], ids=["us", "uk", "uk-00", "cn", "15-digits"])
+def test_link_international_forms(server, stored, form):
+    org = server.make_org()
+    api = org.client()
+    out = cli_ok(server.cli("number", "add", "--org", org.id, "--provider", "p", stored))
+    assert out == [stored]
+    app = api.create_app()
+    assert api.link(app["app_id"], form)["voip_number"] == stored
+    digits = form.replace(" ", "%20")
+    assert ok(api.delete(f"/apps/{app['app_id']}/numbers/{digits}")) == {"deleted": True}
+    assert api.available_numbers() == [stored]
 
 
 def test_link_idempotent_same_app(api, org):
@@ -213,6 +236,9 @@ INVALID_LINK = [
     ("nul", {"voip_number": "+918000000001\u0000"}),
     ("slash", {"voip_number": "+91/8000000001"}),
     ("other-name", {"number": "+918000000001"}),
+    ("zero-then-11-digits", {"voip_number": "080000000012"}),  # no country code starts with 0
+    ("unassigned-cc-28", {"voip_number": "28123456789"}),  # ITU zone 2: 280-289 are spare
+    ("double-zero-zero", {"voip_number": "000918000000001"}),
 ]
 
 
@@ -306,6 +332,23 @@ def test_unlink_path_forms(org, form):
     assert num in api.available_numbers()
 
 
+def test_unlink_leading_space_is_read_as_plus(server, org):
+    """A leading space is read as `+`, not dropped: `%204420712345` is +4420712345, whereas the
+    10-digit national reading of `4420712345` would be +914420712345."""
+    api = org.client()
+    uk = "+4420712345"
+    assert cli_ok(server.cli("number", "add", "--org", org.id, "--provider", "p", uk)) == [uk]
+    app = api.create_app()
+    for form in ["%204420712345", "+4420712345", "%2B4420712345"]:
+        assert api.link(app["app_id"], uk)["voip_number"] == uk
+        assert ok(api.delete(f"/apps/{app['app_id']}/numbers/{form}")) == {"deleted": True}, form
+        assert api.numbers(app["app_id"]) == []
+    # Without the `+`, the same digits are a national number: a different, unlinked number.
+    api.link(app["app_id"], uk)
+    assert_error(api.delete(f"/apps/{app['app_id']}/numbers/4420712345"), 404, MSG_NOT_LINKED)
+    assert [x["voip_number"] for x in api.numbers(app["app_id"])] == [uk]
+
+
 def test_unlink_then_link_elsewhere(org, prefix):
     api = org.client(prefix)
     a1 = api.create_app(name="first")
@@ -349,7 +392,8 @@ def test_unlink_twice(api, org):
 
 
 @pytest.mark.parametrize("bad", ["abc", "123", "%2B", "%2B0918000000001", "%00",
-                                 "%2B91800000000a", "+1234567", "%2B9180000000011234"])
+                                 "%2B91800000000a", "+1234567", "%2B9180000000011234",
+                                 "%2B91%2F8000000001", "x" * 1000])
 def test_unlink_invalid_number(shared_org, bad):
     api = shared_org.client()
     app = api.create_app()
@@ -418,6 +462,19 @@ def test_available_numbers(server, org, prefix):
     # Unlink: it is back in id order.
     ok(api.delete(f"/apps/{app['app_id']}/numbers/{second[0]}"))
     assert api.available() == expected
+
+
+def test_many_numbers_listed_in_full(server, org):
+    api = org.client()
+    nums = org.add_numbers(120)
+    avail = api.available()
+    assert [a["voip_number"] for a in avail] == nums
+    ids = [a["id"] for a in avail]
+    assert all(a < b for a, b in zip(ids, ids[1:])), "ids not ascending (numerically)"
+    app = api.create_app()
+    links = [api.link(app["app_id"], n) for n in nums[:60]]
+    assert api.numbers(app["app_id"]) == list(reversed(links))
+    assert api.available_numbers() == nums[60:]
 
 
 def test_available_numbers_id_order_not_number_order(server, org):

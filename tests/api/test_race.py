@@ -125,3 +125,27 @@ def test_concurrent_creates_get_distinct_ids(org):
     ids = [ok(r)["app_id"] for r in results]
     assert len(set(ids)) == N
     assert sorted(a["app_id"] for a in api.list_apps()) == sorted(ids)
+
+
+def test_delete_app_racing_link_never_strands_the_number(org):
+    """DELETE frees the app's links in the same transaction; a link racing with it must not leave
+    an ACTIVE link to a deleted app (the number would be neither available nor unlinkable)."""
+    api = org.client()
+    nums = org.add_numbers(8)
+    spare = api.create_app(name="spare")
+    for num in nums:
+        app = api.create_app(name="doomed")
+
+        def link(session, a=app, n=num):
+            return api.post(f"/apps/{a['app_id']}/numbers", json={"voip_number": n},
+                            session=session, timeout=30)
+
+        def delete(session, a=app):
+            return api.delete(f"/apps/{a['app_id']}", session=session, timeout=30)
+
+        link.server_url = delete.server_url = api.server.url
+        r_link, r_del = concurrently([link, delete])
+        assert r_del.status_code == 200, r_del.text
+        assert r_link.status_code in (200, 404), r_link.text
+        assert num in api.available_numbers(), f"{num} stranded by a link to a deleted app"
+        assert api.link(spare["app_id"], num)["app_id"] == spare["app_id"]

@@ -1,14 +1,17 @@
 """`sfvopi serve` lifecycle (spec/CLI.md): listening line, options, signals."""
 
+import http.client
+import json
 import re
 import signal
+import socket
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import BIN, Server, base_env, cli_ok, fresh_db
+from conftest import BIN, Server, base_env, cli_ok, fresh_db, run_cli
 
 
 @pytest.fixture
@@ -36,6 +39,37 @@ def test_signal_stops_server_with_exit_0(db, tmp_path, sig):
     with pytest.raises(requests.ConnectionError):
         requests.get(srv.url + "/healthz", timeout=2)
     srv.stop()
+
+
+def test_sigterm_finishes_request_in_flight(db, tmp_path):
+    """On SIGTERM the server finishes in-flight requests (at most 10 s), then exits 0: a request
+    whose body is still arriving when the signal comes is answered normally."""
+    srv = Server(db, tmp_path).start()
+    org_id = cli_ok(srv.cli("org", "create", "--name", "inflight"))[0]
+    key = cli_ok(srv.cli("key", "create", "--org", org_id))[0]
+    body = b'{"name":"in flight","answer_url":"https://example.com/a"}'
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    try:
+        sock.sendall((f"POST /sfvopi/apps HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                      "Connection: close\r\n\r\n").encode() + body[:10])
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert srv.proc.poll() is None, "server exited with a request in flight"
+        sock.sendall(body[10:])
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        data = resp.read()
+        assert resp.status == 200, (resp.status, data)
+        assert json.loads(data)["data"]["name"] == "in flight"
+    finally:
+        sock.close()
+    assert srv.proc.wait(timeout=10) == 0
+    srv.stop()
+    # The app was really stored.
+    rows = cli_ok(run_cli("--db", db, "org", "list"))
+    assert rows == [f"{org_id}\tinflight"]
 
 
 def test_sigterm_with_idle_keepalive_connections(db, tmp_path):
@@ -81,7 +115,7 @@ def test_sigterm_under_load_exits_0(db, tmp_path):
 
 
 def test_listen_from_environment(db, tmp_path):
-    srv = Server(db, tmp_path, env=base_env(SFVOPI_LISTEN="127.0.0.1:0"),
+    srv = Server(db, tmp_path, env=base_env(SFVOPI_LISTEN="127.0.0.1:0", SFVOPI_RATE_LIMIT="0"),
                  argv=[BIN, "--db", db, "serve", "--threads", "1"]).start()
     try:
         assert srv.port != 0
@@ -97,7 +131,7 @@ def test_global_options_after_serve_and_db_from_env(db, tmp_path):
         assert requests.get(srv.url + "/readyz", timeout=10).json() == {"status": "ready"}
     finally:
         assert srv.stop() == 0
-    srv = Server(db, tmp_path, env=base_env(SFVOPI_DB=db),
+    srv = Server(db, tmp_path, env=base_env(SFVOPI_DB=db, SFVOPI_RATE_LIMIT="0"),
                  argv=[BIN, "serve", "--listen", "127.0.0.1:0", "--threads", "2"]).start()
     try:
         assert healthy(srv)
