@@ -61,7 +61,7 @@ ifeq ($(V),0)
 Q := @
 endif
 
-.PHONY: all run deps deps-test test unit api api-pg check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
+.PHONY: all run bench deps deps-test test unit api api-pg check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
 
 all: $(BIN)
 
@@ -126,6 +126,14 @@ fuzz-run: fuzz-build
 		grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+.*DONE)" $$work.log || true; \
 		rm -rf $$work $$work.log; \
 	done
+
+$(BUILD)/bench/seed: bench/seed.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
+
+# make bench: the benchmark suite (bench/run.py); by hand, never in CI.
+bench: $(BIN) $(BUILD)/bench/seed
+	/usr/bin/python3 bench/run.py
 
 deps:
 	@sh scripts/deps.sh build

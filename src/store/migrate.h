@@ -11,5 +11,6 @@ struct migration {
 };
 
 extern const struct migration migrations_sqlite[];
+extern const struct migration migrations_pg[];
 
 #endif

@@ -21,8 +21,7 @@ enum err store_open(const char *url, struct store **out)
     if (strncmp(url, "sqlite:", 7) == 0) {
         be = &store_sqlite_backend;
     } else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        log_error("msg=\"database url not supported\" reason=\"postgresql backend not built\"");
-        return ERR_INVALID;
+        be = &store_pg_backend;
     } else {
         return ERR_INVALID;
     }

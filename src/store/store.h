@@ -40,7 +40,7 @@ struct store_org {
 struct store_key {
     int64_t id;
     int64_t org_id;
-    int64_t user_id; /* 0: none */
+    int64_t user_id;             /* 0: none */
     char name[KEY_NAME_MAX + 1]; /* "" : none */
     char prefix[KEY_PREFIX_LEN + 1];
     bool revoked;
@@ -119,6 +119,12 @@ struct store_ops {
     void (*conn_close)(struct store_conn *c);
     /* Cheap liveness check of the database. */
     enum err (*ping)(struct store_conn *c);
+    /* Bulk loading: the operations between batch_begin and batch_end run in
+     * one transaction, each as a nested unit (a failed operation undoes only
+     * itself). batch_end commits when commit is true, else undoes them all.
+     * ERR_INTERNAL for a batch inside a batch or an end without a begin. */
+    enum err (*batch_begin)(struct store_conn *c);
+    enum err (*batch_end)(struct store_conn *c, bool commit);
 
     enum err (*org_create)(struct store_conn *c, const char *name, int64_t now, int64_t *id);
     /* ERR_NOT_FOUND when there is no such org. */
@@ -150,8 +156,7 @@ struct store_ops {
     /* status is "ACTIVE" or "INACTIVE". ERR_NOT_FOUND when unknown. */
     enum err (*number_set_status)(struct store_conn *c, const char *e164, const char *status);
     /* The org's ACTIVE numbers with no ACTIVE link, by id ascending. */
-    enum err (*available_list)(struct store_conn *c, int64_t org_id, store_number_cb cb,
-                               void *ud);
+    enum err (*available_list)(struct store_conn *c, int64_t org_id, store_number_cb cb, void *ud);
 
     /* Inserts app as given (app_id, timestamps and all). ERR_CONFLICT when the
      * app_id is taken. */
@@ -164,12 +169,10 @@ struct store_ops {
     /* Applies patch (updated_at = now when patch->fields != 0) and returns the
      * whole app. ERR_NOT_FOUND when the org has no such app. */
     enum err (*app_update)(struct store_conn *c, int64_t org_id, const char *app_id,
-                           const struct store_app_patch *patch, int64_t now,
-                           struct store_app *out);
+                           const struct store_app_patch *patch, int64_t now, struct store_app *out);
     /* Deletes the app and, in the same transaction, makes its ACTIVE links
      * INACTIVE. ERR_NOT_FOUND when the org has no such app. */
-    enum err (*app_delete)(struct store_conn *c, int64_t org_id, const char *app_id,
-                           int64_t now);
+    enum err (*app_delete)(struct store_conn *c, int64_t org_id, const char *app_id, int64_t now);
 
     /* Links an inventory number to an app, in one transaction, checking in
      * this order: the app (ERR_NOT_FOUND), the number in the org's inventory
@@ -217,5 +220,6 @@ struct store_backend {
 };
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_pg_backend;
 
 #endif

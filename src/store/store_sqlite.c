@@ -21,6 +21,9 @@ enum stmt_id {
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
     ST_PING,
     ST_ORG_INSERT,
     ST_ORG_GET,
@@ -62,6 +65,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT op",
+    [ST_RELEASE] = "RELEASE op",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO op",
     [ST_PING] = "SELECT 1",
     [ST_ORG_INSERT] = "INSERT INTO orgs(name, created_at) VALUES (?1, ?2)",
     [ST_ORG_GET] = "SELECT id, name, created_at FROM orgs WHERE id = ?1",
@@ -109,10 +115,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LINKS_OFF_APP] = "UPDATE links SET status = 'INACTIVE', updated_at = ?2 "
                          "WHERE app_id = ?1 AND status = 'ACTIVE'",
     [ST_NUM_FOR_LINK] = "SELECT id, status FROM numbers WHERE e164 = ?1 AND org_id = ?2",
-    [ST_LINK_BY_NUM] =
-        "SELECT " LINK_COLS " FROM links WHERE number_id = ?1 AND status = 'ACTIVE'",
+    [ST_LINK_BY_NUM] = "SELECT " LINK_COLS " FROM links WHERE number_id = ?1 AND status = 'ACTIVE'",
     [ST_LINK_INSERT] = "INSERT INTO links(app_id, org_id, number_id, voip_number, status, "
                        "created_at) VALUES (?1, ?2, ?3, ?4, 'ACTIVE', ?5)",
+    /* Answered from the covering indexes apps_id_org and links_app_cover. */
     [ST_LINK_LIST] = "SELECT l.app_id, l.voip_number, l.org_id, l.status, l.created_at, "
                      "l.updated_at FROM apps a LEFT JOIN links l ON l.app_id = a.app_id AND "
                      "l.status = 'ACTIVE' WHERE a.app_id = ?1 AND a.org_id = ?2 "
@@ -132,6 +138,7 @@ struct sq_conn {
     struct sq_db *db;
     sqlite3 *h;
     sqlite3_stmt *st[ST_COUNT];
+    bool batch; /* inside batch_begin .. batch_end: operations nest as savepoints */
 };
 
 static const struct store_ops sq_ops;
@@ -167,8 +174,8 @@ static sqlite3_stmt *stmt(struct sq_conn *c, enum stmt_id id)
     int rc;
 
     if (!c->st[id]) {
-        rc = sqlite3_prepare_v3(c->h, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id],
-                                NULL);
+        rc =
+            sqlite3_prepare_v3(c->h, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
         if (rc != SQLITE_OK) {
             (void)sq_err(c, rc, "prepare");
             return NULL;
@@ -196,16 +203,17 @@ static enum err exec_id(struct sq_conn *c, enum stmt_id id, const char *what)
     return rc == SQLITE_DONE ? ERR_OK : sq_err(c, rc, what);
 }
 
+/* An operation's transaction; inside a batch, a savepoint of the batch's. */
 static enum err tx_begin(struct sq_conn *c)
 {
-    return exec_id(c, ST_BEGIN, "begin");
+    return exec_id(c, c->batch ? ST_SAVEPOINT : ST_BEGIN, "begin");
 }
 
 static enum err tx_commit(struct sq_conn *c)
 {
-    enum err e = exec_id(c, ST_COMMIT, "commit");
+    enum err e = exec_id(c, c->batch ? ST_RELEASE : ST_COMMIT, "commit");
 
-    if (e != ERR_OK && !sqlite3_get_autocommit(c->h))
+    if (e != ERR_OK && !c->batch && !sqlite3_get_autocommit(c->h))
         (void)exec_id(c, ST_ROLLBACK, "rollback");
     return e;
 }
@@ -215,8 +223,43 @@ static enum err tx_end(struct sq_conn *c, enum err e)
 {
     if (e == ERR_OK)
         return tx_commit(c);
-    if (!sqlite3_get_autocommit(c->h))
+    if (c->batch) {
+        (void)exec_id(c, ST_ROLLBACK_TO, "rollback");
+        (void)exec_id(c, ST_RELEASE, "rollback");
+    } else if (!sqlite3_get_autocommit(c->h)) {
         (void)exec_id(c, ST_ROLLBACK, "rollback");
+    }
+    return e;
+}
+
+static enum err sq_batch_begin(struct store_conn *base)
+{
+    struct sq_conn *c = (struct sq_conn *)base;
+    enum err e;
+
+    if (c->batch)
+        return ERR_INTERNAL;
+    e = exec_id(c, ST_BEGIN, "batch_begin");
+    if (e == ERR_OK)
+        c->batch = true;
+    return e;
+}
+
+static enum err sq_batch_end(struct store_conn *base, bool commit)
+{
+    struct sq_conn *c = (struct sq_conn *)base;
+    enum err e;
+
+    if (!c->batch)
+        return ERR_INTERNAL;
+    c->batch = false;
+    if (!commit) {
+        (void)exec_id(c, ST_ROLLBACK, "batch_end");
+        return ERR_OK;
+    }
+    e = exec_id(c, ST_COMMIT, "batch_end");
+    if (e != ERR_OK && !sqlite3_get_autocommit(c->h))
+        (void)exec_id(c, ST_ROLLBACK, "batch_end");
     return e;
 }
 
@@ -449,8 +492,7 @@ static enum err migrate(sqlite3 *h)
             e = ERR_DB;
             goto out_rollback;
         }
-        log_info("msg=\"schema migrated\" backend=sqlite version=%d name=%s", m->version,
-                 m->name);
+        log_info("msg=\"schema migrated\" backend=sqlite version=%d name=%s", m->version, m->name);
         have = m->version;
     }
     if (m == migrations_sqlite || have > m[-1].version) {
@@ -478,6 +520,10 @@ static enum err sq_open(const char *url, void **impl)
 
     if (!*path)
         return ERR_INVALID;
+    /* Memory statistics take a global mutex on every allocation of every
+     * connection; nothing here reads them. Only possible before the library
+     * initialises, hence once and ignoring a late call's SQLITE_MISUSE. */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     if (!sqlite3_threadsafe()) {
         log_error("msg=\"sqlite library built without thread support\"");
         return ERR_INTERNAL;
@@ -636,8 +682,7 @@ static enum err sq_org_count(struct store_conn *base, int64_t *n)
 /* Iterates a bound statement, handing each row to each_row; the callback's
  * error stops the walk. */
 static enum err walk(struct sq_conn *c, sqlite3_stmt *st, const char *what,
-                     enum err (*each_row)(sqlite3_stmt *st, void *cb, void *ud), void *cb,
-                     void *ud)
+                     enum err (*each_row)(sqlite3_stmt *st, void *cb, void *ud), void *cb, void *ud)
 {
     enum err e = ERR_OK;
     int rc;
@@ -833,8 +878,7 @@ out:
     return tx_end(c, e);
 }
 
-static enum err sq_number_set_status(struct store_conn *base, const char *e164,
-                                     const char *status)
+static enum err sq_number_set_status(struct store_conn *base, const char *e164, const char *status)
 {
     struct sq_conn *c = CONN(base);
     sqlite3_stmt *st = stmt(c, ST_NUM_SET_STATUS);
@@ -1161,6 +1205,8 @@ static const struct store_ops sq_ops = {
     .name = "sqlite",
     .conn_close = sq_conn_close,
     .ping = sq_ping,
+    .batch_begin = sq_batch_begin,
+    .batch_end = sq_batch_end,
     .org_create = sq_org_create,
     .org_get = sq_org_get,
     .org_count = sq_org_count,

@@ -1,0 +1,1683 @@
+/* store_pg: the PostgreSQL backend, the only file that includes libpq-fe.h.
+ * One libpq session per thread, never shared; statements are prepared on
+ * first use in each session and prepared again after a reconnect. A
+ * connection object outlives its session: when the server goes away the
+ * current operation fails fast with ERR_UNAVAILABLE, and a later call
+ * reconnects (at most one attempt per RECONNECT_INTERVAL_MS). Transactions
+ * run at READ COMMITTED and take row locks where two nodes could race; a
+ * serialization failure or deadlock is retried a bounded number of times.
+ * Inside a batch every operation is a savepoint of the batch's transaction,
+ * and a lost session ends the batch instead of reconnecting under it.
+ * No SQL text is built at run time and no driver text reaches a caller. */
+#include <assert.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "store/migrate.h"
+#include "store/store.h"
+
+/* Defaults for the session; a parameter in the URL overrides each of them.
+ * libpq does not accept a connect timeout under 2 s. */
+#define CONNECT_TIMEOUT_S "2"
+#define TCP_USER_TIMEOUT_MS "10000"
+/* A request waits at most this long for a row lock held by someone else
+ * (our own transactions hold theirs for milliseconds). */
+#define SESSION_OPTIONS "-c lock_timeout=5s"
+/* While the server is unreachable, a connection tries again at most this
+ * often, so that requests fail at once instead of each waiting to connect. */
+#define RECONNECT_INTERVAL_MS 500
+/* Attempts of one operation that hits a serialization failure or deadlock. */
+#define TX_ATTEMPTS 5
+#define MAX_PARAMS 19
+/* The key of the advisory lock that serializes schema migrations of one
+ * database ("sfvopi" in ASCII). */
+#define MIGRATION_LOCK_SQL "SELECT pg_advisory_xact_lock(126883910873193)"
+
+enum stmt_id {
+    ST_PING,
+    ST_ORG_INSERT,
+    ST_ORG_GET,
+    ST_ORG_COUNT,
+    ST_ORG_LIST,
+    ST_KEY_INSERT,
+    ST_KEY_FIND,
+    ST_KEY_LIST,
+    ST_KEY_REVOKE,
+    ST_NUM_INSERT,
+    ST_NUM_LIST,
+    ST_NUM_LOCK,
+    ST_NUM_LINKED,
+    ST_NUM_DELETE,
+    ST_NUM_SET_STATUS,
+    ST_AVAIL,
+    ST_APP_INSERT,
+    ST_APP_GET,
+    ST_APP_LIST,
+    ST_APP_UPDATE,
+    ST_APP_DELETE,
+    ST_APP_LOCK,
+    ST_LINKS_OFF_APP,
+    ST_NUM_FOR_LINK,
+    ST_LINK_BY_NUM,
+    ST_LINK_INSERT,
+    ST_LINK_LIST,
+    ST_LINK_OFF,
+    ST_COUNT
+};
+
+#define APP_COLS                                                                                   \
+    "app_id, org_id, name, answer_url, answer_method, hangup_url, hangup_method, "                 \
+    "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at"
+#define KEY_COLS "id, org_id, user_id, name, prefix, status, created_at"
+#define LINK_COLS "app_id, voip_number, org_id, status, created_at, updated_at"
+
+struct stmt_def {
+    const char *name; /* the prepared statement's name in every session */
+    const char *sql;
+};
+
+#define S(id, text) [id] = {#id, text}
+
+static const struct stmt_def stmts[ST_COUNT] = {
+    S(ST_PING, "SELECT 1"),
+    S(ST_ORG_INSERT, "INSERT INTO orgs(name, created_at) VALUES ($1, $2) RETURNING id"),
+    S(ST_ORG_GET, "SELECT id, name, created_at FROM orgs WHERE id = $1"),
+    S(ST_ORG_COUNT, "SELECT count(*) FROM orgs"),
+    S(ST_ORG_LIST, "SELECT id, name, created_at FROM orgs ORDER BY id"),
+    S(ST_KEY_INSERT, "INSERT INTO api_keys(org_id, user_id, name, prefix, hash, created_at) "
+                     "VALUES ($1, $2, $3, $4, $5::bytea, $6) RETURNING id"),
+    S(ST_KEY_FIND, "SELECT " KEY_COLS " FROM api_keys WHERE hash = $1::bytea"),
+    S(ST_KEY_LIST, "SELECT " KEY_COLS " FROM api_keys WHERE org_id = $1 ORDER BY id"),
+    S(ST_KEY_REVOKE, "UPDATE api_keys SET status = 'REVOKED', revoked_at = coalesce(revoked_at, "
+                     "$2::bigint) WHERE id = $1"),
+    S(ST_NUM_INSERT, "INSERT INTO numbers(org_id, e164, provider, created_at) "
+                     "VALUES ($1, $2, $3, $4) RETURNING id"),
+    S(ST_NUM_LIST, "SELECT n.id, n.org_id, n.e164, n.provider, n.status, coalesce(l.app_id, '') "
+                   "FROM numbers n LEFT JOIN links l ON l.number_id = n.id AND l.status = "
+                   "'ACTIVE' WHERE n.org_id = $1 ORDER BY n.id"),
+    /* Removing a number locks its row first, so a concurrent link either
+     * commits before (and the number is found linked) or finds it gone. */
+    S(ST_NUM_LOCK, "SELECT id FROM numbers WHERE e164 = $1 FOR UPDATE"),
+    S(ST_NUM_LINKED, "SELECT 1 FROM links WHERE number_id = $1 AND status = 'ACTIVE'"),
+    S(ST_NUM_DELETE, "DELETE FROM numbers WHERE id = $1"),
+    S(ST_NUM_SET_STATUS, "UPDATE numbers SET status = $2 WHERE e164 = $1"),
+    S(ST_AVAIL, "SELECT n.id, n.org_id, n.e164, n.provider, n.status, '' FROM numbers n "
+                "WHERE n.org_id = $1 AND n.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM "
+                "links l WHERE l.number_id = n.id AND l.status = 'ACTIVE') ORDER BY n.id"),
+    S(ST_APP_INSERT, "INSERT INTO apps(" APP_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                     "$10, $11, $12, $13)"),
+    S(ST_APP_GET, "SELECT " APP_COLS " FROM apps WHERE app_id = $1 AND org_id = $2"),
+    S(ST_APP_LIST,
+      "SELECT " APP_COLS " FROM apps WHERE org_id = $1 ORDER BY created_at DESC, id DESC"),
+    /* One statement for every partial update: $3, $5, ... say whether the
+     * field that follows is set. */
+    S(ST_APP_UPDATE, "UPDATE apps SET "
+                     "name = CASE WHEN $3::boolean THEN $4::text ELSE name END, "
+                     "answer_url = CASE WHEN $5::boolean THEN $6::text ELSE answer_url END, "
+                     "answer_method = CASE WHEN $7::boolean THEN $8::text ELSE answer_method END, "
+                     "hangup_url = CASE WHEN $9::boolean THEN $10::text ELSE hangup_url END, "
+                     "hangup_method = CASE WHEN $11::boolean THEN $12::text ELSE hangup_method "
+                     "END, "
+                     "fallback_answer_url = CASE WHEN $13::boolean THEN $14::text ELSE "
+                     "fallback_answer_url END, "
+                     "fallback_answer_method = CASE WHEN $15::boolean THEN $16::text ELSE "
+                     "fallback_answer_method END, "
+                     "status = CASE WHEN $17::boolean THEN $18::text ELSE status END, "
+                     "updated_at = $19::bigint "
+                     "WHERE app_id = $1 AND org_id = $2 RETURNING " APP_COLS),
+    S(ST_APP_DELETE, "DELETE FROM apps WHERE app_id = $1 AND org_id = $2"),
+    /* A link holds a share lock on its app's row until it commits, so that
+     * deleting the app waits for it and then deactivates the new link too. */
+    S(ST_APP_LOCK, "SELECT 1 FROM apps WHERE app_id = $1 AND org_id = $2 FOR KEY SHARE"),
+    S(ST_LINKS_OFF_APP, "UPDATE links SET status = 'INACTIVE', updated_at = $2 "
+                        "WHERE app_id = $1 AND status = 'ACTIVE'"),
+    /* Linking locks the number's inventory row: concurrent links of one
+     * number, from any node, run one after the other, and each sees the
+     * links committed before it. The unique index stays the last word. */
+    S(ST_NUM_FOR_LINK,
+      "SELECT id, status FROM numbers WHERE e164 = $1 AND org_id = $2 FOR NO KEY UPDATE"),
+    S(ST_LINK_BY_NUM, "SELECT " LINK_COLS " FROM links WHERE number_id = $1 AND status = 'ACTIVE'"),
+    S(ST_LINK_INSERT, "INSERT INTO links(app_id, org_id, number_id, voip_number, status, "
+                      "created_at) VALUES ($1, $2, $3, $4, 'ACTIVE', $5)"),
+    S(ST_LINK_LIST, "SELECT l.app_id, l.voip_number, l.org_id, l.status, l.created_at, "
+                    "l.updated_at FROM apps a LEFT JOIN links l ON l.app_id = a.app_id AND "
+                    "l.status = 'ACTIVE' WHERE a.app_id = $1 AND a.org_id = $2 "
+                    "ORDER BY l.created_at DESC, l.id DESC"),
+    S(ST_LINK_OFF, "UPDATE links SET status = 'INACTIVE', updated_at = $3 "
+                   "WHERE app_id = $1 AND voip_number = $2 AND status = 'ACTIVE'"),
+};
+
+#undef S
+
+struct pg_db {
+    char *url; /* may hold a password: never logged */
+};
+
+struct pg_conn {
+    struct store_conn base; /* first: a struct store_conn * is a struct pg_conn * */
+    struct pg_db *db;
+    PGconn *h;               /* NULL while disconnected */
+    bool prepared[ST_COUNT]; /* in the current session */
+    int64_t next_connect_ms; /* monotonic: no connection attempt before this */
+    bool down;               /* the last attempt failed (logged once per outage) */
+    bool retry;              /* the last error was a serialization failure or deadlock */
+    bool batch;              /* inside batch_begin .. batch_end: one open transaction */
+};
+
+/* Bound query parameters, all in text format except bytea. */
+struct params {
+    int n;
+    const char *v[MAX_PARAMS];
+    int len[MAX_PARAMS];
+    int fmt[MAX_PARAMS];
+    char num[MAX_PARAMS][24];
+};
+
+static const struct store_ops pg_ops;
+
+/* ---- parameters and columns ---- */
+
+static void p_text(struct params *p, const char *s)
+{
+    /* Parameter counts are fixed by the statements above, never by input. */
+    assert(p->n < MAX_PARAMS);
+    p->v[p->n] = s;
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+/* Binds NULL for "" (our null string). */
+static void p_text_or_null(struct params *p, const char *s)
+{
+    p_text(p, s[0] ? s : NULL);
+}
+
+static void p_i64(struct params *p, int64_t v)
+{
+    assert(p->n < MAX_PARAMS);
+    snprintf(p->num[p->n], sizeof(p->num[0]), "%" PRId64, v);
+    p_text(p, p->num[p->n]);
+}
+
+/* Binds NULL for 0 (our null integer). */
+static void p_i64_or_null(struct params *p, int64_t v)
+{
+    if (v)
+        p_i64(p, v);
+    else
+        p_text(p, NULL);
+}
+
+static void p_bool(struct params *p, bool b)
+{
+    p_text(p, b ? "t" : "f");
+}
+
+static void p_bytes(struct params *p, const void *data, int len)
+{
+    p_text(p, data);
+    p->len[p->n - 1] = len;
+    p->fmt[p->n - 1] = 1;
+}
+
+/* Copies a text column into a fixed field, truncating at cap - 1 bytes
+ * (stored values are validated on the way in and always fit). NULL is "". */
+static void col_text(const PGresult *r, int row, int col, char *dst, size_t cap)
+{
+    size_t n = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
+
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, PQgetvalue(r, row, col), n);
+    dst[n] = '\0';
+}
+
+#define COL_TEXT(r, row, col, field) col_text((r), (row), (col), (field), sizeof(field))
+
+/* An integer column; NULL is 0. */
+static int64_t col_i64(const PGresult *r, int row, int col)
+{
+    int64_t v = 0;
+
+    if (PQgetisnull(r, row, col))
+        return 0;
+    if (parse_i64(PQgetvalue(r, row, col), INT64_MIN, INT64_MAX, &v) != ERR_OK) {
+        log_error("msg=\"unexpected integer from database\" col=%d", col);
+        return 0;
+    }
+    return v;
+}
+
+static void row_app(const PGresult *r, int i, struct store_app *a)
+{
+    COL_TEXT(r, i, 0, a->app_id);
+    a->org_id = col_i64(r, i, 1);
+    COL_TEXT(r, i, 2, a->name);
+    COL_TEXT(r, i, 3, a->answer_url);
+    COL_TEXT(r, i, 4, a->answer_method);
+    COL_TEXT(r, i, 5, a->hangup_url);
+    COL_TEXT(r, i, 6, a->hangup_method);
+    COL_TEXT(r, i, 7, a->fallback_answer_url);
+    COL_TEXT(r, i, 8, a->fallback_answer_method);
+    COL_TEXT(r, i, 9, a->status);
+    a->created_by = col_i64(r, i, 10);
+    a->created_at = col_i64(r, i, 11);
+    a->updated_at = col_i64(r, i, 12);
+}
+
+static void row_key(const PGresult *r, int i, struct store_key *k)
+{
+    char status[STATUS_MAX + 1];
+
+    k->id = col_i64(r, i, 0);
+    k->org_id = col_i64(r, i, 1);
+    k->user_id = col_i64(r, i, 2);
+    COL_TEXT(r, i, 3, k->name);
+    COL_TEXT(r, i, 4, k->prefix);
+    COL_TEXT(r, i, 5, status);
+    k->revoked = strcmp(status, "ACTIVE") != 0;
+    k->created_at = col_i64(r, i, 6);
+}
+
+static void row_link(const PGresult *r, int i, struct store_link *l)
+{
+    COL_TEXT(r, i, 0, l->app_id);
+    COL_TEXT(r, i, 1, l->voip_number);
+    l->org_id = col_i64(r, i, 2);
+    COL_TEXT(r, i, 3, l->status);
+    l->created_at = col_i64(r, i, 4);
+    l->updated_at = col_i64(r, i, 5);
+}
+
+static void row_number(const PGresult *r, int i, struct store_number *n)
+{
+    n->id = col_i64(r, i, 0);
+    n->org_id = col_i64(r, i, 1);
+    COL_TEXT(r, i, 2, n->voip_number);
+    COL_TEXT(r, i, 3, n->provider);
+    COL_TEXT(r, i, 4, n->status);
+    COL_TEXT(r, i, 5, n->linked_app_id);
+}
+
+/* True when s is well-formed UTF-8 as PostgreSQL accepts it (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF). A string that is
+ * not cannot equal any stored value, and sending it would only make the
+ * server refuse the whole statement. */
+static bool utf8_valid(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned char c, lo, hi;
+    int more;
+
+    while ((c = *s++) != 0) {
+        if (c < 0x80)
+            continue;
+        lo = 0x80;
+        hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            more = 1;
+        else if (c == 0xE0)
+            more = 2, lo = 0xA0;
+        else if (c == 0xED)
+            more = 2, hi = 0x9F;
+        else if (c >= 0xE1 && c <= 0xEF)
+            more = 2;
+        else if (c == 0xF0)
+            more = 3, lo = 0x90;
+        else if (c == 0xF4)
+            more = 3, hi = 0x8F;
+        else if (c >= 0xF1 && c <= 0xF3)
+            more = 3;
+        else
+            return false;
+        /* A NUL terminator fails every range below, so s never runs past it. */
+        if (*s < lo || *s > hi)
+            return false;
+        for (s++; --more > 0; s++) {
+            if (*s < 0x80 || *s > 0xBF)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* ---- errors ---- */
+
+/* Logs a driver message as one quoted value (messages end in newlines). */
+static void log_pg(enum log_level level, const char *msg, const char *what, const char *state,
+                   const char *text)
+{
+    char q[512];
+    size_t n = text ? strlen(text) : 0;
+
+    while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        n--;
+    log_quote(q, sizeof(q), text ? text : "", n);
+    log_write(level, "msg=\"%s\" backend=postgresql op=%s sqlstate=%s err=%s", msg, what,
+              state && state[0] ? state : "-", q);
+}
+
+static bool state_is(const char *state, const char *want)
+{
+    return state && strcmp(state, want) == 0;
+}
+
+static bool state_class(const char *state, const char *cls)
+{
+    return state && strncmp(state, cls, 2) == 0;
+}
+
+/* Maps a failed result (r may be NULL) to our error and logs the driver's
+ * text, which never goes further. Marks serialization failures and deadlocks
+ * as retryable. A broken session is noticed by the next call, which
+ * reconnects. */
+static enum err res_err(struct pg_conn *c, const PGresult *r, const char *what)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *text = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    if (PQstatus(c->h) != CONNECTION_OK) {
+        log_pg(LOG_WARN, "database connection lost", what, state, PQerrorMessage(c->h));
+        return ERR_UNAVAILABLE;
+    }
+    if (state_is(state, "23505"))
+        return ERR_CONFLICT; /* unique_violation */
+    if (state_is(state, "23503"))
+        return ERR_NOT_FOUND; /* foreign_key_violation: the org does not exist */
+    if (state_is(state, "22021")) {
+        /* Text that is not UTF-8 (the API validates its input; the CLI may not). */
+        log_pg(LOG_WARN, "text refused by database", what, state, text);
+        return ERR_INVALID;
+    }
+    if (state_is(state, "40001") || state_is(state, "40P01")) {
+        log_pg(LOG_WARN, "transaction conflict", what, state, text);
+        c->retry = true;
+        return ERR_UNAVAILABLE;
+    }
+    /* Connection exceptions, shutdown, too many connections, lock and
+     * statement timeouts: the database is there but cannot serve now. */
+    if (state_class(state, "08") || state_class(state, "53") || state_class(state, "57") ||
+        state_is(state, "55P03")) {
+        log_pg(LOG_WARN, "database unavailable", what, state, text);
+        return ERR_UNAVAILABLE;
+    }
+    log_pg(LOG_ERROR, "database error", what, state,
+           text ? text : (r ? PQresultErrorMessage(r) : PQerrorMessage(c->h)));
+    return ERR_DB;
+}
+
+/* ---- sessions ---- */
+
+/* libpq prints notices on stderr by default; ours go to the log. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    if (log_enabled(LOG_DEBUG))
+        log_pg(LOG_DEBUG, "database notice", "notice", NULL, message);
+}
+
+/* Session defaults, as libpq keywords. */
+static const struct {
+    const char *key, *val;
+} session_defaults[] = {
+    {"connect_timeout", CONNECT_TIMEOUT_S},
+    {"application_name", "sfvopi"},
+    {"client_encoding", "UTF8"},
+    {"keepalives", "1"},
+    {"keepalives_idle", "10"},
+    {"keepalives_interval", "5"},
+    {"keepalives_count", "3"},
+    {"tcp_user_timeout", TCP_USER_TIMEOUT_MS},
+    {"options", SESSION_OPTIONS},
+};
+
+#define N_DEFAULTS (sizeof(session_defaults) / sizeof(session_defaults[0]))
+
+/* Opens a session to url. The defaults come first so that the URL's own
+ * parameters override them (libpq keeps the last value of a keyword). */
+static PGconn *session_open(const char *url)
+{
+    const char *keys[N_DEFAULTS + 2], *vals[N_DEFAULTS + 2];
+    PGconn *h;
+    size_t i;
+
+    for (i = 0; i < N_DEFAULTS; i++) {
+        keys[i] = session_defaults[i].key;
+        vals[i] = session_defaults[i].val;
+    }
+    keys[i] = "dbname"; /* expanded: the URL */
+    vals[i] = url;
+    keys[i + 1] = vals[i + 1] = NULL;
+    h = PQconnectdbParams(keys, vals, 1);
+    if (h)
+        PQsetNoticeProcessor(h, on_notice, NULL);
+    return h;
+}
+
+static void session_drop(struct pg_conn *c)
+{
+    PQfinish(c->h);
+    c->h = NULL;
+    memset(c->prepared, 0, sizeof(c->prepared));
+}
+
+/* True when an idle session is still usable. A server that shut down or
+ * killed the session has sent an error and closed the socket; reading
+ * that input now makes libpq mark the session bad before we send a
+ * statement on it, so the statement is never lost in a dead session. */
+static bool session_alive(struct pg_conn *c)
+{
+    struct pollfd pfd;
+    int i;
+
+    for (i = 0; i < 4 && PQstatus(c->h) == CONNECTION_OK; i++) {
+        pfd.fd = PQsocket(c->h);
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (pfd.fd < 0)
+            return false;
+        if (poll(&pfd, 1, 0) <= 0)
+            break;
+        if (!PQconsumeInput(c->h))
+            break;
+    }
+    return PQstatus(c->h) == CONNECTION_OK;
+}
+
+static enum err session_connect(struct pg_conn *c)
+{
+    c->h = session_open(c->db->url);
+    if (!c->h)
+        return ERR_NOMEM;
+    if (PQstatus(c->h) != CONNECTION_OK) {
+        if (!c->down)
+            log_pg(LOG_ERROR, "cannot connect to database", "connect", NULL, PQerrorMessage(c->h));
+        c->down = true;
+        session_drop(c);
+        return ERR_UNAVAILABLE;
+    }
+    if (c->down)
+        log_info("msg=\"database reconnected\" backend=postgresql");
+    c->down = false;
+    return ERR_OK;
+}
+
+/* Makes sure the connection has a live, idle session, reconnecting when
+ * the last one was lost. While the server is unreachable this fails at once
+ * with ERR_UNAVAILABLE, except for one attempt per RECONNECT_INTERVAL_MS. */
+static enum err conn_ready(struct pg_conn *c)
+{
+    PGresult *r;
+    enum err e;
+
+    c->retry = false;
+    if (c->batch) {
+        /* The batch's transaction lives in this session: never reconnect
+         * under it (later operations would silently run outside it). */
+        if (c->h && session_alive(c) && PQtransactionStatus(c->h) == PQTRANS_INTRANS)
+            return ERR_OK;
+        return ERR_UNAVAILABLE;
+    }
+    if (c->h && session_alive(c)) {
+        if (PQtransactionStatus(c->h) == PQTRANS_IDLE)
+            return ERR_OK;
+        /* Left inside a transaction by an operation that failed half-way. */
+        r = PQexec(c->h, "ROLLBACK");
+        PQclear(r);
+        if (PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) == PQTRANS_IDLE)
+            return ERR_OK;
+    }
+    if (c->h) {
+        log_warn("msg=\"database session closed, reconnecting\" backend=postgresql");
+        session_drop(c);
+    }
+    if (clock_mono_ms() < c->next_connect_ms)
+        return ERR_UNAVAILABLE;
+    e = session_connect(c);
+    if (e != ERR_OK)
+        c->next_connect_ms = clock_mono_ms() + RECONNECT_INTERVAL_MS;
+    return e;
+}
+
+/* Prepares statement id in this session on first use. */
+static enum err prepare(struct pg_conn *c, enum stmt_id id)
+{
+    PGresult *r;
+    enum err e = ERR_OK;
+
+    if (c->prepared[id])
+        return ERR_OK;
+    r = PQprepare(c->h, stmts[id].name, stmts[id].sql, 0, NULL);
+    if (PQresultStatus(r) == PGRES_COMMAND_OK)
+        c->prepared[id] = true;
+    else
+        e = res_err(c, r, "prepare");
+    PQclear(r);
+    return e;
+}
+
+/* Runs a prepared statement. On ERR_OK and out != NULL, *out is the result,
+ * which the caller must PQclear. */
+static enum err exec(struct pg_conn *c, enum stmt_id id, const struct params *p, const char *what,
+                     PGresult **out)
+{
+    static const struct params none;
+    PGresult *r;
+    ExecStatusType st;
+    enum err e;
+
+    if (!p)
+        p = &none;
+    e = prepare(c, id);
+    if (e != ERR_OK)
+        return e;
+    r = PQexecPrepared(c->h, stmts[id].name, p->n, p->v, p->len, p->fmt, 0);
+    st = PQresultStatus(r);
+    if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+        if (out)
+            *out = r;
+        else
+            PQclear(r);
+        return ERR_OK;
+    }
+    e = res_err(c, r, what);
+    PQclear(r);
+    return e;
+}
+
+/* Runs a prepared statement expected to return at most one row; ERR_NOT_FOUND
+ * when it returns none. On ERR_OK the caller must PQclear *out. */
+static enum err exec_one(struct pg_conn *c, enum stmt_id id, const struct params *p,
+                         const char *what, PGresult **out)
+{
+    PGresult *r = NULL;
+    enum err e = exec(c, id, p, what, &r);
+
+    if (e != ERR_OK)
+        return e;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return ERR_NOT_FOUND;
+    }
+    *out = r;
+    return ERR_OK;
+}
+
+/* Runs a prepared write; *changes (may be NULL) gets the rows affected. */
+static enum err exec_write(struct pg_conn *c, enum stmt_id id, const struct params *p,
+                           const char *what, int64_t *changes)
+{
+    PGresult *r = NULL;
+    int64_t n = 0;
+    enum err e = exec(c, id, p, what, &r);
+
+    if (e != ERR_OK)
+        return e;
+    if (changes) {
+        if (parse_i64(PQcmdTuples(r), 0, INT64_MAX, &n) != ERR_OK)
+            n = 0;
+        *changes = n;
+    }
+    PQclear(r);
+    return ERR_OK;
+}
+
+/* Hands each row of a prepared query to each_row, reading the rows one at a
+ * time (single-row mode) so that a long list is never held in memory whole.
+ * The callback's error stops the walk and becomes the result. */
+static enum err walk(struct pg_conn *c, enum stmt_id id, const struct params *p, const char *what,
+                     enum err (*each_row)(const PGresult *r, void *cb, void *ud), void *cb,
+                     void *ud)
+{
+    PGresult *r;
+    enum err e = ERR_OK, qe = ERR_OK;
+
+    qe = prepare(c, id);
+    if (qe != ERR_OK)
+        return qe;
+    if (!PQsendQueryPrepared(c->h, stmts[id].name, p->n, p->v, p->len, p->fmt, 0))
+        return res_err(c, NULL, what);
+    (void)PQsetSingleRowMode(c->h);
+    /* Read to the end even after the callback stopped: the session must be
+     * idle again before it is used for anything else. */
+    while ((r = PQgetResult(c->h)) != NULL) {
+        switch (PQresultStatus(r)) {
+        case PGRES_SINGLE_TUPLE:
+            if (e == ERR_OK && qe == ERR_OK)
+                e = each_row(r, cb, ud);
+            break;
+        case PGRES_TUPLES_OK:
+        case PGRES_COMMAND_OK: break;
+        default:
+            if (qe == ERR_OK)
+                qe = res_err(c, r, what);
+            break;
+        }
+        PQclear(r);
+    }
+    return e != ERR_OK ? e : qe;
+}
+
+/* Runs a statement without parameters (transaction control). */
+static enum err exec_simple(struct pg_conn *c, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(c->h, sql);
+    enum err e = ERR_OK;
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        e = res_err(c, r, what);
+    PQclear(r);
+    return e;
+}
+
+/* An operation's transaction. Inside a batch the operation's savepoint
+ * (op_begin) already makes it one unit. */
+static enum err tx_begin(struct pg_conn *c)
+{
+    if (c->batch)
+        return ERR_OK;
+    return exec_simple(c, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
+}
+
+/* Ends a transaction: commits when e is ERR_OK, else rolls back and keeps e. */
+static enum err tx_end(struct pg_conn *c, enum err e)
+{
+    PGresult *r;
+
+    if (c->batch)
+        return e; /* op_end releases or rolls back the savepoint */
+    if (e == ERR_OK) {
+        r = PQexec(c->h, "COMMIT");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            e = res_err(c, r, "commit");
+        else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+            e = ERR_DB; /* the server rolled back instead */
+        PQclear(r);
+        return e;
+    }
+    if (PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) != PQTRANS_IDLE)
+        PQclear(PQexec(c->h, "ROLLBACK"));
+    return e;
+}
+
+/* Starts an operation: a live session and, inside a batch, a savepoint. In
+ * PostgreSQL any error aborts the whole transaction; the savepoint lets a
+ * failed operation undo only itself, as the batch contract requires. */
+static enum err op_begin(struct pg_conn *c)
+{
+    enum err e = conn_ready(c);
+
+    if (e != ERR_OK || !c->batch)
+        return e;
+    return exec_simple(c, "SAVEPOINT op", "savepoint");
+}
+
+/* Ends an operation that op_begin started, keeping its result e (or the
+ * error of releasing its savepoint). */
+static enum err op_end(struct pg_conn *c, enum err e)
+{
+    if (!c->batch)
+        return e;
+    if (PQstatus(c->h) != CONNECTION_OK)
+        return e != ERR_OK ? e : ERR_UNAVAILABLE;
+    if (e == ERR_OK)
+        return exec_simple(c, "RELEASE op", "savepoint");
+    PQclear(PQexec(c->h, "ROLLBACK TO op"));
+    PQclear(PQexec(c->h, "RELEASE op"));
+    return e;
+}
+
+/* Decides whether to run an operation again after e: only for serialization
+ * failures and deadlocks (which the server has rolled back), at most
+ * TX_ATTEMPTS times in all, after a short, growing, jittered pause. */
+static bool again(struct pg_conn *c, enum err e, int *attempt)
+{
+    struct timespec ts;
+    int64_t ms;
+
+    if (e == ERR_OK || !c->retry)
+        return false;
+    if (++*attempt >= TX_ATTEMPTS) {
+        log_warn("msg=\"giving up after transaction conflicts\" backend=postgresql attempts=%d",
+                 *attempt);
+        return false;
+    }
+    ms = (int64_t)(2 << *attempt) + clock_mono_ns() % 7;
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)(ms * 1000000);
+    nanosleep(&ts, NULL);
+    return true;
+}
+
+/* ---- schema ---- */
+
+static enum err simple_exec(PGconn *h, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(h, sql);
+    ExecStatusType st = PQresultStatus(r);
+    enum err e = ERR_OK;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        log_pg(LOG_ERROR, "schema migration failed", what,
+               r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL,
+               r ? PQresultErrorMessage(r) : PQerrorMessage(h));
+        e = PQstatus(h) == CONNECTION_OK ? ERR_DB : ERR_UNAVAILABLE;
+    }
+    PQclear(r);
+    return e;
+}
+
+/* Brings the schema to the newest version in one transaction, under an
+ * advisory lock: nodes starting together wait for each other, and each
+ * migration is applied exactly once. DDL is transactional in PostgreSQL,
+ * so a failed migration leaves nothing behind. */
+static enum err migrate(PGconn *h)
+{
+    const struct migration *m;
+    struct params p;
+    PGresult *r;
+    int64_t have = 0;
+    enum err e;
+
+    e = simple_exec(h, "BEGIN", "migration");
+    if (e != ERR_OK)
+        return e;
+    /* Waiting for another node's migration is not a lock timeout. */
+    e = simple_exec(h, "SET LOCAL lock_timeout = 0", "migration");
+    if (e != ERR_OK)
+        goto out_rollback;
+    e = simple_exec(h, MIGRATION_LOCK_SQL, "migration");
+    if (e != ERR_OK)
+        goto out_rollback;
+    e = simple_exec(h,
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+                    "migration");
+    if (e != ERR_OK)
+        goto out_rollback;
+    r = PQexec(h, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+        parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, &have) != ERR_OK) {
+        PQclear(r);
+        e = PQstatus(h) == CONNECTION_OK ? ERR_DB : ERR_UNAVAILABLE;
+        goto out_rollback;
+    }
+    PQclear(r);
+
+    for (m = migrations_pg; m->version; m++) {
+        if (m->version <= have)
+            continue;
+        e = simple_exec(h, m->sql, m->name);
+        if (e != ERR_OK)
+            goto out_rollback;
+        p.n = 0;
+        p_i64(&p, m->version);
+        p_text(&p, m->name);
+        p_i64(&p, clock_now_ms());
+        r = PQexecParams(h,
+                         "INSERT INTO schema_migrations(version, name, applied_at) "
+                         "VALUES ($1, $2, $3)",
+                         p.n, NULL, p.v, p.len, p.fmt, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            log_pg(LOG_ERROR, "schema migration failed", m->name, NULL,
+                   r ? PQresultErrorMessage(r) : PQerrorMessage(h));
+            PQclear(r);
+            e = ERR_DB;
+            goto out_rollback;
+        }
+        PQclear(r);
+        log_info("msg=\"schema migrated\" backend=postgresql version=%d name=%s", m->version,
+                 m->name);
+        have = m->version;
+    }
+    if (m == migrations_pg || have > m[-1].version) {
+        log_error("msg=\"database schema is newer than this program\" version=%lld",
+                  (long long)have);
+        e = ERR_DB;
+        goto out_rollback;
+    }
+    return simple_exec(h, "COMMIT", "migration");
+
+out_rollback:
+    if (PQstatus(h) == CONNECTION_OK)
+        PQclear(PQexec(h, "ROLLBACK"));
+    return e;
+}
+
+/* ---- the backend ---- */
+
+static enum err pg_open(const char *url, void **impl)
+{
+    PQconninfoOption *opts;
+    char *msg = NULL;
+    struct pg_db *db;
+    PGconn *h;
+    enum err e;
+
+    if (!PQisthreadsafe()) {
+        log_error("msg=\"libpq built without thread support\"");
+        return ERR_INTERNAL;
+    }
+    /* The parser's message may quote part of the URL (a password): not logged. */
+    opts = PQconninfoParse(url, &msg);
+    PQfreemem(msg);
+    if (!opts) {
+        log_error("msg=\"database url is not a valid libpq URI\" backend=postgresql");
+        return ERR_INVALID;
+    }
+    PQconninfoFree(opts);
+
+    db = calloc(1, sizeof(*db));
+    if (!db)
+        return ERR_NOMEM;
+    db->url = strdup(url);
+    if (!db->url) {
+        e = ERR_NOMEM;
+        goto out_db;
+    }
+    h = session_open(url);
+    if (!h) {
+        e = ERR_NOMEM;
+        goto out_url;
+    }
+    if (PQstatus(h) != CONNECTION_OK) {
+        log_pg(LOG_ERROR, "cannot connect to database", "open", NULL, PQerrorMessage(h));
+        e = ERR_UNAVAILABLE;
+        goto out_session;
+    }
+    e = migrate(h);
+    if (e != ERR_OK)
+        goto out_session;
+    PQfinish(h);
+    *impl = db;
+    return ERR_OK;
+
+out_session:
+    PQfinish(h);
+out_url:
+    free(db->url);
+out_db:
+    free(db);
+    return e;
+}
+
+static void pg_free(void *impl)
+{
+    struct pg_db *db = impl;
+
+    free(db->url);
+    free(db);
+}
+
+/* Always hands out a connection object, even when the server cannot be
+ * reached right now: its operations then fail with ERR_UNAVAILABLE until a
+ * later call reconnects. */
+static enum err pg_conn_open(void *impl, struct store_conn **out)
+{
+    struct pg_conn *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return ERR_NOMEM;
+    c->base.ops = &pg_ops;
+    c->db = impl;
+    (void)conn_ready(c);
+    *out = &c->base;
+    return ERR_OK;
+}
+
+static void pg_conn_close(struct store_conn *base)
+{
+    struct pg_conn *c = (struct pg_conn *)base;
+
+    PQfinish(c->h);
+    free(c);
+}
+
+/* ---- operations ---- */
+
+#define CONN(base) ((struct pg_conn *)(base))
+
+static enum err pg_ping(struct store_conn *base)
+{
+    struct pg_conn *c = CONN(base);
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    return op_end(c, exec(c, ST_PING, NULL, "ping", NULL));
+}
+
+static enum err pg_batch_begin(struct store_conn *base)
+{
+    struct pg_conn *c = CONN(base);
+    enum err e;
+
+    if (c->batch)
+        return ERR_INTERNAL;
+    e = conn_ready(c);
+    if (e != ERR_OK)
+        return e;
+    e = exec_simple(c, "BEGIN ISOLATION LEVEL READ COMMITTED", "batch_begin");
+    if (e == ERR_OK)
+        c->batch = true;
+    return e;
+}
+
+/* A session lost inside the batch took the batch with it: nothing was
+ * committed, and the next operation reconnects. */
+static enum err pg_batch_end(struct store_conn *base, bool commit)
+{
+    struct pg_conn *c = CONN(base);
+    PGresult *r;
+    enum err e = ERR_OK;
+
+    if (!c->batch)
+        return ERR_INTERNAL;
+    c->batch = false;
+    if (!c->h || PQstatus(c->h) != CONNECTION_OK)
+        return ERR_UNAVAILABLE;
+    if (!commit) {
+        PQclear(PQexec(c->h, "ROLLBACK"));
+        return ERR_OK;
+    }
+    r = PQexec(c->h, "COMMIT");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        e = res_err(c, r, "batch_end");
+    else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        e = ERR_DB; /* the server rolled back instead */
+    PQclear(r);
+    if (e != ERR_OK && PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) != PQTRANS_IDLE)
+        PQclear(PQexec(c->h, "ROLLBACK"));
+    return e;
+}
+
+/* Runs an INSERT ... RETURNING id. ERR_NOT_FOUND only for a foreign key
+ * violation (the org does not exist). */
+static enum err insert_id(struct pg_conn *c, enum stmt_id id, const struct params *p,
+                          const char *what, int64_t *out)
+{
+    PGresult *r = NULL;
+    enum err e = exec(c, id, p, what, &r);
+
+    if (e != ERR_OK)
+        return e;
+    if (PQntuples(r) == 1)
+        *out = col_i64(r, 0, 0);
+    else
+        e = ERR_DB; /* RETURNING always returns the row */
+    PQclear(r);
+    return e;
+}
+
+static enum err pg_org_create(struct store_conn *base, const char *name, int64_t now, int64_t *id)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, name);
+    p_i64(&p, now);
+    return op_end(c, insert_id(c, ST_ORG_INSERT, &p, "org_create", id));
+}
+
+static enum err pg_org_get(struct store_conn *base, int64_t id, struct store_org *out)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    PGresult *r = NULL;
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, id);
+    e = exec_one(c, ST_ORG_GET, &p, "org_get", &r);
+    if (e == ERR_OK) {
+        out->id = col_i64(r, 0, 0);
+        COL_TEXT(r, 0, 1, out->name);
+        out->created_at = col_i64(r, 0, 2);
+        PQclear(r);
+    }
+    return op_end(c, e);
+}
+
+static enum err pg_org_count(struct store_conn *base, int64_t *n)
+{
+    struct pg_conn *c = CONN(base);
+    PGresult *r = NULL;
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    e = exec_one(c, ST_ORG_COUNT, NULL, "org_count", &r);
+    if (e == ERR_NOT_FOUND)
+        e = ERR_DB;
+    if (e == ERR_OK) {
+        *n = col_i64(r, 0, 0);
+        PQclear(r);
+    }
+    return op_end(c, e);
+}
+
+static enum err org_row(const PGresult *r, void *cb, void *ud)
+{
+    struct store_org o;
+
+    o.id = col_i64(r, 0, 0);
+    COL_TEXT(r, 0, 1, o.name);
+    o.created_at = col_i64(r, 0, 2);
+    return ((store_org_cb)cb)(ud, &o);
+}
+
+static enum err pg_org_list(struct store_conn *base, store_org_cb cb, void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    return op_end(c, walk(c, ST_ORG_LIST, &p, "org_list", org_row, (void *)cb, ud));
+}
+
+static enum err pg_key_create(struct store_conn *base, const struct store_key *k,
+                              const unsigned char hash[KEY_HASH_LEN], int64_t *id)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, k->org_id);
+    p_i64_or_null(&p, k->user_id);
+    p_text_or_null(&p, k->name);
+    p_text(&p, k->prefix);
+    p_bytes(&p, hash, KEY_HASH_LEN);
+    p_i64(&p, k->created_at);
+    return op_end(c, insert_id(c, ST_KEY_INSERT, &p, "key_create", id));
+}
+
+static enum err pg_key_find(struct store_conn *base, const unsigned char hash[KEY_HASH_LEN],
+                            struct store_key *out)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    PGresult *r = NULL;
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_bytes(&p, hash, KEY_HASH_LEN);
+    e = exec_one(c, ST_KEY_FIND, &p, "key_find", &r);
+    if (e == ERR_OK) {
+        row_key(r, 0, out);
+        PQclear(r);
+    }
+    return op_end(c, e);
+}
+
+static enum err key_row(const PGresult *r, void *cb, void *ud)
+{
+    struct store_key k;
+
+    row_key(r, 0, &k);
+    return ((store_key_cb)cb)(ud, &k);
+}
+
+static enum err pg_key_list(struct store_conn *base, int64_t org_id, store_key_cb cb, void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    return op_end(c, walk(c, ST_KEY_LIST, &p, "key_list", key_row, (void *)cb, ud));
+}
+
+static enum err pg_key_revoke(struct store_conn *base, int64_t key_id, int64_t now)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    int64_t changes = 0;
+    int attempt = 0;
+    enum err e;
+
+    p_i64(&p, key_id);
+    p_i64(&p, now);
+    do {
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = op_end(c, exec_write(c, ST_KEY_REVOKE, &p, "key_revoke", &changes));
+    } while (again(c, e, &attempt));
+    if (e == ERR_OK && changes == 0)
+        e = ERR_NOT_FOUND;
+    return e;
+}
+
+static enum err pg_number_add(struct store_conn *base, int64_t org_id, const char *e164,
+                              const char *provider, int64_t now, int64_t *id)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    p_text(&p, e164);
+    p_text(&p, provider);
+    p_i64(&p, now);
+    return op_end(c, insert_id(c, ST_NUM_INSERT, &p, "number_add", id));
+}
+
+static enum err number_row(const PGresult *r, void *cb, void *ud)
+{
+    struct store_number n;
+
+    row_number(r, 0, &n);
+    return ((store_number_cb)cb)(ud, &n);
+}
+
+static enum err pg_number_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
+                               void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    return op_end(c, walk(c, ST_NUM_LIST, &p, "number_list", number_row, (void *)cb, ud));
+}
+
+static enum err number_remove_tx(struct pg_conn *c, const char *e164)
+{
+    struct params p = {0};
+    PGresult *r = NULL;
+    int64_t id;
+    enum err e;
+
+    e = tx_begin(c);
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, e164);
+    e = exec_one(c, ST_NUM_LOCK, &p, "number_remove", &r);
+    if (e != ERR_OK)
+        goto out;
+    id = col_i64(r, 0, 0);
+    PQclear(r);
+    p.n = 0;
+    p_i64(&p, id);
+    e = exec_one(c, ST_NUM_LINKED, &p, "number_remove", &r);
+    if (e == ERR_OK) {
+        PQclear(r);
+        e = ERR_CONFLICT;
+        goto out;
+    }
+    if (e != ERR_NOT_FOUND)
+        goto out;
+    e = exec_write(c, ST_NUM_DELETE, &p, "number_remove", NULL);
+out:
+    return tx_end(c, e);
+}
+
+static enum err pg_number_remove(struct store_conn *base, const char *e164)
+{
+    struct pg_conn *c = CONN(base);
+    int attempt = 0;
+    enum err e;
+
+    if (!utf8_valid(e164))
+        return ERR_NOT_FOUND;
+    do {
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = op_end(c, number_remove_tx(c, e164));
+    } while (again(c, e, &attempt));
+    return e;
+}
+
+static enum err pg_number_set_status(struct store_conn *base, const char *e164, const char *status)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    int64_t changes = 0;
+    int attempt = 0;
+    enum err e;
+
+    if (!utf8_valid(e164))
+        return ERR_NOT_FOUND;
+    p_text(&p, e164);
+    p_text(&p, status);
+    do {
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = op_end(c, exec_write(c, ST_NUM_SET_STATUS, &p, "number_set_status", &changes));
+    } while (again(c, e, &attempt));
+    if (e == ERR_OK && changes == 0)
+        e = ERR_NOT_FOUND;
+    return e;
+}
+
+static enum err pg_available_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
+                                  void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    return op_end(c, walk(c, ST_AVAIL, &p, "available_list", number_row, (void *)cb, ud));
+}
+
+static enum err pg_app_create(struct store_conn *base, const struct store_app *a)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, a->app_id);
+    p_i64(&p, a->org_id);
+    p_text(&p, a->name);
+    p_text(&p, a->answer_url);
+    p_text(&p, a->answer_method);
+    p_text_or_null(&p, a->hangup_url);
+    p_text(&p, a->hangup_method);
+    p_text_or_null(&p, a->fallback_answer_url);
+    p_text(&p, a->fallback_answer_method);
+    p_text(&p, a->status);
+    p_i64_or_null(&p, a->created_by);
+    p_i64(&p, a->created_at);
+    p_i64_or_null(&p, a->updated_at);
+    return op_end(c, exec_write(c, ST_APP_INSERT, &p, "app_create", NULL));
+}
+
+static enum err pg_app_get(struct store_conn *base, int64_t org_id, const char *app_id,
+                           struct store_app *out)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    PGresult *r = NULL;
+    enum err e;
+
+    if (!utf8_valid(app_id))
+        return ERR_NOT_FOUND;
+    e = op_begin(c);
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, app_id);
+    p_i64(&p, org_id);
+    e = exec_one(c, ST_APP_GET, &p, "app_get", &r);
+    if (e == ERR_OK) {
+        row_app(r, 0, out);
+        PQclear(r);
+    }
+    return op_end(c, e);
+}
+
+static enum err app_row(const PGresult *r, void *cb, void *ud)
+{
+    struct store_app a;
+
+    row_app(r, 0, &a);
+    return ((store_app_cb)cb)(ud, &a);
+}
+
+static enum err pg_app_list(struct store_conn *base, int64_t org_id, store_app_cb cb, void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    return op_end(c, walk(c, ST_APP_LIST, &p, "app_list", app_row, (void *)cb, ud));
+}
+
+static enum err pg_app_update(struct store_conn *base, int64_t org_id, const char *app_id,
+                              const struct store_app_patch *patch, int64_t now,
+                              struct store_app *out)
+{
+    struct pg_conn *c = CONN(base);
+    const struct store_app *v = &patch->vals;
+    unsigned f = patch->fields;
+    struct params p = {0};
+    PGresult *r = NULL;
+    int attempt = 0;
+    enum err e;
+
+    if (f == 0 || !utf8_valid(app_id))
+        return pg_app_get(base, org_id, app_id, out);
+    p_text(&p, app_id);
+    p_i64(&p, org_id);
+    p_bool(&p, f & APP_F_NAME);
+    p_text(&p, v->name);
+    p_bool(&p, f & APP_F_ANSWER_URL);
+    p_text(&p, v->answer_url);
+    p_bool(&p, f & APP_F_ANSWER_METHOD);
+    p_text(&p, v->answer_method);
+    p_bool(&p, f & APP_F_HANGUP_URL);
+    p_text_or_null(&p, v->hangup_url);
+    p_bool(&p, f & APP_F_HANGUP_METHOD);
+    p_text(&p, v->hangup_method);
+    p_bool(&p, f & APP_F_FALLBACK_URL);
+    p_text_or_null(&p, v->fallback_answer_url);
+    p_bool(&p, f & APP_F_FALLBACK_METHOD);
+    p_text(&p, v->fallback_answer_method);
+    p_bool(&p, f & APP_F_STATUS);
+    p_text(&p, v->status);
+    p_i64(&p, now);
+    do {
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = exec_one(c, ST_APP_UPDATE, &p, "app_update", &r);
+        if (e == ERR_OK) {
+            row_app(r, 0, out);
+            PQclear(r);
+        }
+        e = op_end(c, e);
+    } while (again(c, e, &attempt));
+    return e;
+}
+
+static enum err app_delete_tx(struct pg_conn *c, int64_t org_id, const char *app_id, int64_t now)
+{
+    struct params p = {0};
+    int64_t changes = 0;
+    enum err e;
+
+    e = tx_begin(c);
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, app_id);
+    p_i64(&p, org_id);
+    e = exec_write(c, ST_APP_DELETE, &p, "app_delete", &changes);
+    if (e != ERR_OK)
+        goto out;
+    if (changes == 0) {
+        e = ERR_NOT_FOUND;
+        goto out;
+    }
+    /* A new statement sees every link committed while DELETE waited for
+     * the app's row, so none is left ACTIVE. */
+    p.n = 0;
+    p_text(&p, app_id);
+    p_i64(&p, now);
+    e = exec_write(c, ST_LINKS_OFF_APP, &p, "app_delete", NULL);
+out:
+    return tx_end(c, e);
+}
+
+static enum err pg_app_delete(struct store_conn *base, int64_t org_id, const char *app_id,
+                              int64_t now)
+{
+    struct pg_conn *c = CONN(base);
+    int attempt = 0;
+    enum err e;
+
+    if (!utf8_valid(app_id))
+        return ERR_NOT_FOUND;
+    do {
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = op_end(c, app_delete_tx(c, org_id, app_id, now));
+    } while (again(c, e, &attempt));
+    return e;
+}
+
+/* ERR_OK when the org has the app, ERR_NOT_FOUND when not; on ERR_OK the
+ * app's row is share-locked until the transaction ends. */
+static enum err app_lock(struct pg_conn *c, int64_t org_id, const char *app_id)
+{
+    struct params p = {0};
+    PGresult *r = NULL;
+    enum err e;
+
+    p_text(&p, app_id);
+    p_i64(&p, org_id);
+    e = exec_one(c, ST_APP_LOCK, &p, "app_lock", &r);
+    if (e == ERR_OK)
+        PQclear(r);
+    return e;
+}
+
+static enum err link_create_tx(struct pg_conn *c, int64_t org_id, const char *app_id,
+                               const char *e164, int64_t now, struct store_link *out)
+{
+    struct params p = {0};
+    PGresult *r = NULL;
+    char status[STATUS_MAX + 1];
+    int64_t number_id;
+    enum err e;
+
+    e = tx_begin(c);
+    if (e != ERR_OK)
+        return e;
+    e = app_lock(c, org_id, app_id);
+    if (e != ERR_OK)
+        goto out;
+    if (!utf8_valid(e164)) {
+        e = ERR_INVALID;
+        goto out;
+    }
+
+    p_text(&p, e164);
+    p_i64(&p, org_id);
+    e = exec_one(c, ST_NUM_FOR_LINK, &p, "link_create", &r);
+    if (e == ERR_NOT_FOUND) {
+        e = ERR_INVALID;
+        goto out;
+    }
+    if (e != ERR_OK)
+        goto out;
+    number_id = col_i64(r, 0, 0);
+    COL_TEXT(r, 0, 1, status);
+    PQclear(r);
+    if (strcmp(status, "ACTIVE") != 0) {
+        e = ERR_INVALID;
+        goto out;
+    }
+
+    p.n = 0;
+    p_i64(&p, number_id);
+    e = exec_one(c, ST_LINK_BY_NUM, &p, "link_create", &r);
+    if (e == ERR_OK) {
+        row_link(r, 0, out);
+        PQclear(r);
+        e = strcmp(out->app_id, app_id) == 0 ? ERR_OK : ERR_CONFLICT;
+        goto out;
+    }
+    if (e != ERR_NOT_FOUND)
+        goto out;
+
+    p.n = 0;
+    p_text(&p, app_id);
+    p_i64(&p, org_id);
+    p_i64(&p, number_id);
+    p_text(&p, e164);
+    p_i64(&p, now);
+    e = exec_write(c, ST_LINK_INSERT, &p, "link_create", NULL);
+    if (e == ERR_OK) {
+        snprintf(out->app_id, sizeof(out->app_id), "%s", app_id);
+        snprintf(out->voip_number, sizeof(out->voip_number), "%s", e164);
+        out->org_id = org_id;
+        memcpy(out->status, "ACTIVE", sizeof("ACTIVE"));
+        out->created_at = now;
+        out->updated_at = 0;
+    }
+out:
+    return tx_end(c, e);
+}
+
+static enum err pg_link_create(struct store_conn *base, int64_t org_id, const char *app_id,
+                               const char *e164, int64_t now, struct store_link *out)
+{
+    struct pg_conn *c = CONN(base);
+    int attempt = 0;
+    enum err e;
+
+    if (!utf8_valid(app_id))
+        return ERR_NOT_FOUND;
+    do {
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = op_end(c, link_create_tx(c, org_id, app_id, e164, now, out));
+    } while (again(c, e, &attempt));
+    return e;
+}
+
+struct link_walk {
+    store_link_cb cb;
+    void *ud;
+    bool app; /* a row came back: the app exists */
+};
+
+static enum err link_row(const PGresult *r, void *unused, void *ud)
+{
+    struct link_walk *lw = ud;
+    struct store_link l;
+
+    (void)unused;
+    lw->app = true;
+    if (PQgetisnull(r, 0, 0))
+        return ERR_OK; /* the app, without links */
+    row_link(r, 0, &l);
+    return lw->cb(lw->ud, &l);
+}
+
+static enum err pg_link_list(struct store_conn *base, int64_t org_id, const char *app_id,
+                             store_link_cb cb, void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct link_walk lw = {cb, ud, false};
+    struct params p = {0};
+    enum err e;
+
+    if (!utf8_valid(app_id))
+        return ERR_NOT_FOUND;
+    e = op_begin(c);
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, app_id);
+    p_i64(&p, org_id);
+    /* One statement: the app's existence and its links in one snapshot. */
+    e = walk(c, ST_LINK_LIST, &p, "link_list", link_row, NULL, &lw);
+    if (e == ERR_OK && !lw.app)
+        e = ERR_NOT_FOUND;
+    return op_end(c, e);
+}
+
+static enum err link_delete_tx(struct pg_conn *c, int64_t org_id, const char *app_id,
+                               const char *e164, int64_t now, enum store_miss *miss)
+{
+    struct params p = {0};
+    int64_t changes = 0;
+    enum err e;
+
+    e = tx_begin(c);
+    if (e != ERR_OK)
+        return e;
+    e = app_lock(c, org_id, app_id);
+    if (e == ERR_NOT_FOUND)
+        *miss = STORE_MISS_APP;
+    if (e != ERR_OK)
+        goto out;
+    if (!utf8_valid(e164)) {
+        *miss = STORE_MISS_LINK;
+        e = ERR_NOT_FOUND;
+        goto out;
+    }
+    p_text(&p, app_id);
+    p_text(&p, e164);
+    p_i64(&p, now);
+    e = exec_write(c, ST_LINK_OFF, &p, "link_delete", &changes);
+    if (e == ERR_OK && changes == 0) {
+        *miss = STORE_MISS_LINK;
+        e = ERR_NOT_FOUND;
+    }
+out:
+    return tx_end(c, e);
+}
+
+static enum err pg_link_delete(struct store_conn *base, int64_t org_id, const char *app_id,
+                               const char *e164, int64_t now, enum store_miss *miss)
+{
+    struct pg_conn *c = CONN(base);
+    int attempt = 0;
+    enum err e;
+
+    if (!utf8_valid(app_id)) {
+        *miss = STORE_MISS_APP;
+        return ERR_NOT_FOUND;
+    }
+    do {
+        *miss = STORE_MISS_NONE;
+        e = op_begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = op_end(c, link_delete_tx(c, org_id, app_id, e164, now, miss));
+    } while (again(c, e, &attempt));
+    return e;
+}
+
+static const struct store_ops pg_ops = {
+    .name = "postgresql",
+    .conn_close = pg_conn_close,
+    .ping = pg_ping,
+    .batch_begin = pg_batch_begin,
+    .batch_end = pg_batch_end,
+    .org_create = pg_org_create,
+    .org_get = pg_org_get,
+    .org_count = pg_org_count,
+    .org_list = pg_org_list,
+    .key_create = pg_key_create,
+    .key_find = pg_key_find,
+    .key_list = pg_key_list,
+    .key_revoke = pg_key_revoke,
+    .number_add = pg_number_add,
+    .number_list = pg_number_list,
+    .number_remove = pg_number_remove,
+    .number_set_status = pg_number_set_status,
+    .available_list = pg_available_list,
+    .app_create = pg_app_create,
+    .app_get = pg_app_get,
+    .app_list = pg_app_list,
+    .app_update = pg_app_update,
+    .app_delete = pg_app_delete,
+    .link_create = pg_link_create,
+    .link_list = pg_link_list,
+    .link_delete = pg_link_delete,
+};
+
+const struct store_backend store_pg_backend = {
+    .name = "postgresql",
+    .open = pg_open,
+    .free = pg_free,
+    .conn_open = pg_conn_open,
+};
