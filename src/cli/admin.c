@@ -33,7 +33,8 @@ static const char overview[] =
     "  number disable NUMBER | enable NUMBER      set a number's inventory status\n"
     "\n"
     "global options (before or after the command):\n"
-    "  --db URL                    sqlite:PATH (default sqlite:sfvopi.db) [env SFVOPI_DB]\n"
+    "  --db URL                    sqlite:PATH or postgresql://... (a libpq URI)\n"
+    "                              (default sqlite:sfvopi.db) [env SFVOPI_DB]\n"
     "  --default-country-code N    country code for 10-digit national numbers (default 91)\n"
     "                              [env SFVOPI_DEFAULT_CC]\n"
     "  -h, --help                  usage of a command\n"
@@ -53,7 +54,8 @@ static const char serve_usage[] =
     "  --listen HOST:PORT       address to listen on; port 0 picks a free port; IPv6 as\n"
     "                           [::1]:8080 (default 127.0.0.1:8080)          [SFVOPI_LISTEN]\n"
     "  --threads N              worker threads (default: number of cores)    [SFVOPI_THREADS]\n"
-    "  --max-connections N      connections served at once; further ones are refused\n"
+    "  --max-connections N      connections served at once; further ones wait in the\n"
+    "                           listen queue until one closes\n"
     "                           (default 1024)                      [SFVOPI_MAX_CONNECTIONS]\n"
     "  --idle-timeout SECONDS   close a connection idle this long (default 30)\n"
     "                                                                 [SFVOPI_IDLE_TIMEOUT]\n"
@@ -69,7 +71,8 @@ static const char serve_usage[] =
     "                                                                   [SFVOPI_LOG_FORMAT]\n"
     "  --log-level LEVEL        debug, info, warn, error or off (default info)\n"
     "                                                                    [SFVOPI_LOG_LEVEL]\n"
-    "  --db URL                 sqlite:PATH (default sqlite:sfvopi.db)         [SFVOPI_DB]\n"
+    "  --db URL                 sqlite:PATH or postgresql://... (a libpq URI)\n"
+    "                           (default sqlite:sfvopi.db)                     [SFVOPI_DB]\n"
     "  --default-country-code N country code for 10-digit national numbers (default 91)\n"
     "                                                                   [SFVOPI_DEFAULT_CC]\n";
 
@@ -88,7 +91,8 @@ static const struct usage_entry usages[] = {
      "On a database already set up, says so and changes nothing.\n"},
     {CMD_ORG_CREATE, "org",
      "usage: sfvopi org create --name NAME\n\nCreates an organisation and prints its id.\n"},
-    {CMD_ORG_LIST, "org", "usage: sfvopi org list\n\nPrints one organisation a line: ID<TAB>NAME.\n"},
+    {CMD_ORG_LIST, "org",
+     "usage: sfvopi org list\n\nPrints one organisation a line: ID<TAB>NAME.\n"},
     {CMD_KEY_CREATE, "key",
      "usage: sfvopi key create --org ID [--user USER_ID] [--name LABEL]\n\n"
      "Creates an API key for the organisation and prints it, once: only its hash is kept.\n"
@@ -322,8 +326,7 @@ int cli_run_admin(const struct cli *cli)
 
     e = store_open(cli->db, &s);
     if (e == ERR_INVALID)
-        return fail("cannot use database '%s': expected sqlite:PATH or postgresql://...",
-                    cli->db);
+        return fail("cannot use database '%s': expected sqlite:PATH or postgresql://...", cli->db);
     if (e != ERR_OK)
         return fail("cannot open database: %s", err_str(e));
     e = store_conn_open(s, &c);

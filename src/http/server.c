@@ -14,6 +14,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -69,6 +70,8 @@ struct req_state {
 struct header_scan {
     int content_length;
     int transfer_encoding;
+    bool te_chunked; /* the Transfer-Encoding is exactly "chunked" */
+    bool malformed;  /* whitespace in a field name, or a NUL in a value */
     int api_key;
     const char *api_key_value;
     size_t api_key_len;
@@ -137,13 +140,23 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
                                    size_t key_size, const char *value, size_t value_size)
 {
     struct header_scan *h = cls;
+    size_t i;
 
     (void)kind;
-    (void)key_size;
+    /* RFC 9112 5.1: whitespace between a field name and its colon must be
+     * refused, or "Content-Length : 5" would slip past the framing checks
+     * here while an intermediary reads it as Content-Length. */
+    for (i = 0; i < key_size; i++) {
+        if (key[i] == ' ' || key[i] == '\t')
+            h->malformed = true;
+    }
+    if (key_size == 0 || (value && strlen(value) != value_size))
+        h->malformed = true;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
         h->content_length++;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
         h->transfer_encoding++;
+        h->te_chunked = value && strcasecmp(value, "chunked") == 0;
     } else if (strcasecmp(key, "X-API-Key") == 0) {
         h->api_key++;
         h->api_key_value = value;
@@ -192,8 +205,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
         MHD_add_response_header(mr, "X-Request-Id", r->request_id) != MHD_YES ||
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
         (r->allow && MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow) != MHD_YES) ||
-        (r->close &&
-         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
+        (r->close && MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
         MHD_destroy_response(mr);
         return MHD_NO;
     }
@@ -210,15 +222,17 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
     return ret;
 }
 
-/* Refuses a request whose framing is ambiguous; the connection is closed
- * after the answer so that nothing of it is read as a next request. */
-static enum MHD_Result bad_request(struct MHD_Connection *conn, struct req_state *rs)
+/* Refuses a request whose framing is ambiguous or unsupported; the
+ * connection is closed after the answer so that nothing of it is read as a
+ * next request. */
+static enum MHD_Result refuse(struct MHD_Connection *conn, struct req_state *rs, int status,
+                              const char *body)
 {
     http_response_set_request_id(&rs->resp, rs->req.request_id);
     rs->resp.close = true;
-    rs->resp.status = 400;
+    rs->resp.status = status;
     buf_reset(&rs->resp.body);
-    if (buf_append_str(&rs->resp.body, "{\"message\":\"Bad request\"}") != ERR_OK)
+    if (buf_append_str(&rs->resp.body, body) != ERR_OK)
         return MHD_NO;
     return send_response(conn, rs);
 }
@@ -242,15 +256,18 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     req->api_key = h.api_key_value;
     req->api_key_len = h.api_key_len;
     req->api_key_count = h.api_key;
-    req->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                    MHD_HTTP_HEADER_CONTENT_TYPE);
+    req->content_type =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     req->request_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
 
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (h.content_length > 1 || (h.content_length && h.transfer_encoding) ||
+    if (h.malformed || h.content_length > 1 || (h.content_length && h.transfer_encoding) ||
         h.transfer_encoding > 1 ||
         (cl && parse_i64(cl, 0, INT64_MAX, &req->content_length) != ERR_OK))
-        return bad_request(conn, rs);
+        return refuse(conn, rs, 400, "{\"message\":\"Bad request\"}");
+    /* Only chunked is understood (RFC 9112 6.1: 501 for any other coding). */
+    if (h.transfer_encoding && !h.te_chunked)
+        return refuse(conn, rs, 501, "{\"message\":\"Not implemented\"}");
     w = worker_get(s);
     if (!w)
         return MHD_NO;
@@ -270,9 +287,8 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct server *s = cls;
     struct req_state *rs = *con_cls;
@@ -331,9 +347,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
         log_info("msg=access method=%s path=%s route=%s status=%d dur_ms=%lld.%03lld "
                  "bytes=%zu org=%lld req_id=%s%s",
-                 http_method_name(rs->req.method), rs->path_log, rs->resp.route,
-                 rs->resp.status, (long long)(us / 1000), (long long)(us % 1000),
-                 rs->resp.body.len, (long long)rs->resp.org_id, rs->resp.request_id,
+                 http_method_name(rs->req.method), rs->path_log, rs->resp.route, rs->resp.status,
+                 (long long)(us / 1000), (long long)(us % 1000), rs->resp.body.len,
+                 (long long)rs->resp.org_id, rs->resp.request_id,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     }
     buf_release(&rs->body);
@@ -388,34 +404,59 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
  * silence, so a client sending its headers a byte a second would hold a
  * connection for ever. A connection whose request has not fully arrived
  * within the idle timeout (counted from the connection, or from the end of
- * its previous answer) is shut down; MHD then sees the end of the stream
- * and cleans up. A tracked fd is still open: MHD reports the close (which
- * unlinks it under conns_mu) before it closes the socket. */
+ * its previous answer) is shut down; so is one whose client has closed its
+ * side before its request was complete (that request can never finish).
+ * MHD then sees the end of the stream and cleans up. A tracked fd is still
+ * open: MHD reports the close (which unlinks it under conns_mu) before it
+ * closes the socket. */
 static void *reaper_main(void *arg)
 {
     struct server *s = arg;
     struct timespec tick = {0, 250 * 1000 * 1000};
+    size_t cap = s->cfg.conn_limit ? s->cfg.conn_limit : 1;
+    struct pollfd *pfd = calloc(cap, sizeof(*pfd));
+    struct conn_track **who = calloc(cap, sizeof(*who));
     struct conn_track *ct;
 
     while (!atomic_load(&s->stopping)) {
         int64_t now = clock_mono_ms();
         int reaped = 0;
+        size_t n = 0, i;
 
         pthread_mutex_lock(&s->conns_mu);
         for (ct = s->conns.next; ct != &s->conns; ct = ct->next) {
             int64_t d = __atomic_load_n(&ct->deadline_ms, __ATOMIC_RELAXED);
 
-            if (d && now > d) {
+            if (!d)
+                continue;
+            if (now > d) {
                 (void)shutdown(ct->fd, SHUT_RDWR);
                 __atomic_store_n(&ct->deadline_ms, 0, __ATOMIC_RELAXED);
                 reaped++;
+            } else if (pfd && who && n < cap) {
+                pfd[n].fd = ct->fd;
+                pfd[n].events = POLLRDHUP;
+                pfd[n].revents = 0;
+                who[n++] = ct;
+            }
+        }
+        /* Peers that hung up in the middle of a request. */
+        if (n && poll(pfd, n, 0) > 0) {
+            for (i = 0; i < n; i++) {
+                if (pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+                    (void)shutdown(pfd[i].fd, SHUT_RDWR);
+                    __atomic_store_n(&who[i]->deadline_ms, 0, __ATOMIC_RELAXED);
+                    reaped++;
+                }
             }
         }
         pthread_mutex_unlock(&s->conns_mu);
         if (reaped)
-            log_info("msg=\"slow connections closed\" count=%d", reaped);
+            log_info("msg=\"slow or abandoned connections closed\" count=%d", reaped);
         nanosleep(&tick, NULL);
     }
+    free(pfd);
+    free(who);
     return NULL;
 }
 
@@ -535,15 +576,15 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
             {MHD_OPTION_END, 0, NULL},
         };
 
-        s->d = MHD_start_daemon(
-            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
-            NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd, MHD_OPTION_ARRAY,
-            cfg->threads > 1 ? pool : pool + 1, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned int)cfg->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned int)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK,
-            unescape_none, NULL, MHD_OPTION_END);
+        s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                                    MHD_USE_ERROR_LOG,
+                                0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                                NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd, MHD_OPTION_ARRAY,
+                                cfg->threads > 1 ? pool : pool + 1, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned int)cfg->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned int)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+                                on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_END);
     }
     if (!s->d) {
         log_error("msg=\"cannot start http server\"");
@@ -576,11 +617,14 @@ void server_stop(struct server *s, int grace_ms)
     if (!s)
         return;
     (void)MHD_quiesce_daemon(s->d);
+    /* MHD only stops watching the socket: connections would still queue in
+     * the kernel and be reset at exit. Shutting the listening socket down
+     * refuses them now; the descriptor itself stays open until MHD stops. */
+    (void)shutdown(s->fd, SHUT_RDWR);
     while (atomic_load(&s->in_flight) > 0 && clock_mono_ms() < deadline)
         nanosleep(&pause, NULL);
     if (atomic_load(&s->in_flight) > 0)
-        log_warn("msg=\"shutdown grace period over\" in_flight=%d",
-                 atomic_load(&s->in_flight));
+        log_warn("msg=\"shutdown grace period over\" in_flight=%d", atomic_load(&s->in_flight));
     atomic_store(&s->stopping, true);
     if (s->reaper_started)
         pthread_join(s->reaper, NULL);
