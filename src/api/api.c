@@ -10,8 +10,8 @@
 #include "api/internal.h"
 #include "auth/apikey.h"
 #include "core/clock.h"
-#include "http/metrics.h"
 #include "core/log.h"
+#include "http/metrics.h"
 
 #define MSG_NOT_FOUND "Not found"
 #define MSG_METHOD "Method not allowed"
@@ -40,8 +40,7 @@ static const struct api_handler handlers[] = {
     {ROUTE_OPENAPI, HTTP_GET, "openapi", false, false, "", openapi},
     {ROUTE_APPS, HTTP_POST, "apps.create", true, true, "Failed to create SFVoPI app",
      api__apps_create},
-    {ROUTE_APPS, HTTP_GET, "apps.list", true, false, "Failed to get SFVoPI apps",
-     api__apps_list},
+    {ROUTE_APPS, HTTP_GET, "apps.list", true, false, "Failed to get SFVoPI apps", api__apps_list},
     {ROUTE_APP, HTTP_GET, "apps.get", true, false, "Failed to get SFVoPI app", api__app_get},
     {ROUTE_APP, HTTP_PUT, "apps.update", true, true, "Failed to update SFVoPI app",
      api__app_update},
@@ -53,8 +52,8 @@ static const struct api_handler handlers[] = {
      api__numbers_list},
     {ROUTE_APP_NUMBER, HTTP_DELETE, "numbers.unlink", true, false, "Failed to unlink number",
      api__numbers_unlink},
-    {ROUTE_AVAILABLE, HTTP_GET, "numbers.available", true, false,
-     "Failed to get available numbers", api__numbers_available},
+    {ROUTE_AVAILABLE, HTTP_GET, "numbers.available", true, false, "Failed to get available numbers",
+     api__numbers_available},
 };
 
 /* The Allow header of each route, in the order of the handler table. */
@@ -140,9 +139,9 @@ void api__error(struct http_response *r, int status, const char *msg)
     r->status = status;
     buf_reset(&r->body);
     jw_init(&w, &r->body);
-    jw_raw(&w, "{\"message\":");
+    jw_lit(&w, "{\"message\":");
     jw_str(&w, msg);
-    jw_raw(&w, "}");
+    jw_lit(&w, "}");
     if (jw_end(&w) != ERR_OK) {
         /* Only allocation can fail here; an empty body still carries the status. */
         buf_reset(&r->body);
@@ -161,15 +160,15 @@ void api__invalid(struct http_response *r, const struct field_errors *fe)
     r->status = 400;
     buf_reset(&r->body);
     jw_init(&w, &r->body);
-    jw_raw(&w, "{\"message\":\"" MSG_INVALID "\",\"errors\":[");
+    jw_lit(&w, "{\"message\":\"" MSG_INVALID "\",\"errors\":[");
     for (i = 0; i < fe->n; i++) {
         jw_raw(&w, i ? ",{\"field\":" : "{\"field\":");
         jw_str(&w, fe->e[i].field);
-        jw_raw(&w, ",\"reason\":");
+        jw_lit(&w, ",\"reason\":");
         jw_str(&w, fe->e[i].reason);
-        jw_raw(&w, "}");
+        jw_lit(&w, "}");
     }
-    jw_raw(&w, "]}");
+    jw_lit(&w, "]}");
     if (jw_end(&w) != ERR_OK)
         api__error(r, 400, MSG_INVALID);
 }
@@ -188,14 +187,14 @@ void api__ok_begin(struct http_response *r, struct jw *w)
 {
     buf_reset(&r->body);
     jw_init(w, &r->body);
-    jw_raw(w, "{\"data\":");
+    jw_lit(w, "{\"data\":");
 }
 
 void api__ok_end(struct http_response *r, struct jw *w, const char *prefix)
 {
     enum err e;
 
-    jw_raw(w, ",\"message\":\"success\"}");
+    jw_lit(w, ",\"message\":\"success\"}");
     e = jw_end(w);
     if (e != ERR_OK) {
         api__fail(r, prefix, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
@@ -259,8 +258,8 @@ static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
     ready = api__conn(w, &c) == ERR_OK && c->ops->ping(c) == ERR_OK;
     resp->status = ready ? 200 : 503;
     buf_reset(&resp->body);
-    if (buf_append_str(&resp->body, ready ? "{\"status\":\"ready\"}"
-                                          : "{\"status\":\"unavailable\"}") != ERR_OK)
+    if (buf_append_str(&resp->body,
+                       ready ? "{\"status\":\"ready\"}" : "{\"status\":\"unavailable\"}") != ERR_OK)
         buf_reset(&resp->body);
 }
 
@@ -376,8 +375,7 @@ void api_finish(struct api_worker *w, const struct http_request *req, struct api
     json_decref(body);
 }
 
-void api_handle(struct api_worker *w, const struct http_request *req,
-                struct http_response *resp)
+void api_handle(struct api_worker *w, const struct http_request *req, struct http_response *resp)
 {
     struct api_call call;
 

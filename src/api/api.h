@@ -19,12 +19,12 @@
 #include "store/store.h"
 
 struct api_config {
-    struct store *store;   /* borrowed; must outlive every worker */
-    char default_cc[4];    /* country code for national numbers, "91" */
+    struct store *store; /* borrowed; must outlive every worker */
+    char default_cc[4];  /* country code for national numbers, "91" */
     int64_t key_cache_ttl_ms;
     struct ratelimit *ratelimit; /* borrowed, shared by all workers; NULL: no limit */
-    bool metrics;    /* serve GET /metrics */
-    bool admin_only; /* serve only /healthz, /readyz and /metrics */
+    bool metrics;                /* serve GET /metrics */
+    bool admin_only;             /* serve only /healthz, /readyz and /metrics */
 };
 
 struct api_worker;
@@ -55,7 +55,6 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
 void api_finish(struct api_worker *w, const struct http_request *req, struct api_call *call,
                 struct http_response *resp);
 /* Both phases. */
-void api_handle(struct api_worker *w, const struct http_request *req,
-                struct http_response *resp);
+void api_handle(struct api_worker *w, const struct http_request *req, struct http_response *resp);
 
 #endif

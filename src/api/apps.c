@@ -13,33 +13,33 @@
 
 void api__write_app(struct jw *w, const struct store_app *a)
 {
-    jw_raw(w, "{\"app_id\":");
+    jw_lit(w, "{\"app_id\":");
     jw_str(w, a->app_id);
-    jw_raw(w, ",\"org_id\":");
+    jw_lit(w, ",\"org_id\":");
     jw_i64(w, a->org_id);
-    jw_raw(w, ",\"name\":");
+    jw_lit(w, ",\"name\":");
     jw_str(w, a->name);
-    jw_raw(w, ",\"answer_url\":");
+    jw_lit(w, ",\"answer_url\":");
     jw_str(w, a->answer_url);
-    jw_raw(w, ",\"answer_method\":");
+    jw_lit(w, ",\"answer_method\":");
     jw_str(w, a->answer_method);
-    jw_raw(w, ",\"hangup_url\":");
+    jw_lit(w, ",\"hangup_url\":");
     jw_str_or_null(w, a->hangup_url);
-    jw_raw(w, ",\"hangup_method\":");
+    jw_lit(w, ",\"hangup_method\":");
     jw_str(w, a->hangup_method);
-    jw_raw(w, ",\"fallback_answer_url\":");
+    jw_lit(w, ",\"fallback_answer_url\":");
     jw_str_or_null(w, a->fallback_answer_url);
-    jw_raw(w, ",\"fallback_answer_method\":");
+    jw_lit(w, ",\"fallback_answer_method\":");
     jw_str(w, a->fallback_answer_method);
-    jw_raw(w, ",\"status\":");
+    jw_lit(w, ",\"status\":");
     jw_str(w, a->status);
-    jw_raw(w, ",\"created_by\":");
+    jw_lit(w, ",\"created_by\":");
     jw_i64_or_null(w, a->created_by);
-    jw_raw(w, ",\"created_at\":");
+    jw_lit(w, ",\"created_at\":");
     jw_time_or_null(w, a->created_at);
-    jw_raw(w, ",\"updated_at\":");
+    jw_lit(w, ",\"updated_at\":");
     jw_time_or_null(w, a->updated_at);
-    jw_raw(w, "}");
+    jw_lit(w, "}");
 }
 
 static void reply_app(struct http_response *resp, const struct store_app *a, const char *fail)
@@ -96,7 +96,7 @@ static enum err app_row(void *ud, const struct store_app *a)
     struct list_ctx *x = ud;
 
     if (x->n++)
-        jw_raw(x->w, ",");
+        jw_lit(x->w, ",");
     api__write_app(x->w, a);
     return jw_end(x->w);
 }
@@ -111,7 +111,7 @@ void api__apps_list(struct api_worker *w, struct api_call *call, json_t *body,
 
     (void)body;
     api__ok_begin(resp, &jw);
-    jw_raw(&jw, "[");
+    jw_lit(&jw, "[");
     x.w = &jw;
     x.n = 0;
     e = api__conn(w, &c);
@@ -121,7 +121,7 @@ void api__apps_list(struct api_worker *w, struct api_call *call, json_t *body,
         api__fail(resp, call->h->fail, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
         return;
     }
-    jw_raw(&jw, "]");
+    jw_lit(&jw, "]");
     api__ok_end(resp, &jw, call->h->fail);
 }
 
@@ -162,8 +162,7 @@ void api__app_update(struct api_worker *w, struct api_call *call, json_t *body,
     }
     e = api__conn(w, &c);
     if (e == ERR_OK)
-        e = c->ops->app_update(c, call->who.org_id, call->m.app_id, &patch, clock_now_ms(),
-                               &app);
+        e = c->ops->app_update(c, call->who.org_id, call->m.app_id, &patch, clock_now_ms(), &app);
     if (e == ERR_NOT_FOUND) {
         api__error(resp, 404, MSG_APP_NOT_FOUND);
         return;
@@ -195,6 +194,6 @@ void api__app_delete(struct api_worker *w, struct api_call *call, json_t *body,
         return;
     }
     api__ok_begin(resp, &jw);
-    jw_raw(&jw, "{\"deleted\":true}");
+    jw_lit(&jw, "{\"deleted\":true}");
     api__ok_end(resp, &jw, call->h->fail);
 }

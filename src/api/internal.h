@@ -24,10 +24,10 @@ typedef void (*api_handler_fn)(struct api_worker *w, struct api_call *call, json
 struct api_handler {
     enum route_id route;
     enum http_method method;
-    const char *name;  /* for logs: "apps.create" */
-    bool auth;         /* needs an API key */
-    bool body;         /* takes a JSON body */
-    const char *fail;  /* 500 message prefix, "Failed to get SFVoPI apps" */
+    const char *name; /* for logs: "apps.create" */
+    bool auth;        /* needs an API key */
+    bool body;        /* takes a JSON body */
+    const char *fail; /* 500 message prefix, "Failed to get SFVoPI apps" */
     api_handler_fn fn;
 };
 

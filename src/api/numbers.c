@@ -14,19 +14,19 @@
 
 void api__write_link(struct jw *w, const struct store_link *l)
 {
-    jw_raw(w, "{\"app_id\":");
+    jw_lit(w, "{\"app_id\":");
     jw_str(w, l->app_id);
-    jw_raw(w, ",\"voip_number\":");
+    jw_lit(w, ",\"voip_number\":");
     jw_str(w, l->voip_number);
-    jw_raw(w, ",\"org_id\":");
+    jw_lit(w, ",\"org_id\":");
     jw_i64(w, l->org_id);
-    jw_raw(w, ",\"status\":");
+    jw_lit(w, ",\"status\":");
     jw_str(w, l->status);
-    jw_raw(w, ",\"created_at\":");
+    jw_lit(w, ",\"created_at\":");
     jw_time_or_null(w, l->created_at);
-    jw_raw(w, ",\"updated_at\":");
+    jw_lit(w, ",\"updated_at\":");
     jw_time_or_null(w, l->updated_at);
-    jw_raw(w, "}");
+    jw_lit(w, "}");
 }
 
 void api__numbers_link(struct api_worker *w, struct api_call *call, json_t *body,
@@ -45,8 +45,7 @@ void api__numbers_link(struct api_worker *w, struct api_call *call, json_t *body
     }
     e = api__conn(w, &c);
     if (e == ERR_OK)
-        e = c->ops->link_create(c, call->who.org_id, call->m.app_id, e164, clock_now_ms(),
-                                &link);
+        e = c->ops->link_create(c, call->who.org_id, call->m.app_id, e164, clock_now_ms(), &link);
     switch (e) {
     case ERR_OK:
         api__ok_begin(resp, &jw);
@@ -70,7 +69,7 @@ static enum err link_row(void *ud, const struct store_link *l)
     struct list_ctx *x = ud;
 
     if (x->n++)
-        jw_raw(x->w, ",");
+        jw_lit(x->w, ",");
     api__write_link(x->w, l);
     return jw_end(x->w);
 }
@@ -85,7 +84,7 @@ void api__numbers_list(struct api_worker *w, struct api_call *call, json_t *body
 
     (void)body;
     api__ok_begin(resp, &jw);
-    jw_raw(&jw, "[");
+    jw_lit(&jw, "[");
     x.w = &jw;
     x.n = 0;
     e = api__conn(w, &c);
@@ -99,7 +98,7 @@ void api__numbers_list(struct api_worker *w, struct api_call *call, json_t *body
         api__fail(resp, call->h->fail, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
         return;
     }
-    jw_raw(&jw, "]");
+    jw_lit(&jw, "]");
     api__ok_end(resp, &jw, call->h->fail);
 }
 
@@ -120,8 +119,7 @@ void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *bo
         e164[0] = '\0';
     e = api__conn(w, &c);
     if (e == ERR_OK)
-        e = c->ops->link_delete(c, call->who.org_id, call->m.app_id, e164, clock_now_ms(),
-                                &miss);
+        e = c->ops->link_delete(c, call->who.org_id, call->m.app_id, e164, clock_now_ms(), &miss);
     if (e == ERR_NOT_FOUND) {
         api__error(resp, 404, miss == STORE_MISS_APP ? MSG_APP_NOT_FOUND : MSG_NOT_LINKED);
         return;
@@ -131,7 +129,7 @@ void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *bo
         return;
     }
     api__ok_begin(resp, &jw);
-    jw_raw(&jw, "{\"deleted\":true}");
+    jw_lit(&jw, "{\"deleted\":true}");
     api__ok_end(resp, &jw, call->h->fail);
 }
 
@@ -140,16 +138,16 @@ static enum err available_row(void *ud, const struct store_number *n)
     struct list_ctx *x = ud;
 
     if (x->n++)
-        jw_raw(x->w, ",");
-    jw_raw(x->w, "{\"id\":");
+        jw_lit(x->w, ",");
+    jw_lit(x->w, "{\"id\":");
     jw_i64(x->w, n->id);
-    jw_raw(x->w, ",\"voip_number\":");
+    jw_lit(x->w, ",\"voip_number\":");
     jw_str(x->w, n->voip_number);
-    jw_raw(x->w, ",\"provider\":");
+    jw_lit(x->w, ",\"provider\":");
     jw_str(x->w, n->provider);
-    jw_raw(x->w, ",\"status\":");
+    jw_lit(x->w, ",\"status\":");
     jw_str(x->w, n->status);
-    jw_raw(x->w, "}");
+    jw_lit(x->w, "}");
     return jw_end(x->w);
 }
 
@@ -163,7 +161,7 @@ void api__numbers_available(struct api_worker *w, struct api_call *call, json_t 
 
     (void)body;
     api__ok_begin(resp, &jw);
-    jw_raw(&jw, "[");
+    jw_lit(&jw, "[");
     x.w = &jw;
     x.n = 0;
     e = api__conn(w, &c);
@@ -173,6 +171,6 @@ void api__numbers_available(struct api_worker *w, struct api_call *call, json_t 
         api__fail(resp, call->h->fail, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
         return;
     }
-    jw_raw(&jw, "]");
+    jw_lit(&jw, "]");
     api__ok_end(resp, &jw, call->h->fail);
 }

@@ -57,8 +57,8 @@ static void decode_app_id(const struct seg *s, struct route_match *m)
 
 static void decode_number(const struct seg *s, struct route_match *m)
 {
-    m->number_ok = http_path_decode(s->p, s->n, m->number, sizeof(m->number),
-                                    &m->number_len) == ERR_OK;
+    m->number_ok =
+        http_path_decode(s->p, s->n, m->number, sizeof(m->number), &m->number_len) == ERR_OK;
     /* A client that turned '+' into a space meant '+'. */
     if (m->number_ok && m->number_len > 0 && m->number[0] == ' ')
         m->number[0] = '+';

@@ -14,8 +14,8 @@ enum route_id {
     ROUTE_NONE,
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
-    ROUTE_METRICS, /* /metrics */
-    ROUTE_OPENAPI, /* /openapi.json */
+    ROUTE_METRICS,     /* /metrics */
+    ROUTE_OPENAPI,     /* /openapi.json */
     ROUTE_APPS,        /* /sfvopi/apps */
     ROUTE_APP,         /* /sfvopi/apps/:app_id */
     ROUTE_APP_NUMBERS, /* /sfvopi/apps/:app_id/numbers */

@@ -71,8 +71,8 @@ bool validate_url(const char *s, size_t len, const char **reason)
         }
         host_end = i - 1;
     }
-    if (host_end <= host_start || (bracket && (host_end - host_start < 3 ||
-                                               s[host_end - 1] != ']'))) {
+    if (host_end <= host_start ||
+        (bracket && (host_end - host_start < 3 || s[host_end - 1] != ']'))) {
         *reason = "must have a host";
         return false;
     }
@@ -103,12 +103,12 @@ enum kind { K_NAME, K_URL, K_METHOD, K_STATUS };
 struct field_rule {
     const char *name;
     enum kind kind;
-    unsigned bit;    /* APP_F_* */
-    bool nullable;   /* update: may be null (removes the URL) */
-    bool required;   /* create */
-    bool on_create;  /* read by create (status is not) */
-    size_t offset;   /* of the char[] in struct store_app */
-    size_t size;     /* of that char[] */
+    unsigned bit;   /* APP_F_* */
+    bool nullable;  /* update: may be null (removes the URL) */
+    bool required;  /* create */
+    bool on_create; /* read by create (status is not) */
+    size_t offset;  /* of the char[] in struct store_app */
+    size_t size;    /* of that char[] */
 };
 
 #define F(field) offsetof(struct store_app, field), sizeof(((struct store_app *)0)->field)
@@ -119,8 +119,7 @@ static const struct field_rule rules[] = {
     {"answer_method", K_METHOD, APP_F_ANSWER_METHOD, false, false, true, F(answer_method)},
     {"hangup_url", K_URL, APP_F_HANGUP_URL, true, false, true, F(hangup_url)},
     {"hangup_method", K_METHOD, APP_F_HANGUP_METHOD, false, false, true, F(hangup_method)},
-    {"fallback_answer_url", K_URL, APP_F_FALLBACK_URL, true, false, true,
-     F(fallback_answer_url)},
+    {"fallback_answer_url", K_URL, APP_F_FALLBACK_URL, true, false, true, F(fallback_answer_url)},
     {"fallback_answer_method", K_METHOD, APP_F_FALLBACK_METHOD, false, false, true,
      F(fallback_answer_method)},
     {"status", K_STATUS, APP_F_STATUS, false, false, false, F(status)},
@@ -210,8 +209,7 @@ enum err validate_app_create(json_t *body, struct store_app *app, struct field_e
     return fe->n ? ERR_INVALID : ERR_OK;
 }
 
-enum err validate_app_update(json_t *body, struct store_app_patch *patch,
-                             struct field_errors *fe)
+enum err validate_app_update(json_t *body, struct store_app_patch *patch, struct field_errors *fe)
 {
     size_t i;
 

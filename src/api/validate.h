@@ -35,13 +35,13 @@ bool validate_app_id(const char *s);
 /* Reads a create body into app (name, URLs, methods; status ACTIVE; ids
  * and timestamps untouched). ERR_INVALID with fe filled when any field
  * breaks a rule. */
-enum err validate_app_create(json_t *body, struct store_app *app, struct field_errors *fe)
-    WARN_UNUSED;
+enum err validate_app_create(json_t *body, struct store_app *app,
+                             struct field_errors *fe) WARN_UNUSED;
 
 /* Reads an update body into patch (only the fields present). ERR_INVALID
  * with fe filled when any present field breaks a rule. */
-enum err validate_app_update(json_t *body, struct store_app_patch *patch, struct field_errors *fe)
-    WARN_UNUSED;
+enum err validate_app_update(json_t *body, struct store_app_patch *patch,
+                             struct field_errors *fe) WARN_UNUSED;
 
 /* Reads a link body: voip_number, normalised with default_cc. */
 enum err validate_link(json_t *body, const char *default_cc, char e164[E164_MAX],

@@ -14,6 +14,11 @@
 enum err rand_init(void) WARN_UNUSED;
 /* Fills p with n random bytes. */
 void rand_bytes(void *p, size_t n);
+/* Fills p with n bytes from a fast per-thread generator (xoshiro256**,
+ * seeded once per thread from the CSPRNG), for identifiers that must be
+ * unique but need not be secret, such as request ids. Never for keys,
+ * app ids or anything a client could gain from predicting. */
+void rand_fast_bytes(void *p, size_t n);
 /* Writes n characters drawn uniformly (no modulo bias) from alphabet, then a
  * NUL, to out (which must hold n + 1 bytes). */
 void rand_string(char *out, size_t n, const char *alphabet);

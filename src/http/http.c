@@ -12,8 +12,8 @@ enum http_method http_method_parse(const char *s)
         const char *name;
         enum http_method m;
     } tab[] = {
-        {"GET", HTTP_GET},       {"HEAD", HTTP_HEAD},   {"POST", HTTP_POST},
-        {"PUT", HTTP_PUT},       {"DELETE", HTTP_DELETE}, {"PATCH", HTTP_PATCH},
+        {"GET", HTTP_GET},         {"HEAD", HTTP_HEAD},     {"POST", HTTP_POST},
+        {"PUT", HTTP_PUT},         {"DELETE", HTTP_DELETE}, {"PATCH", HTTP_PATCH},
         {"OPTIONS", HTTP_OPTIONS},
     };
     size_t i;
@@ -86,7 +86,7 @@ void http_response_set_request_id(struct http_response *r, const char *client_id
         memcpy(r->request_id, client_id, strlen(client_id) + 1);
         return;
     }
-    rand_bytes(raw, sizeof(raw));
+    rand_fast_bytes(raw, sizeof(raw));
     for (i = 0; i < sizeof(raw); i++) {
         r->request_id[2 * i] = hex[raw[i] >> 4];
         r->request_id[2 * i + 1] = hex[raw[i] & 15];

@@ -41,15 +41,31 @@ void jw_init(struct jw *w, struct buf *b)
     w->err = ERR_OK;
 }
 
-static void put(struct jw *w, const char *p, size_t n)
+/* The fast path copies into room the buffer already has; growing, caps and
+ * errors are buf_append's. */
+static inline void put(struct jw *w, const char *p, size_t n)
 {
-    if (w->err == ERR_OK)
-        w->err = buf_append(w->b, p, n);
+    struct buf *b = w->b;
+
+    if (w->err != ERR_OK)
+        return;
+    if (b->data && n < b->cap - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return;
+    }
+    w->err = buf_append(b, p, n);
 }
 
 void jw_raw(struct jw *w, const char *s)
 {
     put(w, s, strlen(s));
+}
+
+void jw_rawn(struct jw *w, const char *s, size_t n)
+{
+    put(w, s, n);
 }
 
 void jw_str(struct jw *w, const char *s)

@@ -29,6 +29,9 @@ struct jw {
 void jw_init(struct jw *w, struct buf *b);
 /* Appends raw JSON text (punctuation, keys written by the program). */
 void jw_raw(struct jw *w, const char *s);
+void jw_rawn(struct jw *w, const char *s, size_t n);
+/* jw_raw for a string literal, without measuring it at run time. */
+#define jw_lit(w, lit) jw_rawn((w), "" lit, sizeof(lit) - 1)
 /* Appends a JSON string literal for the UTF-8 text s (escaped). */
 void jw_str(struct jw *w, const char *s);
 /* Appends a string literal, or null for "" . */
