@@ -58,8 +58,10 @@ static int serve(const struct cli *cli)
 
     e = store_open(cli->db, &store);
     if (e == ERR_INVALID) {
-        fprintf(stderr, "sfvopi: cannot use database '%s': expected sqlite:PATH or "
-                        "postgresql://...\n", cli->db);
+        fprintf(stderr,
+                "sfvopi: cannot use database '%s': expected sqlite:PATH or "
+                "postgresql://...\n",
+                cli->db);
         return CLI_FAILED;
     }
     if (e != ERR_OK) {
@@ -97,6 +99,8 @@ static int serve(const struct cli *cli)
         store_free(store);
         return CLI_FAILED;
     }
+    /* The API's address first: scripts wait for this exact line. */
+    fprintf(stderr, "listening on %s\n", bound);
     if (cli->admin_listen) {
         struct server_config acfg = cfg;
 
@@ -117,7 +121,7 @@ static int serve(const struct cli *cli)
         }
         fprintf(stderr, "admin listening on %s\n", abound);
     }
-    fprintf(stderr, "listening on %s\n", bound);
+
     log_info("msg=started version=%s listen=%s threads=%u db=%s rate_limit=%u rate_burst=%u",
              SFVOPI_VERSION, bound, cfg.threads,
              strncmp(cli->db, "sqlite:", 7) == 0 ? "sqlite" : "postgresql", cli->rate_limit,

@@ -1,0 +1,298 @@
+"""Operability: Prometheus metrics (on the API listener, on an admin listener, off), structured
+logs in text and JSON with no secrets, and a `serve --help` that names every option with its
+environment variable and default."""
+
+import contextlib
+import json
+import re
+import sqlite3
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import BIN, Server, base_env, cli_ok, fresh_db, new_number, run_cli
+
+METRIC_LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
+
+
+def scrape(url):
+    r = requests.get(url + "/metrics", timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for line in r.text.splitlines():
+        if not line or line.startswith("#"):
+            assert line == "" or line.startswith("# HELP ") or line.startswith("# TYPE "), line
+            continue
+        m = METRIC_LINE.match(line)
+        assert m, f"not exposition format: {line!r}"
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return samples
+
+
+def counter(samples, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return samples.get(f"{name}{{{want}}}" if labels else name, 0.0)
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("ops")
+
+
+@pytest.fixture
+def start(tmp):
+    """Starts a server of its own, on a fresh database kept until the test ends."""
+    stack = contextlib.ExitStack()
+
+    def run(*args, env=None):
+        url = stack.enter_context(fresh_db(tmp, "ops"))
+        argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2", *args]
+        return Server(url, tmp, argv=argv, env=env).start()
+
+    yield run
+    stack.close()
+
+
+def break_apps_table(db_url):
+    """Makes every query on apps fail inside the database."""
+    sql = "ALTER TABLE apps RENAME TO apps_gone"
+    if db_url.startswith("sqlite:"):
+        con = sqlite3.connect(db_url[len("sqlite:"):])
+        con.execute(sql)
+        con.commit()
+        con.close()
+    else:
+        cp = subprocess.run(["psql", db_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                            capture_output=True, text=True, timeout=30)
+        assert cp.returncode == 0, cp.stderr
+
+
+def test_metrics_count_requests_by_route_and_status(server):
+    org = server.make_org()
+    api = org.client()
+    before = scrape(server.url)
+    app = api.create_app(name="m", answer_url="https://example.com/a")["app_id"]
+    for _ in range(3):
+        assert api.get(f"/apps/{app}/numbers").status_code == 200
+    assert api.get("/apps/sfv_app_000000000000").status_code == 404
+    assert requests.get(server.url + "/sfvopi/apps", headers={"X-API-Key": "nope"}).status_code == 401
+    assert requests.get(server.url + "/nowhere").status_code == 404
+    after = scrape(server.url)
+
+    def delta(name, **labels):
+        return counter(after, name, **labels) - counter(before, name, **labels)
+
+    assert delta("sfvopi_http_requests_total", route="numbers.list", status="200") == 3
+    assert delta("sfvopi_http_requests_total", route="apps.create", status="200") == 1
+    assert delta("sfvopi_http_requests_total", route="apps.get", status="404") == 1
+    assert delta("sfvopi_http_requests_total", route="apps.list", status="401") == 1
+    assert delta("sfvopi_http_requests_total", route="-", status="404") == 1
+    assert delta("sfvopi_http_request_duration_seconds_count", route="numbers.list") == 3
+    assert delta("sfvopi_http_request_duration_seconds_bucket", route="numbers.list",
+                 le="+Inf") == 3
+    assert delta("sfvopi_http_request_duration_seconds_sum", route="numbers.list") > 0
+    # Keys: the first use of a key on a thread misses, later ones hit the cache.
+    assert delta("sfvopi_keycache_misses_total") >= 1
+    assert delta("sfvopi_keycache_hits_total") >= 1
+    assert counter(after, "sfvopi_build_info", version=subprocess.run(
+        [BIN, "--version"], capture_output=True, text=True).stdout.split()[1]) == 1
+    # The scrape being answered is the only request in flight.
+    assert counter(after, "sfvopi_http_requests_in_flight") == 1
+
+
+def test_histogram_buckets_are_cumulative(server):
+    org = server.make_org()
+    org.client().list_apps()
+    s = scrape(server.url)
+    buckets = sorted(((float(re.search(r'le="([^"]+)"', k).group(1).replace("+Inf", "inf")), v)
+                      for k, v in s.items()
+                      if k.startswith('sfvopi_http_request_duration_seconds_bucket{route="apps.list"')))
+    assert buckets and buckets[-1][0] == float("inf")
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts)
+    assert counts[-1] == counter(s, "sfvopi_http_request_duration_seconds_count", route="apps.list")
+
+
+def test_db_errors_are_counted(start):
+    srv = start()
+    try:
+        org = srv.make_org()
+        api = org.client()
+        assert api.list_apps() == []
+        break_apps_table(srv.db_url)
+        before = counter(scrape(srv.url), "sfvopi_db_errors_total")
+        r = api.get("/apps")
+        assert r.status_code == 500
+        assert r.json()["message"].startswith("Failed to get SFVoPI apps: ")
+        assert counter(scrape(srv.url), "sfvopi_db_errors_total") == before + 1
+    finally:
+        assert srv.stop() == 0
+
+
+def test_metrics_off(start):
+    srv = start("--metrics", "off")
+    try:
+        r = requests.get(srv.url + "/metrics", timeout=5)
+        assert r.status_code == 404 and r.json() == {"message": "Not found"}
+    finally:
+        srv.stop()
+
+
+def test_metrics_on_admin_listener_only(start):
+    srv = start("--admin-listen", "127.0.0.1:0")
+    try:
+        m = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", srv.log)
+        assert m, srv.log
+        admin = f"http://127.0.0.1:{m.group(1)}"
+        assert requests.get(srv.url + "/metrics", timeout=5).status_code == 404
+        assert requests.get(srv.url + "/healthz", timeout=5).status_code == 200
+        org = srv.make_org()
+        assert org.client().get("/apps").status_code == 200
+        s = scrape(admin)
+        assert counter(s, "sfvopi_http_requests_total", route="apps.list", status="200") == 1
+        assert requests.get(admin + "/healthz", timeout=5).json() == {"status": "ok"}
+        assert requests.get(admin + "/readyz", timeout=5).json() == {"status": "ready"}
+        # The API itself is not on the admin address.
+        r = requests.get(admin + "/sfvopi/apps", headers={"X-API-Key": org.key}, timeout=5)
+        assert r.status_code == 404 and r.json() == {"message": "Not found"}
+    finally:
+        assert srv.stop() == 0
+
+
+def test_admin_listen_bad_address_is_an_error(tmp):
+    with fresh_db(tmp, "bad") as url:
+        cp = subprocess.run([BIN, "--db", url, "serve", "--listen", "127.0.0.1:0",
+                             "--admin-listen", "nowhere"], capture_output=True, text=True,
+                            timeout=10, env=base_env())
+    assert cp.returncode == 1
+    assert "sfvopi: cannot listen on nowhere" in cp.stderr
+
+
+def access_lines(log):
+    return [l for l in log.splitlines() if "msg=access" in l or '"msg":"access"' in l]
+
+
+def test_text_access_log_has_every_field_and_no_secret(server):
+    org = server.make_org()
+    api = org.client()
+    app = api.create_app(name="secret-name-xyz", answer_url="https://example.com/secret-url")
+    rid = "trace-123"
+    r = api.get(f"/apps/{app['app_id']}", headers={"X-Request-Id": rid})
+    assert r.status_code == 200
+    time.sleep(0.2)
+    lines = [l for l in access_lines(server.log) if f"req_id={rid}" in l]
+    assert len(lines) == 1, server.log[-2000:]
+    line = lines[0]
+    for field in ("ts=", "level=info", "method=GET", f"path=\"/sfvopi/apps/{app['app_id']}\"",
+                  "route=apps.get", "status=200", "dur_ms=", "bytes=", f"org={org.id}"):
+        assert field in line, (field, line)
+    assert org.key not in server.log
+    assert org.key[5:] not in server.log
+    assert "secret-name-xyz" not in server.log and "secret-url" not in server.log
+    assert "X-API-Key" not in server.log and "x-api-key" not in server.log
+
+
+def test_json_log_format(start):
+    srv = start("--log-format", "json")
+    try:
+        org = srv.make_org()
+        api = org.client()
+        api.create_app(name="json-secret", answer_url="https://example.com/a")
+        api.get("/apps", headers={"X-Request-Id": "json-rid"})
+        requests.get(srv.url + "/sfvopi/apps/%22quote", headers={"X-API-Key": org.key})
+    finally:
+        assert srv.stop() == 0
+    lines = [l for l in srv.log.splitlines() if l.startswith("{")]
+    assert lines, srv.log
+    objs = [json.loads(l) for l in lines]  # every line is one JSON object
+    access = [o for o in objs if o.get("msg") == "access"]
+    assert len(access) == 3
+    a = next(o for o in access if o["req_id"] == "json-rid")
+    assert a["method"] == "GET" and a["route"] == "apps.list" and a["status"] == 200
+    assert isinstance(a["dur_ms"], float) and isinstance(a["bytes"], int)
+    assert a["org"] == org.id and a["level"] == "info"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", a["ts"])
+    assert any(o.get("msg") == "stopped" for o in objs)
+    assert org.key not in srv.log and "json-secret" not in srv.log
+
+
+def test_log_level_off_writes_no_access_lines(start):
+    srv = start("--log-level", "warn")
+    try:
+        srv.make_org().client().list_apps()
+    finally:
+        srv.stop()
+    assert access_lines(srv.log) == []
+    assert "listening on" in srv.log
+
+
+@pytest.mark.parametrize("args,env,msg", [
+    (["--log-format", "xml"], {}, "--log-format must be text or json"),
+    (["--metrics", "maybe"], {}, "--metrics must be on or off"),
+    (["--log-level", "loud"], {}, "--log-level must be debug, info, warn, error or off"),
+    ([], {"SFVOPI_LOG_FORMAT": "yaml"}, "--log-format must be text or json (from SFVOPI_LOG_FORMAT)"),
+    ([], {"SFVOPI_IDLE_TIMEOUT": "0"}, "--idle-timeout"),
+    ([], {"SFVOPI_MAX_CONNECTIONS": "x"}, "--max-connections"),
+])
+def test_bad_serve_settings_are_usage_errors(tmp, args, env, msg):
+    with fresh_db(tmp, "usage") as url:
+        cp = subprocess.run([BIN, "--db", url, "serve", *args], capture_output=True, text=True,
+                            timeout=10, env=base_env(**env))
+    assert cp.returncode == 2
+    assert cp.stderr.splitlines()[0].startswith("sfvopi: " + msg), cp.stderr
+
+
+def test_serve_help_names_every_option_with_its_variable_and_default():
+    cp = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=10)
+    assert cp.returncode == 0 and cp.stderr == ""
+    text = cp.stdout
+    options = {
+        "--listen": ("SFVOPI_LISTEN", "127.0.0.1:8080"),
+        "--threads": ("SFVOPI_THREADS", "number of cores"),
+        "--max-connections": ("SFVOPI_MAX_CONNECTIONS", "1024"),
+        "--idle-timeout": ("SFVOPI_IDLE_TIMEOUT", "30"),
+        "--rate-limit": ("SFVOPI_RATE_LIMIT", "100"),
+        "--rate-burst": ("SFVOPI_RATE_BURST", "200"),
+        "--metrics": ("SFVOPI_METRICS", "on"),
+        "--admin-listen": ("SFVOPI_ADMIN_LISTEN", None),
+        "--log-format": ("SFVOPI_LOG_FORMAT", "text"),
+        "--log-level": ("SFVOPI_LOG_LEVEL", "info"),
+        "--db": ("SFVOPI_DB", "sqlite:sfvopi.db"),
+        "--default-country-code": ("SFVOPI_DEFAULT_CC", "91"),
+    }
+    blocks = re.split(r"\n(?=  --)", text)
+    for opt, (env, default) in options.items():
+        block = next((b for b in blocks if b.lstrip().startswith(opt + " ")), None)
+        assert block, f"{opt} missing from serve --help"
+        assert f"[{env}]" in block, (opt, block)
+        if default:
+            assert f"default {default}" in block or f"default: {default}" in block, (opt, block)
+
+
+def test_every_variable_in_help_is_honoured(tmp):
+    """Each documented variable changes behaviour (spot checks that can fail)."""
+    with fresh_db(tmp, "envs") as url:
+        env = base_env(SFVOPI_DB=url, SFVOPI_LISTEN="127.0.0.1:0", SFVOPI_METRICS="off",
+                       SFVOPI_LOG_FORMAT="json", SFVOPI_RATE_LIMIT="1", SFVOPI_RATE_BURST="1",
+                       SFVOPI_THREADS="1")
+        srv = Server(url, tmp, argv=[BIN, "serve"], env=env).start()
+        try:
+            assert requests.get(srv.url + "/metrics", timeout=5).status_code == 404
+            org = srv.make_org()
+            h = {"X-API-Key": org.key}
+            assert requests.get(srv.url + "/sfvopi/apps", headers=h).status_code == 200
+            r = requests.get(srv.url + "/sfvopi/apps", headers=h)
+            assert r.status_code == 429 and r.headers["X-RateLimit-Limit"] == "1"
+        finally:
+            srv.stop()
+        assert '"threads":1' in srv.log
+        assert all(l.startswith("{") for l in srv.log.splitlines() if "listening on" not in l)
+
+
+def test_version():
+    cp = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=10)
+    assert cp.returncode == 0
+    assert re.fullmatch(r"sfvopi \d+\.\d+\.\d+\n", cp.stdout)
