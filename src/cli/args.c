@@ -199,14 +199,12 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
     case O_PROVIDER: c->provider = s->value; break;
     case O_ORG:
         if (!parse_uint(s->value, 1, INT64_MAX, &v))
-            return usage_err(err, errsz, "--org must be a positive integer, not '%s'",
-                             s->value);
+            return usage_err(err, errsz, "--org must be a positive integer, not '%s'", s->value);
         c->org = v;
         break;
     case O_USER:
         if (!parse_uint(s->value, 1, INT64_MAX, &v))
-            return usage_err(err, errsz, "--user must be a positive integer, not '%s'",
-                             s->value);
+            return usage_err(err, errsz, "--user must be a positive integer, not '%s'", s->value);
         c->user = v;
         break;
     }
@@ -251,8 +249,7 @@ static int check_required(struct cli *c, char *err, size_t errsz)
         break;
     case CMD_KEY_REVOKE:
         if (!parse_uint(c->args[0], 1, INT64_MAX, &v))
-            return usage_err(err, errsz, "KEY_ID must be a positive integer, not '%s'",
-                             c->args[0]);
+            return usage_err(err, errsz, "KEY_ID must be a positive integer, not '%s'", c->args[0]);
         break;
     default: break;
     }
@@ -275,8 +272,8 @@ static bool given(const struct seen *seen, int nseen, enum opt_id id)
     return false;
 }
 
-int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *c,
-              char *err, size_t errsz)
+int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *c, char *err,
+              size_t errsz)
 {
     static struct seen seen[64];
     const char *pos[CLI_POS_MAX + 2];
@@ -368,7 +365,8 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
         if (c->nargs < cmds[k].min_args)
             return usage_err(err, errsz, "missing argument");
         if (c->nargs > cmds[k].max_args)
-            return usage_err(err, errsz, "unexpected argument '%s'", pos[first_arg + cmds[k].max_args]);
+            return usage_err(err, errsz, "unexpected argument '%s'",
+                             pos[first_arg + cmds[k].max_args]);
     }
     for (i = 0; i < c->nargs; i++)
         c->args[i] = pos[first_arg + i];

@@ -64,8 +64,8 @@ struct cli {
 /* Parses argv (global options anywhere) and env (getenv-like; options beat
  * variables). On CLI_USAGE, err holds a one-line reason. help/version are
  * not errors. */
-int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *out,
-              char *err, size_t errsz);
+int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cli *out, char *err,
+              size_t errsz);
 
 /* Writes the usage of cli->cmd (or of the group, or the overview). */
 void cli_usage(const struct cli *cli, FILE *f);

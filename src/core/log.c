@@ -51,7 +51,11 @@ size_t log_line_to_json(const char *line, size_t len, char *out, size_t outsz)
     size_t i = 0, o = 0;
     bool first = true;
 
-#define PUT(c)                                                                                         do {                                                                                                   if (o + 2 < outsz)                                                                                     out[o++] = (c);                                                                            } while (0)
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (o + 2 < outsz)                                                                         \
+            out[o++] = (c);                                                                        \
+    } while (0)
     PUT('{');
     while (i < len) {
         size_t ks, ke, vs, ve, k;

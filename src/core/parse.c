@@ -21,8 +21,7 @@ enum err parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
         if (*s < '0' || *s > '9' || ++digits > 19)
             return ERR_INVALID;
         d = *s - '0';
-        if (__builtin_mul_overflow(v, 10, &v) ||
-            __builtin_add_overflow(v, neg ? -d : d, &v))
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, neg ? -d : d, &v))
             return ERR_INVALID;
     }
     if (digits == 0 || v < min || v > max)

@@ -75,8 +75,7 @@ static struct bucket *find(struct shard *s, int64_t key, double burst, int64_t n
     return victim;
 }
 
-bool ratelimit_take(struct ratelimit *rl, int64_t key, int64_t now_ns,
-                    struct ratelimit_info *info)
+bool ratelimit_take(struct ratelimit *rl, int64_t key, int64_t now_ns, struct ratelimit_info *info)
 {
     struct shard *s = &rl->shards[(uint64_t)key * 0x9E3779B97F4A7C15ull >> 58];
     struct bucket *b;

@@ -30,7 +30,6 @@ void ratelimit_free(struct ratelimit *rl);
 
 /* Takes a token from key's bucket at time now_ns (monotonic). True when the
  * request may proceed. *info is filled either way. */
-bool ratelimit_take(struct ratelimit *rl, int64_t key, int64_t now_ns,
-                    struct ratelimit_info *info);
+bool ratelimit_take(struct ratelimit *rl, int64_t key, int64_t now_ns, struct ratelimit_info *info);
 
 #endif

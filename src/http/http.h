@@ -13,8 +13,8 @@
 #include "core/buf.h"
 #include "core/err.h"
 
-#define HTTP_BODY_MAX (64 * 1024)       /* request bodies; larger is 413 */
-#define HTTP_RESPONSE_MAX (64u << 20)   /* response bodies */
+#define HTTP_BODY_MAX (64 * 1024)     /* request bodies; larger is 413 */
+#define HTTP_RESPONSE_MAX (64u << 20) /* response bodies */
 #define HTTP_REQUEST_ID_MAX 128
 
 enum http_method {
@@ -48,13 +48,13 @@ struct http_response {
     struct buf body;
     const char *allow; /* Allow header, static, or NULL */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
-    bool close;        /* ask the server to close the connection after it */
-    int64_t org_id;    /* for the access log; 0 when unauthenticated */
+    bool close;     /* ask the server to close the connection after it */
+    int64_t org_id; /* for the access log; 0 when unauthenticated */
     /* X-RateLimit-* headers, when rate_set; Retry-After when retry_after. */
     bool rate_set;
     unsigned rate_limit, rate_remaining, rate_reset, retry_after;
-    const char *route; /* static route name for the access log */
-    int route_idx;     /* index into api_route_names() for metrics; 0: unrouted */
+    const char *route;        /* static route name for the access log */
+    int route_idx;            /* index into api_route_names() for metrics; 0: unrouted */
     const char *content_type; /* static; NULL: application/json */
 };
 
@@ -75,8 +75,8 @@ void http_response_set_request_id(struct http_response *r, const char *client_id
  * '+' is not special. ERR_INVALID for a malformed escape, ERR_TOO_LARGE when
  * out is too small. The result may contain NUL bytes: *outlen tells its
  * length. */
-enum err http_path_decode(const char *in, size_t len, char *out, size_t outsz, size_t *outlen)
-    WARN_UNUSED;
+enum err http_path_decode(const char *in, size_t len, char *out, size_t outsz,
+                          size_t *outlen) WARN_UNUSED;
 
 /* True when the Content-Type value names JSON: "application/json",
  * case-insensitive, optionally followed by parameters. */

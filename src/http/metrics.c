@@ -15,8 +15,8 @@ static const int statuses[] = {200, 400, 401, 404, 405, 409, 413, 429, 500, 503}
 /* Upper bounds of the latency buckets, in seconds and nanoseconds. */
 static const char *const bucket_le[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
                                         "0.05",   "0.1",   "0.25",   "0.5",   "1",    "2.5"};
-static const int64_t bucket_ns[] = {500000,   1000000,   2500000,   5000000,
-                                    10000000, 25000000,  50000000,  100000000,
+static const int64_t bucket_ns[] = {500000,    1000000,   2500000,    5000000,
+                                    10000000,  25000000,  50000000,   100000000,
                                     250000000, 500000000, 1000000000, 2500000000};
 #define NBUCKET ((int)(sizeof(bucket_ns) / sizeof(bucket_ns[0])) + 1) /* + Inf */
 

@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (m.id != ROUTE_NONE) {
         __builtin_trap();
     }
-    if (http_path_decode((const char *)data, size, out, sizeof(out), &n) == ERR_OK && n >= sizeof(out))
+    if (http_path_decode((const char *)data, size, out, sizeof(out), &n) == ERR_OK &&
+        n >= sizeof(out))
         __builtin_trap();
     return 0;
 }

@@ -1,9 +1,11 @@
 /* test_logjson: the JSON rendering of key=value log lines (--log-format
  * json): quoting, numbers, escapes kept, truncation safety. */
+/* cmocka needs these before <cmocka.h>. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <string.h>

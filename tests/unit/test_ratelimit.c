@@ -1,9 +1,11 @@
 /* test_ratelimit: the per-key token bucket (burst, refill, headers' values,
  * isolation between keys, recycling of buckets when the table is full). */
+/* cmocka needs these before <cmocka.h>. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include "core/ratelimit.h"
