@@ -251,7 +251,8 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     req->path = url;
     req->path_len = strlen(url);
     req->content_length = -1;
-    log_quote(rs->path_log, sizeof(rs->path_log), url, req->path_len);
+    if (log_enabled(LOG_INFO))
+        log_quote(rs->path_log, sizeof(rs->path_log), url, req->path_len);
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
     req->api_key = h.api_key_value;
     req->api_key_len = h.api_key_len;
