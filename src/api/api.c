@@ -178,8 +178,29 @@ void api__fail(struct http_response *r, const char *prefix, enum err e)
 
     if (e == ERR_DB || e == ERR_UNAVAILABLE)
         metrics_db_error();
+    if (e == ERR_TOO_LARGE)
+        e = ERR_INTERNAL; /* an answer over its cap is our fault, not the client's */
     snprintf(msg, sizeof(msg), "%s: %s", prefix, err_str(e));
     api__error(r, 500, msg);
+}
+
+void api__list_begin(struct http_response *r, struct api_list *l)
+{
+    api__ok_begin(r, &l->w);
+    jw_lit(&l->w, "[");
+    l->n = 0;
+}
+
+void api__list_item(struct api_list *l)
+{
+    if (l->n++)
+        jw_lit(&l->w, ",");
+}
+
+void api__list_end(struct http_response *r, struct api_list *l, const char *prefix)
+{
+    jw_lit(&l->w, "]");
+    api__ok_end(r, &l->w, prefix);
 }
 
 void api__ok_begin(struct http_response *r, struct jw *w)
@@ -196,7 +217,7 @@ void api__ok_end(struct http_response *r, struct jw *w, const char *prefix)
     jw_lit(w, ",\"message\":\"success\"}");
     e = jw_end(w);
     if (e != ERR_OK) {
-        api__fail(r, prefix, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
+        api__fail(r, prefix, e);
         return;
     }
     r->status = 200;

@@ -86,43 +86,32 @@ void api__apps_create(struct api_worker *w, struct api_call *call, json_t *body,
     reply_app(resp, &app, call->h->fail);
 }
 
-struct list_ctx {
-    struct jw *w;
-    int n;
-};
-
 static enum err app_row(void *ud, const struct store_app *a)
 {
-    struct list_ctx *x = ud;
+    struct api_list *l = ud;
 
-    if (x->n++)
-        jw_lit(x->w, ",");
-    api__write_app(x->w, a);
-    return jw_end(x->w);
+    api__list_item(l);
+    api__write_app(&l->w, a);
+    return jw_end(&l->w);
 }
 
 void api__apps_list(struct api_worker *w, struct api_call *call, json_t *body,
                     struct http_response *resp)
 {
-    struct list_ctx x;
+    struct api_list l;
     struct store_conn *c;
-    struct jw jw;
     enum err e;
 
     (void)body;
-    api__ok_begin(resp, &jw);
-    jw_lit(&jw, "[");
-    x.w = &jw;
-    x.n = 0;
+    api__list_begin(resp, &l);
     e = api__conn(w, &c);
     if (e == ERR_OK)
-        e = c->ops->app_list(c, call->who.org_id, app_row, &x);
+        e = c->ops->app_list(c, call->who.org_id, app_row, &l);
     if (e != ERR_OK) {
-        api__fail(resp, call->h->fail, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
+        api__fail(resp, call->h->fail, e);
         return;
     }
-    jw_lit(&jw, "]");
-    api__ok_end(resp, &jw, call->h->fail);
+    api__list_end(resp, &l, call->h->fail);
 }
 
 void api__app_get(struct api_worker *w, struct api_call *call, json_t *body,

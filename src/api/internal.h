@@ -47,6 +47,20 @@ void api__ok_begin(struct http_response *r, struct jw *w);
  * 500 with prefix. */
 void api__ok_end(struct http_response *r, struct jw *w, const char *prefix);
 
+/* A JSON array written as the data of a success envelope, one item at a
+ * time, straight into the response buffer. */
+struct api_list {
+    struct jw w;
+    int n;
+};
+
+/* Starts {"data":[ in r->body. */
+void api__list_begin(struct http_response *r, struct api_list *l);
+/* Writes the separator an item needs; call before writing each item. */
+void api__list_item(struct api_list *l);
+/* Ends the array and the envelope (see api__ok_end). */
+void api__list_end(struct http_response *r, struct api_list *l, const char *prefix);
+
 /* Writes an app object / link object in the documented field order. */
 void api__write_app(struct jw *w, const struct store_app *a);
 void api__write_link(struct jw *w, const struct store_link *l);

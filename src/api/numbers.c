@@ -59,47 +59,36 @@ void api__numbers_link(struct api_worker *w, struct api_call *call, json_t *body
     }
 }
 
-struct list_ctx {
-    struct jw *w;
-    int n;
-};
-
-static enum err link_row(void *ud, const struct store_link *l)
+static enum err link_row(void *ud, const struct store_link *link)
 {
-    struct list_ctx *x = ud;
+    struct api_list *l = ud;
 
-    if (x->n++)
-        jw_lit(x->w, ",");
-    api__write_link(x->w, l);
-    return jw_end(x->w);
+    api__list_item(l);
+    api__write_link(&l->w, link);
+    return jw_end(&l->w);
 }
 
 void api__numbers_list(struct api_worker *w, struct api_call *call, json_t *body,
                        struct http_response *resp)
 {
-    struct list_ctx x;
+    struct api_list l;
     struct store_conn *c;
-    struct jw jw;
     enum err e;
 
     (void)body;
-    api__ok_begin(resp, &jw);
-    jw_lit(&jw, "[");
-    x.w = &jw;
-    x.n = 0;
+    api__list_begin(resp, &l);
     e = api__conn(w, &c);
     if (e == ERR_OK)
-        e = c->ops->link_list(c, call->who.org_id, call->m.app_id, link_row, &x);
+        e = c->ops->link_list(c, call->who.org_id, call->m.app_id, link_row, &l);
     if (e == ERR_NOT_FOUND) {
         api__error(resp, 404, MSG_APP_NOT_FOUND);
         return;
     }
     if (e != ERR_OK) {
-        api__fail(resp, call->h->fail, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
+        api__fail(resp, call->h->fail, e);
         return;
     }
-    jw_lit(&jw, "]");
-    api__ok_end(resp, &jw, call->h->fail);
+    api__list_end(resp, &l, call->h->fail);
 }
 
 void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *body,
@@ -135,42 +124,36 @@ void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *bo
 
 static enum err available_row(void *ud, const struct store_number *n)
 {
-    struct list_ctx *x = ud;
+    struct api_list *l = ud;
 
-    if (x->n++)
-        jw_lit(x->w, ",");
-    jw_lit(x->w, "{\"id\":");
-    jw_i64(x->w, n->id);
-    jw_lit(x->w, ",\"voip_number\":");
-    jw_str(x->w, n->voip_number);
-    jw_lit(x->w, ",\"provider\":");
-    jw_str(x->w, n->provider);
-    jw_lit(x->w, ",\"status\":");
-    jw_str(x->w, n->status);
-    jw_lit(x->w, "}");
-    return jw_end(x->w);
+    api__list_item(l);
+    jw_lit(&l->w, "{\"id\":");
+    jw_i64(&l->w, n->id);
+    jw_lit(&l->w, ",\"voip_number\":");
+    jw_str(&l->w, n->voip_number);
+    jw_lit(&l->w, ",\"provider\":");
+    jw_str(&l->w, n->provider);
+    jw_lit(&l->w, ",\"status\":");
+    jw_str(&l->w, n->status);
+    jw_lit(&l->w, "}");
+    return jw_end(&l->w);
 }
 
 void api__numbers_available(struct api_worker *w, struct api_call *call, json_t *body,
                             struct http_response *resp)
 {
-    struct list_ctx x;
+    struct api_list l;
     struct store_conn *c;
-    struct jw jw;
     enum err e;
 
     (void)body;
-    api__ok_begin(resp, &jw);
-    jw_lit(&jw, "[");
-    x.w = &jw;
-    x.n = 0;
+    api__list_begin(resp, &l);
     e = api__conn(w, &c);
     if (e == ERR_OK)
-        e = c->ops->available_list(c, call->who.org_id, available_row, &x);
+        e = c->ops->available_list(c, call->who.org_id, available_row, &l);
     if (e != ERR_OK) {
-        api__fail(resp, call->h->fail, e == ERR_TOO_LARGE ? ERR_INTERNAL : e);
+        api__fail(resp, call->h->fail, e);
         return;
     }
-    jw_lit(&jw, "]");
-    api__ok_end(resp, &jw, call->h->fail);
+    api__list_end(resp, &l, call->h->fail);
 }

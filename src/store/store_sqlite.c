@@ -698,6 +698,20 @@ static enum err walk(struct sq_conn *c, sqlite3_stmt *st, const char *what,
     return e;
 }
 
+/* Walks a statement whose one parameter is the organisation. */
+static enum err walk_org(struct store_conn *base, enum stmt_id id, const char *what, int64_t org_id,
+                         enum err (*each_row)(sqlite3_stmt *st, void *cb, void *ud), void *cb,
+                         void *ud)
+{
+    struct sq_conn *c = CONN(base);
+    sqlite3_stmt *st = stmt(c, id);
+
+    if (!st)
+        return ERR_DB;
+    sqlite3_bind_int64(st, 1, org_id);
+    return walk(c, st, what, each_row, cb, ud);
+}
+
 static enum err org_row(sqlite3_stmt *st, void *cb, void *ud)
 {
     struct store_org o;
@@ -766,13 +780,7 @@ static enum err key_row(sqlite3_stmt *st, void *cb, void *ud)
 
 static enum err sq_key_list(struct store_conn *base, int64_t org_id, store_key_cb cb, void *ud)
 {
-    struct sq_conn *c = CONN(base);
-    sqlite3_stmt *st = stmt(c, ST_KEY_LIST);
-
-    if (!st)
-        return ERR_DB;
-    sqlite3_bind_int64(st, 1, org_id);
-    return walk(c, st, "key_list", key_row, (void *)cb, ud);
+    return walk_org(base, ST_KEY_LIST, "key_list", org_id, key_row, (void *)cb, ud);
 }
 
 static enum err sq_key_revoke(struct store_conn *base, int64_t key_id, int64_t now)
@@ -822,13 +830,7 @@ static enum err number_row(sqlite3_stmt *st, void *cb, void *ud)
 static enum err sq_number_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
                                void *ud)
 {
-    struct sq_conn *c = CONN(base);
-    sqlite3_stmt *st = stmt(c, ST_NUM_LIST);
-
-    if (!st)
-        return ERR_DB;
-    sqlite3_bind_int64(st, 1, org_id);
-    return walk(c, st, "number_list", number_row, (void *)cb, ud);
+    return walk_org(base, ST_NUM_LIST, "number_list", org_id, number_row, (void *)cb, ud);
 }
 
 static enum err sq_number_remove(struct store_conn *base, const char *e164)
@@ -898,13 +900,7 @@ static enum err sq_number_set_status(struct store_conn *base, const char *e164, 
 static enum err sq_available_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
                                   void *ud)
 {
-    struct sq_conn *c = CONN(base);
-    sqlite3_stmt *st = stmt(c, ST_AVAIL);
-
-    if (!st)
-        return ERR_DB;
-    sqlite3_bind_int64(st, 1, org_id);
-    return walk(c, st, "available_list", number_row, (void *)cb, ud);
+    return walk_org(base, ST_AVAIL, "available_list", org_id, number_row, (void *)cb, ud);
 }
 
 static enum err sq_app_create(struct store_conn *base, const struct store_app *a)
@@ -958,13 +954,7 @@ static enum err app_row(sqlite3_stmt *st, void *cb, void *ud)
 
 static enum err sq_app_list(struct store_conn *base, int64_t org_id, store_app_cb cb, void *ud)
 {
-    struct sq_conn *c = CONN(base);
-    sqlite3_stmt *st = stmt(c, ST_APP_LIST);
-
-    if (!st)
-        return ERR_DB;
-    sqlite3_bind_int64(st, 1, org_id);
-    return walk(c, st, "app_list", app_row, (void *)cb, ud);
+    return walk_org(base, ST_APP_LIST, "app_list", org_id, app_row, (void *)cb, ud);
 }
 
 static enum err sq_app_update(struct store_conn *base, int64_t org_id, const char *app_id,
