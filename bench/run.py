@@ -179,6 +179,8 @@ def run_size(label, orgs, duration, workdir):
     proc, port, started_ms = start_server(db)
     key, app = ids["KEY"], ids["APP"]
     scenarios = {
+        # No key check, no database: what the HTTP layer alone costs.
+        "healthz (no key, no database)": "/healthz",
         "list numbers (10 links)": f"/sfvopi/apps/{app}/numbers",
         "get app": f"/sfvopi/apps/{app}",
         "list apps (20)": "/sfvopi/apps",
