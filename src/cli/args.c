@@ -72,21 +72,22 @@ struct cmd_def {
     const char *group; /* NULL for single-word commands */
     const char *word;
     int min_args, max_args;
+    const char *arg; /* the positional argument's name, for messages */
 };
 
 static const struct cmd_def cmds[] = {
-    {CMD_SERVE, NULL, "serve", 0, 0},
-    {CMD_DEMO, NULL, "demo", 0, 0},
-    {CMD_ORG_CREATE, "org", "create", 0, 0},
-    {CMD_ORG_LIST, "org", "list", 0, 0},
-    {CMD_KEY_CREATE, "key", "create", 0, 0},
-    {CMD_KEY_LIST, "key", "list", 0, 0},
-    {CMD_KEY_REVOKE, "key", "revoke", 1, 1},
-    {CMD_NUMBER_ADD, "number", "add", 1, CLI_POS_MAX},
-    {CMD_NUMBER_LIST, "number", "list", 0, 0},
-    {CMD_NUMBER_REMOVE, "number", "remove", 1, 1},
-    {CMD_NUMBER_DISABLE, "number", "disable", 1, 1},
-    {CMD_NUMBER_ENABLE, "number", "enable", 1, 1},
+    {CMD_SERVE, NULL, "serve", 0, 0, NULL},
+    {CMD_DEMO, NULL, "demo", 0, 0, NULL},
+    {CMD_ORG_CREATE, "org", "create", 0, 0, NULL},
+    {CMD_ORG_LIST, "org", "list", 0, 0, NULL},
+    {CMD_KEY_CREATE, "key", "create", 0, 0, NULL},
+    {CMD_KEY_LIST, "key", "list", 0, 0, NULL},
+    {CMD_KEY_REVOKE, "key", "revoke", 1, 1, "KEY_ID"},
+    {CMD_NUMBER_ADD, "number", "add", 1, CLI_POS_MAX, "NUMBER"},
+    {CMD_NUMBER_LIST, "number", "list", 0, 0, NULL},
+    {CMD_NUMBER_REMOVE, "number", "remove", 1, 1, "NUMBER"},
+    {CMD_NUMBER_DISABLE, "number", "disable", 1, 1, "NUMBER"},
+    {CMD_NUMBER_ENABLE, "number", "enable", 1, 1, "NUMBER"},
 };
 
 static int usage_err(char *err, size_t errsz, const char *fmt, ...)
@@ -363,7 +364,7 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
             continue;
         c->nargs = npos - first_arg;
         if (c->nargs < cmds[k].min_args)
-            return usage_err(err, errsz, "missing argument");
+            return usage_err(err, errsz, "missing %s", cmds[k].arg ? cmds[k].arg : "argument");
         if (c->nargs > cmds[k].max_args)
             return usage_err(err, errsz, "unexpected argument '%s'",
                              pos[first_arg + cmds[k].max_args]);
