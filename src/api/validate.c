@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/url.h"
 #include "json/json.h"
 
 static void add_error(struct field_errors *fe, const char *field, const char *reason)
@@ -20,69 +21,10 @@ static void add_error(struct field_errors *fe, const char *field, const char *re
 
 bool validate_url(const char *s, size_t len, const char **reason)
 {
-    size_t i, scheme, host_start, host_end, at;
-    bool bracket;
+    static const struct url_rule rule = {
+        APP_URL_MAX, {"http://", "https://", NULL}, "must be an absolute http or https URL", true};
 
-    if (len > APP_URL_MAX) {
-        *reason = "must be at most 2048 bytes";
-        return false;
-    }
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c <= 0x20 || c == 0x7f) {
-            *reason = "must not contain spaces or control characters";
-            return false;
-        }
-    }
-    if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
-        scheme = 7;
-    } else if (len >= 8 && strncasecmp(s, "https://", 8) == 0) {
-        scheme = 8;
-    } else {
-        *reason = "must be an absolute http or https URL";
-        return false;
-    }
-    /* The authority runs to the first '/', '?' or '#'. */
-    host_end = scheme;
-    while (host_end < len && s[host_end] != '/' && s[host_end] != '?' && s[host_end] != '#')
-        host_end++;
-    host_start = scheme;
-    for (at = scheme; at < host_end; at++) {
-        if (s[at] == '@')
-            host_start = at + 1;
-    }
-    bracket = host_start < host_end && s[host_start] == '[';
-    /* Strip a port: digits after the last ':' (outside an IPv6 literal). */
-    i = host_end;
-    while (i > host_start && s[i - 1] >= '0' && s[i - 1] <= '9')
-        i--;
-    if (i > host_start && s[i - 1] == ':' && (!bracket || s[i - 2] == ']')) {
-        size_t digits = host_end - i;
-        unsigned long port = 0;
-        size_t k;
-
-        /* An empty port ("host:") is allowed and means the default. */
-        for (k = i; k < host_end && digits <= 5; k++)
-            port = port * 10 + (unsigned long)(s[k] - '0');
-        if (digits > 5 || (digits > 0 && (port == 0 || port > 65535))) {
-            *reason = "has an invalid port";
-            return false;
-        }
-        host_end = i - 1;
-    }
-    if (host_end <= host_start ||
-        (bracket && (host_end - host_start < 3 || s[host_end - 1] != ']'))) {
-        *reason = "must have a host";
-        return false;
-    }
-    for (i = host_start; i < host_end; i++) {
-        if (!bracket && (s[i] == ':' || s[i] == '[' || s[i] == ']')) {
-            *reason = "has an invalid host";
-            return false;
-        }
-    }
-    return true;
+    return url_valid(&rule, s, len, reason);
 }
 
 bool validate_app_id(const char *s)

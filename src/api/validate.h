@@ -10,19 +10,8 @@
 #include <stddef.h>
 
 #include "core/e164.h"
+#include "core/fields.h"
 #include "store/store.h"
-
-#define FIELD_ERRORS_MAX 16
-
-struct field_error {
-    const char *field;  /* static */
-    const char *reason; /* static */
-};
-
-struct field_errors {
-    int n;
-    struct field_error e[FIELD_ERRORS_MAX];
-};
 
 /* True when s[0..len) is an absolute http or https URL with a host, at most
  * APP_URL_MAX bytes, without spaces or control characters. On false,
