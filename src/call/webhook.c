@@ -1,0 +1,306 @@
+/* webhook: one list of payload fields per kind, written by one walker into
+ * either a JSON object or a query string, so that POST and GET can never
+ * disagree on which fields a payload has or in which order. */
+#include "call/webhook.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "json/json.h"
+
+static const char *const status_names[] = {
+    "QUEUED", "RINGING", "IN_PROGRESS", "COMPLETED", "NO_ANSWER", "BUSY", "CANCELED", "FAILED",
+};
+
+const char *webhook_status_name(enum webhook_status s)
+{
+    return (unsigned)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "";
+}
+
+const char *webhook_direction_name(enum webhook_direction d)
+{
+    return d == WEBHOOK_DIR_OUTBOUND ? "OUTBOUND" : "INBOUND";
+}
+
+bool webhook_status_final(enum webhook_status s)
+{
+    return s == WEBHOOK_STATUS_COMPLETED || s == WEBHOOK_STATUS_NO_ANSWER ||
+           s == WEBHOOK_STATUS_BUSY || s == WEBHOOK_STATUS_CANCELED || s == WEBHOOK_STATUS_FAILED;
+}
+
+int64_t webhook_duration(const struct webhook_call *c)
+{
+    if (!c->answered_at || c->ended_at <= c->answered_at)
+        return 0;
+    return (c->ended_at - c->answered_at) / 1000;
+}
+
+/* ---- one writer, two encodings ---- */
+
+struct sink {
+    bool query;
+    bool first;
+    struct jw w;     /* JSON: the writer (sticky error) */
+    struct buf *out; /* query */
+    enum err err;    /* query: the first error */
+};
+
+static const char hexdigits[] = "0123456789ABCDEF";
+
+enum err webhook_pct_encode(const char *s, struct buf *out)
+{
+    enum err rc = ERR_OK;
+    const char *run = s;
+
+    for (; *s && rc == ERR_OK; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[3];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~')
+            continue;
+        rc = buf_append(out, run, (size_t)(s - run));
+        esc[0] = '%';
+        esc[1] = hexdigits[c >> 4];
+        esc[2] = hexdigits[c & 15];
+        if (rc == ERR_OK)
+            rc = buf_append(out, esc, 3);
+        run = s + 1;
+    }
+    if (rc == ERR_OK)
+        rc = buf_append(out, run, (size_t)(s - run));
+    return rc;
+}
+
+static void sink_key(struct sink *k, const char *key)
+{
+    if (k->query) {
+        if (k->err == ERR_OK && !k->first)
+            k->err = buf_append_char(k->out, '&');
+        if (k->err == ERR_OK)
+            k->err = webhook_pct_encode(key, k->out);
+        if (k->err == ERR_OK)
+            k->err = buf_append_char(k->out, '=');
+    } else {
+        if (!k->first)
+            jw_lit(&k->w, ",");
+        jw_str(&k->w, key);
+        jw_lit(&k->w, ":");
+    }
+    k->first = false;
+}
+
+static void sink_str(struct sink *k, const char *key, const char *value)
+{
+    sink_key(k, key);
+    if (!k->query)
+        jw_str(&k->w, value);
+    else if (k->err == ERR_OK)
+        k->err = webhook_pct_encode(value, k->out);
+}
+
+static void sink_i64(struct sink *k, const char *key, int64_t v)
+{
+    sink_key(k, key);
+    if (!k->query)
+        jw_i64(&k->w, v);
+    else if (k->err == ERR_OK)
+        k->err = buf_append_i64(k->out, v);
+}
+
+static void sink_time(struct sink *k, const char *key, int64_t ms)
+{
+    char ts[CLOCK_ISO_LEN + 1];
+
+    clock_format_iso(ms, ts);
+    sink_str(k, key, ts);
+}
+
+/* The table of section 5, row by row. */
+static enum err write_fields(enum webhook_kind kind, const struct webhook_call *c, struct sink *k)
+{
+    const char *status;
+
+    switch (kind) {
+    case WEBHOOK_RING:
+        if (c->direction != WEBHOOK_DIR_OUTBOUND)
+            return ERR_INVALID;
+        status = "RINGING";
+        break;
+    case WEBHOOK_ANSWER: status = "IN_PROGRESS"; break;
+    case WEBHOOK_HANGUP:
+        if (!webhook_status_final(c->call_status))
+            return ERR_INVALID;
+        status = webhook_status_name(c->call_status);
+        break;
+    default: return ERR_INVALID;
+    }
+    sink_str(k, "call_uuid", c->call_uuid);
+    if (c->request_uuid[0])
+        sink_str(k, "request_uuid", c->request_uuid);
+    sink_str(k, "from", c->from);
+    sink_str(k, "to", c->to);
+    sink_str(k, "direction", webhook_direction_name(c->direction));
+    sink_str(k, "call_status", status);
+    if (kind != WEBHOOK_ANSWER)
+        sink_time(k, "started_at", c->started_at);
+    if (kind == WEBHOOK_ANSWER)
+        sink_time(k, "answered_at", c->answered_at);
+    if (kind == WEBHOOK_HANGUP) {
+        if (c->answered_at)
+            sink_time(k, "answer_at", c->answered_at);
+        sink_time(k, "ended_at", c->ended_at);
+        sink_i64(k, "duration", webhook_duration(c));
+        sink_str(k, "hangup_cause", c->hangup_cause);
+    }
+    return ERR_OK;
+}
+
+enum err webhook_body_json(enum webhook_kind kind, const struct webhook_call *c, struct buf *out)
+{
+    struct sink k = {.query = false, .first = true, .out = out, .err = ERR_OK};
+    enum err rc;
+
+    jw_init(&k.w, out);
+    jw_lit(&k.w, "{");
+    rc = write_fields(kind, c, &k);
+    if (rc != ERR_OK)
+        return rc;
+    jw_lit(&k.w, "}");
+    return jw_end(&k.w);
+}
+
+enum err webhook_query_string(enum webhook_kind kind, const struct webhook_call *c, struct buf *out)
+{
+    struct sink k = {.query = true, .first = true, .out = out, .err = ERR_OK};
+    enum err rc;
+
+    jw_init(&k.w, out);
+    rc = write_fields(kind, c, &k);
+    return rc != ERR_OK ? rc : k.err;
+}
+
+enum err webhook_get_url(const char *url, enum webhook_kind kind, const struct webhook_call *c,
+                         struct buf *out)
+{
+    size_t n = strcspn(url, "#");
+    const char *q = memchr(url, '?', n);
+    enum err rc;
+
+    rc = buf_append(out, url, n);
+    if (rc == ERR_OK && !q)
+        rc = buf_append_char(out, '?');
+    else if (rc == ERR_OK && url[n - 1] != '?' && url[n - 1] != '&')
+        rc = buf_append_char(out, '&');
+    if (rc != ERR_OK)
+        return rc;
+    return webhook_query_string(kind, c, out);
+}
+
+/* ---- headers ---- */
+
+/* A header value we send: 1..256 bytes of visible ASCII (no CR, LF, NUL). */
+static bool header_value_ok(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i]; i++) {
+        if (i >= 256 || (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    }
+    return i > 0;
+}
+
+enum err webhook_headers_make(bool post, const char *version, const struct webhook_call *c,
+                              const char *delivery_id, struct webhook_headers *hs)
+{
+    size_t vlen = strlen(version);
+
+    hs->n = 0;
+    if (!header_value_ok(version) || vlen > sizeof(hs->user_agent) - sizeof("sfvopi/") ||
+        !header_value_ok(c->call_uuid) || !header_value_ok(delivery_id))
+        return ERR_INVALID;
+    memcpy(hs->user_agent, "sfvopi/", 7);
+    memcpy(hs->user_agent + 7, version, vlen + 1);
+    hs->h[hs->n++] = (struct webhook_header){"User-Agent", hs->user_agent};
+    if (post)
+        hs->h[hs->n++] = (struct webhook_header){"Content-Type", "application/json"};
+    hs->h[hs->n++] = (struct webhook_header){"X-Sfvopi-Call-Uuid", c->call_uuid};
+    hs->h[hs->n++] = (struct webhook_header){"X-Sfvopi-Delivery", delivery_id};
+    return ERR_OK;
+}
+
+/* ---- addresses ---- */
+
+static enum webhook_addr_class classify4(const unsigned char a[4])
+{
+    if (a[0] == 127 || a[0] == 0)
+        return WEBHOOK_ADDR_LOOPBACK;
+    if (a[0] == 169 && a[1] == 254)
+        return WEBHOOK_ADDR_LINK_LOCAL;
+    if (a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168))
+        return WEBHOOK_ADDR_PRIVATE;
+    return WEBHOOK_ADDR_PUBLIC;
+}
+
+enum webhook_addr_class webhook_addr_classify_raw(int family, const unsigned char *a)
+{
+    static const unsigned char zero[16];
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+
+    if (family == 4)
+        return classify4(a);
+    if (family != 6)
+        return WEBHOOK_ADDR_INVALID;
+    /* ::, ::1 and the IPv4-compatible ::a.b.c.d all share 96 zero bits. */
+    if (memcmp(a, zero, 15) == 0 && a[15] <= 1)
+        return WEBHOOK_ADDR_LOOPBACK;
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
+        return classify4(a + 12);
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+        return WEBHOOK_ADDR_LINK_LOCAL;
+    if ((a[0] & 0xfe) == 0xfc)
+        return WEBHOOK_ADDR_PRIVATE;
+    return WEBHOOK_ADDR_PUBLIC;
+}
+
+enum webhook_addr_class webhook_addr_classify(const char *ip)
+{
+    char tmp[INET6_ADDRSTRLEN + 1];
+    unsigned char a[16];
+    size_t n = strlen(ip);
+
+    if (n >= 2 && ip[0] == '[' && ip[n - 1] == ']') {
+        ip++;
+        n -= 2;
+    }
+    n = strcspn(ip, "%") < n ? strcspn(ip, "%") : n;
+    if (n == 0 || n >= sizeof(tmp))
+        return WEBHOOK_ADDR_INVALID;
+    memcpy(tmp, ip, n);
+    tmp[n] = '\0';
+    if (inet_pton(AF_INET, tmp, a) == 1)
+        return classify4(a);
+    if (inet_pton(AF_INET6, tmp, a) == 1)
+        return webhook_addr_classify_raw(6, a);
+    return WEBHOOK_ADDR_INVALID;
+}
+
+bool webhook_addr_blocked(const char *ip)
+{
+    enum webhook_addr_class k = webhook_addr_classify(ip);
+
+    return k == WEBHOOK_ADDR_LINK_LOCAL || k == WEBHOOK_ADDR_INVALID;
+}
+
+bool webhook_addr_private(const char *ip)
+{
+    return webhook_addr_classify(ip) != WEBHOOK_ADDR_PUBLIC;
+}
+
+bool webhook_addr_refused(const char *ip, bool deny_private)
+{
+    return deny_private ? webhook_addr_private(ip) : webhook_addr_blocked(ip);
+}

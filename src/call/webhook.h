@@ -1,0 +1,156 @@
+/* webhook: what the engine tells the customer's server about a call
+ * (CALLS.md section 5): the ring / answer / hangup payloads as a JSON body
+ * (POST) or a query string (GET), the request headers, and the address
+ * rules a webhook or stream host must pass once resolved. Pure: no
+ * sockets, no DNS, no clock. Thread-safe (no shared state). */
+#ifndef SFVOPI_CALL_WEBHOOK_H
+#define SFVOPI_CALL_WEBHOOK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+/* "sfv_ob_req_" + 12, plus NUL. */
+#define WEBHOOK_REQUEST_UUID_MAX 24
+/* A lower-case RFC 4122 UUID, plus NUL. */
+#define WEBHOOK_CALL_UUID_MAX 37
+/* from/to: E.164 where valid, else the SIP user part as sent, cut by the
+ * caller to fit. */
+#define WEBHOOK_PARTY_MAX 65
+/* A Q.850 cause as decimal text ("16", "102"), plus NUL. */
+#define WEBHOOK_CAUSE_MAX 8
+/* Headers of one delivery, at most. */
+#define WEBHOOK_HEADERS_MAX 4
+
+enum webhook_kind {
+    WEBHOOK_RING,
+    WEBHOOK_ANSWER,
+    WEBHOOK_HANGUP,
+};
+
+enum webhook_direction {
+    WEBHOOK_DIR_INBOUND,
+    WEBHOOK_DIR_OUTBOUND,
+};
+
+/* The call statuses of section 1. */
+enum webhook_status {
+    WEBHOOK_STATUS_QUEUED,
+    WEBHOOK_STATUS_RINGING,
+    WEBHOOK_STATUS_IN_PROGRESS,
+    WEBHOOK_STATUS_COMPLETED,
+    WEBHOOK_STATUS_NO_ANSWER,
+    WEBHOOK_STATUS_BUSY,
+    WEBHOOK_STATUS_CANCELED,
+    WEBHOOK_STATUS_FAILED,
+};
+
+/* What the payloads say about one call. Strings are NUL-terminated; times
+ * are milliseconds since the epoch, 0 meaning "has not happened". */
+struct webhook_call {
+    char call_uuid[WEBHOOK_CALL_UUID_MAX];
+    char request_uuid[WEBHOOK_REQUEST_UUID_MAX]; /* "" for inbound calls */
+    char from[WEBHOOK_PARTY_MAX];
+    char to[WEBHOOK_PARTY_MAX];
+    enum webhook_direction direction;
+    enum webhook_status call_status; /* read by hangup only: the final status */
+    int64_t started_at;              /* INVITE sent or received */
+    int64_t answered_at;             /* 0: never answered */
+    int64_t ended_at;
+    char hangup_cause[WEBHOOK_CAUSE_MAX];
+};
+
+/* "RINGING", "NO_ANSWER", ... Static; "" for an unknown value. */
+const char *webhook_status_name(enum webhook_status s);
+/* "INBOUND" or "OUTBOUND". Static. */
+const char *webhook_direction_name(enum webhook_direction d);
+/* True for COMPLETED, NO_ANSWER, BUSY, CANCELED and FAILED. */
+bool webhook_status_final(enum webhook_status s);
+
+/* Whole seconds from answered_at to ended_at (rounded down); 0 when the
+ * call was never answered or the clock went backwards. */
+int64_t webhook_duration(const struct webhook_call *c);
+
+/* Appends the payload of kind for c to out as one flat JSON object, fields
+ * in the order of section 5's table, absent (never null) when they do not
+ * apply: request_uuid only when non-empty; ring: started_at; answer:
+ * answered_at; hangup: started_at, answer_at (only if answered), ended_at,
+ * duration (a JSON number), hangup_cause (a string). call_status is
+ * RINGING for ring, IN_PROGRESS for answer and c->call_status for hangup.
+ * ERR_INVALID for a payload the spec forbids (ring for an inbound call,
+ * hangup with a status that is not final); ERR_TOO_LARGE/ERR_NOMEM from the
+ * buffer. out may hold a partial payload on error. */
+enum err webhook_body_json(enum webhook_kind kind, const struct webhook_call *c,
+                           struct buf *out) WARN_UNUSED;
+
+/* Appends the same fields as a query string "k=v&k=v" (no leading '?'),
+ * numbers as decimal text, each key and value percent-encoded (RFC 3986
+ * unreserved characters kept, every other byte as %XX upper case, so '+'
+ * is %2B and ':' %3A). Errors as webhook_body_json. */
+enum err webhook_query_string(enum webhook_kind kind, const struct webhook_call *c,
+                              struct buf *out) WARN_UNUSED;
+
+/* Appends the GET URL: url without its fragment (never sent anyway), then
+ * '?' when it has no query yet, '&' when it has one that does not already
+ * end in '&', nothing when it ends in '?' or '&', then the query string.
+ * Errors as webhook_body_json. */
+enum err webhook_get_url(const char *url, enum webhook_kind kind, const struct webhook_call *c,
+                         struct buf *out) WARN_UNUSED;
+
+/* Percent-encodes s onto out as described for webhook_query_string. */
+enum err webhook_pct_encode(const char *s, struct buf *out) WARN_UNUSED;
+
+struct webhook_header {
+    const char *name;  /* static */
+    const char *value; /* static, or inside struct webhook_headers */
+};
+
+struct webhook_headers {
+    int n;
+    struct webhook_header h[WEBHOOK_HEADERS_MAX];
+    char user_agent[64];
+};
+
+/* Fills hs with the request headers of one delivery, in this order:
+ * User-Agent "sfvopi/<version>", Content-Type "application/json" (POST
+ * only), X-Sfvopi-Call-Uuid, X-Sfvopi-Delivery (the same id for an answer
+ * request and its fallback; the caller makes it). hs->h[i].value points
+ * into hs, c or delivery_id, which must outlive hs. ERR_INVALID when a
+ * value is empty, too long or holds a byte outside visible ASCII (no
+ * header injection). */
+enum err webhook_headers_make(bool post, const char *version, const struct webhook_call *c,
+                              const char *delivery_id, struct webhook_headers *hs) WARN_UNUSED;
+
+/* What a resolved address is, for the host rules of section 5. */
+enum webhook_addr_class {
+    WEBHOOK_ADDR_PUBLIC,
+    WEBHOOK_ADDR_LOOPBACK,   /* 127/8, ::1; also 0/8 and :: (they reach this host) */
+    WEBHOOK_ADDR_PRIVATE,    /* 10/8, 172.16/12, 192.168/16, fc00::/7 */
+    WEBHOOK_ADDR_LINK_LOCAL, /* 169.254/16, fe80::/10 */
+    WEBHOOK_ADDR_INVALID,    /* not a numeric address */
+};
+
+/* Classifies a numeric IPv4 (dotted quad) or IPv6 address, optionally in
+ * brackets and with a "%zone" suffix. IPv4-mapped (::ffff:a.b.c.d),
+ * IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) addresses are
+ * classified by the IPv4 address they carry. */
+enum webhook_addr_class webhook_addr_classify(const char *ip);
+
+/* Same, for a raw address: family 4 with 4 bytes, 6 with 16 bytes (network
+ * order). Any other family is INVALID. */
+enum webhook_addr_class webhook_addr_classify_raw(int family, const unsigned char *addr);
+
+/* True when ip must never be called: link-local (cloud metadata), or not a
+ * numeric address at all (fail closed). */
+bool webhook_addr_blocked(const char *ip);
+
+/* True when ip is refused under --deny-private-urls: loopback, private,
+ * link-local, or not numeric. */
+bool webhook_addr_private(const char *ip);
+
+/* The whole rule: blocked, or private while deny_private is set. */
+bool webhook_addr_refused(const char *ip, bool deny_private);
+
+#endif
