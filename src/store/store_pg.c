@@ -947,6 +947,22 @@ static void pg_conn_close(struct store_conn *base)
 
 #define CONN(base) ((struct pg_conn *)(base))
 
+/* An operation that walks a statement whose one parameter is the
+ * organisation. */
+static enum err walk_org(struct store_conn *base, enum stmt_id id, const char *what, int64_t org_id,
+                         enum err (*each_row)(const PGresult *r, void *cb, void *ud), void *cb,
+                         void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    return op_end(c, walk(c, id, &p, what, each_row, cb, ud));
+}
+
 static enum err pg_ping(struct store_conn *base)
 {
     struct pg_conn *c = CONN(base);
@@ -1138,14 +1154,7 @@ static enum err key_row(const PGresult *r, void *cb, void *ud)
 
 static enum err pg_key_list(struct store_conn *base, int64_t org_id, store_key_cb cb, void *ud)
 {
-    struct pg_conn *c = CONN(base);
-    struct params p = {0};
-    enum err e = op_begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    p_i64(&p, org_id);
-    return op_end(c, walk(c, ST_KEY_LIST, &p, "key_list", key_row, (void *)cb, ud));
+    return walk_org(base, ST_KEY_LIST, "key_list", org_id, key_row, (void *)cb, ud);
 }
 
 static enum err pg_key_revoke(struct store_conn *base, int64_t key_id, int64_t now)
@@ -1196,14 +1205,7 @@ static enum err number_row(const PGresult *r, void *cb, void *ud)
 static enum err pg_number_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
                                void *ud)
 {
-    struct pg_conn *c = CONN(base);
-    struct params p = {0};
-    enum err e = op_begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    p_i64(&p, org_id);
-    return op_end(c, walk(c, ST_NUM_LIST, &p, "number_list", number_row, (void *)cb, ud));
+    return walk_org(base, ST_NUM_LIST, "number_list", org_id, number_row, (void *)cb, ud);
 }
 
 static enum err number_remove_tx(struct pg_conn *c, const char *e164)
@@ -1280,14 +1282,7 @@ static enum err pg_number_set_status(struct store_conn *base, const char *e164, 
 static enum err pg_available_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
                                   void *ud)
 {
-    struct pg_conn *c = CONN(base);
-    struct params p = {0};
-    enum err e = op_begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    p_i64(&p, org_id);
-    return op_end(c, walk(c, ST_AVAIL, &p, "available_list", number_row, (void *)cb, ud));
+    return walk_org(base, ST_AVAIL, "available_list", org_id, number_row, (void *)cb, ud);
 }
 
 static enum err pg_app_create(struct store_conn *base, const struct store_app *a)
@@ -1347,14 +1342,7 @@ static enum err app_row(const PGresult *r, void *cb, void *ud)
 
 static enum err pg_app_list(struct store_conn *base, int64_t org_id, store_app_cb cb, void *ud)
 {
-    struct pg_conn *c = CONN(base);
-    struct params p = {0};
-    enum err e = op_begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    p_i64(&p, org_id);
-    return op_end(c, walk(c, ST_APP_LIST, &p, "app_list", app_row, (void *)cb, ud));
+    return walk_org(base, ST_APP_LIST, "app_list", org_id, app_row, (void *)cb, ud);
 }
 
 static enum err pg_app_update(struct store_conn *base, int64_t org_id, const char *app_id,
