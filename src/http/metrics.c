@@ -82,18 +82,20 @@ void metrics_request_done(int route, int status, int64_t dur_ns)
     struct shard *s = shard();
     int st, b;
 
-    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_RELAXED);
-    if (!s)
-        return;
-    if (route < 0 || route >= nroutes)
-        route = 0;
-    for (st = 0; st < NSTATUS - 1 && statuses[st] != status; st++) {
+    if (s) {
+        if (route < 0 || route >= nroutes)
+            route = 0;
+        for (st = 0; st < NSTATUS - 1 && statuses[st] != status; st++) {
+        }
+        for (b = 0; b < NBUCKET - 1 && dur_ns > bucket_ns[b]; b++) {
+        }
+        add(&s->requests[route][st], 1);
+        add(&s->buckets[route][b], 1);
+        add(&s->sum_ns[route], dur_ns > 0 ? (uint64_t)dur_ns : 0);
     }
-    for (b = 0; b < NBUCKET - 1 && dur_ns > bucket_ns[b]; b++) {
-    }
-    add(&s->requests[route][st], 1);
-    add(&s->buckets[route][b], 1);
-    add(&s->sum_ns[route], dur_ns > 0 ? (uint64_t)dur_ns : 0);
+    /* Released after the counts: a scrape that sees a request leave the
+     * gauge also sees what it counted. */
+    __atomic_fetch_sub(&in_flight, 1, __ATOMIC_RELEASE);
 }
 
 void metrics_db_error(void)
@@ -145,10 +147,12 @@ enum err metrics_render(struct buf *b)
 {
     struct totals *t = malloc(sizeof(*t));
     enum err e = ERR_OK;
+    int64_t busy;
     int r, i;
 
     if (!t)
         return ERR_NOMEM;
+    busy = __atomic_load_n(&in_flight, __ATOMIC_ACQUIRE); /* before the counts; see above */
     sum_shards(t);
 
 #define OUT(...)                                                                                   \
@@ -196,7 +200,7 @@ enum err metrics_render(struct buf *b)
     }
     OUT("# HELP sfvopi_http_requests_in_flight Requests being handled now.\n"
         "# TYPE sfvopi_http_requests_in_flight gauge\nsfvopi_http_requests_in_flight %lld\n",
-        (long long)__atomic_load_n(&in_flight, __ATOMIC_RELAXED));
+        (long long)busy);
     OUT("# HELP sfvopi_db_errors_total Database operations that failed.\n"
         "# TYPE sfvopi_db_errors_total counter\nsfvopi_db_errors_total %llu\n",
         (unsigned long long)t->db_errors);

@@ -32,6 +32,18 @@ def scrape(url):
     return samples
 
 
+def settled_scrape(url):
+    """A scrape taken once every earlier request has finished: the server
+    counts a request when its answer has been sent, which can be just after
+    the client has read it. Only the scrape itself is then in flight."""
+    deadline = time.monotonic() + 5
+    while True:
+        s = scrape(url)
+        if counter(s, "sfvopi_http_requests_in_flight") == 1 or time.monotonic() > deadline:
+            return s
+        time.sleep(0.01)
+
+
 def counter(samples, name, **labels):
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     return samples.get(f"{name}{{{want}}}" if labels else name, 0.0)
@@ -73,14 +85,14 @@ def break_apps_table(db_url):
 def test_metrics_count_requests_by_route_and_status(server):
     org = server.make_org()
     api = org.client()
-    before = scrape(server.url)
+    before = settled_scrape(server.url)
     app = api.create_app(name="m", answer_url="https://example.com/a")["app_id"]
     for _ in range(3):
         assert api.get(f"/apps/{app}/numbers").status_code == 200
     assert api.get("/apps/sfv_app_000000000000").status_code == 404
     assert requests.get(server.url + "/sfvopi/apps", headers={"X-API-Key": "nope"}).status_code == 401
     assert requests.get(server.url + "/nowhere").status_code == 404
-    after = scrape(server.url)
+    after = settled_scrape(server.url)
 
     def delta(name, **labels):
         return counter(after, name, **labels) - counter(before, name, **labels)
@@ -106,7 +118,7 @@ def test_metrics_count_requests_by_route_and_status(server):
 def test_histogram_buckets_are_cumulative(server):
     org = server.make_org()
     org.client().list_apps()
-    s = scrape(server.url)
+    s = settled_scrape(server.url)
     buckets = sorted(((float(re.search(r'le="([^"]+)"', k).group(1).replace("+Inf", "inf")), v)
                       for k, v in s.items()
                       if k.startswith('sfvopi_http_request_duration_seconds_bucket{route="apps.list"')))
@@ -144,14 +156,17 @@ def test_metrics_off(start):
 def test_metrics_on_admin_listener_only(start):
     srv = start("--admin-listen", "127.0.0.1:0")
     try:
-        m = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", srv.log)
-        assert m, srv.log
+        # The admin line follows the main one, which is all start() waits for.
+        deadline = time.monotonic() + 5
+        while not (m := re.search(r"admin listening on 127\.0\.0\.1:(\d+)", srv.log)):
+            assert time.monotonic() < deadline, srv.log
+            time.sleep(0.01)
         admin = f"http://127.0.0.1:{m.group(1)}"
         assert requests.get(srv.url + "/metrics", timeout=5).status_code == 404
         assert requests.get(srv.url + "/healthz", timeout=5).status_code == 200
         org = srv.make_org()
         assert org.client().get("/apps").status_code == 200
-        s = scrape(admin)
+        s = settled_scrape(admin)
         assert counter(s, "sfvopi_http_requests_total", route="apps.list", status="200") == 1
         assert requests.get(admin + "/healthz", timeout=5).json() == {"status": "ok"}
         assert requests.get(admin + "/readyz", timeout=5).json() == {"status": "ready"}
@@ -182,8 +197,14 @@ def test_text_access_log_has_every_field_and_no_secret(server):
     rid = "trace-123"
     r = api.get(f"/apps/{app['app_id']}", headers={"X-Request-Id": rid})
     assert r.status_code == 200
-    time.sleep(0.2)
-    lines = [l for l in access_lines(server.log) if f"req_id={rid}" in l]
+    # The line is written once the answer has been sent, which can be just
+    # after the client has read it.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [l for l in access_lines(server.log) if f"req_id={rid}" in l]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert len(lines) == 1, server.log[-2000:]
     line = lines[0]
     for field in ("ts=", "level=info", "method=GET", f"path=\"/sfvopi/apps/{app['app_id']}\"",
