@@ -98,6 +98,33 @@ struct store_number {
     char linked_app_id[APP_ID_LEN + 1]; /* "": not linked */
 };
 
+#define CALL_UUID_LEN 36     /* lower-case RFC 4122 text */
+#define REQUEST_UUID_LEN 23  /* "sfv_ob_req_" + 12 characters from [a-z0-9] */
+#define CALL_PARTY_MAX 64    /* from/to: E.164, or a SIP user part as sent (cut to fit) */
+#define CALL_STATUS_MAX 11   /* "IN_PROGRESS" */
+#define CALL_DIRECTION_MAX 8 /* "OUTBOUND" */
+#define CALL_CAUSE_MAX 3     /* a Q.850 cause as decimal text, "102" */
+
+/* One call (CALLS.md section 8). The engine creates it and updates it as
+ * the call progresses; the API only reads it. */
+struct store_call {
+    char call_uuid[CALL_UUID_LEN + 1];
+    char request_uuid[REQUEST_UUID_LEN + 1]; /* "": inbound */
+    int64_t org_id;
+    char app_id[APP_ID_LEN + 1];
+    char from[CALL_PARTY_MAX + 1];
+    char to[CALL_PARTY_MAX + 1];
+    char direction[CALL_DIRECTION_MAX + 1]; /* "INBOUND", "OUTBOUND" */
+    char status[CALL_STATUS_MAX + 1];       /* the call_status of CALLS.md section 1 */
+    int64_t started_at;                     /* 0: the INVITE has not gone out yet */
+    int64_t answered_at;                    /* 0: never answered */
+    int64_t ended_at;                       /* 0: still alive */
+    int64_t duration;                       /* whole seconds, answer to end; 0 until ended */
+    char hangup_cause[CALL_CAUSE_MAX + 1];  /* "": still alive */
+    int64_t created_at;
+    int64_t seq; /* assigned by the store, increasing: the list order and its cursor */
+};
+
 /* What an operation that reports ERR_NOT_FOUND did not find. */
 enum store_miss { STORE_MISS_NONE, STORE_MISS_APP, STORE_MISS_LINK };
 
@@ -108,6 +135,7 @@ typedef enum err (*store_key_cb)(void *ud, const struct store_key *key);
 typedef enum err (*store_app_cb)(void *ud, const struct store_app *app);
 typedef enum err (*store_link_cb)(void *ud, const struct store_link *link);
 typedef enum err (*store_number_cb)(void *ud, const struct store_number *num);
+typedef enum err (*store_call_cb)(void *ud, const struct store_call *call);
 
 struct store_conn;
 
@@ -188,6 +216,29 @@ struct store_ops {
      * *miss set to STORE_MISS_APP or STORE_MISS_LINK. */
     enum err (*link_delete)(struct store_conn *c, int64_t org_id, const char *app_id,
                             const char *e164, int64_t now, enum store_miss *miss);
+
+    /* Where a call to or from e164 goes: the org whose inventory holds it,
+     * the number's status, and the app of its ACTIVE link (the whole record,
+     * whatever the app's status), read in one snapshot. ERR_NOT_FOUND when
+     * no inventory holds the number; app->app_id is "" when it has no
+     * ACTIVE link. */
+    enum err (*number_route)(struct store_conn *c, const char *e164, int64_t *org_id,
+                             char number_status[STATUS_MAX + 1], struct store_app *app);
+    /* Inserts a call (seq is assigned and ignored here). ERR_CONFLICT when
+     * its call_uuid or request_uuid is taken. */
+    enum err (*call_create)(struct store_conn *c, const struct store_call *call);
+    /* Sets status, started_at, answered_at, ended_at, duration and
+     * hangup_cause of the call named by call->call_uuid; nothing else.
+     * ERR_NOT_FOUND when there is no such call. */
+    enum err (*call_update)(struct store_conn *c, const struct store_call *call);
+    /* The org's call whose call_uuid or request_uuid is id. ERR_NOT_FOUND
+     * otherwise (also for another org's call). */
+    enum err (*call_get)(struct store_conn *c, int64_t org_id, const char *id,
+                         struct store_call *out);
+    /* The org's calls with seq < before_seq, newest (highest seq) first, at
+     * most limit of them. before_seq INT64_MAX starts at the newest. */
+    enum err (*call_list)(struct store_conn *c, int64_t org_id, int64_t before_seq, int limit,
+                          store_call_cb cb, void *ud);
 };
 
 /* The head of every backend connection. */

@@ -1,0 +1,75 @@
+/* engine: the call engine of CALLS.md sections 2-5. One thread runs an
+ * event loop that owns SIP, RTP, timers and webhook deliveries; other
+ * threads (the HTTP workers) only hand it work through a queue. The
+ * engine writes every call's record through its own store connection.
+ * Without --sip-listen there is no engine at all (a NULL struct engine *),
+ * and placing a call answers "calling is not configured". */
+#ifndef SFVOPI_CALL_ENGINE_H
+#define SFVOPI_CALL_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/e164.h"
+#include "core/err.h"
+#include "store/store.h"
+
+struct engine_config {
+    const char *sip_listen; /* "HOST:PORT", UDP */
+    const char *sip_trunk;  /* "sip:host[:port]"; NULL: outbound calls are refused */
+    int rtp_low, rtp_high;  /* media ports, inclusive */
+    const char *media_ip;   /* address written into SDP; NULL: the SIP listen address */
+    bool deny_private_urls;
+    unsigned max_calls;
+    struct store *store; /* borrowed; must outlive the engine */
+    const char *default_cc;
+};
+
+/* An outbound call as POST /sfvopi/calls asks for it, validated and with
+ * the from-number's app already looked up. Strings are NUL-terminated;
+ * "" means not set. */
+struct engine_outbound {
+    int64_t org_id;
+    char app_id[APP_ID_LEN + 1];
+    char from[E164_MAX];
+    char to[E164_MAX];
+    char answer_url[APP_URL_MAX + 1];
+    char answer_method[METHOD_MAX + 1];
+    char ring_url[APP_URL_MAX + 1];
+    char ring_method[METHOD_MAX + 1];
+    char hangup_url[APP_URL_MAX + 1]; /* the request's, else the app's */
+    char hangup_method[METHOD_MAX + 1];
+    char fallback_url[APP_URL_MAX + 1]; /* the app's */
+    char fallback_method[METHOD_MAX + 1];
+    unsigned call_time_limit_s; /* 1-86400 */
+    unsigned ring_timeout_s;    /* 1-600 */
+};
+
+struct engine;
+
+/* Binds the SIP socket and starts the engine thread. ERR_INVALID for a bad
+ * address, trunk or port range (logged), ERR_UNAVAILABLE when a socket
+ * cannot be bound. */
+enum err engine_start(const struct engine_config *cfg, struct engine **out) WARN_UNUSED;
+
+/* Ends every live call (CANCEL before the answer, BYE after it), waits at
+ * most grace_ms for their SIP transactions and hangup webhooks, then stops
+ * the thread and frees the engine. Accepts NULL. */
+void engine_stop(struct engine *e, int grace_ms);
+
+/* Thread-safe; called by HTTP workers on their own store connection.
+ * Makes the call's ids, stores its record (status QUEUED) through c, then
+ * hands the call to the engine thread, which sends the INVITE.
+ * ERR_UNAVAILABLE with *why set (static text) when the call cannot be
+ * placed: no trunk configured, too many calls, the engine stopping; the
+ * record is then not stored. ERR_DB / ERR_UNAVAILABLE from the store with
+ * *why "database error". */
+enum err engine_call_place(struct engine *e, struct store_conn *c,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], const char **why) WARN_UNUSED;
+
+/* Calls alive now (for metrics and tests). Thread-safe. */
+unsigned engine_calls_live(const struct engine *e);
+
+#endif
