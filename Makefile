@@ -30,13 +30,13 @@ OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
-PKGS := libmicrohttpd jansson sqlite3 libsodium libpq
+PKGS := libmicrohttpd jansson sqlite3 libsodium libpq libcurl libre
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
         -Wimplicit-fallthrough
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
-CFLAGS := -std=c17 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc -pthread $(EXTRA_CFLAGS)
+CFLAGS := -std=c17 -D_GNU_SOURCE -DHAVE_INTTYPES_H -DHAVE_STDBOOL_H $(OPT) $(WARN) -Isrc -pthread $(EXTRA_CFLAGS)
 LDFLAGS := $(LDOPT) -pthread $(EXTRA_LDFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm

@@ -16,10 +16,11 @@ if grep -nE 'printf[[:space:]]*\([^;]*"[[:space:]]*(SELECT|INSERT|UPDATE|DELETE|
 fi
 # Third-party headers belong to one module each.
 for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
-            "libpq-fe.h:src/store/store_pg.c"; do
+            "libpq-fe.h:src/store/store_pg.c" "curl/curl.h:src/call/deliver.c" \
+            "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
     hdr=${pair%%:*}
     owner=${pair#*:}
-    others=$(grep -l "#include <$hdr>" $files | grep -v "^$owner\$" || true)
+    others=$(grep -lE "#include <$hdr>" $files | grep -vE "^$owner\$" || true)
     if [ -n "$others" ]; then
         echo "lint: <$hdr> may only be included by $owner, also in: $others" >&2
         status=1
