@@ -1,0 +1,126 @@
+/* sip: the carrier side of the call engine on libre. The event loop
+ * (file descriptors, timers, a queue from other threads), a SIP endpoint
+ * on UDP, and call legs: one SIP session plus its RTP socket each. The
+ * only module that includes libre's headers; the engine above sees plain
+ * C types and callbacks.
+ *
+ * Thread-safety: everything here runs on the loop's thread, except
+ * sip_queue_push, which any thread may call. Callbacks are never made from
+ * inside the function that caused them, except where stated. */
+#ifndef SFVOPI_SIP_SIP_H
+#define SFVOPI_SIP_SIP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+/* A SIP user part as we keep it (cut to fit), plus NUL. */
+#define SIP_USER_MAX 65
+
+/* --- the loop --- */
+
+/* Prepares the calling thread to run the loop: libre's state, a descriptor
+ * table as large as the process's descriptor limit. */
+enum err sip_loop_init(void) WARN_UNUSED;
+/* Runs the loop until sip_loop_stop; returns on the same thread. */
+void sip_loop_run(void);
+/* Makes sip_loop_run return once the current callback is done. Loop thread. */
+void sip_loop_stop(void);
+/* Frees libre's state; after every object of this module is freed. */
+void sip_loop_close(void);
+
+typedef void (*sip_fd_cb)(void *arg, int fd, bool readable, bool writable);
+/* Watches fd for reading and/or writing; with both false, stops watching
+ * it. One watcher per fd: a new call replaces the previous one. */
+enum err sip_fd_watch(int fd, bool want_read, bool want_write, sip_fd_cb cb, void *arg) WARN_UNUSED;
+
+struct sip_timer;
+typedef void (*sip_timer_cb)(void *arg);
+/* A one-shot timer, not running. NULL on allocation failure. */
+struct sip_timer *sip_timer_new(sip_timer_cb cb, void *arg);
+/* (Re)starts the timer to fire in ms milliseconds (0: on the next turn). */
+void sip_timer_start(struct sip_timer *t, int64_t ms);
+void sip_timer_cancel(struct sip_timer *t);
+/* Cancels and frees; accepts NULL. */
+void sip_timer_free(struct sip_timer *t);
+
+struct sip_queue;
+typedef void (*sip_queue_cb)(void *arg, int id, void *data);
+/* A queue whose messages are handed to cb on the loop's thread, in order. */
+enum err sip_queue_new(sip_queue_cb cb, void *arg, struct sip_queue **out) WARN_UNUSED;
+/* Any thread. ERR_NOMEM or ERR_UNAVAILABLE when the message cannot be
+ * queued; data then stays the caller's. */
+enum err sip_queue_push(struct sip_queue *q, int id, void *data) WARN_UNUSED;
+/* Drops unhandled messages (their data is not freed); accepts NULL. */
+void sip_queue_free(struct sip_queue *q);
+
+/* --- the endpoint and its legs --- */
+
+struct sip_ep;
+struct sip_leg;
+/* An inbound INVITE being decided, valid only during the invite callback. */
+struct sip_incoming;
+
+struct sip_ep_config {
+    const char *listen; /* "HOST:PORT" (IPv6 in brackets), UDP */
+    const char *trunk;  /* "sip:HOST[:PORT]"; NULL: no outbound calls */
+    int rtp_low, rtp_high;
+    const char *media_ip; /* SDP address; NULL: the listen address */
+};
+
+struct sip_ep_handlers {
+    void *arg;
+    /* An INVITE outside a dialog arrived. The engine either calls
+     * sip_leg_accept on it and returns 0, or returns the SIP status to
+     * refuse it with (404, 480, 503...). */
+    int (*invite)(void *arg, struct sip_incoming *in);
+    /* Outbound: a provisional response (100-199). */
+    void (*progress)(void *leg_arg, int code);
+    /* Outbound: the callee answered (200 OK, our ACK sent). */
+    void (*answered)(void *leg_arg);
+    /* The leg ended from the other side or the network: a final error
+     * response to our INVITE (code 300-699, cause from its Reason header,
+     * else 0), the party's BYE or CANCEL (code 0, cause from its Reason
+     * header, else 0), or a transaction timeout (timeout true). The engine
+     * must still free the leg (sip_leg_hangup). */
+    void (*closed)(void *leg_arg, int code, int cause, bool timeout);
+};
+
+/* Binds the SIP socket. ERR_INVALID for a bad address or trunk (logged),
+ * ERR_UNAVAILABLE when the socket cannot be bound. */
+enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handlers *h,
+                    struct sip_ep **out) WARN_UNUSED;
+/* Stops listening and frees the endpoint; legs must be hung up first.
+ * Accepts NULL. */
+void sip_ep_free(struct sip_ep *ep);
+/* True when outbound calls can be made (a trunk is configured). */
+bool sip_ep_can_dial(const struct sip_ep *ep);
+
+/* The INVITE's Request-URI user part and From user part (as sent, cut to
+ * SIP_USER_MAX - 1 bytes). */
+const char *sip_incoming_to(const struct sip_incoming *in);
+const char *sip_incoming_from(const struct sip_incoming *in);
+
+/* Inside the invite callback: answers the INVITE (180, then 200 with the
+ * SDP answer: PCMA or PCMU as the offer prefers, plus telephone-event).
+ * ERR_INVALID when the offer has no codec we speak (the INVITE is then
+ * refused with 488 by the endpoint after the callback returns a status),
+ * ERR_UNAVAILABLE when no media port is free. */
+enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_arg,
+                        struct sip_leg **out) WARN_UNUSED;
+/* Sends an INVITE to the trunk for to_user, from from_user, offering PCMA,
+ * PCMU and telephone-event. ERR_UNAVAILABLE without a trunk or a free
+ * media port. */
+enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_user, void *leg_arg,
+                      struct sip_leg **out) WARN_UNUSED;
+/* Ends and frees the leg: BYE when established, CANCEL when our INVITE is
+ * unanswered, 487 when an inbound INVITE is unanswered, nothing when it
+ * has already ended. No callback for it afterwards. Accepts NULL. */
+void sip_leg_hangup(struct sip_leg *leg);
+
+/* Parses the Q.850 cause of a Reason header value ("Q.850;cause=17;..."),
+ * 1-127, 0 when absent or malformed. Pure; exposed for tests. */
+int sip_reason_cause(const char *value, size_t len);
+
+#endif
