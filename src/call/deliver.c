@@ -30,6 +30,7 @@ struct job {
     bool want_body;
     bool too_large;
     bool refused;
+    bool watch_failed; /* the loop could not watch one of its fds */
     deliver_done_cb cb;
     void *arg;
 };
@@ -42,7 +43,8 @@ struct deliver {
     uint64_t next_id;
     struct job *jobs; /* in flight, newest first */
     size_t njobs;
-    int in_cb; /* > 0 while a deliver_done_cb runs (deliver_free is refused) */
+    int in_cb;         /* > 0 while a deliver_done_cb runs (deliver_free is refused) */
+    bool watch_failed; /* some job has watch_failed set */
 };
 
 static bool global_done;
@@ -87,16 +89,27 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* CURLMOPT_SOCKETFUNCTION: libcurl says which fds it wants watched. */
+/* CURLMOPT_SOCKETFUNCTION: libcurl says which fds it wants watched. A
+ * failure is never reported to libcurl (7.8x marks the whole multi handle
+ * dead when this returns -1); the transfer is failed after the current
+ * libcurl call instead, and its timeout would catch it anyway. */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct deliver *d = userp;
     bool r = what == CURL_POLL_IN || what == CURL_POLL_INOUT;
     bool w = what == CURL_POLL_OUT || what == CURL_POLL_INOUT;
+    char *priv = NULL;
 
-    (void)easy;
     (void)socketp;
-    return d->hooks.fd_watch(d->hooks.ctx, (int)s, r, w) == 0 ? 0 : -1;
+    if (d->hooks.fd_watch(d->hooks.ctx, (int)s, r, w) == 0 || (!r && !w)) {
+        return 0;
+    }
+    log_warn("msg=webhook_watch_failed fd=%d", (int)s);
+    if (easy && curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) == CURLE_OK && priv) {
+        ((struct job *)priv)->watch_failed = true;
+        d->watch_failed = true;
+    }
+    return 0;
 }
 
 /* CURLMOPT_TIMERFUNCTION: libcurl's next deadline, -1 for none. */
@@ -260,13 +273,34 @@ static void fail_all(struct deliver *d, CURLMcode mc)
     }
 }
 
+/* Fails the deliveries whose fds the loop could not watch. Rescans after
+ * each callback, which may have changed the list. */
+static void sweep_watch_failed(struct deliver *d)
+{
+    struct job *j;
+
+    while (d->watch_failed) {
+        for (j = d->jobs; j && !j->watch_failed; j = j->next) {
+        }
+        if (!j) {
+            d->watch_failed = false;
+            break;
+        }
+        job_finish(d, j, CURLE_OK, "internal");
+    }
+}
+
 static void action(struct deliver *d, curl_socket_t s, int ev)
 {
     int running = 0;
     CURLMcode mc = curl_multi_socket_action(d->multi, s, ev, &running);
 
     drain(d);
-    if (mc != CURLM_OK) {
+    sweep_watch_failed(d);
+    if (mc == CURLM_BAD_SOCKET) {
+        /* An fd libcurl has already let go of; nothing to do. */
+        log_debug("msg=webhook_stale_fd fd=%d", (int)s);
+    } else if (mc != CURLM_OK) {
         fail_all(d, mc);
     }
 }

@@ -31,7 +31,8 @@ struct deliver_hooks {
     /* Watch fd for readability and/or writability, replacing any previous
      * interest in fd; both false: stop watching fd (it may be closed right
      * after). When fd is ready, the loop calls deliver_on_fd. 0 ok, -1 on
-     * error (the transfers using fd then fail). */
+     * error: the delivery using fd then fails with error "internal" (its
+     * callback runs from the next deliver_on_fd or deliver_on_timer). */
     int (*fd_watch)(void *ctx, int fd, bool want_read, bool want_write);
     /* (Re)arm the single timer to fire once in ms milliseconds (0: as soon
      * as possible, but from the loop, not from inside this call); ms < 0:

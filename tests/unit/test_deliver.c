@@ -55,6 +55,7 @@ struct loop {
     struct watch w[WATCH_MAX];
     int n;
     long long deadline; /* monotonic ms; -1: no timer */
+    bool fail_watch;    /* refuse every new interest, as a full loop would */
 };
 
 static int watch_find(const struct loop *l, int fd)
@@ -72,6 +73,9 @@ static int hook_watch(void *ctx, int fd, bool r, bool w)
     struct loop *l = ctx;
     int i = watch_find(l, fd);
 
+    if (l->fail_watch && (r || w)) {
+        return -1;
+    }
     if (!r && !w) {
         if (i >= 0) {
             l->w[i] = l->w[--l->n];
@@ -865,6 +869,29 @@ static void test_link_local_refused(void **state)
     assert_string_equal(f->g[1].error, "refused address");
 }
 
+static void test_watch_failure(void **state)
+{
+    struct fx *f = *state;
+
+    /* The loop cannot watch the socket: the delivery fails at once
+     * instead of hanging until its timeout. */
+    f->loop.fail_watch = true;
+    send_to(f, "/ok", true, 10000, false, "dlv-nowatch", &f->g[0]);
+    for (int i = 0; i < 50 && f->g[0].calls == 0; i++) {
+        loop_step(&f->loop, f->d, 20);
+    }
+    assert_int_equal(f->g[0].calls, 1);
+    assert_false(f->g[0].ok);
+    assert_string_equal(f->g[0].error, "internal");
+    assert_int_equal(deliver_pending(f->d), 0);
+
+    /* The deliverer still works afterwards. */
+    f->loop.fail_watch = false;
+    send_to(f, "/ok", true, 10000, false, "dlv-watch-again", &f->g[1]);
+    run_one(f, &f->g[1]);
+    assert_true(f->g[1].ok);
+}
+
 static void test_invalid_requests(void **state)
 {
     struct fx *f = *state;
@@ -929,6 +956,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reentrant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loopback_refused_when_denied, setup_deny, teardown),
         cmocka_unit_test_setup_teardown(test_link_local_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
     };
