@@ -833,6 +833,46 @@ static void test_reentrant(void **state)
     assert_int_equal(deliver_pending(f->d), 0);
 }
 
+/* Two deliveries that finish in the same libcurl call (both refused at
+ * once); whichever calls back first cancels the other, whose finished
+ * message is already queued inside libcurl: it must never call back. */
+struct pair {
+    struct fx *f;
+    struct got *g;
+    uint64_t other;
+};
+
+static void on_pair(void *arg, const struct deliver_result *r)
+{
+    struct pair *p = arg;
+
+    on_done(p->g, r);
+    deliver_cancel(p->f->d, p->other);
+}
+
+static void test_cancel_finished_sibling(void **state)
+{
+    struct fx *f = *state;
+    struct pair a = {f, &f->g[0], 0}, b = {f, &f->g[1], 0};
+    struct deliver_request req;
+    uint64_t ida, idb;
+
+    memset(&req, 0, sizeof(req));
+    req.url = "http://169.254.169.254/x";
+    req.post = true;
+    req.kind = WEBHOOK_ANSWER;
+    req.call = &f->call;
+    req.delivery_id = "dlv-pair";
+    req.timeout_ms = 500;
+    assert_int_equal(deliver_send(f->d, &req, on_pair, &a, &ida), ERR_OK);
+    assert_int_equal(deliver_send(f->d, &req, on_pair, &b, &idb), ERR_OK);
+    a.other = idb;
+    b.other = ida;
+    loop_for(&f->loop, f->d, 300);
+    assert_int_equal(f->g[0].calls + f->g[1].calls, 1);
+    assert_int_equal(deliver_pending(f->d), 0);
+}
+
 static void test_loopback_refused_when_denied(void **state)
 {
     struct fx *f = *state;
@@ -954,6 +994,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reentrant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_finished_sibling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loopback_refused_when_denied, setup_deny, teardown),
         cmocka_unit_test_setup_teardown(test_link_local_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_failure, setup, teardown),
