@@ -130,6 +130,8 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     struct job *j = clientp;
+    /* a->addr is declared as a struct sockaddr but libcurl stores the whole
+     * address (up to addrlen bytes) behind it. */
     const unsigned char *raw = (const unsigned char *)&a->addr;
     enum webhook_addr_class cls = WEBHOOK_ADDR_INVALID;
     bool refuse;

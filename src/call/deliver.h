@@ -14,8 +14,9 @@
 #include "call/webhook.h"
 #include "core/err.h"
 
-/* Payload and GET URL caps of one delivery (the URL itself is validated to
- * at most a few KiB by the API layer; this is the hard stop). */
+/* Payload and GET URL caps of one delivery: stored URLs are at most
+ * APP_URL_MAX (2048) bytes and a payload's query string well under 2 KiB,
+ * so these are hard stops, never reached by valid input. */
 #define DELIVER_BODY_MAX 4096
 #define DELIVER_URL_MAX 8192
 
