@@ -2,9 +2,11 @@
  * loop honours the deliver_hooks, and an HTTP server thread on 127.0.0.1
  * records each request and answers as its path says (/ok, /ok-body, /exact,
  * /big, /500, /slow, /redirect, /close). Covers the exact POST and GET
- * requests, timeouts, refused connections, status and body rules, cancel,
- * parallel and re-entrant deliveries, and the address rules
- * (link-local always refused, loopback only under deny_private). */
+ * requests, timeouts, refused connections, a failed TLS handshake, status
+ * and body rules, cancel, parallel and re-entrant deliveries, and the
+ * address rules (link-local always refused, loopback only under
+ * deny_private). Only loopback traffic: 169.254/fe80 are refused before a
+ * socket exists. */
 /* cmocka needs these before <cmocka.h>. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -688,6 +690,50 @@ static void test_timeout(void **state)
     assert_true(took < 2000);
 }
 
+/* Accepts one connection on the listening fd it is given, answers plain
+ * text to whatever arrives (a TLS ClientHello, here) and closes. */
+static void *plain_main(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    int fd = accept(lfd, NULL, NULL);
+    static const char reply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    char buf[512];
+
+    if (fd >= 0) {
+        (void)recv(fd, buf, sizeof(buf), 0);
+        send_all(fd, reply, sizeof(reply) - 1);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_tls_failure(void **state)
+{
+    struct fx *f = *state;
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    pthread_t t;
+    char url[64];
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(pthread_create(&t, NULL, plain_main, (void *)(intptr_t)lfd), 0);
+
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/ok", ntohs(a.sin_port));
+    send_to(f, url, true, 2000, false, "dlv-tls", &f->g[0]);
+    run_one(f, &f->g[0]);
+    assert_false(f->g[0].ok);
+    assert_int_equal(f->g[0].status, 0);
+    assert_string_equal(f->g[0].error, "tls");
+    pthread_join(t, NULL);
+    close(lfd);
+}
+
 static void test_connect_refused(void **state)
 {
     struct fx *f = *state;
@@ -990,6 +1036,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redirect_not_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
