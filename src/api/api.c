@@ -1,5 +1,5 @@
 /* api: routing, the order of checks, envelopes, and the operational
- * endpoints. Resource logic lives in apps.c and numbers.c. Nothing here may
+ * endpoints. Resource logic lives in apps.c, numbers.c and calls.c. Nothing here may
  * let driver text or a key reach a response. */
 #include "api/api.h"
 
@@ -53,6 +53,10 @@ static const struct api_handler handlers[] = {
      api__numbers_unlink},
     {ROUTE_AVAILABLE, HTTP_GET, "numbers.available", true, false, "Failed to get available numbers",
      api__numbers_available},
+    {ROUTE_CALLS, HTTP_POST, "calls.create", true, true, "Failed to initiate outbound call",
+     api__calls_create},
+    {ROUTE_CALL, HTTP_GET, "calls.get", true, false, "Failed to get call", api__call_get},
+    {ROUTE_CALLS, HTTP_GET, "calls.list", true, false, "Failed to get calls", api__calls_list},
 };
 
 /* The Allow header of each route, in the order of the handler table. */
@@ -61,9 +65,11 @@ static const char *allow_of(enum route_id r)
     switch (r) {
     case ROUTE_APPS: return "GET, POST";
     case ROUTE_APP: return "GET, PUT, DELETE";
-    case ROUTE_APP_NUMBERS: return "GET, POST";
+    case ROUTE_APP_NUMBERS:
+    case ROUTE_CALLS: return "GET, POST";
     case ROUTE_APP_NUMBER: return "DELETE";
     case ROUTE_AVAILABLE:
+    case ROUTE_CALL:
     case ROUTE_METRICS:
     case ROUTE_OPENAPI:
     case ROUTE_HEALTHZ:
@@ -341,6 +347,7 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
     size_t i;
 
     call->h = NULL;
+    call->req = req;
     memset(&call->who, 0, sizeof(call->who));
     http_response_set_request_id(resp, req->request_id);
 
@@ -376,6 +383,7 @@ void api_finish(struct api_worker *w, const struct http_request *req, struct api
 {
     json_t *body = NULL;
 
+    call->req = req;
     if (req->body_too_large || req->body_len > HTTP_BODY_MAX) {
         api__error(resp, 413, MSG_TOO_LARGE);
         return;

@@ -18,6 +18,16 @@
 #include "http/http.h"
 #include "store/store.h"
 
+struct engine;
+struct engine_outbound;
+
+/* Places an outbound call: the signature of engine_call_place (call/engine.h),
+ * through which POST /sfvopi/calls reaches the engine. */
+typedef enum err (*api_place_call_fn)(struct engine *e, struct store_conn *c,
+                                      const struct engine_outbound *req,
+                                      char request_uuid[REQUEST_UUID_LEN + 1],
+                                      char call_uuid[CALL_UUID_LEN + 1], const char **why);
+
 struct api_config {
     struct store *store; /* borrowed; must outlive every worker */
     char default_cc[4];  /* country code for national numbers, "91" */
@@ -25,6 +35,11 @@ struct api_config {
     struct ratelimit *ratelimit; /* borrowed, shared by all workers; NULL: no limit */
     bool metrics;                /* serve GET /metrics */
     bool admin_only;             /* serve only /healthz, /readyz and /metrics */
+    /* The call engine, borrowed, and how to place a call on it (main.c sets
+     * engine_call_place). Either NULL: calling is off, and POST
+     * /sfvopi/calls answers "calling is not configured". */
+    struct engine *engine;
+    api_place_call_fn place_call;
 };
 
 struct api_worker;
@@ -35,6 +50,7 @@ struct api_call {
     const struct api_handler *h;
     struct route_match m;
     struct principal who;
+    const struct http_request *req; /* the request being answered, borrowed */
 };
 
 /* A worker for the calling thread; opens its connection lazily. NULL on

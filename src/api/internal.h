@@ -1,4 +1,4 @@
-/* api internals shared by the resource files (apps.c, numbers.c): the
+/* api internals shared by the resource files (apps.c, numbers.c, calls.c): the
  * handler table type, response envelopes and per-thread state. Not part of
  * the module's interface. */
 #ifndef SFVOPI_API_INTERNAL_H
@@ -84,5 +84,11 @@ void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *bo
                          struct http_response *resp);
 void api__numbers_available(struct api_worker *w, struct api_call *call, json_t *body,
                             struct http_response *resp);
+void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body,
+                       struct http_response *resp);
+void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
+                   struct http_response *resp);
+void api__calls_list(struct api_worker *w, struct api_call *call, json_t *body,
+                     struct http_response *resp);
 
 #endif

@@ -64,6 +64,15 @@ static void decode_number(const struct seg *s, struct route_match *m)
         m->number[0] = '+';
 }
 
+static void decode_call_id(const struct seg *s, struct route_match *m)
+{
+    size_t n;
+
+    if (http_path_decode(s->p, s->n, m->call_id, sizeof(m->call_id), &n) != ERR_OK ||
+        strlen(m->call_id) != n)
+        m->call_id[0] = '\0';
+}
+
 enum err route_match(const char *path, size_t len, struct route_match *m)
 {
     struct seg segs[SEGS_MAX];
@@ -74,6 +83,7 @@ enum err route_match(const char *path, size_t len, struct route_match *m)
     m->number[0] = '\0';
     m->number_len = 0;
     m->number_ok = false;
+    m->call_id[0] = '\0';
     if (!split(path, len, segs, &n))
         return ERR_NOT_FOUND;
 
@@ -103,6 +113,12 @@ enum err route_match(const char *path, size_t len, struct route_match *m)
     n -= base;
     if (n == 1 && seg_is(&segs[base], "available-numbers")) {
         m->id = ROUTE_AVAILABLE;
+        return ERR_OK;
+    }
+    if (n >= 1 && n <= 2 && seg_is(&segs[base], "calls")) {
+        if (n == 2)
+            decode_call_id(&segs[base + 1], m);
+        m->id = n == 1 ? ROUTE_CALLS : ROUTE_CALL;
         return ERR_OK;
     }
     if (n < 1 || !seg_is(&segs[base], "apps"))

@@ -21,6 +21,8 @@ enum route_id {
     ROUTE_APP_NUMBERS, /* /sfvopi/apps/:app_id/numbers */
     ROUTE_APP_NUMBER,  /* /sfvopi/apps/:app_id/numbers/:voip_number */
     ROUTE_AVAILABLE,   /* /sfvopi/available-numbers */
+    ROUTE_CALLS,       /* /sfvopi/calls */
+    ROUTE_CALL,        /* /sfvopi/calls/:id */
 };
 
 struct route_match {
@@ -34,6 +36,9 @@ struct route_match {
     char number[E164_INPUT_MAX + 1];
     size_t number_len;
     bool number_ok;
+    /* The decoded :id of a call, or "" when it cannot be one (bad escape,
+     * too long, NUL). Its syntax is the handler's to check. */
+    char call_id[CALL_UUID_LEN + 1];
 };
 
 /* Matches path[0..len). ERR_NOT_FOUND when no route has this shape

@@ -67,6 +67,17 @@ static const struct field_rule rules[] = {
     {"status", K_STATUS, APP_F_STATUS, false, false, false, F(status)},
 };
 
+/* "POST" or "GET" for s[0..len) in any case (API.md: methods are accepted
+ * in any case, stored upper case); NULL for anything else. */
+static const char *method_of(const char *s, size_t len)
+{
+    if (len == 4 && strcasecmp(s, "POST") == 0)
+        return "POST";
+    if (len == 3 && strcasecmp(s, "GET") == 0)
+        return "GET";
+    return NULL;
+}
+
 /* Checks one present, non-null value against its rule and stores it. */
 static bool read_field(const struct field_rule *r, json_t *v, struct store_app *app,
                        struct field_errors *fe)
@@ -101,17 +112,16 @@ static bool read_field(const struct field_rule *r, json_t *v, struct store_app *
         assert(len < r->size);
         memcpy(dst, s, len + 1);
         return true;
-    case K_METHOD:
-        if (strcasecmp(s, "POST") == 0 && len == 4) {
-            memcpy(dst, "POST", 5);
-            return true;
+    case K_METHOD: {
+        const char *m = method_of(s, len);
+
+        if (!m) {
+            add_error(fe, r->name, "must be POST or GET");
+            return false;
         }
-        if (strcasecmp(s, "GET") == 0 && len == 3) {
-            memcpy(dst, "GET", 4);
-            return true;
-        }
-        add_error(fe, r->name, "must be POST or GET");
-        return false;
+        memcpy(dst, m, strlen(m) + 1);
+        return true;
+    }
     case K_STATUS:
         if ((len == 6 && strcmp(s, "ACTIVE") == 0) || (len == 8 && strcmp(s, "INACTIVE") == 0)) {
             memcpy(dst, s, len + 1);
@@ -198,4 +208,150 @@ enum err validate_link(json_t *body, const char *default_cc, char e164[E164_MAX]
         return ERR_INVALID;
     }
     return ERR_OK;
+}
+
+/* A method field: absent is POST; present must be a string naming POST or
+ * GET in any case. *set (may be NULL) tells whether it was present. */
+static void read_method(json_t *body, const char *name, char dst[METHOD_MAX + 1], bool *set,
+                        struct field_errors *fe)
+{
+    json_t *v = json_object_get(body, name);
+    const char *m;
+
+    if (set)
+        *set = v != NULL;
+    memcpy(dst, "POST", 5);
+    if (!v)
+        return;
+    if (!json_is_string(v)) {
+        add_error(fe, name, "must be a string");
+        return;
+    }
+    m = method_of(json_string_value(v), json_string_length(v));
+    if (!m) {
+        add_error(fe, name, "must be POST or GET");
+        return;
+    }
+    memcpy(dst, m, strlen(m) + 1);
+}
+
+/* A URL field; an optional one may be absent or null (left ""). */
+static void read_url(json_t *body, const char *name, bool required, char dst[APP_URL_MAX + 1],
+                     struct field_errors *fe)
+{
+    json_t *v = json_object_get(body, name);
+    const char *reason = NULL;
+    size_t len;
+
+    dst[0] = '\0';
+    if (!v || (json_is_null(v) && !required)) {
+        if (required)
+            add_error(fe, name, "is required");
+        return;
+    }
+    if (!json_is_string(v)) {
+        add_error(fe, name, "must be a string");
+        return;
+    }
+    len = json_string_length(v);
+    if (!validate_url(json_string_value(v), len, &reason)) {
+        add_error(fe, name, reason);
+        return;
+    }
+    assert(len <= APP_URL_MAX);
+    memcpy(dst, json_string_value(v), len + 1);
+}
+
+static void read_number(json_t *body, const char *name, const char *default_cc, char dst[E164_MAX],
+                        struct field_errors *fe)
+{
+    json_t *v = json_object_get(body, name);
+
+    dst[0] = '\0';
+    if (!v) {
+        add_error(fe, name, "is required");
+        return;
+    }
+    if (!json_is_string(v)) {
+        add_error(fe, name, "must be a string");
+        return;
+    }
+    if (e164_normalize(json_string_value(v), json_string_length(v), default_cc, dst) != ERR_OK)
+        add_error(fe, name, "must be a valid phone number");
+}
+
+/* An integer field in [1, max]; JSON reals (1.0), booleans and strings are
+ * not integers. */
+static void read_seconds(json_t *body, const char *name, unsigned def, unsigned max, unsigned *dst,
+                         const char *range, struct field_errors *fe)
+{
+    json_t *v = json_object_get(body, name);
+    json_int_t n;
+
+    *dst = def;
+    if (!v)
+        return;
+    if (!json_is_integer(v)) {
+        add_error(fe, name, "must be an integer");
+        return;
+    }
+    n = json_integer_value(v);
+    if (n < 1 || n > (json_int_t)max) {
+        add_error(fe, name, range);
+        return;
+    }
+    *dst = (unsigned)n;
+}
+
+enum err validate_call_create(json_t *body, const char *default_cc, struct call_body *out,
+                              struct field_errors *fe)
+{
+    struct engine_outbound *r = &out->req;
+
+    fe->n = 0;
+    memset(out, 0, sizeof(*out));
+    read_number(body, "from", default_cc, r->from, fe);
+    read_number(body, "to", default_cc, r->to, fe);
+    read_url(body, "answer_url", true, r->answer_url, fe);
+    read_method(body, "answer_method", r->answer_method, NULL, fe);
+    read_url(body, "ring_url", false, r->ring_url, fe);
+    read_method(body, "ring_method", r->ring_method, NULL, fe);
+    read_url(body, "hangup_url", false, r->hangup_url, fe);
+    read_method(body, "hangup_method", r->hangup_method, &out->hangup_method_set, fe);
+    read_seconds(body, "call_time_limit", CALL_TIME_LIMIT_DEFAULT, CALL_TIME_LIMIT_MAX,
+                 &r->call_time_limit_s, "must be 1 to 86400", fe);
+    read_seconds(body, "ring_timeout", RING_TIMEOUT_DEFAULT, RING_TIMEOUT_MAX, &r->ring_timeout_s,
+                 "must be 1 to 600", fe);
+    return fe->n ? ERR_INVALID : ERR_OK;
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool validate_call_id(const char *s, char out[CALL_UUID_LEN + 1])
+{
+    static const char prefix[] = "sfv_ob_req_";
+    size_t i, n = strlen(s);
+
+    if (n == REQUEST_UUID_LEN && memcmp(s, prefix, sizeof(prefix) - 1) == 0) {
+        for (i = sizeof(prefix) - 1; i < n; i++) {
+            if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')))
+                return false;
+        }
+        memcpy(out, s, n + 1);
+        return true;
+    }
+    if (n != CALL_UUID_LEN)
+        return false;
+    for (i = 0; i < n; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+        if (dash ? s[i] != '-' : !is_hex(s[i]))
+            return false;
+        out[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a') : s[i];
+    }
+    out[n] = '\0';
+    return true;
 }

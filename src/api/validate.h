@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "call/engine.h"
 #include "core/e164.h"
 #include "core/fields.h"
 #include "store/store.h"
@@ -35,5 +36,33 @@ enum err validate_app_update(json_t *body, struct store_app_patch *patch,
 /* Reads a link body: voip_number, normalised with default_cc. */
 enum err validate_link(json_t *body, const char *default_cc, char e164[E164_MAX],
                        struct field_errors *fe) WARN_UNUSED;
+
+#define CALL_TIME_LIMIT_DEFAULT 14400
+#define CALL_TIME_LIMIT_MAX 86400
+#define RING_TIMEOUT_DEFAULT 60
+#define RING_TIMEOUT_MAX 600
+
+/* A POST /sfvopi/calls body (CALLS.md section 2), read but not yet joined
+ * with the from-number's app. */
+struct call_body {
+    /* from and to normalised to E.164; the URLs ("" when absent) and
+     * methods (upper case, POST when absent); the limits (defaults when
+     * absent). org_id, app_id and the fallback are left empty. */
+    struct engine_outbound req;
+    bool hangup_method_set; /* the body named a hangup_method */
+};
+
+/* Reads a place-call body; numbers are normalised with default_cc. An
+ * explicit null for ring_url or hangup_url is the same as leaving it out;
+ * unknown fields are ignored. ERR_INVALID with fe filled when any field
+ * breaks a rule. */
+enum err validate_call_create(json_t *body, const char *default_cc, struct call_body *out,
+                              struct field_errors *fe) WARN_UNUSED;
+
+/* True when s is a call_uuid (8-4-4-4-12 hexadecimal digits, either case)
+ * or a request_uuid ("sfv_ob_req_" and 12 of [a-z0-9]). A call_uuid is
+ * written into out in lower case, the form it is stored in; out has room
+ * for either. */
+bool validate_call_id(const char *s, char out[CALL_UUID_LEN + 1]);
 
 #endif

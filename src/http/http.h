@@ -16,6 +16,7 @@
 #define HTTP_BODY_MAX (64 * 1024)     /* request bodies; larger is 413 */
 #define HTTP_RESPONSE_MAX (64u << 20) /* response bodies */
 #define HTTP_REQUEST_ID_MAX 128
+#define HTTP_QUERY_MAX 16 /* query arguments kept per request */
 
 enum http_method {
     HTTP_OTHER,
@@ -26,6 +27,13 @@ enum http_method {
     HTTP_DELETE,
     HTTP_PATCH,
     HTTP_OPTIONS,
+};
+
+/* One query argument as sent: not percent-decoded ('+' may already have
+ * become a space). value is NULL for an argument without '='. */
+struct http_query_arg {
+    const char *key;
+    const char *value;
 };
 
 struct http_request {
@@ -41,6 +49,10 @@ struct http_request {
     const char *body;         /* complete body (phase 2 only) */
     size_t body_len;
     bool body_too_large; /* more than HTTP_BODY_MAX bytes arrived */
+    /* The query arguments, in order; query_n counts them all, even those
+     * past HTTP_QUERY_MAX, which are not kept. */
+    struct http_query_arg query[HTTP_QUERY_MAX];
+    int query_n;
 };
 
 struct http_response {

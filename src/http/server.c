@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -165,6 +166,23 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* Keeps the query arguments; the URL's own unescaper (unescape_none)
+ * leaves them undecoded for the API layer. */
+static enum MHD_Result scan_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct http_request *req = cls;
+
+    (void)kind;
+    if (req->query_n < HTTP_QUERY_MAX) {
+        req->query[req->query_n].key = key;
+        req->query[req->query_n].value = value;
+    }
+    if (req->query_n < INT_MAX)
+        req->query_n++;
+    return MHD_YES;
+}
+
 static enum MHD_Result add_uint_header(struct MHD_Response *mr, const char *name, unsigned v)
 {
     char tmp[16];
@@ -260,6 +278,7 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     req->content_type =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     req->request_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, scan_query, req);
 
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (h.malformed || h.content_length > 1 || (h.content_length && h.transfer_encoding) ||

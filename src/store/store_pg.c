@@ -70,6 +70,11 @@ enum stmt_id {
     ST_LINK_INSERT,
     ST_LINK_LIST,
     ST_LINK_OFF,
+    ST_NUM_ROUTE,
+    ST_CALL_INSERT,
+    ST_CALL_UPDATE,
+    ST_CALL_GET,
+    ST_CALL_LIST,
     ST_COUNT
 };
 
@@ -78,6 +83,13 @@ enum stmt_id {
     "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at"
 #define KEY_COLS "id, org_id, user_id, name, prefix, status, created_at"
 #define LINK_COLS "app_id, voip_number, org_id, status, created_at, updated_at"
+#define APP_COLS_A                                                                                 \
+    "a.app_id, a.org_id, a.name, a.answer_url, a.answer_method, a.hangup_url, a.hangup_method, "   \
+    "a.fallback_answer_url, a.fallback_answer_method, a.status, a.created_by, a.created_at, "      \
+    "a.updated_at"
+#define CALL_COLS                                                                                  \
+    "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
+    "answered_at, ended_at, duration, hangup_cause, created_at, seq"
 
 struct stmt_def {
     const char *name; /* the prepared statement's name in every session */
@@ -153,6 +165,22 @@ static const struct stmt_def stmts[ST_COUNT] = {
                     "ORDER BY l.created_at DESC, l.id DESC"),
     S(ST_LINK_OFF, "UPDATE links SET status = 'INACTIVE', updated_at = $3 "
                    "WHERE app_id = $1 AND voip_number = $2 AND status = 'ACTIVE'"),
+    /* One statement, so the number, its link and the app are one snapshot.
+     * Deleting an app deactivates its links, so an ACTIVE link has an app. */
+    S(ST_NUM_ROUTE, "SELECT n.org_id, n.status, " APP_COLS_A " FROM numbers n "
+                    "LEFT JOIN links l ON l.number_id = n.id AND l.status = 'ACTIVE' "
+                    "LEFT JOIN apps a ON a.app_id = l.app_id WHERE n.e164 = $1"),
+    S(ST_CALL_INSERT, "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
+                      "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
+                      "hangup_cause, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                      "$10, $11, $12, $13, $14)"),
+    S(ST_CALL_UPDATE, "UPDATE calls SET status = $2, started_at = $3, answered_at = $4, "
+                      "ended_at = $5, duration = $6, hangup_cause = $7 WHERE call_uuid = $1"),
+    S(ST_CALL_GET, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND (call_uuid = $2 OR "
+                   "request_uuid = $2)"),
+    /* Answered from the index calls_org_seq, newest first. */
+    S(ST_CALL_LIST, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND seq < $2 "
+                    "ORDER BY seq DESC LIMIT $3"),
 };
 
 #undef S
@@ -307,6 +335,25 @@ static void row_number(const PGresult *r, int i, struct store_number *n)
     COL_TEXT(r, i, 3, n->provider);
     COL_TEXT(r, i, 4, n->status);
     COL_TEXT(r, i, 5, n->linked_app_id);
+}
+
+static void row_call(const PGresult *r, int i, struct store_call *k)
+{
+    COL_TEXT(r, i, 0, k->call_uuid);
+    COL_TEXT(r, i, 1, k->request_uuid);
+    k->org_id = col_i64(r, i, 2);
+    COL_TEXT(r, i, 3, k->app_id);
+    COL_TEXT(r, i, 4, k->from);
+    COL_TEXT(r, i, 5, k->to);
+    COL_TEXT(r, i, 6, k->direction);
+    COL_TEXT(r, i, 7, k->status);
+    k->started_at = col_i64(r, i, 8);
+    k->answered_at = col_i64(r, i, 9);
+    k->ended_at = col_i64(r, i, 10);
+    k->duration = col_i64(r, i, 11);
+    COL_TEXT(r, i, 12, k->hangup_cause);
+    k->created_at = col_i64(r, i, 13);
+    k->seq = col_i64(r, i, 14);
 }
 
 /* True when s is well-formed UTF-8 as PostgreSQL accepts it (RFC 3629: no
@@ -1634,6 +1681,136 @@ static enum err pg_link_delete(struct store_conn *base, int64_t org_id, const ch
     return e;
 }
 
+static enum err pg_number_route(struct store_conn *base, const char *e164, int64_t *org_id,
+                                char number_status[STATUS_MAX + 1], struct store_app *app)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    PGresult *r = NULL;
+    enum err e;
+
+    if (!utf8_valid(e164))
+        return ERR_NOT_FOUND;
+    e = op_begin(c);
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, e164);
+    e = exec_one(c, ST_NUM_ROUTE, &p, "number_route", &r);
+    if (e == ERR_OK) {
+        *org_id = col_i64(r, 0, 0);
+        col_text(r, 0, 1, number_status, STATUS_MAX + 1);
+        /* The app's columns start at 2. */
+        COL_TEXT(r, 0, 2, app->app_id);
+        app->org_id = col_i64(r, 0, 3);
+        COL_TEXT(r, 0, 4, app->name);
+        COL_TEXT(r, 0, 5, app->answer_url);
+        COL_TEXT(r, 0, 6, app->answer_method);
+        COL_TEXT(r, 0, 7, app->hangup_url);
+        COL_TEXT(r, 0, 8, app->hangup_method);
+        COL_TEXT(r, 0, 9, app->fallback_answer_url);
+        COL_TEXT(r, 0, 10, app->fallback_answer_method);
+        COL_TEXT(r, 0, 11, app->status);
+        app->created_by = col_i64(r, 0, 12);
+        app->created_at = col_i64(r, 0, 13);
+        app->updated_at = col_i64(r, 0, 14);
+        PQclear(r);
+    }
+    return op_end(c, e);
+}
+
+static enum err pg_call_create(struct store_conn *base, const struct store_call *k)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, k->call_uuid);
+    p_text_or_null(&p, k->request_uuid);
+    p_i64(&p, k->org_id);
+    p_text(&p, k->app_id);
+    p_text(&p, k->from);
+    p_text(&p, k->to);
+    p_text(&p, k->direction);
+    p_text(&p, k->status);
+    p_i64_or_null(&p, k->started_at);
+    p_i64_or_null(&p, k->answered_at);
+    p_i64_or_null(&p, k->ended_at);
+    p_i64(&p, k->duration);
+    p_text_or_null(&p, k->hangup_cause);
+    p_i64(&p, k->created_at);
+    return op_end(c, exec_write(c, ST_CALL_INSERT, &p, "call_create", NULL));
+}
+
+static enum err pg_call_update(struct store_conn *base, const struct store_call *k)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    int64_t changes = 0;
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_text(&p, k->call_uuid);
+    p_text(&p, k->status);
+    p_i64_or_null(&p, k->started_at);
+    p_i64_or_null(&p, k->answered_at);
+    p_i64_or_null(&p, k->ended_at);
+    p_i64(&p, k->duration);
+    p_text_or_null(&p, k->hangup_cause);
+    e = exec_write(c, ST_CALL_UPDATE, &p, "call_update", &changes);
+    if (e == ERR_OK && changes == 0)
+        e = ERR_NOT_FOUND;
+    return op_end(c, e);
+}
+
+static enum err pg_call_get(struct store_conn *base, int64_t org_id, const char *id,
+                            struct store_call *out)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    PGresult *r = NULL;
+    enum err e;
+
+    if (!utf8_valid(id))
+        return ERR_NOT_FOUND;
+    e = op_begin(c);
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    p_text(&p, id);
+    e = exec_one(c, ST_CALL_GET, &p, "call_get", &r);
+    if (e == ERR_OK) {
+        row_call(r, 0, out);
+        PQclear(r);
+    }
+    return op_end(c, e);
+}
+
+static enum err call_row(const PGresult *r, void *cb, void *ud)
+{
+    struct store_call k;
+
+    row_call(r, 0, &k);
+    return ((store_call_cb)cb)(ud, &k);
+}
+
+static enum err pg_call_list(struct store_conn *base, int64_t org_id, int64_t before_seq, int limit,
+                             store_call_cb cb, void *ud)
+{
+    struct pg_conn *c = CONN(base);
+    struct params p = {0};
+    enum err e = op_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    p_i64(&p, org_id);
+    p_i64(&p, before_seq);
+    p_i64(&p, limit);
+    return op_end(c, walk(c, ST_CALL_LIST, &p, "call_list", call_row, (void *)cb, ud));
+}
+
 static const struct store_ops pg_ops = {
     .name = "postgresql",
     .conn_close = pg_conn_close,
@@ -1661,6 +1838,11 @@ static const struct store_ops pg_ops = {
     .link_create = pg_link_create,
     .link_list = pg_link_list,
     .link_delete = pg_link_delete,
+    .number_route = pg_number_route,
+    .call_create = pg_call_create,
+    .call_update = pg_call_update,
+    .call_get = pg_call_get,
+    .call_list = pg_call_list,
 };
 
 const struct store_backend store_pg_backend = {

@@ -52,6 +52,11 @@ enum stmt_id {
     ST_LINK_INSERT,
     ST_LINK_LIST,
     ST_LINK_OFF,
+    ST_NUM_ROUTE,
+    ST_CALL_INSERT,
+    ST_CALL_UPDATE,
+    ST_CALL_GET,
+    ST_CALL_LIST,
     ST_COUNT
 };
 
@@ -60,6 +65,13 @@ enum stmt_id {
     "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at"
 #define KEY_COLS "id, org_id, user_id, name, prefix, status, created_at"
 #define LINK_COLS "app_id, voip_number, org_id, status, created_at, updated_at"
+#define APP_COLS_A                                                                                 \
+    "a.app_id, a.org_id, a.name, a.answer_url, a.answer_method, a.hangup_url, a.hangup_method, "   \
+    "a.fallback_answer_url, a.fallback_answer_method, a.status, a.created_by, a.created_at, "      \
+    "a.updated_at"
+#define CALL_COLS                                                                                  \
+    "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
+    "answered_at, ended_at, duration, hangup_cause, created_at, seq"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -125,6 +137,22 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "ORDER BY l.created_at DESC, l.id DESC",
     [ST_LINK_OFF] = "UPDATE links SET status = 'INACTIVE', updated_at = ?3 "
                     "WHERE app_id = ?1 AND voip_number = ?2 AND status = 'ACTIVE'",
+    /* One statement, so the number, its link and the app are one snapshot.
+     * Deleting an app deactivates its links, so an ACTIVE link has an app. */
+    [ST_NUM_ROUTE] = "SELECT n.org_id, n.status, " APP_COLS_A " FROM numbers n "
+                     "LEFT JOIN links l ON l.number_id = n.id AND l.status = 'ACTIVE' "
+                     "LEFT JOIN apps a ON a.app_id = l.app_id WHERE n.e164 = ?1",
+    [ST_CALL_INSERT] = "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
+                       "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
+                       "hangup_cause, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                       "?10, ?11, ?12, ?13, ?14)",
+    [ST_CALL_UPDATE] = "UPDATE calls SET status = ?2, started_at = ?3, answered_at = ?4, "
+                       "ended_at = ?5, duration = ?6, hangup_cause = ?7 WHERE call_uuid = ?1",
+    [ST_CALL_GET] = "SELECT " CALL_COLS " FROM calls WHERE org_id = ?1 AND (call_uuid = ?2 OR "
+                    "request_uuid = ?2)",
+    /* Answered from the index calls_org_seq, newest first. */
+    [ST_CALL_LIST] = "SELECT " CALL_COLS " FROM calls WHERE org_id = ?1 AND seq < ?2 "
+                     "ORDER BY seq DESC LIMIT ?3",
 };
 
 struct sq_db {
@@ -350,6 +378,25 @@ static void row_number(sqlite3_stmt *st, struct store_number *n)
     COL_TEXT(st, 3, n->provider);
     COL_TEXT(st, 4, n->status);
     COL_TEXT(st, 5, n->linked_app_id);
+}
+
+static void row_call(sqlite3_stmt *st, struct store_call *k)
+{
+    COL_TEXT(st, 0, k->call_uuid);
+    COL_TEXT(st, 1, k->request_uuid);
+    k->org_id = sqlite3_column_int64(st, 2);
+    COL_TEXT(st, 3, k->app_id);
+    COL_TEXT(st, 4, k->from);
+    COL_TEXT(st, 5, k->to);
+    COL_TEXT(st, 6, k->direction);
+    COL_TEXT(st, 7, k->status);
+    k->started_at = sqlite3_column_int64(st, 8);
+    k->answered_at = sqlite3_column_int64(st, 9);
+    k->ended_at = sqlite3_column_int64(st, 10);
+    k->duration = sqlite3_column_int64(st, 11);
+    COL_TEXT(st, 12, k->hangup_cause);
+    k->created_at = sqlite3_column_int64(st, 13);
+    k->seq = sqlite3_column_int64(st, 14);
 }
 
 /* ---- connections and schema ---- */
@@ -1191,6 +1238,125 @@ out:
     return tx_end(c, e);
 }
 
+static enum err sq_number_route(struct store_conn *base, const char *e164, int64_t *org_id,
+                                char number_status[STATUS_MAX + 1], struct store_app *app)
+{
+    struct sq_conn *c = CONN(base);
+    sqlite3_stmt *st = stmt(c, ST_NUM_ROUTE);
+    enum err e;
+
+    if (!st)
+        return ERR_DB;
+    bind_text(st, 1, e164);
+    e = step_one(c, st, "number_route");
+    if (e == ERR_OK) {
+        *org_id = sqlite3_column_int64(st, 0);
+        col_text(st, 1, number_status, STATUS_MAX + 1);
+        /* The app's columns start at 2; row_app reads them from 0. */
+        COL_TEXT(st, 2, app->app_id);
+        app->org_id = sqlite3_column_int64(st, 3);
+        COL_TEXT(st, 4, app->name);
+        COL_TEXT(st, 5, app->answer_url);
+        COL_TEXT(st, 6, app->answer_method);
+        COL_TEXT(st, 7, app->hangup_url);
+        COL_TEXT(st, 8, app->hangup_method);
+        COL_TEXT(st, 9, app->fallback_answer_url);
+        COL_TEXT(st, 10, app->fallback_answer_method);
+        COL_TEXT(st, 11, app->status);
+        app->created_by = sqlite3_column_int64(st, 12);
+        app->created_at = sqlite3_column_int64(st, 13);
+        app->updated_at = sqlite3_column_int64(st, 14);
+    }
+    done(st);
+    return e;
+}
+
+static enum err sq_call_create(struct store_conn *base, const struct store_call *k)
+{
+    struct sq_conn *c = CONN(base);
+    sqlite3_stmt *st = stmt(c, ST_CALL_INSERT);
+
+    if (!st)
+        return ERR_DB;
+    bind_text(st, 1, k->call_uuid);
+    bind_text_or_null(st, 2, k->request_uuid);
+    sqlite3_bind_int64(st, 3, k->org_id);
+    bind_text(st, 4, k->app_id);
+    bind_text(st, 5, k->from);
+    bind_text(st, 6, k->to);
+    bind_text(st, 7, k->direction);
+    bind_text(st, 8, k->status);
+    bind_i64_or_null(st, 9, k->started_at);
+    bind_i64_or_null(st, 10, k->answered_at);
+    bind_i64_or_null(st, 11, k->ended_at);
+    sqlite3_bind_int64(st, 12, k->duration);
+    bind_text_or_null(st, 13, k->hangup_cause);
+    sqlite3_bind_int64(st, 14, k->created_at);
+    return step_write(c, st, "call_create", NULL);
+}
+
+static enum err sq_call_update(struct store_conn *base, const struct store_call *k)
+{
+    struct sq_conn *c = CONN(base);
+    sqlite3_stmt *st = stmt(c, ST_CALL_UPDATE);
+    int changes = 0;
+    enum err e;
+
+    if (!st)
+        return ERR_DB;
+    bind_text(st, 1, k->call_uuid);
+    bind_text(st, 2, k->status);
+    bind_i64_or_null(st, 3, k->started_at);
+    bind_i64_or_null(st, 4, k->answered_at);
+    bind_i64_or_null(st, 5, k->ended_at);
+    sqlite3_bind_int64(st, 6, k->duration);
+    bind_text_or_null(st, 7, k->hangup_cause);
+    e = step_write(c, st, "call_update", &changes);
+    if (e == ERR_OK && changes == 0)
+        e = ERR_NOT_FOUND;
+    return e;
+}
+
+static enum err sq_call_get(struct store_conn *base, int64_t org_id, const char *id,
+                            struct store_call *out)
+{
+    struct sq_conn *c = CONN(base);
+    sqlite3_stmt *st = stmt(c, ST_CALL_GET);
+    enum err e;
+
+    if (!st)
+        return ERR_DB;
+    sqlite3_bind_int64(st, 1, org_id);
+    bind_text(st, 2, id);
+    e = step_one(c, st, "call_get");
+    if (e == ERR_OK)
+        row_call(st, out);
+    done(st);
+    return e;
+}
+
+static enum err call_row(sqlite3_stmt *st, void *cb, void *ud)
+{
+    struct store_call k;
+
+    row_call(st, &k);
+    return ((store_call_cb)cb)(ud, &k);
+}
+
+static enum err sq_call_list(struct store_conn *base, int64_t org_id, int64_t before_seq, int limit,
+                             store_call_cb cb, void *ud)
+{
+    struct sq_conn *c = CONN(base);
+    sqlite3_stmt *st = stmt(c, ST_CALL_LIST);
+
+    if (!st)
+        return ERR_DB;
+    sqlite3_bind_int64(st, 1, org_id);
+    sqlite3_bind_int64(st, 2, before_seq);
+    sqlite3_bind_int(st, 3, limit);
+    return walk(c, st, "call_list", call_row, (void *)cb, ud);
+}
+
 static const struct store_ops sq_ops = {
     .name = "sqlite",
     .conn_close = sq_conn_close,
@@ -1218,6 +1384,11 @@ static const struct store_ops sq_ops = {
     .link_create = sq_link_create,
     .link_list = sq_link_list,
     .link_delete = sq_link_delete,
+    .number_route = sq_number_route,
+    .call_create = sq_call_create,
+    .call_update = sq_call_update,
+    .call_get = sq_call_get,
+    .call_list = sq_call_list,
 };
 
 const struct store_backend store_sqlite_backend = {

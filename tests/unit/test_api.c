@@ -20,6 +20,7 @@
 #include "api/api.h"
 #include "api/validate.h"
 #include "auth/apikey.h"
+#include "call/engine.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/rand.h"
@@ -1098,6 +1099,178 @@ static void test_request_id(void **state)
     assert_int_equal(strlen(f->resp.request_id), 24);
 }
 
+/* ---- POST /sfvopi/calls through a stand-in engine ---- */
+
+/* What the stand-in place_call saw, and what it answers. */
+static struct {
+    int calls;
+    struct engine_outbound req;
+    enum err result;
+    const char *why;
+} placed;
+
+static enum err fake_place(struct engine *e, struct store_conn *c,
+                           const struct engine_outbound *req, char *request_uuid, char *call_uuid,
+                           const char **why)
+{
+    assert_non_null(e);
+    assert_non_null(c);
+    placed.calls++;
+    placed.req = *req;
+    if (placed.result != ERR_OK) {
+        *why = placed.why;
+        return placed.result;
+    }
+    memcpy(request_uuid, "sfv_ob_req_a8k3m2x9p1z0", REQUEST_UUID_LEN + 1);
+    memcpy(call_uuid, "9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e", CALL_UUID_LEN + 1);
+    return ERR_OK;
+}
+
+/* A worker like the fixture's, with calling on (engine NULL: off). */
+static struct api_worker *calling_worker(struct fx *f, struct engine *engine)
+{
+    struct api_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.store = f->s;
+    memcpy(cfg.default_cc, "91", 3);
+    cfg.engine = engine;
+    cfg.place_call = fake_place;
+    return api_worker_new(&cfg);
+}
+
+static void add_linked_app(struct fx *f, const char *app_id, const char *hangup_url,
+                           const char *status)
+{
+    struct store_app a;
+    struct store_link l;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(a.app_id, sizeof(a.app_id), "%s", app_id);
+    a.org_id = f->org1;
+    snprintf(a.name, sizeof(a.name), "calls");
+    snprintf(a.answer_url, sizeof(a.answer_url), "https://example.com/answer");
+    snprintf(a.answer_method, sizeof(a.answer_method), "POST");
+    snprintf(a.hangup_url, sizeof(a.hangup_url), "%s", hangup_url);
+    snprintf(a.hangup_method, sizeof(a.hangup_method), "GET");
+    snprintf(a.fallback_answer_url, sizeof(a.fallback_answer_url), "https://example.com/fb");
+    snprintf(a.fallback_answer_method, sizeof(a.fallback_answer_method), "GET");
+    snprintf(a.status, sizeof(a.status), "%s", status);
+    a.created_at = clock_now_ms();
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    assert_int_equal(f->ops->link_create(f->c, f->org1, app_id, N1, clock_now_ms(), &l), ERR_OK);
+}
+
+#define CALL_APP "sfv_app_ca11ca11ca11"
+#define CALL_OK                                                                                    \
+    "{\"data\":{\"request_uuid\":\"sfv_ob_req_a8k3m2x9p1z0\",\"call_uuid\":"                       \
+    "\"9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e\",\"status\":\"queued\"},\"message\":\"success\"}"
+
+static void test_call_place(void **state)
+{
+    struct fx *f = *state;
+    int engine_state = 0;
+    struct api_worker *off = f->w;
+    struct http_request r;
+
+    add_linked_app(f, CALL_APP, "https://example.com/hangup", "ACTIVE");
+    f->w = calling_worker(f, (struct engine *)&engine_state);
+    assert_non_null(f->w);
+    memset(&placed, 0, sizeof(placed));
+
+    /* The app's hangup URL and method, its fallback; defaults. */
+    request_init(
+        &r, HTTP_POST, "/sfvopi/calls", f->key1,
+        "{\"from\":\"8000000001\",\"to\":\"+14155550100\","
+        "\"answer_url\":\"https://example.com/a\",\"ring_url\":\"https://example.com/r\"}");
+    send_req(f, &r);
+    ASSERT_RESP(f, 200, CALL_OK);
+    assert_int_equal(placed.calls, 1);
+    assert_true(placed.req.org_id == f->org1);
+    assert_string_equal(placed.req.app_id, CALL_APP);
+    assert_string_equal(placed.req.from, N1);
+    assert_string_equal(placed.req.to, "+14155550100");
+    assert_string_equal(placed.req.answer_url, "https://example.com/a");
+    assert_string_equal(placed.req.answer_method, "POST");
+    assert_string_equal(placed.req.ring_url, "https://example.com/r");
+    assert_string_equal(placed.req.ring_method, "POST");
+    assert_string_equal(placed.req.hangup_url, "https://example.com/hangup");
+    assert_string_equal(placed.req.hangup_method, "GET");
+    assert_string_equal(placed.req.fallback_url, "https://example.com/fb");
+    assert_string_equal(placed.req.fallback_method, "GET");
+    assert_int_equal(placed.req.call_time_limit_s, 14400);
+    assert_int_equal(placed.req.ring_timeout_s, 60);
+
+    /* The app's hangup URL with the body's method. */
+    req(f, HTTP_POST, "/superfone/sfvopi/calls", f->key1,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\","
+        "\"hangup_method\":\"post\",\"call_time_limit\":5,\"ring_timeout\":7}");
+    ASSERT_RESP(f, 200, CALL_OK);
+    assert_string_equal(placed.req.to, N2);
+    assert_string_equal(placed.req.hangup_url, "https://example.com/hangup");
+    assert_string_equal(placed.req.hangup_method, "POST");
+    assert_int_equal(placed.req.call_time_limit_s, 5);
+    assert_int_equal(placed.req.ring_timeout_s, 7);
+
+    /* The body's hangup URL: its method, else POST (not the app's GET). */
+    req(f, HTTP_POST, "/sfvopi/calls", f->key1,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\","
+        "\"hangup_url\":\"https://e.x/h\"}");
+    ASSERT_RESP(f, 200, CALL_OK);
+    assert_string_equal(placed.req.hangup_url, "https://e.x/h");
+    assert_string_equal(placed.req.hangup_method, "POST");
+
+    /* The engine's refusal, in its words. */
+    placed.result = ERR_UNAVAILABLE;
+    placed.why = "too many calls";
+    req(f, HTTP_POST, "/sfvopi/calls", f->key1,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\"}");
+    ASSERT_RESP(f, 500, "{\"message\":\"Failed to initiate outbound call: too many calls\"}");
+    assert_int_equal(placed.calls, 4);
+
+    /* Refused before the engine: another org's caller, a bad body. */
+    req(f, HTTP_POST, "/sfvopi/calls", f->key2,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\"}");
+    ASSERT_RESP(f, 400,
+                "{\"message\":\"VoIP number +918000000001 is not linked to any SFVoPI app\"}");
+    req(f, HTTP_POST, "/sfvopi/calls", f->key1,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\","
+        "\"ring_timeout\":0}");
+    assert_int_equal(f->resp.status, 400);
+    assert_int_equal(placed.calls, 4);
+    api_worker_free(f->w);
+
+    /* A place_call without an engine is still off. */
+    f->w = calling_worker(f, NULL);
+    req(f, HTTP_POST, "/sfvopi/calls", f->key1,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\"}");
+    ASSERT_RESP(f, 500,
+                "{\"message\":\"Failed to initiate outbound call: calling is not configured\"}");
+    assert_int_equal(placed.calls, 4);
+    api_worker_free(f->w);
+    f->w = off;
+}
+
+/* A number linked to an app without a hangup URL: none is sent. */
+static void test_call_place_no_hangup(void **state)
+{
+    struct fx *f = *state;
+    int engine_state = 0;
+    struct api_worker *off = f->w;
+
+    add_linked_app(f, CALL_APP, "", "ACTIVE");
+    f->w = calling_worker(f, (struct engine *)&engine_state);
+    memset(&placed, 0, sizeof(placed));
+    req(f, HTTP_POST, "/sfvopi/calls", f->key1,
+        "{\"from\":\"+918000000001\",\"to\":\"8000000002\",\"answer_url\":\"https://e.x/a\","
+        "\"hangup_method\":\"GET\"}");
+    ASSERT_RESP(f, 200, CALL_OK);
+    assert_string_equal(placed.req.hangup_url, "");
+    assert_string_equal(placed.req.hangup_method, "GET");
+    api_worker_free(f->w);
+    f->w = off;
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1128,6 +1301,8 @@ int main(void)
         T(test_revocation_takes_effect),
         T(test_health),
         T(test_request_id),
+        T(test_call_place),
+        T(test_call_place_no_hangup),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);

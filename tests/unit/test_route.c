@@ -63,6 +63,10 @@ static void test_every_route_both_bases(void **state)
         {"/superfone/sfvopi/apps/" APP "/numbers", ROUTE_APP_NUMBERS, APP},
         {"/superfone/sfvopi/apps/" APP "/numbers/%2B918000000001", ROUTE_APP_NUMBER, APP},
         {"/superfone/sfvopi/available-numbers", ROUTE_AVAILABLE, ""},
+        {"/sfvopi/calls", ROUTE_CALLS, ""},
+        {"/sfvopi/calls/x", ROUTE_CALL, ""},
+        {"/superfone/sfvopi/calls", ROUTE_CALLS, ""},
+        {"/superfone/sfvopi/calls/x", ROUTE_CALL, ""},
     };
 
     (void)state;
@@ -93,7 +97,10 @@ static void test_unknown_paths(void **state)
         {"/healthz/x", ROUTE_NONE, ""},
         {"/readyz/", ROUTE_NONE, ""},
         {"/favicon.ico", ROUTE_NONE, ""},
-        {"/sfvopi/calls", ROUTE_NONE, ""},
+        {"/sfvopi/calls/a/b", ROUTE_NONE, ""},
+        {"/sfvopi/call", ROUTE_NONE, ""},
+        {"/sfvopi/calls/", ROUTE_NONE, ""},
+        {"/sfvopi/Calls", ROUTE_NONE, ""},
         {"/sfvopi/%61pps", ROUTE_NONE, ""}, /* literals are not decoded */
         {"/%73fvopi/apps", ROUTE_NONE, ""},
         {"/sfvopi/apps?x=1", ROUTE_NONE, ""}, /* the server strips the query */
@@ -101,6 +108,36 @@ static void test_unknown_paths(void **state)
 
     (void)state;
     run_cases(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* :id of a call is decoded; what cannot be an id of at most 36 bytes
+ * without NUL becomes "" (the handler then finds no call). */
+static void test_call_id(void **state)
+{
+    static const struct {
+        const char *path;
+        const char *id;
+    } cases[] = {
+        {"/sfvopi/calls/9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e",
+         "9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e"},
+        {"/sfvopi/calls/sfv_ob_req_a8k3m2x9p1z0", "sfv_ob_req_a8k3m2x9p1z0"},
+        {"/sfvopi/calls/sfv%5Fob_req_a8k3m2x9p1z0", "sfv_ob_req_a8k3m2x9p1z0"},
+        {"/sfvopi/calls/a%2Fb", "a/b"},
+        {"/sfvopi/calls/%00", ""},
+        {"/sfvopi/calls/%zz", ""},
+        {"/sfvopi/calls/9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5ef", ""}, /* 37 bytes */
+    };
+    struct route_match m;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(match(cases[i].path, &m), ERR_OK);
+        assert_int_equal(m.id, ROUTE_CALL);
+        assert_string_equal(m.call_id, cases[i].id);
+    }
+    assert_int_equal(match("/sfvopi/calls", &m), ERR_OK);
+    assert_string_equal(m.call_id, "");
 }
 
 static void test_case_sensitive(void **state)
@@ -306,6 +343,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_route_both_bases),
         cmocka_unit_test(test_unknown_paths),
+        cmocka_unit_test(test_call_id),
         cmocka_unit_test(test_case_sensitive),
         cmocka_unit_test(test_slashes),
         cmocka_unit_test(test_too_many_segments),

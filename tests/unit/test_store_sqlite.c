@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,7 @@ struct rows {
     struct store_app apps[ROWS_MAX];
     struct store_link links[ROWS_MAX];
     struct store_number nums[ROWS_MAX];
+    struct store_call calls[ROWS_MAX];
 };
 
 static enum err row_done(struct rows *r)
@@ -131,6 +133,15 @@ static enum err num_cb(void *ud, const struct store_number *n)
 
     assert_true(r->n < ROWS_MAX);
     r->nums[r->n] = *n;
+    return row_done(r);
+}
+
+static enum err call_cb(void *ud, const struct store_call *k)
+{
+    struct rows *r = ud;
+
+    assert_true(r->n < ROWS_MAX);
+    r->calls[r->n] = *k;
     return row_done(r);
 }
 
@@ -1023,6 +1034,196 @@ static void test_link_create_short_app_id(void **state)
     free(id);
 }
 
+/* ---- routing and calls ---- */
+
+static void test_number_route(void **state)
+{
+    struct fx *f = *state;
+    struct store_app a;
+    char status[STATUS_MAX + 1];
+    int64_t org = 0;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org2, N2);
+    make_app(&a, APP_A, f->org1, T0);
+    memcpy(a.hangup_url, "https://example.com/h", sizeof("https://example.com/h"));
+    memcpy(a.fallback_answer_method, "GET", 4);
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+
+    /* Not in any inventory. */
+    assert_int_equal(f->ops->number_route(f->c, N4, &org, status, &a), ERR_NOT_FOUND);
+    /* In an inventory, without an ACTIVE link. */
+    memset(&a, 'X', sizeof(a));
+    assert_int_equal(f->ops->number_route(f->c, N2, &org, status, &a), ERR_OK);
+    assert_true(org == f->org2);
+    assert_string_equal(status, "ACTIVE");
+    assert_string_equal(a.app_id, "");
+    /* Linked: the whole app. */
+    link(f, f->org1, APP_A, N1, T0);
+    assert_int_equal(f->ops->number_route(f->c, N1, &org, status, &a), ERR_OK);
+    assert_true(org == f->org1);
+    assert_string_equal(a.app_id, APP_A);
+    assert_true(a.org_id == f->org1);
+    assert_string_equal(a.answer_url, "https://example.com/answer");
+    assert_string_equal(a.hangup_url, "https://example.com/h");
+    assert_string_equal(a.fallback_answer_url, "");
+    assert_string_equal(a.fallback_answer_method, "GET");
+    assert_string_equal(a.status, "ACTIVE");
+    /* Whatever the app's and the number's status. */
+    {
+        struct store_app_patch patch;
+        struct store_app out;
+
+        memset(&patch, 0, sizeof(patch));
+        patch.fields = APP_F_STATUS;
+        memcpy(patch.vals.status, "INACTIVE", 9);
+        assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &patch, T0 + 1, &out), ERR_OK);
+    }
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "INACTIVE"), ERR_OK);
+    assert_int_equal(f->ops->number_route(f->c, N1, &org, status, &a), ERR_OK);
+    assert_string_equal(status, "INACTIVE");
+    assert_string_equal(a.app_id, APP_A);
+    assert_string_equal(a.status, "INACTIVE");
+    /* Unlinked: no app again; an INACTIVE link does not count. */
+    {
+        enum store_miss miss;
+
+        assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 2, &miss), ERR_OK);
+    }
+    assert_int_equal(f->ops->number_route(f->c, N1, &org, status, &a), ERR_OK);
+    assert_string_equal(a.app_id, "");
+}
+
+static void make_call(struct store_call *k, int n, int64_t org, bool outbound)
+{
+    memset(k, 0, sizeof(*k));
+    snprintf(k->call_uuid, sizeof(k->call_uuid), "00000000-0000-4000-8000-%012d", n);
+    if (outbound)
+        snprintf(k->request_uuid, sizeof(k->request_uuid), "sfv_ob_req_%012d", n);
+    k->org_id = org;
+    memcpy(k->app_id, APP_A, sizeof(APP_A));
+    memcpy(k->from, N1, sizeof(N1));
+    memcpy(k->to, N2, sizeof(N2));
+    snprintf(k->direction, sizeof(k->direction), "%s", outbound ? "OUTBOUND" : "INBOUND");
+    memcpy(k->status, "QUEUED", 7);
+    k->created_at = T0 + n;
+}
+
+static void test_call_create_get_update(void **state)
+{
+    struct fx *f = *state;
+    struct store_call k, got;
+
+    make_call(&k, 1, f->org1, true);
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+    /* Same call_uuid, or same request_uuid: taken. */
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_CONFLICT);
+    make_call(&got, 2, f->org1, true);
+    memcpy(got.request_uuid, k.request_uuid, sizeof(k.request_uuid));
+    assert_int_equal(f->ops->call_create(f->c, &got), ERR_CONFLICT);
+
+    /* By either id; another org sees nothing. */
+    memset(&got, 'X', sizeof(got));
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
+    assert_string_equal(got.call_uuid, k.call_uuid);
+    assert_string_equal(got.request_uuid, k.request_uuid);
+    assert_true(got.org_id == f->org1);
+    assert_string_equal(got.app_id, APP_A);
+    assert_string_equal(got.from, N1);
+    assert_string_equal(got.to, N2);
+    assert_string_equal(got.direction, "OUTBOUND");
+    assert_string_equal(got.status, "QUEUED");
+    assert_true(got.started_at == 0 && got.answered_at == 0 && got.ended_at == 0);
+    assert_true(got.duration == 0);
+    assert_string_equal(got.hangup_cause, "");
+    assert_true(got.created_at == T0 + 1);
+    assert_true(got.seq > 0);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.request_uuid, &got), ERR_OK);
+    assert_string_equal(got.call_uuid, k.call_uuid);
+    assert_int_equal(f->ops->call_get(f->c, f->org2, k.call_uuid, &got), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, "", &got), ERR_NOT_FOUND);
+
+    /* The update sets the progress fields and nothing else. */
+    memcpy(k.status, "COMPLETED", 10);
+    k.started_at = T0 + 10;
+    k.answered_at = T0 + 20;
+    k.ended_at = T0 + 5020;
+    k.duration = 5;
+    memcpy(k.hangup_cause, "16", 3);
+    memcpy(k.from, N3, sizeof(N3));
+    k.org_id = f->org2;
+    assert_int_equal(f->ops->call_update(f->c, &k), ERR_OK);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
+    assert_string_equal(got.status, "COMPLETED");
+    assert_true(got.started_at == T0 + 10);
+    assert_true(got.answered_at == T0 + 20);
+    assert_true(got.ended_at == T0 + 5020);
+    assert_true(got.duration == 5);
+    assert_string_equal(got.hangup_cause, "16");
+    assert_string_equal(got.from, N1);
+    assert_true(got.org_id == f->org1);
+
+    make_call(&k, 9, f->org1, false);
+    assert_int_equal(f->ops->call_update(f->c, &k), ERR_NOT_FOUND);
+    /* Inbound: no request_uuid, and several of them may coexist. */
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+    make_call(&k, 10, f->org1, false);
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
+    assert_string_equal(got.request_uuid, "");
+    assert_string_equal(got.direction, "INBOUND");
+}
+
+static void test_call_list(void **state)
+{
+    struct fx *f = *state;
+    struct store_call k;
+    struct rows *r = rows_new();
+    int i;
+
+    for (i = 1; i <= 5; i++) {
+        make_call(&k, i, f->org1, i % 2);
+        assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+        make_call(&k, 100 + i, f->org2, true);
+        assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+    }
+    /* Newest first, at most limit. */
+    assert_int_equal(f->ops->call_list(f->c, f->org1, INT64_MAX, 3, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 3);
+    assert_true(r->calls[0].created_at == T0 + 5);
+    assert_true(r->calls[1].created_at == T0 + 4);
+    assert_true(r->calls[2].created_at == T0 + 3);
+    assert_true(r->calls[0].seq > r->calls[1].seq && r->calls[1].seq > r->calls[2].seq);
+    /* The next page starts below the last seq. */
+    {
+        int64_t before = r->calls[2].seq;
+
+        memset(r, 0, sizeof(*r));
+        assert_int_equal(f->ops->call_list(f->c, f->org1, before, 3, call_cb, r), ERR_OK);
+    }
+    assert_int_equal(r->n, 2);
+    assert_true(r->calls[0].created_at == T0 + 2);
+    assert_true(r->calls[1].created_at == T0 + 1);
+    for (i = 0; i < r->n; i++)
+        assert_true(r->calls[i].org_id == f->org1);
+    /* Before the oldest: nothing. */
+    {
+        int64_t before = r->calls[1].seq;
+
+        memset(r, 0, sizeof(*r));
+        assert_int_equal(f->ops->call_list(f->c, f->org1, before, 3, call_cb, r), ERR_OK);
+    }
+    assert_int_equal(r->n, 0);
+    /* An org without calls; a callback error stops the walk. */
+    assert_int_equal(f->ops->call_list(f->c, f->org1 + f->org2 + 1, INT64_MAX, 3, call_cb, r),
+                     ERR_OK);
+    assert_int_equal(r->n, 0);
+    r->stop_after = 1;
+    assert_int_equal(f->ops->call_list(f->c, f->org2, INT64_MAX, 10, call_cb, r), ERR_INTERNAL);
+    assert_int_equal(r->n, 1);
+    free(r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1056,6 +1257,9 @@ int main(void)
         T(test_link_list),
         T(test_link_delete),
         T(test_link_create_short_app_id),
+        T(test_number_route),
+        T(test_call_create_get_update),
+        T(test_call_list),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -751,6 +751,142 @@ static void test_errors_reset(void **state)
     json_decref(good);
 }
 
+/* ---- validate_call_create (CALLS.md section 2) ---- */
+
+#define CALL_MIN "\"from\":\"8000000001\",\"to\":\"+14155550100\",\"answer_url\":\"https://e.x/a\""
+
+static enum err call_body_of(const char *text, struct call_body *b, struct field_errors *fe)
+{
+    json_t *v = parse(text);
+    enum err e = validate_call_create(v, "91", b, fe);
+
+    json_decref(v);
+    return e;
+}
+
+static void test_call_defaults(void **state)
+{
+    struct call_body b;
+    struct field_errors fe;
+
+    (void)state;
+    assert_int_equal(call_body_of("{" CALL_MIN "}", &b, &fe), ERR_OK);
+    assert_int_equal(fe.n, 0);
+    assert_string_equal(b.req.from, "+918000000001");
+    assert_string_equal(b.req.to, "+14155550100");
+    assert_string_equal(b.req.answer_url, "https://e.x/a");
+    assert_string_equal(b.req.answer_method, "POST");
+    assert_string_equal(b.req.ring_url, "");
+    assert_string_equal(b.req.ring_method, "POST");
+    assert_string_equal(b.req.hangup_url, "");
+    assert_string_equal(b.req.hangup_method, "POST");
+    assert_false(b.hangup_method_set);
+    assert_int_equal(b.req.call_time_limit_s, 14400);
+    assert_int_equal(b.req.ring_timeout_s, 60);
+    assert_string_equal(b.req.app_id, "");
+    assert_string_equal(b.req.fallback_url, "");
+}
+
+static void test_call_values(void **state)
+{
+    struct call_body b;
+    struct field_errors fe;
+
+    (void)state;
+    assert_int_equal(call_body_of("{" CALL_MIN ",\"answer_method\":\"get\",\"ring_url\":"
+                                  "\"http://e.x/r\",\"ring_method\":\"Get\",\"hangup_url\":null,"
+                                  "\"hangup_method\":\"get\",\"call_time_limit\":86400,"
+                                  "\"ring_timeout\":1,\"other\":true}",
+                                  &b, &fe),
+                     ERR_OK);
+    assert_string_equal(b.req.answer_method, "GET");
+    assert_string_equal(b.req.ring_url, "http://e.x/r");
+    assert_string_equal(b.req.ring_method, "GET");
+    assert_string_equal(b.req.hangup_url, "");
+    assert_string_equal(b.req.hangup_method, "GET");
+    assert_true(b.hangup_method_set);
+    assert_int_equal(b.req.call_time_limit_s, 86400);
+    assert_int_equal(b.req.ring_timeout_s, 1);
+    assert_int_equal(
+        call_body_of("{" CALL_MIN ",\"call_time_limit\":1,\"ring_timeout\":600}", &b, &fe), ERR_OK);
+    assert_int_equal(b.req.call_time_limit_s, 1);
+    assert_int_equal(b.req.ring_timeout_s, 600);
+}
+
+static void test_call_errors(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *field;
+    } cases[] = {
+        {"{\"to\":\"+14155550100\",\"answer_url\":\"https://e.x/a\"}", "from"},
+        {"{\"from\":null,\"to\":\"+14155550100\",\"answer_url\":\"https://e.x/a\"}", "from"},
+        {"{\"from\":\"123\",\"to\":\"+14155550100\",\"answer_url\":\"https://e.x/a\"}", "from"},
+        {"{\"from\":\"8000000001\",\"answer_url\":\"https://e.x/a\"}", "to"},
+        {"{\"from\":\"8000000001\",\"to\":5,\"answer_url\":\"https://e.x/a\"}", "to"},
+        {"{\"from\":\"8000000001\",\"to\":\"+14155550100\"}", "answer_url"},
+        {"{\"from\":\"8000000001\",\"to\":\"+14155550100\",\"answer_url\":null}", "answer_url"},
+        {"{" CALL_MIN ",\"answer_method\":\"PUT\"}", "answer_method"},
+        {"{" CALL_MIN ",\"answer_method\":null}", "answer_method"},
+        {"{" CALL_MIN ",\"ring_url\":\"ws://e.x\"}", "ring_url"},
+        {"{" CALL_MIN ",\"ring_method\":\"POS\"}", "ring_method"},
+        {"{" CALL_MIN ",\"hangup_url\":7}", "hangup_url"},
+        {"{" CALL_MIN ",\"hangup_method\":[]}", "hangup_method"},
+        {"{" CALL_MIN ",\"call_time_limit\":0}", "call_time_limit"},
+        {"{" CALL_MIN ",\"call_time_limit\":86401}", "call_time_limit"},
+        {"{" CALL_MIN ",\"call_time_limit\":10.0}", "call_time_limit"},
+        {"{" CALL_MIN ",\"call_time_limit\":\"10\"}", "call_time_limit"},
+        {"{" CALL_MIN ",\"call_time_limit\":true}", "call_time_limit"},
+        {"{" CALL_MIN ",\"call_time_limit\":-9223372036854775808}", "call_time_limit"},
+        {"{" CALL_MIN ",\"ring_timeout\":601}", "ring_timeout"},
+        {"{" CALL_MIN ",\"ring_timeout\":null}", "ring_timeout"},
+        {"{" CALL_MIN ",\"ring_timeout\":4294967356}", "ring_timeout"},
+    };
+    struct call_body b;
+    struct field_errors fe;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (call_body_of(cases[i].body, &b, &fe) != ERR_INVALID)
+            print_error("case %zu accepted: %s\n", i, cases[i].body);
+        assert_int_equal(call_body_of(cases[i].body, &b, &fe), ERR_INVALID);
+        assert_fields(&fe, &cases[i].field, 1);
+    }
+}
+
+static void test_call_id(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *out; /* NULL: not an id */
+    } cases[] = {
+        {"9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e", "9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e"},
+        {"9B2F0C1E-4D5A-4B6C-8D7E-0F1A2B3C4D5E", "9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5e"},
+        {"sfv_ob_req_a8k3m2x9p1z0", "sfv_ob_req_a8k3m2x9p1z0"},
+        {"sfv_ob_req_A8K3M2X9P1Z0", NULL},
+        {"sfv_ob_req_a8k3m2x9p1z", NULL},
+        {"sfv_ob_req_a8k3m2x9p1z0a", NULL},
+        {"sfv_ob_req_a8k3m2x9p1-0", NULL},
+        {"9b2f0c1e4d5a4b6c8d7e0f1a2b3c4d5e", NULL},
+        {"9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d5g", NULL},
+        {"9b2f0c1e-4d5a-4b6c-8d7e_0f1a2b3c4d5e", NULL},
+        {"{9b2f0c1e-4d5a-4b6c-8d7e-0f1a2b3c4d}", NULL},
+        {"", NULL},
+    };
+    char out[CALL_UUID_LEN + 1];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool ok = validate_call_id(cases[i].in, out);
+
+        assert_int_equal(ok, cases[i].out != NULL);
+        if (ok)
+            assert_string_equal(out, cases[i].out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -778,6 +914,10 @@ int main(void)
         cmocka_unit_test(test_update_name_length),
         cmocka_unit_test(test_link),
         cmocka_unit_test(test_errors_reset),
+        cmocka_unit_test(test_call_defaults),
+        cmocka_unit_test(test_call_values),
+        cmocka_unit_test(test_call_errors),
+        cmocka_unit_test(test_call_id),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
