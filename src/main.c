@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "call/deliver.h"
+#include "call/engine.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/rand.h"
@@ -31,6 +33,7 @@ static int serve(const struct cli *cli)
 {
     struct server_config cfg;
     struct server *srv = NULL;
+    struct engine *engine = NULL;
     struct store *store = NULL;
     struct ratelimit *limiter = NULL;
     struct server *admin = NULL;
@@ -91,16 +94,47 @@ static int serve(const struct cli *cli)
     names = api_route_names(&nnames);
     metrics_init(names, nnames, SFVOPI_VERSION);
 
+    if (cli->sip_listen) {
+        struct engine_config ecfg = {
+            .sip_listen = cli->sip_listen,
+            .sip_trunk = cli->sip_trunk,
+            .rtp_low = cli->rtp_low,
+            .rtp_high = cli->rtp_high,
+            .media_ip = cli->media_ip,
+            .deny_private_urls = cli->deny_private_urls,
+            .max_calls = cli->max_calls,
+            .store = store,
+            .default_cc = cli->default_cc,
+            .version = SFVOPI_VERSION,
+        };
+
+        e = engine_start(&ecfg, &engine);
+        if (e != ERR_OK) {
+            fprintf(stderr, "sfvopi: cannot start calls on %s: %s\n", cli->sip_listen,
+                    e == ERR_INVALID ? "bad --sip-listen, --sip-trunk, --media-ip or "
+                                       "--rtp-ports (see the log)"
+                                     : "address unavailable");
+            ratelimit_free(limiter);
+            store_free(store);
+            return CLI_FAILED;
+        }
+    }
+    cfg.api.engine = engine;
+    cfg.api.place_call = engine ? engine_call_place : NULL;
+
     e = server_start(&cfg, &srv, bound, sizeof(bound));
     if (e != ERR_OK) {
         fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->listen,
                 e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
+        engine_stop(engine, 0);
         ratelimit_free(limiter);
         store_free(store);
         return CLI_FAILED;
     }
     /* The API's address first: scripts wait for this exact line. */
     fprintf(stderr, "listening on %s\n", bound);
+    if (engine)
+        fprintf(stderr, "sip listening on %s\n", cli->sip_listen);
     if (cli->admin_listen) {
         struct server_config acfg = cfg;
 
@@ -115,6 +149,7 @@ static int serve(const struct cli *cli)
             fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->admin_listen,
                     e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
             server_stop(srv, 0);
+            engine_stop(engine, 0);
             ratelimit_free(limiter);
             store_free(store);
             return CLI_FAILED;
@@ -132,6 +167,9 @@ static int serve(const struct cli *cli)
     log_info("msg=\"stopping\" signal=%d", sig);
     server_stop(admin, 0);
     server_stop(srv, SHUTDOWN_GRACE_MS);
+    /* No request can place a call any more: end the live ones, with their
+     * hangup webhooks. */
+    engine_stop(engine, SHUTDOWN_GRACE_MS);
     ratelimit_free(limiter);
     store_free(store);
     log_info("msg=stopped");
@@ -158,7 +196,7 @@ int main(int argc, char **argv)
         cli_usage(&cli, stdout);
         return CLI_OK;
     }
-    if (rand_init() != ERR_OK) {
+    if (rand_init() != ERR_OK || deliver_global_init() != ERR_OK) {
         fprintf(stderr, "sfvopi: no source of secure randomness\n");
         return CLI_FAILED;
     }

@@ -23,6 +23,7 @@ struct engine_config {
     unsigned max_calls;
     struct store *store; /* borrowed; must outlive the engine */
     const char *default_cc;
+    const char *version; /* for User-Agent */
 };
 
 /* An outbound call as POST /sfvopi/calls asks for it, validated and with

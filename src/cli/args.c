@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 #include "core/e164.h"
@@ -31,6 +32,12 @@ enum opt_id {
     O_ORG,
     O_USER,
     O_PROVIDER,
+    O_SIP_LISTEN,
+    O_SIP_TRUNK,
+    O_RTP_PORTS,
+    O_MEDIA_IP,
+    O_DENY_PRIVATE,
+    O_MAX_CALLS,
 };
 
 #define GLOBAL 0xffffffffu
@@ -60,6 +67,12 @@ static const struct opt opts[] = {
     {"--metrics", O_METRICS, true, BIT(CMD_SERVE), "SFVOPI_METRICS"},
     {"--log-format", O_LOGFORMAT, true, BIT(CMD_SERVE), "SFVOPI_LOG_FORMAT"},
     {"--admin-listen", O_ADMIN, true, BIT(CMD_SERVE), "SFVOPI_ADMIN_LISTEN"},
+    {"--sip-listen", O_SIP_LISTEN, true, BIT(CMD_SERVE), "SFVOPI_SIP_LISTEN"},
+    {"--sip-trunk", O_SIP_TRUNK, true, BIT(CMD_SERVE), "SFVOPI_SIP_TRUNK"},
+    {"--rtp-ports", O_RTP_PORTS, true, BIT(CMD_SERVE), "SFVOPI_RTP_PORTS"},
+    {"--media-ip", O_MEDIA_IP, true, BIT(CMD_SERVE), "SFVOPI_MEDIA_IP"},
+    {"--deny-private-urls", O_DENY_PRIVATE, false, BIT(CMD_SERVE), "SFVOPI_DENY_PRIVATE_URLS"},
+    {"--max-calls", O_MAX_CALLS, true, BIT(CMD_SERVE), "SFVOPI_MAX_CALLS"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -195,6 +208,52 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         if (!parse_uint(s->value, 1, 1000000, &v))
             return usage_err(err, errsz, "--rate-burst must be a whole number from 1 to 1000000");
         c->rate_burst = (unsigned)v;
+        break;
+    case O_SIP_LISTEN:
+        if (!printable(s->value, 300))
+            return usage_err(err, errsz, "--sip-listen must be HOST:PORT");
+        c->sip_listen = s->value;
+        break;
+    case O_SIP_TRUNK:
+        if (!printable(s->value, 300) || strncasecmp(s->value, "sip:", 4) != 0)
+            return usage_err(err, errsz, "--sip-trunk must be a URI like sip:HOST[:PORT]");
+        c->sip_trunk = s->value;
+        break;
+    case O_RTP_PORTS: {
+        const char *dash = strchr(s->value, '-');
+        char lo[8];
+        int64_t hi;
+
+        if (!dash || dash == s->value || (size_t)(dash - s->value) >= sizeof(lo))
+            return usage_err(err, errsz, "--rtp-ports must be LOW-HIGH, ports 1 to 65535");
+        memcpy(lo, s->value, (size_t)(dash - s->value));
+        lo[dash - s->value] = '\0';
+        if (!parse_uint(lo, 1, 65535, &v) || !parse_uint(dash + 1, 1, 65535, &hi) || v > hi)
+            return usage_err(err, errsz, "--rtp-ports must be LOW-HIGH, ports 1 to 65535");
+        c->rtp_low = (int)v;
+        c->rtp_high = (int)hi;
+        break;
+    }
+    case O_MEDIA_IP:
+        if (!printable(s->value, 64))
+            return usage_err(err, errsz, "--media-ip must be an IP address");
+        c->media_ip = s->value;
+        break;
+    case O_DENY_PRIVATE:
+        /* A flag on the command line; from the environment, a yes or a no. */
+        if (!s->value || !strcmp(s->value, "1") || !strcmp(s->value, "true") ||
+            !strcmp(s->value, "on") || !strcmp(s->value, "yes"))
+            c->deny_private_urls = true;
+        else if (!strcmp(s->value, "0") || !strcmp(s->value, "false") || !strcmp(s->value, "off") ||
+                 !strcmp(s->value, "no"))
+            c->deny_private_urls = false;
+        else
+            return usage_err(err, errsz, "SFVOPI_DENY_PRIVATE_URLS must be 1 or 0");
+        break;
+    case O_MAX_CALLS:
+        if (!parse_uint(s->value, 1, 100000, &v))
+            return usage_err(err, errsz, "--max-calls must be a whole number from 1 to 100000");
+        c->max_calls = (unsigned)v;
         break;
     case O_NAME: c->name = s->value; break;
     case O_PROVIDER: c->provider = s->value; break;
@@ -375,6 +434,9 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
     /* Defaults, then the environment, then options over it. */
     c->rate_limit = CLI_DEFAULT_RATE_LIMIT;
     c->rate_burst = CLI_DEFAULT_RATE_BURST;
+    c->rtp_low = CLI_DEFAULT_RTP_LOW;
+    c->rtp_high = CLI_DEFAULT_RTP_HIGH;
+    c->max_calls = CLI_DEFAULT_MAX_CALLS;
     for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
         struct seen from_env;
 

@@ -12,6 +12,9 @@
 #define CLI_POS_MAX 256
 #define CLI_DEFAULT_RATE_LIMIT 100
 #define CLI_DEFAULT_RATE_BURST 200
+#define CLI_DEFAULT_RTP_LOW 20000
+#define CLI_DEFAULT_RTP_HIGH 20999
+#define CLI_DEFAULT_MAX_CALLS 500
 
 /* Exit codes. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
@@ -51,6 +54,12 @@ struct cli {
     bool log_json;            /* --log-format json */
     bool metrics_off;         /* no GET /metrics at all */
     const char *admin_listen; /* NULL: /metrics on the API listener */
+    const char *sip_listen;   /* NULL: no call engine */
+    const char *sip_trunk;    /* NULL: no outbound calls */
+    int rtp_low, rtp_high;
+    const char *media_ip; /* NULL: the SIP listen address */
+    bool deny_private_urls;
+    unsigned max_calls;
     /* admin */
     const char *name;
     const char *provider;

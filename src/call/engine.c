@@ -1,0 +1,802 @@
+/* engine: one thread that runs every call. It routes inbound INVITEs by
+ * the linked number, places the calls the API hands it, drives each call's
+ * state machine (callsm) from SIP events, webhook results and timers,
+ * sends the webhooks, and keeps each call's record up to date. It never
+ * blocks on the network: SIP and RTP are libre's, webhooks go through
+ * deliver's non-blocking transfers on the same loop. Store writes are
+ * synchronous on the engine's own connection. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "call/callsm.h"
+#include "call/deliver.h"
+#include "call/engine.h"
+#include "call/stream.h"
+#include "call/webhook.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "sip/sip.h"
+
+#define INBOUND_TIME_LIMIT_S 14400
+#define INBOUND_RING_TIMEOUT_S 60
+#define ANSWER_TIMEOUT_MS 10000
+#define NOTIFY_TIMEOUT_MS 5000
+#define STOP_POLL_MS 20
+#define DELIVERY_ALPHABET "0123456789abcdefghijklmnopqrstuvwxyz"
+
+enum msg_id {
+    MSG_PLACE,
+    MSG_STOP,
+};
+
+struct call {
+    struct engine *e;
+    struct call *prev, *next;
+    struct call_sm sm;
+    struct sip_leg *leg;
+    struct sip_timer *tmr;
+    struct sip_timer *fail_tmr; /* reports an answer webhook that could not be sent */
+    struct store_call rec;
+    struct webhook_call wh;
+    struct engine_outbound out; /* URLs and methods (inbound: the app's) */
+    char delivery_id[40];
+    uint64_t answer_delivery; /* in flight when answer_busy */
+    bool answer_busy;
+    enum call_status last_status;
+    bool last_answered;
+};
+
+struct engine {
+    struct engine_config cfg;
+    char listen[300], trunk[300], media_ip[80], default_cc[8], version[32];
+    pthread_t thread;
+    struct sip_queue *queue;
+    struct sip_ep *ep;
+    struct deliver *deliver;
+    struct sip_timer *deliver_tmr;
+    struct sip_timer *stop_tmr;
+    struct store_conn *db;
+    struct call *calls;
+    atomic_uint live;
+    atomic_bool stopping;
+    bool can_dial;
+    int64_t stop_deadline_ms;
+    /* Start-up handshake with engine_start. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started;
+    enum err start_err;
+};
+
+static int64_t wall_of(int64_t mono_ms)
+{
+    return clock_now_ms() - (clock_mono_ms() - mono_ms);
+}
+
+static void uuid4(char out[CALL_UUID_LEN + 1])
+{
+    unsigned char b[16];
+    static const char hex[] = "0123456789abcdef";
+    int i, j = 0;
+
+    rand_bytes(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[j++] = '-';
+        out[j++] = hex[b[i] >> 4];
+        out[j++] = hex[b[i] & 15];
+    }
+    out[j] = '\0';
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+/* --- records --- */
+
+static void record_sync(struct call *c, bool force)
+{
+    enum call_status st = callsm_status(&c->sm);
+    struct store_call *r = &c->rec;
+    enum err e;
+
+    if (!force && st == c->last_status && c->sm.answered == c->last_answered)
+        return;
+    c->last_status = st;
+    c->last_answered = c->sm.answered;
+    copy_str(r->status, sizeof(r->status), callsm_status_name(st));
+    if (c->sm.state != CALL_STATE_QUEUED)
+        r->started_at = wall_of(c->sm.started_at_ms);
+    r->answered_at = c->sm.answered ? wall_of(c->sm.answered_at_ms) : 0;
+    if (callsm_status_final(st)) {
+        r->ended_at = wall_of(c->sm.ended_at_ms);
+        r->duration = callsm_duration_s(&c->sm);
+        copy_str(r->hangup_cause, sizeof(r->hangup_cause), c->sm.hangup_cause);
+    }
+    e = c->e->db->ops->call_update(c->e->db, r);
+    if (e != ERR_OK)
+        log_error("msg=\"call record not updated\" call=%s status=%s err=%s", r->call_uuid,
+                  r->status, err_str(e));
+}
+
+static void webhook_fill(struct call *c)
+{
+    struct webhook_call *w = &c->wh;
+    enum call_status st = callsm_status(&c->sm);
+
+    copy_str(w->call_uuid, sizeof(w->call_uuid), c->rec.call_uuid);
+    copy_str(w->request_uuid, sizeof(w->request_uuid), c->rec.request_uuid);
+    copy_str(w->from, sizeof(w->from), c->rec.from);
+    copy_str(w->to, sizeof(w->to), c->rec.to);
+    w->direction = c->sm.direction == CALL_DIR_INBOUND ? WEBHOOK_DIR_INBOUND : WEBHOOK_DIR_OUTBOUND;
+    w->call_status = (enum webhook_status)st;
+    w->started_at = c->sm.state != CALL_STATE_QUEUED ? wall_of(c->sm.started_at_ms) : 0;
+    w->answered_at = c->sm.answered ? wall_of(c->sm.answered_at_ms) : 0;
+    w->ended_at = callsm_status_final(st) ? wall_of(c->sm.ended_at_ms) : 0;
+    copy_str(w->hangup_cause, sizeof(w->hangup_cause), c->sm.hangup_cause);
+}
+
+/* --- the call list --- */
+
+static void call_link(struct engine *e, struct call *c)
+{
+    c->next = e->calls;
+    if (e->calls)
+        e->calls->prev = c;
+    e->calls = c;
+}
+
+static void call_free(struct call *c)
+{
+    struct engine *e = c->e;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (e->calls == c)
+        e->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->answer_busy)
+        deliver_cancel(e->deliver, c->answer_delivery);
+    sip_leg_hangup(c->leg);
+    sip_timer_free(c->tmr);
+    sip_timer_free(c->fail_tmr);
+    atomic_fetch_sub(&e->live, 1);
+    free(c);
+}
+
+/* --- events and actions --- */
+
+static bool apply(struct call *c, const struct callsm_event *ev);
+
+static void on_call_timer(void *arg)
+{
+    struct call *c = arg;
+    struct callsm_event ev = {.type = CALLSM_EV_TICK, .now_ms = clock_mono_ms()};
+
+    (void)apply(c, &ev);
+}
+
+static void arm_timer(struct call *c)
+{
+    int64_t d = callsm_deadline(&c->sm);
+
+    if (d == CALLSM_NO_DEADLINE) {
+        sip_timer_cancel(c->tmr);
+        return;
+    }
+    d -= clock_mono_ms();
+    sip_timer_start(c->tmr, d > 0 ? d : 0);
+}
+
+static bool method_post(const char *m)
+{
+    return strcmp(m, "GET") != 0;
+}
+
+static void notify_done(void *arg, const struct deliver_result *r)
+{
+    (void)arg;
+    (void)r;
+}
+
+/* Ring and hangup: sent once, response ignored. */
+static void notify(struct call *c, enum webhook_kind kind, const char *url, const char *method)
+{
+    struct deliver_request req = {
+        .url = url,
+        .post = method_post(method),
+        .kind = kind,
+        .call = &c->wh,
+        .delivery_id = c->delivery_id,
+        .timeout_ms = NOTIFY_TIMEOUT_MS,
+    };
+    char delivery_id[sizeof(c->delivery_id)];
+    uint64_t id;
+    enum err e;
+
+    /* Each ring or hangup delivery has its own id; only an answer request
+     * and its fallback share one. */
+    rand_string(delivery_id, 26, DELIVERY_ALPHABET);
+    req.delivery_id = delivery_id;
+    webhook_fill(c);
+    e = deliver_send(c->e->deliver, &req, notify_done, NULL, &id);
+    if (e != ERR_OK)
+        log_warn("msg=\"webhook not sent\" call=%s kind=%s err=%s", c->rec.call_uuid,
+                 kind == WEBHOOK_RING ? "ring" : "hangup", err_str(e));
+}
+
+static void answer_done(void *arg, const struct deliver_result *r)
+{
+    struct call *c = arg;
+    struct stream_config sc;
+    struct field_errors fe = {0};
+    struct callsm_event ev = {.now_ms = clock_mono_ms()};
+
+    c->answer_busy = false;
+    ev.type =
+        c->sm.state == CALL_STATE_FALLBACK ? CALLSM_EV_FALLBACK_RESULT : CALLSM_EV_ANSWER_RESULT;
+    ev.ok = r->ok && stream_parse(r->body, r->body_len, &sc, &fe) == ERR_OK;
+    if (!ev.ok)
+        log_info("msg=\"answer webhook failed\" call=%s which=%s why=\"%s\" status=%ld",
+                 c->rec.call_uuid, ev.type == CALLSM_EV_FALLBACK_RESULT ? "fallback" : "answer",
+                 r->ok ? "invalid stream" : (r->error ? r->error : "error"), r->http_status);
+    (void)apply(c, &ev);
+}
+
+static void on_fail_timer(void *arg);
+
+static void answer(struct call *c, bool fallback)
+{
+    struct deliver_request req = {
+        .url = fallback ? c->out.fallback_url : c->out.answer_url,
+        .post = method_post(fallback ? c->out.fallback_method : c->out.answer_method),
+        .kind = WEBHOOK_ANSWER,
+        .call = &c->wh,
+        .delivery_id = c->delivery_id,
+        .timeout_ms = ANSWER_TIMEOUT_MS,
+        .want_body = true,
+    };
+    enum err e;
+
+    webhook_fill(c);
+    e = deliver_send(c->e->deliver, &req, answer_done, c, &c->answer_delivery);
+    if (e == ERR_OK) {
+        c->answer_busy = true;
+        return;
+    }
+    /* Reported from the loop like any other outcome, never from inside
+     * apply, which is still using the call. */
+    log_warn("msg=\"answer webhook not sent\" call=%s err=%s", c->rec.call_uuid, err_str(e));
+    sip_timer_start(c->fail_tmr, 0);
+}
+
+static void on_fail_timer(void *arg)
+{
+    struct deliver_result r = {.ok = false, .error = "not sent"};
+
+    answer_done(arg, &r);
+}
+
+/* Applies one event and carries out the actions. Returns false when the
+ * call has been freed. */
+static bool apply(struct call *c, const struct callsm_event *ev)
+{
+    struct callsm_actions acts;
+    enum err e = callsm_event_apply(&c->sm, ev, &acts);
+    bool closed_needed = false;
+    size_t i;
+
+    if (e != ERR_OK) {
+        log_debug("msg=\"call event ignored\" call=%s state=%s event=%d err=%s", c->rec.call_uuid,
+                  callsm_state_name(c->sm.state), (int)ev->type, err_str(e));
+        return true;
+    }
+    for (i = 0; i < acts.n; i++) {
+        switch (acts.v[i]) {
+        case CALLSM_ACT_RING_WEBHOOK:
+            notify(c, WEBHOOK_RING, c->out.ring_url, c->out.ring_method);
+            break;
+        case CALLSM_ACT_SEND_CANCEL:
+        case CALLSM_ACT_SEND_REJECT:
+        case CALLSM_ACT_SEND_BYE:
+            /* libre finishes the transaction on its own; the call need not wait. */
+            sip_leg_hangup(c->leg);
+            c->leg = NULL;
+            closed_needed = true;
+            break;
+        case CALLSM_ACT_ANSWER_WEBHOOK: answer(c, false); break;
+        case CALLSM_ACT_FALLBACK_WEBHOOK: answer(c, true); break;
+        case CALLSM_ACT_OPEN_STREAM:
+            /* The audio stream is not bridged yet: the call stays up, silent,
+             * until a hangup or its time limit. */
+            log_info("msg=\"call in progress\" call=%s", c->rec.call_uuid);
+            break;
+        case CALLSM_ACT_CLOSE_STREAM: break;
+        case CALLSM_ACT_HANGUP_WEBHOOK:
+            record_sync(c, true);
+            notify(c, WEBHOOK_HANGUP, c->out.hangup_url, c->out.hangup_method);
+            break;
+        case CALLSM_ACT_FREE:
+            record_sync(c, false);
+            log_info("msg=\"call ended\" call=%s status=%s cause=%s", c->rec.call_uuid,
+                     c->rec.status, c->sm.hangup_cause);
+            call_free(c);
+            return false;
+        }
+    }
+    record_sync(c, false);
+    if (closed_needed && c->sm.state == CALL_STATE_ENDING) {
+        struct callsm_event cl = {.type = CALLSM_EV_CLOSED, .now_ms = clock_mono_ms()};
+
+        return apply(c, &cl);
+    }
+    arm_timer(c);
+    return true;
+}
+
+/* --- SIP reports --- */
+
+static void on_leg_progress(void *arg, int code)
+{
+    struct callsm_event ev = {
+        .type = CALLSM_EV_PROVISIONAL, .now_ms = clock_mono_ms(), .sip_code = code};
+
+    (void)apply(arg, &ev);
+}
+
+static void on_leg_answered(void *arg)
+{
+    struct callsm_event ev = {.type = CALLSM_EV_ANSWERED, .now_ms = clock_mono_ms()};
+
+    (void)apply(arg, &ev);
+}
+
+static void on_leg_closed(void *arg, int code, int cause, bool timeout)
+{
+    struct call *c = arg;
+    struct callsm_event ev = {.now_ms = clock_mono_ms(), .cause = cause};
+
+    sip_leg_hangup(c->leg); /* frees it; the dialog is over already */
+    c->leg = NULL;
+    if (timeout)
+        ev.type = CALLSM_EV_TIMEOUT;
+    else if (code >= 300) {
+        ev.type = CALLSM_EV_FINAL_RESPONSE;
+        ev.sip_code = code;
+    } else if (!c->sm.answered)
+        ev.type = CALLSM_EV_CANCEL_RECEIVED;
+    else
+        ev.type = CALLSM_EV_BYE_RECEIVED;
+    if (apply(c, &ev) && c->sm.state == CALL_STATE_ENDING) {
+        struct callsm_event cl = {.type = CALLSM_EV_CLOSED, .now_ms = clock_mono_ms()};
+
+        (void)apply(c, &cl);
+    }
+}
+
+static struct call *call_new(struct engine *e)
+{
+    struct call *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    c->e = e;
+    c->tmr = sip_timer_new(on_call_timer, c);
+    c->fail_tmr = sip_timer_new(on_fail_timer, c);
+    if (!c->tmr || !c->fail_tmr) {
+        sip_timer_free(c->tmr);
+        sip_timer_free(c->fail_tmr);
+        free(c);
+        return NULL;
+    }
+    c->last_status = CALL_STATUS_QUEUED;
+    uuid4(c->rec.call_uuid);
+    rand_string(c->delivery_id, 26, DELIVERY_ALPHABET);
+    return c;
+}
+
+static int on_invite(void *arg, struct sip_incoming *in)
+{
+    struct engine *e = arg;
+    const char *to_raw = sip_incoming_to(in), *from_raw = sip_incoming_from(in);
+    char to[E164_MAX], from[E164_MAX], nstatus[STATUS_MAX + 1];
+    struct store_app app;
+    struct callsm_config cfg = {0};
+    struct callsm_event ev;
+    struct call *c;
+    int64_t org_id = 0, now = clock_mono_ms();
+    enum err err;
+
+    if (atomic_load(&e->stopping))
+        return 503;
+    if (e164_normalize(to_raw, strlen(to_raw), e->default_cc, to) != ERR_OK)
+        return 404;
+    err = e->db->ops->number_route(e->db, to, &org_id, nstatus, &app);
+    if (err == ERR_NOT_FOUND || (err == ERR_OK && (!app.app_id[0] || strcmp(nstatus, "ACTIVE"))))
+        return 404;
+    if (err != ERR_OK) {
+        log_error("msg=\"inbound call not routed\" err=%s", err_str(err));
+        return 503;
+    }
+    if (strcmp(app.status, "ACTIVE") != 0)
+        return 480;
+    if (atomic_fetch_add(&e->live, 1) >= e->cfg.max_calls) {
+        atomic_fetch_sub(&e->live, 1);
+        log_warn("msg=\"inbound call refused: --max-calls reached\" max=%u", e->cfg.max_calls);
+        return 503;
+    }
+    c = call_new(e);
+    if (!c) {
+        atomic_fetch_sub(&e->live, 1);
+        return 503;
+    }
+    cfg.direction = CALL_DIR_INBOUND;
+    cfg.ring_timeout_s = INBOUND_RING_TIMEOUT_S;
+    cfg.call_time_limit_s = INBOUND_TIME_LIMIT_S;
+    cfg.has_fallback_url = app.fallback_answer_url[0] != '\0';
+    cfg.has_hangup_url = app.hangup_url[0] != '\0';
+    if (callsm_init(&c->sm, &cfg, now) != ERR_OK) {
+        call_free(c);
+        return 500;
+    }
+    c->rec.org_id = org_id;
+    copy_str(c->rec.app_id, sizeof(c->rec.app_id), app.app_id);
+    if (e164_normalize(from_raw, strlen(from_raw), e->default_cc, from) == ERR_OK)
+        copy_str(c->rec.from, sizeof(c->rec.from), from);
+    else
+        copy_str(c->rec.from, sizeof(c->rec.from), from_raw);
+    copy_str(c->rec.to, sizeof(c->rec.to), to);
+    copy_str(c->rec.direction, sizeof(c->rec.direction), "INBOUND");
+    copy_str(c->rec.status, sizeof(c->rec.status), "RINGING");
+    c->last_status = CALL_STATUS_RINGING;
+    c->rec.started_at = wall_of(now);
+    c->rec.created_at = c->rec.started_at;
+    copy_str(c->out.answer_url, sizeof(c->out.answer_url), app.answer_url);
+    copy_str(c->out.answer_method, sizeof(c->out.answer_method), app.answer_method);
+    copy_str(c->out.fallback_url, sizeof(c->out.fallback_url), app.fallback_answer_url);
+    copy_str(c->out.fallback_method, sizeof(c->out.fallback_method), app.fallback_answer_method);
+    copy_str(c->out.hangup_url, sizeof(c->out.hangup_url), app.hangup_url);
+    copy_str(c->out.hangup_method, sizeof(c->out.hangup_method), app.hangup_method);
+    err = e->db->ops->call_create(e->db, &c->rec);
+    if (err != ERR_OK) {
+        log_error("msg=\"inbound call not recorded\" err=%s", err_str(err));
+        call_free(c);
+        return 503;
+    }
+    err = sip_leg_accept(e->ep, in, c, &c->leg);
+    if (err != ERR_OK) {
+        /* Refused (488 or 503): recorded as failed, no webhook. */
+        c->rec.ended_at = clock_now_ms();
+        copy_str(c->rec.status, sizeof(c->rec.status), "FAILED");
+        copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause),
+                 err == ERR_INVALID ? "88" : "41");
+        (void)e->db->ops->call_update(e->db, &c->rec);
+        call_free(c);
+        return err == ERR_INVALID ? 488 : 503;
+    }
+    call_link(e, c);
+    log_info("msg=\"inbound call answered\" call=%s app=%s", c->rec.call_uuid, c->rec.app_id);
+    ev = (struct callsm_event){.type = CALLSM_EV_ANSWERED, .now_ms = clock_mono_ms()};
+    (void)apply(c, &ev);
+    return 0;
+}
+
+static void place(struct engine *e, struct call *c)
+{
+    struct callsm_event ev = {.type = CALLSM_EV_INVITE_SENT};
+    enum err err;
+
+    call_link(e, c);
+    if (atomic_load(&e->stopping))
+        err = ERR_UNAVAILABLE;
+    else
+        err = sip_leg_dial(e->ep, c->rec.from, c->rec.to, c, &c->leg);
+    ev.now_ms = clock_mono_ms();
+    if (!apply(c, &ev))
+        return;
+    if (err != ERR_OK) {
+        /* Could not even send the INVITE: a local failure, cause 41. */
+        struct callsm_event f = {
+            .type = CALLSM_EV_FINAL_RESPONSE, .now_ms = clock_mono_ms(), .sip_code = 500};
+
+        log_warn("msg=\"outbound call not placed\" call=%s err=%s", c->rec.call_uuid, err_str(err));
+        (void)apply(c, &f);
+        return;
+    }
+    log_info("msg=\"outbound call placed\" call=%s request=%s", c->rec.call_uuid,
+             c->rec.request_uuid);
+}
+
+/* --- shutdown --- */
+
+static void on_stop_tick(void *arg)
+{
+    struct engine *e = arg;
+
+    if ((!e->calls && deliver_pending(e->deliver) == 0) || clock_mono_ms() >= e->stop_deadline_ms) {
+        if (e->calls || deliver_pending(e->deliver))
+            log_warn("msg=\"engine stopped before every call finished\" calls=%u webhooks=%zu",
+                     atomic_load(&e->live), deliver_pending(e->deliver));
+        sip_loop_stop();
+        return;
+    }
+    sip_timer_start(e->stop_tmr, STOP_POLL_MS);
+}
+
+static void begin_stop(struct engine *e, int grace_ms)
+{
+    struct call *c, *next;
+
+    atomic_store(&e->stopping, true);
+    e->stop_deadline_ms = clock_mono_ms() + grace_ms;
+    for (c = e->calls; c; c = next) {
+        struct callsm_event ev = {.type = CALLSM_EV_LOCAL_HANGUP, .now_ms = clock_mono_ms()};
+
+        next = c->next;
+        (void)apply(c, &ev);
+    }
+    sip_timer_start(e->stop_tmr, 0);
+}
+
+static void on_queue(void *arg, int id, void *data)
+{
+    struct engine *e = arg;
+
+    switch (id) {
+    case MSG_PLACE: place(e, data); break;
+    case MSG_STOP: begin_stop(e, (int)(intptr_t)data); break;
+    default: break;
+    }
+}
+
+/* --- deliver's hooks onto the loop --- */
+
+static void on_deliver_fd(void *arg, int fd, bool readable, bool writable)
+{
+    struct engine *e = arg;
+
+    deliver_on_fd(e->deliver, fd, readable, writable);
+}
+
+static int hook_fd_watch(void *ctx, int fd, bool want_read, bool want_write)
+{
+    return sip_fd_watch(fd, want_read, want_write, on_deliver_fd, ctx) == ERR_OK ? 0 : -1;
+}
+
+static void on_deliver_timer(void *arg)
+{
+    struct engine *e = arg;
+
+    deliver_on_timer(e->deliver);
+}
+
+static void hook_timer_set(void *ctx, long ms)
+{
+    struct engine *e = ctx;
+
+    if (ms < 0)
+        sip_timer_cancel(e->deliver_tmr);
+    else
+        sip_timer_start(e->deliver_tmr, ms);
+}
+
+/* --- the thread --- */
+
+static void started(struct engine *e, enum err err)
+{
+    pthread_mutex_lock(&e->mu);
+    e->started = true;
+    e->start_err = err;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *engine_main(void *arg)
+{
+    struct engine *e = arg;
+    struct sip_ep_config scfg = {
+        .listen = e->listen,
+        .trunk = e->trunk[0] ? e->trunk : NULL,
+        .rtp_low = e->cfg.rtp_low,
+        .rtp_high = e->cfg.rtp_high,
+        .media_ip = e->media_ip[0] ? e->media_ip : NULL,
+    };
+    struct sip_ep_handlers h = {
+        .arg = e,
+        .invite = on_invite,
+        .progress = on_leg_progress,
+        .answered = on_leg_answered,
+        .closed = on_leg_closed,
+    };
+    struct deliver_hooks dh = {.ctx = e, .fd_watch = hook_fd_watch, .timer_set = hook_timer_set};
+    enum err err;
+
+    err = sip_loop_init();
+    if (err != ERR_OK) {
+        started(e, err);
+        return NULL;
+    }
+    err = store_conn_open(e->cfg.store, &e->db);
+    if (err != ERR_OK)
+        goto out_loop;
+    err = ERR_NOMEM;
+    e->deliver_tmr = sip_timer_new(on_deliver_timer, e);
+    e->stop_tmr = sip_timer_new(on_stop_tick, e);
+    if (!e->deliver_tmr || !e->stop_tmr)
+        goto out_timers;
+    err = deliver_new(&dh, e->version, e->cfg.deny_private_urls, &e->deliver);
+    if (err != ERR_OK)
+        goto out_timers;
+    err = sip_queue_new(on_queue, e, &e->queue);
+    if (err != ERR_OK)
+        goto out_deliver;
+    err = sip_ep_new(&scfg, &h, &e->ep);
+    if (err != ERR_OK)
+        goto out_queue;
+    e->can_dial = sip_ep_can_dial(e->ep);
+    started(e, ERR_OK);
+
+    sip_loop_run();
+
+    while (e->calls)
+        call_free(e->calls);
+    sip_ep_free(e->ep);
+    err = ERR_OK;
+out_queue:
+    sip_queue_free(e->queue);
+    e->queue = NULL;
+out_deliver:
+    deliver_free(e->deliver);
+out_timers:
+    sip_timer_free(e->deliver_tmr);
+    sip_timer_free(e->stop_tmr);
+    store_conn_close(e->db);
+out_loop:
+    sip_loop_close();
+    if (err != ERR_OK)
+        started(e, err);
+    return NULL;
+}
+
+enum err engine_start(const struct engine_config *cfg, struct engine **out)
+{
+    struct engine *e;
+    sigset_t all, old;
+    enum err err;
+
+    if (!cfg->sip_listen || !cfg->store || cfg->rtp_low < 1 || cfg->rtp_high > 65535 ||
+        cfg->rtp_low > cfg->rtp_high || cfg->max_calls < 1)
+        return ERR_INVALID;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return ERR_NOMEM;
+    e->cfg = *cfg;
+    copy_str(e->listen, sizeof(e->listen), cfg->sip_listen);
+    copy_str(e->trunk, sizeof(e->trunk), cfg->sip_trunk);
+    copy_str(e->media_ip, sizeof(e->media_ip), cfg->media_ip);
+    copy_str(e->version, sizeof(e->version), cfg->version ? cfg->version : "0");
+    copy_str(e->default_cc, sizeof(e->default_cc), cfg->default_cc ? cfg->default_cc : "91");
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    /* The engine thread takes no signals; main's thread handles them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        free(e);
+        return ERR_NOMEM;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_mutex_lock(&e->mu);
+    while (!e->started)
+        pthread_cond_wait(&e->cv, &e->mu);
+    err = e->start_err;
+    pthread_mutex_unlock(&e->mu);
+    if (err != ERR_OK) {
+        pthread_join(e->thread, NULL);
+        free(e);
+        return err;
+    }
+    *out = e;
+    return ERR_OK;
+}
+
+void engine_stop(struct engine *e, int grace_ms)
+{
+    if (!e)
+        return;
+    atomic_store(&e->stopping, true);
+    if (sip_queue_push(e->queue, MSG_STOP, (void *)(intptr_t)grace_ms) != ERR_OK)
+        log_error("msg=\"engine stop not queued\"");
+    pthread_join(e->thread, NULL);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+unsigned engine_calls_live(const struct engine *e)
+{
+    return e ? atomic_load(&((struct engine *)e)->live) : 0;
+}
+
+enum err engine_call_place(struct engine *e, struct store_conn *db,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], const char **why)
+{
+    struct callsm_config cfg = {0};
+    struct call *c;
+    enum err err;
+
+    if (!e->can_dial) {
+        *why = "calling is not configured";
+        return ERR_UNAVAILABLE;
+    }
+    if (atomic_load(&e->stopping)) {
+        *why = "the server is shutting down";
+        return ERR_UNAVAILABLE;
+    }
+    if (atomic_fetch_add(&e->live, 1) >= e->cfg.max_calls) {
+        atomic_fetch_sub(&e->live, 1);
+        *why = "too many calls in progress";
+        return ERR_UNAVAILABLE;
+    }
+    c = call_new(e);
+    if (!c) {
+        atomic_fetch_sub(&e->live, 1);
+        *why = "out of memory";
+        return ERR_NOMEM;
+    }
+    cfg.direction = CALL_DIR_OUTBOUND;
+    cfg.ring_timeout_s = req->ring_timeout_s;
+    cfg.call_time_limit_s = req->call_time_limit_s;
+    cfg.has_ring_url = req->ring_url[0] != '\0';
+    cfg.has_fallback_url = req->fallback_url[0] != '\0';
+    cfg.has_hangup_url = req->hangup_url[0] != '\0';
+    if (callsm_init(&c->sm, &cfg, clock_mono_ms()) != ERR_OK) {
+        call_free(c);
+        *why = "invalid limits";
+        return ERR_INVALID;
+    }
+    c->out = *req;
+    memcpy(c->rec.request_uuid, "sfv_ob_req_", 11);
+    rand_string(c->rec.request_uuid + 11, 12, "abcdefghijklmnopqrstuvwxyz0123456789");
+    c->rec.request_uuid[REQUEST_UUID_LEN] = '\0';
+    c->rec.org_id = req->org_id;
+    copy_str(c->rec.app_id, sizeof(c->rec.app_id), req->app_id);
+    copy_str(c->rec.from, sizeof(c->rec.from), req->from);
+    copy_str(c->rec.to, sizeof(c->rec.to), req->to);
+    copy_str(c->rec.direction, sizeof(c->rec.direction), "OUTBOUND");
+    copy_str(c->rec.status, sizeof(c->rec.status), "QUEUED");
+    c->rec.created_at = clock_now_ms();
+    err = db->ops->call_create(db, &c->rec);
+    if (err != ERR_OK) {
+        call_free(c);
+        *why = "database error";
+        return err;
+    }
+    copy_str(request_uuid, REQUEST_UUID_LEN + 1, c->rec.request_uuid);
+    copy_str(call_uuid, CALL_UUID_LEN + 1, c->rec.call_uuid);
+    err = sip_queue_push(e->queue, MSG_PLACE, c);
+    if (err != ERR_OK) {
+        /* Stored but never started: close the record honestly. */
+        copy_str(c->rec.status, sizeof(c->rec.status), "FAILED");
+        copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause), "41");
+        c->rec.ended_at = clock_now_ms();
+        (void)db->ops->call_update(db, &c->rec);
+        call_free(c);
+        *why = "engine unavailable";
+        return ERR_UNAVAILABLE;
+    }
+    return ERR_OK;
+}
