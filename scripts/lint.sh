@@ -17,6 +17,7 @@ fi
 # Third-party headers belong to one module each.
 for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
             "libpq-fe.h:src/store/store_pg.c" "curl/curl.h:src/call/deliver.c" \
+            "libwebsockets.h:src/ws/ws.c" "speex/speex_resampler.h:src/media/resample.c" \
             "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
     hdr=${pair%%:*}
     owner=${pair#*:}
