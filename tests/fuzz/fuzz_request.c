@@ -5,7 +5,9 @@
  * Input: one flag byte, then NUL-separated fields:
  *   method \0 path \0 content-type \0 request-id \0 api-key \0 body
  * Flag bit 0 replaces the api-key field with the known key, so the fuzzer
- * reaches the authenticated routes; bit 1 drops the content-type header. */
+ * reaches the authenticated routes; bit 1 drops the content-type header.
+ * A '?' in the path starts the query, split at '&' and '=' into arguments
+ * as the server does (left undecoded). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,35 @@ static void setup(void)
         __builtin_trap();
 }
 
+/* Cuts the path at its first '?' and splits the rest, in place, into
+ * req->query (keys without '=' get a NULL value). */
+static void split_query(char *path, struct http_request *req)
+{
+    char *q = memchr(path, '?', req->path_len), *arg, *end;
+
+    if (!q)
+        return;
+    end = path + req->path_len;
+    req->path_len = (size_t)(q - path);
+    *q = '\0';
+    for (arg = q + 1; arg <= end; arg++) {
+        char *amp = memchr(arg, '&', (size_t)(end - arg)), *eq;
+
+        if (!amp)
+            amp = end;
+        *amp = '\0';
+        eq = memchr(arg, '=', (size_t)(amp - arg));
+        if (eq)
+            *eq = '\0';
+        if (req->query_n < HTTP_QUERY_MAX) {
+            req->query[req->query_n].key = arg;
+            req->query[req->query_n].value = eq ? eq + 1 : NULL;
+        }
+        req->query_n++;
+        arg = amp;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *field[FIELDS] = {"", "", "", "", "", ""};
@@ -112,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.method = http_method_parse(field[0]);
     req.path = field[1];
     req.path_len = flen[1];
+    split_query(copy + (field[1] - copy), &req);
     req.content_type = (flags & 2) ? NULL : field[2];
     req.request_id = flen[3] ? field[3] : NULL;
     req.api_key = (flags & 1) ? known : field[4];
