@@ -1,0 +1,189 @@
+/* streammsg: the audio stream's JSON, both ways. Outgoing messages are
+ * written straight into a buffer (50 media messages a second per track
+ * per call); incoming ones are read with jansson under the strict rules of
+ * json/, their payload decoded by libsodium's constant-time base64. */
+#include <sodium.h>
+#include <string.h>
+
+#include "call/streammsg.h"
+#include "json/json.h"
+
+static void ignored(struct streammsg_in *out, const char *why)
+{
+    out->kind = STREAMMSG_IGNORED;
+    out->why = why;
+}
+
+/* Standard base64, with or without padding; whitespace is not allowed. */
+static bool b64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *out_n)
+{
+    const char *end = NULL;
+    int variant =
+        n % 4 == 0 ? sodium_base64_VARIANT_ORIGINAL : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+
+    if (n == 0) {
+        *out_n = 0;
+        return true;
+    }
+    if (sodium_base642bin(out, cap, s, n, NULL, out_n, &end, variant) != 0)
+        return false;
+    return end == s + n;
+}
+
+void streammsg_parse(const char *data, size_t len, uint8_t *audio, size_t audio_cap,
+                     struct streammsg_in *out)
+{
+    json_t *root = NULL, *ev, *media, *ct, *rate, *payload, *name;
+    const char *e;
+
+    memset(out, 0, sizeof(*out));
+    out->audio = audio;
+    if (len > STREAMMSG_IN_MAX) {
+        ignored(out, "message too large");
+        return;
+    }
+    if (js_parse_object(data, len, &root) != ERR_OK) {
+        ignored(out, "not a JSON object");
+        return;
+    }
+    ev = json_object_get(root, "event");
+    if (!json_is_string(ev)) {
+        ignored(out, "no event");
+        goto out_root;
+    }
+    e = json_string_value(ev);
+    if (strcmp(e, "playAudio") == 0) {
+        const char *p;
+        size_t plen;
+
+        media = json_object_get(root, "media");
+        ct = json_object_get(media, "contentType");
+        rate = json_object_get(media, "sampleRate");
+        payload = json_object_get(media, "payload");
+        if (!json_is_object(media) || !json_is_string(ct) || !json_is_integer(rate) ||
+            !json_is_string(payload)) {
+            ignored(out, "playAudio without media contentType, sampleRate and payload");
+            goto out_root;
+        }
+        if (json_string_length(ct) >= sizeof(out->content_type)) {
+            ignored(out, "unknown contentType");
+            goto out_root;
+        }
+        p = json_string_value(payload);
+        plen = json_string_length(payload);
+        if (!b64_decode(p, plen, audio, audio_cap, &out->audio_len)) {
+            ignored(out, "payload is not base64 or too large");
+            goto out_root;
+        }
+        memcpy(out->content_type, json_string_value(ct), json_string_length(ct) + 1);
+        out->sample_rate = json_integer_value(rate);
+        out->kind = STREAMMSG_PLAY;
+    } else if (strcmp(e, "checkpoint") == 0) {
+        name = json_object_get(root, "name");
+        if (!json_is_string(name) || json_string_length(name) == 0 ||
+            json_string_length(name) > PLAYOUT_NAME_MAX) {
+            ignored(out, "checkpoint without a name of 1 to 64 bytes");
+            goto out_root;
+        }
+        memcpy(out->name, json_string_value(name), json_string_length(name) + 1);
+        out->kind = STREAMMSG_CHECKPOINT;
+    } else if (strcmp(e, "clearAudio") == 0) {
+        out->kind = STREAMMSG_CLEAR;
+    } else {
+        ignored(out, "unknown event");
+    }
+out_root:
+    json_decref(root);
+}
+
+enum err streammsg_start(struct buf *out, const char *stream_id, const char *call_uuid,
+                         const char *content_type, int sample_rate)
+{
+    struct jw w;
+
+    jw_init(&w, out);
+    jw_lit(&w, "{\"event\":\"start\",\"streamId\":");
+    jw_str(&w, stream_id);
+    jw_lit(&w, ",\"callId\":");
+    jw_str(&w, call_uuid);
+    jw_lit(&w, ",\"mediaFormat\":{\"contentType\":");
+    jw_str(&w, content_type);
+    jw_lit(&w, ",\"sampleRate\":");
+    jw_i64(&w, sample_rate);
+    jw_lit(&w, "}}");
+    return jw_end(&w);
+}
+
+enum err streammsg_media(struct buf *out, const char *stream_id, const uint8_t *audio, size_t n,
+                         const char *content_type, int sample_rate, const char *track,
+                         int64_t timestamp_ms, uint64_t chunk)
+{
+    struct jw w;
+    size_t b64 = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+    char ts[24];
+    enum err e;
+
+    jw_init(&w, out);
+    jw_lit(&w, "{\"event\":\"media\",\"streamId\":");
+    jw_str(&w, stream_id);
+    jw_lit(&w, ",\"media\":{\"payload\":\"");
+    e = jw_end(&w);
+    if (e != ERR_OK)
+        return e;
+    e = buf_reserve(out, b64);
+    if (e != ERR_OK)
+        return e;
+    sodium_bin2base64(out->data + out->len, b64, audio, n, sodium_base64_VARIANT_ORIGINAL);
+    out->len += b64 - 1; /* without the NUL */
+    jw_lit(&w, "\",\"contentType\":");
+    jw_str(&w, content_type);
+    jw_lit(&w, ",\"sampleRate\":");
+    jw_i64(&w, sample_rate);
+    jw_lit(&w, ",\"track\":");
+    jw_str(&w, track);
+    jw_lit(&w, ",\"timestamp\":");
+    snprintf(ts, sizeof(ts), "%lld", (long long)timestamp_ms);
+    jw_str(&w, ts);
+    jw_lit(&w, ",\"chunk\":");
+    jw_i64(&w, (int64_t)chunk);
+    jw_lit(&w, "}}");
+    return jw_end(&w);
+}
+
+enum err streammsg_dtmf(struct buf *out, const char *stream_id, char digit)
+{
+    struct jw w;
+    char d[2] = {digit, '\0'};
+
+    jw_init(&w, out);
+    jw_lit(&w, "{\"event\":\"dtmf\",\"streamId\":");
+    jw_str(&w, stream_id);
+    jw_lit(&w, ",\"dtmf\":{\"digit\":");
+    jw_str(&w, d);
+    jw_lit(&w, "}}");
+    return jw_end(&w);
+}
+
+enum err streammsg_cleared(struct buf *out, const char *stream_id)
+{
+    struct jw w;
+
+    jw_init(&w, out);
+    jw_lit(&w, "{\"event\":\"clearedAudio\",\"streamId\":");
+    jw_str(&w, stream_id);
+    jw_lit(&w, "}");
+    return jw_end(&w);
+}
+
+enum err streammsg_played(struct buf *out, const char *stream_id, const char *name)
+{
+    struct jw w;
+
+    jw_init(&w, out);
+    jw_lit(&w, "{\"event\":\"playedStream\",\"streamId\":");
+    jw_str(&w, stream_id);
+    jw_lit(&w, ",\"name\":");
+    jw_str(&w, name);
+    jw_lit(&w, "}");
+    return jw_end(&w);
+}
