@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -215,6 +216,9 @@ struct sip_leg {
     bool established;
     bool dead;        /* hung up by the engine: no more reports, freed by reap */
     int remote_cause; /* from the Reason header of the party's BYE or CANCEL */
+    struct sip_media media_info;
+    uint32_t tx_ts;
+    bool tx_started;
     /* Reports waiting for the engine, delivered by report_tmr in order. */
     int pending_progress[4];
     int npending_progress;
@@ -356,14 +360,84 @@ void sip_leg_hangup(struct sip_leg *leg)
     tmr_start(&leg->reap_tmr, 0, leg_reap, leg);
 }
 
+/* Packets from any source port are taken (carriers and NATs often send
+ * from another port than the SDP says); what is sent goes to the SDP. */
 static void on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, void *arg)
 {
-    /* Media is not bridged yet: packets from any source port are read and
-     * dropped, so the socket never backs up. */
+    struct sip_leg *leg = arg;
+
     (void)src;
-    (void)hdr;
-    (void)mb;
-    (void)arg;
+    if (leg->dead || !leg->ep->h.rtp)
+        return;
+    leg->ep->h.rtp(leg->arg, hdr->pt, hdr->ts, hdr->m, mbuf_buf(mb), mbuf_get_left(mb));
+}
+
+/* Reads the negotiation: the first audio codec of ours in the party's
+ * order, and every telephone-event payload type either side named (SIPp's
+ * play_dtmf sends 96 whatever was agreed). */
+static void media_settle(struct sip_leg *leg)
+{
+    struct sip_media *mi = &leg->media_info;
+    const struct list *lst;
+    struct le *le;
+    int i;
+
+    memset(mi, 0, sizeof(*mi));
+    for (i = 0; i < 2; i++) {
+        lst = sdp_media_format_lst(leg->media, i == 1);
+        for (le = lst ? lst->head : NULL; le; le = le->next) {
+            const struct sdp_format *f = le->data;
+            bool have = false;
+            int k;
+
+            if (!f->name)
+                continue;
+            if (i == 0 && !mi->ready &&
+                (!strcasecmp(f->name, "PCMA") || !strcasecmp(f->name, "PCMU"))) {
+                mi->ready = true;
+                mi->alaw = !strcasecmp(f->name, "PCMA");
+                mi->audio_pt = f->pt;
+                continue;
+            }
+            if (strcasecmp(f->name, "telephone-event"))
+                continue;
+            for (k = 0; k < mi->ndtmf; k++)
+                have = have || mi->dtmf_pt[k] == f->pt;
+            if (!have && mi->ndtmf < (int)(sizeof(mi->dtmf_pt) / sizeof(int)))
+                mi->dtmf_pt[mi->ndtmf++] = f->pt;
+        }
+    }
+}
+
+void sip_leg_media(const struct sip_leg *leg, struct sip_media *out)
+{
+    *out = leg->media_info;
+}
+
+enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t len)
+{
+    const struct sa *dst;
+    struct mbuf *mb;
+    int rc;
+
+    if (leg->dead || !leg->media_info.ready || !len)
+        return ERR_UNAVAILABLE;
+    dst = sdp_media_raddr(leg->media);
+    if (!dst || !sa_isset(dst, SA_ALL))
+        return ERR_UNAVAILABLE;
+    mb = mbuf_alloc(RTP_HEADER_SIZE + len);
+    if (!mb)
+        return ERR_NOMEM;
+    mb->pos = RTP_HEADER_SIZE;
+    rc = mbuf_write_mem(mb, payload, len);
+    mb->pos = RTP_HEADER_SIZE;
+    if (!rc)
+        rc = rtp_send(leg->rtp, dst, false, !leg->tx_started, (uint8_t)leg->media_info.audio_pt,
+                      leg->tx_ts, mb);
+    mem_deref(mb);
+    leg->tx_started = true;
+    leg->tx_ts += (uint32_t)len;
+    return rc ? ERR_UNAVAILABLE : ERR_OK;
 }
 
 static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct sip_leg **out)
@@ -400,6 +474,9 @@ static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct 
     if (!rc)
         rc = sdp_format_add(NULL, leg->media, false, "101", "telephone-event", 8000, 1, NULL, NULL,
                             NULL, false, "0-15");
+    if (!rc)
+        rc = sdp_format_add(NULL, leg->media, false, "96", "telephone-event", 8000, 1, NULL, NULL,
+                            NULL, false, "0-15");
     if (rc) {
         mem_deref(leg->sdp);
         mem_deref(leg->rtp);
@@ -427,14 +504,18 @@ static int on_offer(struct mbuf **descp, const struct sip_msg *msg, void *arg)
 
     if (rc)
         return rc;
+    media_settle(leg);
     return sdp_encode(descp, leg->sdp, false);
 }
 
 static int on_answer(const struct sip_msg *msg, void *arg)
 {
     struct sip_leg *leg = arg;
+    int rc = sdp_decode(leg->sdp, msg->mb, false);
 
-    return sdp_decode(leg->sdp, msg->mb, false);
+    if (!rc)
+        media_settle(leg);
+    return rc;
 }
 
 static void on_progress(const struct sip_msg *msg, void *arg)
@@ -532,6 +613,8 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
         return e;
     pl_strcpy(&in->msg->callid, leg->callid, sizeof(leg->callid));
     rc = sdp_decode(leg->sdp, in->msg->mb, true);
+    if (!rc)
+        media_settle(leg);
     if (rc || !leg_has_codec(leg)) {
         in->no_codec = true;
         e = ERR_INVALID;

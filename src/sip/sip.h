@@ -11,6 +11,7 @@
 #define SFVOPI_SIP_SIP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -85,6 +86,22 @@ struct sip_ep_handlers {
      * header, else 0), or a transaction timeout (timeout true). The engine
      * must still free the leg (sip_leg_hangup). */
     void (*closed)(void *leg_arg, int code, int cause, bool timeout);
+    /* An RTP packet arrived on the leg's media port, from any source:
+     * pt is the payload type, ts the RTP timestamp. Called straight from
+     * the socket's handler (not deferred): it must not hang up the leg.
+     * May be NULL. */
+    void (*rtp)(void *leg_arg, int pt, uint32_t ts, bool marker, const uint8_t *payload,
+                size_t len);
+};
+
+/* What a leg's SDP negotiation settled, once it has (inbound: at accept;
+ * outbound: at the SDP answer). */
+struct sip_media {
+    bool ready;
+    bool alaw;      /* PCMA, else PCMU */
+    int audio_pt;   /* the payload type to send audio with */
+    int dtmf_pt[4]; /* payload types read as RFC 4733 telephone events */
+    int ndtmf;
 };
 
 /* Binds the SIP socket. ERR_INVALID for a bad address or trunk (logged),
@@ -118,6 +135,14 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
  * unanswered, 487 when an inbound INVITE is unanswered, nothing when it
  * has already ended. No callback for it afterwards. Accepts NULL. */
 void sip_leg_hangup(struct sip_leg *leg);
+
+/* The leg's negotiated media; ready false before the SDP answer. */
+void sip_leg_media(const struct sip_leg *leg, struct sip_media *out);
+
+/* Sends one audio packet of the negotiated codec to the address and port
+ * of the party's SDP; the RTP timestamp advances by len samples (G.711:
+ * one byte a sample). ERR_UNAVAILABLE before the SDP answer. */
+enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t len) WARN_UNUSED;
 
 /* Parses the Q.850 cause of a Reason header value ("Q.850;cause=17;..."),
  * 1-127, 0 when absent or malformed. Pure; exposed for tests. */
