@@ -16,12 +16,13 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 SIPP = shutil.which("sipp")
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 
-_SEP = re.compile(r"^-{20,} .*$", re.M)
+_SEP = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*$", re.M)
 _HEAD = re.compile(r"^\w+ message (received|sent) ")
 
 
@@ -47,8 +48,9 @@ def free_udp_port(even=False):
 class SipMsg:
     """One SIP message from a SIPp message log."""
 
-    def __init__(self, direction, text):
+    def __init__(self, direction, text, when=None):
         self.direction = direction  # "in" (SIPp received it) or "out" (SIPp sent it)
+        self.time = when  # seconds (epoch, SIPp's local clock), from the log's separator line
         text = text.replace("\r\n", "\n").strip("\n")
         head, _, self.body = text.partition("\n\n")
         lines = head.split("\n")
@@ -204,14 +206,14 @@ class Sipp:
         except FileNotFoundError:
             return []
         out = []
-        for chunk in _SEP.split(text):
+        pieces = _SEP.split(text)  # [before, stamp1, chunk1, stamp2, chunk2, ...]
+        for stamp, chunk in zip(pieces[1::2], pieces[2::2]):
             chunk = chunk.strip("\r\n")
-            if not chunk:
-                continue
             first, _, rest = chunk.partition("\n")
             m = _HEAD.match(first)
             if m:
-                out.append(SipMsg("in" if m.group(1) == "received" else "out", rest))
+                when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                out.append(SipMsg("in" if m.group(1) == "received" else "out", rest, when))
         return out
 
     def _pick(self, direction, method, status, cseq):
