@@ -26,7 +26,9 @@ import uuid
 
 import pytest
 
-from conftest import BIN, Server, fresh_db, ok, assert_error, parse_ts, wait_until
+from conftest import (
+    BIN, Server, assert_error, assert_recent, fresh_db, ok, parse_ts, wait_until,
+)
 from fake_customer import (
     FakeCustomer, reply_bad_json, reply_invalid_stream, reply_slow, reply_status, reply_stream,
 )
@@ -219,7 +221,7 @@ def check_payload(hit, kind, *, direction, frm, to, status, call_uuid=None, requ
     check_headers(hit, p["call_uuid"])
     for k in ("started_at", "answered_at", "answer_at", "ended_at"):
         if k in p:
-            parse_ts(p[k])
+            assert_recent(p[k])
     if kind == "hangup":
         assert p["hangup_cause"] == cause, p
         assert isinstance(p["duration"], int) and not isinstance(p["duration"], bool), p
@@ -264,6 +266,16 @@ def check_record(line, hangup, *, request_uuid=None):
     return rec
 
 
+def expect_hits(fc, *paths, timeout=10, settle=0.3):
+    """Wait for one webhook per path, in this order, and then no other one for `settle`
+    seconds (each webhook fires once; inbound calls have no ring webhook)."""
+    fc.wait_for(len(paths), timeout=timeout)
+    time.sleep(settle)
+    hits = fc.hits
+    assert [h.path for h in hits] == list(paths), hits
+    return hits
+
+
 def quiet(fc, seconds=1.0):
     """No webhook at all during `seconds`."""
     time.sleep(seconds)
@@ -290,8 +302,7 @@ def test_inbound_answered_then_caller_hangs_up(srv, line, fc, work):
     assert ip == "127.0.0.1" and in_range(port, srv.rtp), ok200.body
     assert c.received(status=200, cseq="BYE")
 
-    answer, hangup = fc.wait_for(2, timeout=10)
-    assert [answer.path, hangup.path] == ["/answer", "/hangup"], fc.hits
+    answer, hangup = expect_hits(fc, "/answer", "/hangup")
     a = check_payload(answer, "answer", direction="INBOUND", frm=CALLER, to=line.number,
                       status="IN_PROGRESS")
     h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
@@ -299,7 +310,6 @@ def test_inbound_answered_then_caller_hangs_up(srv, line, fc, work):
     assert h["answer_at"] == a["answered_at"], (a, h)
     assert 1 <= h["duration"] <= 3, h
     assert answer.header("x-sfvopi-delivery") != hangup.header("x-sfvopi-delivery")
-    assert not fc.requests("/ring") and not fc.requests("/fallback")
     rec = check_record(line, h)
     assert rec["request_uuid"] is None and rec["direction"] == "INBOUND"
     # Another organisation does not see it.
@@ -312,9 +322,32 @@ def test_inbound_national_format_numbers_are_normalised(srv, line, fc, work):
     with uac(srv, work, "in_answer_bye", line.number.lstrip("+"), caller="9812345678",
              duration_ms=300) as c:
         finish(srv, c)
-    answer, hangup = fc.wait_for(2, timeout=10)
+    answer, hangup = expect_hits(fc, "/answer", "/hangup")
     assert answer.payload["to"] == line.number and answer.payload["from"] == "+919812345678"
     assert hangup.payload["call_status"] == "COMPLETED"
+
+
+def test_webhooks_by_get_carry_the_fields_as_a_query(srv, fc, work):
+    """An app with GET methods: the same fields as a URL query string, numbers as decimal text,
+    no body (CALLS.md section 5)."""
+    org = srv.make_org()
+    api = org.client()
+    number = org.add_numbers(1)[0]
+    app = api.create_app(name="get", answer_url=fc.url("/answer"), answer_method="GET",
+                         hangup_url=fc.url("/hangup"), hangup_method="GET")
+    api.link(app["app_id"], number)
+    with uac(srv, work, "in_answer_bye", number, duration_ms=1200) as c:
+        finish(srv, c)
+    answer, hangup = expect_hits(fc, "/answer", "/hangup")
+    for hit in (answer, hangup):
+        assert hit.method == "GET" and hit.body == b"", hit
+        check_headers(hit, answer.query["call_uuid"])
+    assert set(answer.query) == ANSWER_FIELDS, answer.query
+    assert answer.query["call_status"] == "IN_PROGRESS" and answer.query["to"] == number
+    q = hangup.query
+    assert set(q) == HANGUP_FIELDS | {"answer_at"}, q
+    assert q["call_status"] == "COMPLETED" and q["hangup_cause"] == "16", q
+    assert re.fullmatch(r"[0-9]+", q["duration"]) and 1 <= int(q["duration"]) <= 3, q
 
 
 def test_inbound_cancel_while_ringing(srv, line, fc, work):
@@ -335,15 +368,12 @@ def test_inbound_cancel_while_ringing(srv, line, fc, work):
     assert len(outcome) == 1, c.logs()
     if outcome[0] == "canceled":
         assert c.received(status=487) and c.received(status=200, cseq="CANCEL")
-        hangup, = fc.wait_for(1, path="/hangup", timeout=10)
+        hangup, = expect_hits(fc, "/hangup", settle=0.5)
         h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
                           status="CANCELED", cause="31", answered=False)
-        time.sleep(0.5)
-        assert [x.path for x in fc.hits] == ["/hangup"], fc.hits
     else:
         assert [m.status for m in c.received(cseq="CANCEL")] in ([200], [481]), c.received()
-        answer, hangup = fc.wait_for(2, timeout=10)
-        assert [answer.path, hangup.path] == ["/answer", "/hangup"], fc.hits
+        answer, hangup = expect_hits(fc, "/answer", "/hangup")
         check_payload(answer, "answer", direction="INBOUND", frm=CALLER, to=line.number,
                       status="IN_PROGRESS")
         h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
@@ -384,8 +414,7 @@ def test_answer_webhook_fails_fallback_keeps_call_up(srv, line, fc, work):
     with uac(srv, work, "in_answer_bye", line.number, duration_ms=2500) as c:
         finish(srv, c)
     assert not c.received("BYE"), "sfvopi hung up although the fallback answered a valid stream"
-    answer, fallback, hangup = fc.wait_for(3, timeout=10)
-    assert [answer.path, fallback.path, hangup.path] == ["/answer", "/fallback", "/hangup"]
+    answer, fallback, hangup = expect_hits(fc, "/answer", "/fallback", "/hangup")
     a = check_payload(answer, "answer", direction="INBOUND", frm=CALLER, to=line.number,
                       status="IN_PROGRESS")
     assert fallback.payload == a, (fallback.payload, a)
@@ -409,8 +438,7 @@ def test_answer_and_fallback_fail_engine_hangs_up(srv, line, fc, work, answer_re
         finish(srv, c)
     assert time.monotonic() - t0 < 15, "the BYE should follow the failed fallback at once"
     assert len(c.received("BYE")) >= 1
-    answer, fallback, hangup = fc.wait_for(3, timeout=10)
-    assert [answer.path, fallback.path, hangup.path] == ["/answer", "/fallback", "/hangup"]
+    answer, fallback, hangup = expect_hits(fc, "/answer", "/fallback", "/hangup")
     assert fallback.header("x-sfvopi-delivery") == answer.header("x-sfvopi-delivery")
     h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
                       status="FAILED", call_uuid=answer.payload["call_uuid"], cause="41")
@@ -431,6 +459,7 @@ def test_slow_answer_webhook_moves_to_fallback_after_10s(srv, line, fc, work):
     hangup, = fc.wait_for(1, path="/hangup", timeout=10)
     check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
                   status="COMPLETED", call_uuid=answer.payload["call_uuid"], cause="16")
+    assert [x.path for x in fc.hits] == ["/answer", "/fallback", "/hangup"], fc.hits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,8 +480,7 @@ def test_outbound_answered_then_callee_hangs_up(srv, line, fc, work):
     assert ip == "127.0.0.1" and in_range(port, srv.rtp), inv.body
     assert s.received("ACK") and s.received(status=200, cseq="BYE")
 
-    ring, answer, hangup = fc.wait_for(3, timeout=10)
-    assert [ring.path, answer.path, hangup.path] == ["/ring", "/answer", "/hangup"], fc.hits
+    ring, answer, hangup = expect_hits(fc, "/ring", "/answer", "/hangup")
     kw = dict(direction="OUTBOUND", frm=line.number, to=CALLEE, call_uuid=call["call_uuid"],
               request_uuid=call["request_uuid"])
     r = check_payload(ring, "ring", status="RINGING", **kw)
@@ -467,12 +495,10 @@ def test_outbound_busy(srv, line, fc, work):
     with uas(srv, work, "out_busy") as s:
         call = place_call(line, fc)
         finish(srv, s)
-    hangup, = fc.wait_for(1, path="/hangup", timeout=10)
+    hangup, = expect_hits(fc, "/hangup")  # no 180: no ring webhook; no answer webhook
     h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
                       status="BUSY", cause="17", call_uuid=call["call_uuid"],
                       request_uuid=call["request_uuid"], answered=False)
-    time.sleep(0.3)
-    assert [x.path for x in fc.hits] == ["/hangup"], fc.hits  # no 180: no ring; no answer
     check_record(line, h, request_uuid=call["request_uuid"])
 
 
@@ -484,8 +510,7 @@ def test_outbound_no_answer_ring_timeout(srv, line, fc, work):
     assert len(cancel) >= 1, diag(srv, s)
     waited = cancel[0].time - inv.time
     assert 1.5 <= waited <= 3.5, f"CANCEL {waited:.2f} s after the INVITE (ring_timeout 2)"
-    ring, hangup = fc.wait_for(2, timeout=10)
-    assert [ring.path, hangup.path] == ["/ring", "/hangup"], fc.hits
+    ring, hangup = expect_hits(fc, "/ring", "/hangup")
     kw = dict(direction="OUTBOUND", frm=line.number, to=CALLEE, call_uuid=call["call_uuid"],
               request_uuid=call["request_uuid"])
     check_payload(ring, "ring", status="RINGING", **kw)
@@ -502,12 +527,11 @@ def test_outbound_call_time_limit(srv, line, fc, work):
     assert bye, diag(srv, s)
     waited = bye[0].time - ok200.time
     assert 1.5 <= waited <= 3.5, f"BYE {waited:.2f} s after the answer (call_time_limit 2)"
-    hangup, = fc.wait_for(1, path="/hangup", timeout=10)
+    hangup = expect_hits(fc, "/ring", "/answer", "/hangup")[2]
     h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
                       status="COMPLETED", cause="16", call_uuid=call["call_uuid"],
                       request_uuid=call["request_uuid"])
     assert 1 <= h["duration"] <= 3, h
-    assert [x.path for x in fc.hits] == ["/ring", "/answer", "/hangup"], fc.hits
     check_record(line, h, request_uuid=call["request_uuid"])
 
 

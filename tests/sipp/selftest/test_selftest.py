@@ -46,7 +46,10 @@ def pair(tmp_path, uas, uac, uas_kw=None, uac_kw=None, timeout=30):
 
 
 def test_in_answer_bye_against_out_time_limit(tmp_path):
-    uas, uac = pair(tmp_path, "out_time_limit", "in_answer_bye", uac_kw={"duration_ms": 300})
+    uas, uac = pair(tmp_path, "out_time_limit", "in_answer_bye", uac_kw={"duration_ms": 1000})
+    # -d is the talk time: the BYE follows the answer by about a second (message log times).
+    waited = uas.received("BYE")[0].time - uas.sent(status=200, cseq="INVITE")[0].time
+    assert 0.9 <= waited <= 1.5, waited
     inv = uas.received("INVITE")
     assert len(inv) == 1 and inv[0].uri_user == CALLED
     assert inv[0].sdp_codecs() == ["PCMA", "PCMU", "telephone-event"]
