@@ -49,6 +49,7 @@ struct call {
     bool answer_busy;
     enum call_status last_status;
     bool last_answered;
+    int64_t wall_offset; /* wall ms minus monotonic ms */
 };
 
 struct engine {
@@ -73,9 +74,12 @@ struct engine {
     enum err start_err;
 };
 
-static int64_t wall_of(int64_t mono_ms)
+/* A call's moments are kept on the monotonic clock; each call converts
+ * them to wall time with one offset taken at its start, so that a moment
+ * reads the same in every webhook and in the record. */
+static int64_t wall_of(const struct call *c, int64_t mono_ms)
 {
-    return clock_now_ms() - (clock_mono_ms() - mono_ms);
+    return mono_ms + c->wall_offset;
 }
 
 static void uuid4(char out[CALL_UUID_LEN + 1])
@@ -115,10 +119,10 @@ static void record_sync(struct call *c, bool force)
     c->last_answered = c->sm.answered;
     copy_str(r->status, sizeof(r->status), callsm_status_name(st));
     if (c->sm.state != CALL_STATE_QUEUED)
-        r->started_at = wall_of(c->sm.started_at_ms);
-    r->answered_at = c->sm.answered ? wall_of(c->sm.answered_at_ms) : 0;
+        r->started_at = wall_of(c, c->sm.started_at_ms);
+    r->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
     if (callsm_status_final(st)) {
-        r->ended_at = wall_of(c->sm.ended_at_ms);
+        r->ended_at = wall_of(c, c->sm.ended_at_ms);
         r->duration = callsm_duration_s(&c->sm);
         copy_str(r->hangup_cause, sizeof(r->hangup_cause), c->sm.hangup_cause);
     }
@@ -139,9 +143,9 @@ static void webhook_fill(struct call *c)
     copy_str(w->to, sizeof(w->to), c->rec.to);
     w->direction = c->sm.direction == CALL_DIR_INBOUND ? WEBHOOK_DIR_INBOUND : WEBHOOK_DIR_OUTBOUND;
     w->call_status = (enum webhook_status)st;
-    w->started_at = c->sm.state != CALL_STATE_QUEUED ? wall_of(c->sm.started_at_ms) : 0;
-    w->answered_at = c->sm.answered ? wall_of(c->sm.answered_at_ms) : 0;
-    w->ended_at = callsm_status_final(st) ? wall_of(c->sm.ended_at_ms) : 0;
+    w->started_at = c->sm.state != CALL_STATE_QUEUED ? wall_of(c, c->sm.started_at_ms) : 0;
+    w->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
+    w->ended_at = callsm_status_final(st) ? wall_of(c, c->sm.ended_at_ms) : 0;
     copy_str(w->hangup_cause, sizeof(w->hangup_cause), c->sm.hangup_cause);
 }
 
@@ -400,6 +404,7 @@ static struct call *call_new(struct engine *e)
         return NULL;
     }
     c->last_status = CALL_STATUS_QUEUED;
+    c->wall_offset = clock_now_ms() - clock_mono_ms();
     uuid4(c->rec.call_uuid);
     rand_string(c->delivery_id, 26, DELIVERY_ALPHABET);
     return c;
@@ -459,7 +464,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
     copy_str(c->rec.direction, sizeof(c->rec.direction), "INBOUND");
     copy_str(c->rec.status, sizeof(c->rec.status), "RINGING");
     c->last_status = CALL_STATUS_RINGING;
-    c->rec.started_at = wall_of(now);
+    c->rec.started_at = wall_of(c, now);
     c->rec.created_at = c->rec.started_at;
     copy_str(c->out.answer_url, sizeof(c->out.answer_url), app.answer_url);
     copy_str(c->out.answer_method, sizeof(c->out.answer_method), app.answer_method);
