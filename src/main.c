@@ -103,6 +103,7 @@ static int serve(const struct cli *cli)
             .media_ip = cli->media_ip,
             .deny_private_urls = cli->deny_private_urls,
             .max_calls = cli->max_calls,
+            .answer_delay_ms = cli->answer_delay_ms,
             .store = store,
             .default_cc = cli->default_cc,
             .version = SFVOPI_VERSION,

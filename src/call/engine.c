@@ -40,7 +40,8 @@ struct call {
     struct call_sm sm;
     struct sip_leg *leg;
     struct sip_timer *tmr;
-    struct sip_timer *fail_tmr; /* reports an answer webhook that could not be sent */
+    struct sip_timer *fail_tmr;   /* reports an answer webhook that could not be sent */
+    struct sip_timer *answer_tmr; /* inbound: the end of --answer-delay */
     struct store_call rec;
     struct webhook_call wh;
     struct engine_outbound out; /* URLs and methods (inbound: the app's) */
@@ -174,6 +175,7 @@ static void call_free(struct call *c)
     sip_leg_hangup(c->leg);
     sip_timer_free(c->tmr);
     sip_timer_free(c->fail_tmr);
+    sip_timer_free(c->answer_tmr);
     atomic_fetch_sub(&e->live, 1);
     free(c);
 }
@@ -388,6 +390,23 @@ static void on_leg_closed(void *arg, int code, int cause, bool timeout)
     }
 }
 
+/* Inbound: the ringing time is over; answer, unless the call has ended. */
+static void on_answer_timer(void *arg)
+{
+    struct call *c = arg;
+    struct callsm_event ev = {.now_ms = clock_mono_ms()};
+
+    if (!c->leg || c->sm.state != CALL_STATE_RINGING)
+        return;
+    if (sip_leg_answer(c->leg) != ERR_OK) {
+        log_warn("msg=\"inbound call not answered\" call=%s", c->rec.call_uuid);
+        ev.type = CALLSM_EV_LOCAL_HANGUP;
+    } else {
+        ev.type = CALLSM_EV_ANSWERED;
+    }
+    (void)apply(c, &ev);
+}
+
 static struct call *call_new(struct engine *e)
 {
     struct call *c = calloc(1, sizeof(*c));
@@ -397,9 +416,11 @@ static struct call *call_new(struct engine *e)
     c->e = e;
     c->tmr = sip_timer_new(on_call_timer, c);
     c->fail_tmr = sip_timer_new(on_fail_timer, c);
-    if (!c->tmr || !c->fail_tmr) {
+    c->answer_tmr = sip_timer_new(on_answer_timer, c);
+    if (!c->tmr || !c->fail_tmr || !c->answer_tmr) {
         sip_timer_free(c->tmr);
         sip_timer_free(c->fail_tmr);
+        sip_timer_free(c->answer_tmr);
         free(c);
         return NULL;
     }
@@ -478,7 +499,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
         call_free(c);
         return 503;
     }
-    err = sip_leg_accept(e->ep, in, c, &c->leg);
+    err = sip_leg_accept(e->ep, in, c, e->cfg.answer_delay_ms == 0, &c->leg);
     if (err != ERR_OK) {
         /* Refused (488 or 503): recorded as failed, no webhook. */
         c->rec.ended_at = clock_now_ms();
@@ -490,6 +511,13 @@ static int on_invite(void *arg, struct sip_incoming *in)
         return err == ERR_INVALID ? 488 : 503;
     }
     call_link(e, c);
+    if (e->cfg.answer_delay_ms) {
+        /* Ringing: the caller may still CANCEL. */
+        log_info("msg=\"inbound call ringing\" call=%s app=%s", c->rec.call_uuid, c->rec.app_id);
+        sip_timer_start(c->answer_tmr, e->cfg.answer_delay_ms);
+        arm_timer(c);
+        return 0;
+    }
     log_info("msg=\"inbound call answered\" call=%s app=%s", c->rec.call_uuid, c->rec.app_id);
     ev = (struct callsm_event){.type = CALLSM_EV_ANSWERED, .now_ms = clock_mono_ms()};
     (void)apply(c, &ev);

@@ -21,7 +21,8 @@ struct engine_config {
     const char *media_ip;   /* address written into SDP; NULL: the SIP listen address */
     bool deny_private_urls;
     unsigned max_calls;
-    struct store *store; /* borrowed; must outlive the engine */
+    unsigned answer_delay_ms; /* inbound calls ring this long before the answer */
+    struct store *store;      /* borrowed; must outlive the engine */
     const char *default_cc;
     const char *version; /* for User-Agent */
 };

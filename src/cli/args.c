@@ -38,6 +38,7 @@ enum opt_id {
     O_MEDIA_IP,
     O_DENY_PRIVATE,
     O_MAX_CALLS,
+    O_ANSWER_DELAY,
 };
 
 #define GLOBAL 0xffffffffu
@@ -73,6 +74,7 @@ static const struct opt opts[] = {
     {"--media-ip", O_MEDIA_IP, true, BIT(CMD_SERVE), "SFVOPI_MEDIA_IP"},
     {"--deny-private-urls", O_DENY_PRIVATE, false, BIT(CMD_SERVE), "SFVOPI_DENY_PRIVATE_URLS"},
     {"--max-calls", O_MAX_CALLS, true, BIT(CMD_SERVE), "SFVOPI_MAX_CALLS"},
+    {"--answer-delay", O_ANSWER_DELAY, true, BIT(CMD_SERVE), "SFVOPI_ANSWER_DELAY"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -254,6 +256,13 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         if (!parse_uint(s->value, 1, 100000, &v))
             return usage_err(err, errsz, "--max-calls must be a whole number from 1 to 100000");
         c->max_calls = (unsigned)v;
+        break;
+    case O_ANSWER_DELAY:
+        if (!parse_uint(s->value, 0, 10000, &v))
+            return usage_err(err, errsz,
+                             "--answer-delay must be a whole number of milliseconds from 0 to "
+                             "10000");
+        c->answer_delay_ms = (unsigned)v;
         break;
     case O_NAME: c->name = s->value; break;
     case O_PROVIDER: c->provider = s->value; break;

@@ -60,6 +60,7 @@ struct cli {
     const char *media_ip; /* NULL: the SIP listen address */
     bool deny_private_urls;
     unsigned max_calls;
+    unsigned answer_delay_ms;
     /* admin */
     const char *name;
     const char *provider;

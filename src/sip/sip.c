@@ -598,11 +598,27 @@ static void copy_user(const struct pl *pl, char *out)
     out[n] = '\0';
 }
 
-enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_arg,
+enum err sip_leg_answer(struct sip_leg *leg)
+{
+    struct mbuf *desc = NULL;
+    int rc;
+
+    if (leg->dead || leg->outbound || leg->established || leg->pending_closed || !leg->sess)
+        return ERR_CONFLICT;
+    rc = sdp_encode(&desc, leg->sdp, false);
+    if (!rc)
+        rc = sipsess_answer(leg->sess, 200, "OK", desc, NULL);
+    mem_deref(desc);
+    if (rc)
+        return ERR_INTERNAL;
+    leg->established = true; /* our 200 OK is out; libre retransmits it until the ACK */
+    return ERR_OK;
+}
+
+enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_arg, bool answer_now,
                         struct sip_leg **out)
 {
     struct sip_leg *leg;
-    struct mbuf *desc = NULL;
     enum err e;
     int rc;
 
@@ -620,22 +636,17 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
         e = ERR_INVALID;
         goto out_leg;
     }
-    rc = sdp_encode(&desc, leg->sdp, false);
-    if (rc) {
-        e = ERR_NOMEM;
-        goto out_leg;
-    }
     rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing", "sfvopi", "application/sdp",
                         NULL, NULL, NULL, false, on_offer, on_answer, on_estab, NULL, NULL,
                         on_close, leg, NULL);
-    if (!rc)
-        rc = sipsess_answer(leg->sess, 200, "OK", desc, NULL);
-    mem_deref(desc);
     if (rc) {
         e = ERR_INTERNAL;
         goto out_leg;
     }
-    leg->established = true; /* our 200 OK is out; libre retransmits it until the ACK */
+    if (answer_now && sip_leg_answer(leg) != ERR_OK) {
+        e = ERR_INTERNAL;
+        goto out_leg;
+    }
     in->accepted = leg;
     *out = leg;
     return ERR_OK;

@@ -119,13 +119,19 @@ bool sip_ep_can_dial(const struct sip_ep *ep);
 const char *sip_incoming_to(const struct sip_incoming *in);
 const char *sip_incoming_from(const struct sip_incoming *in);
 
-/* Inside the invite callback: answers the INVITE (180, then 200 with the
- * SDP answer: PCMA or PCMU as the offer prefers, plus telephone-event).
+/* Inside the invite callback: takes the INVITE. Sends 180 Ringing, then,
+ * when answer_now, at once 200 OK with the SDP answer (PCMA or PCMU as the
+ * offer prefers, plus telephone-event); otherwise the leg rings until
+ * sip_leg_answer, and a CANCEL in that time is reported through closed.
  * ERR_INVALID when the offer has no codec we speak (the INVITE is then
  * refused with 488 by the endpoint after the callback returns a status),
  * ERR_UNAVAILABLE when no media port is free. */
-enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_arg,
+enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_arg, bool answer_now,
                         struct sip_leg **out) WARN_UNUSED;
+/* Answers a ringing inbound leg: 200 OK with the SDP answer. ERR_CONFLICT
+ * when it is not a ringing inbound leg, ERR_INTERNAL when the answer could
+ * not be sent. */
+enum err sip_leg_answer(struct sip_leg *leg) WARN_UNUSED;
 /* Sends an INVITE to the trunk for to_user, from from_user, offering PCMA,
  * PCMU and telephone-event. ERR_UNAVAILABLE without a trunk or a free
  * media port. */
