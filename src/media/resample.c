@@ -4,7 +4,6 @@
  * and checks speexdsp against it. Must not include speexdsp anywhere else. */
 #include "media/resample.h"
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +85,8 @@ static uint64_t out_upto(const struct resample *r, uint64_t n)
 
 size_t resample_out_len(const struct resample *r, size_t in_n)
 {
-    assert(in_n <= RESAMPLE_IN_MAX);
+    if (in_n > RESAMPLE_IN_MAX)
+        return SIZE_MAX;
     return (size_t)(out_upto(r, (uint64_t)r->phase + in_n) - out_upto(r, r->phase));
 }
 

@@ -38,7 +38,8 @@ void resample_free(struct resample *r);
  * total out is exactly ceil(N * out_rate / in_rate), with a constant delay
  * of resample_delay(r) output samples. So every 20 ms in (in_rate / 50
  * samples) gives exactly out_rate / 50 samples out, from the first call
- * on, for every rate pair of CALLS.md 6. Requires in_n <= RESAMPLE_IN_MAX. */
+ * on, for every rate pair of CALLS.md 6. SIZE_MAX (fits no buffer) when
+ * in_n > RESAMPLE_IN_MAX, which resample_process refuses. */
 size_t resample_out_len(const struct resample *r, size_t in_n);
 
 /* Converts in[0..in_n) and writes resample_out_len(r, in_n) samples to out,

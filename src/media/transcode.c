@@ -4,7 +4,7 @@
  * state changes. Must not queue, time or send audio. */
 #include "media/transcode.h"
 
-#include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "media/g711.h"
@@ -121,7 +121,8 @@ enum err transcode_to_stream(struct transcode *t, const uint8_t *party, size_t n
 
 size_t transcode_from_stream_len(const struct transcode *t, size_t n)
 {
-    assert(n <= TRANSCODE_FROM_STREAM_MAX);
+    if (n > TRANSCODE_FROM_STREAM_MAX)
+        return SIZE_MAX;
     if (t->codec != STREAM_CODEC_L16)
         return n;
     return resample_out_len(t->down, (n + (t->have_odd ? 1 : 0)) / 2);

@@ -68,8 +68,9 @@ enum err transcode_to_stream(struct transcode *t, const uint8_t *party, size_t n
                              size_t cap, size_t *out_n) WARN_UNUSED;
 
 /* Exactly how many party bytes the next transcode_from_stream(t, ., n, ...)
- * will write (n <= TRANSCODE_FROM_STREAM_MAX): n for PCMA/PCMU; for L16 the
- * whole samples in (a held odd byte counts) resampled to 8000 Hz. */
+ * will write: n for PCMA/PCMU; for L16 the whole samples in (a held odd
+ * byte counts) resampled to 8000 Hz. SIZE_MAX (fits no buffer) when
+ * n > TRANSCODE_FROM_STREAM_MAX, which transcode_from_stream refuses. */
 size_t transcode_from_stream_len(const struct transcode *t, size_t n);
 
 /* Converts customer audio in the stream format, in[0..n) of any length, to

@@ -249,6 +249,7 @@ static void caps_refuse_without_side_effects(void **state)
     assert_int_equal(got, 0);
     for (size_t i = 0; i < 882; i++)
         assert_int_equal((uint16_t)out1[i], 0x5A5A);
+    assert_int_equal(resample_out_len(a, RESAMPLE_IN_MAX + 1), SIZE_MAX);
     assert_int_equal(resample_process(a, in, RESAMPLE_IN_MAX + 1, out1, 882, &got), ERR_TOO_LARGE);
     assert_int_equal(resample_process(a, in, 160, out1, 882, &got), ERR_OK);
     assert_int_equal(got, 882);

@@ -302,6 +302,9 @@ static void caps_refuse_without_side_effects(void **state)
     assert_int_equal(got, 0);
     for (i = 0; i < sizeof(out); i++)
         assert_int_equal(out[i], 0xEE);
+    assert_int_equal(transcode_from_stream_len(&t, TRANSCODE_FROM_STREAM_MAX + 1), SIZE_MAX);
+    /* With the held byte: 2880000 samples at 44100 Hz, ceil(x * 80 / 441). */
+    assert_int_equal(transcode_from_stream_len(&t, TRANSCODE_FROM_STREAM_MAX), 522449);
     assert_int_equal(
         transcode_from_stream(&t, big, TRANSCODE_FROM_STREAM_MAX + 1, out, sizeof(out), &got),
         ERR_TOO_LARGE);
