@@ -83,9 +83,8 @@ size_t transcode_from_stream_len(const struct transcode *t, size_t n);
  * exactly 8000 bytes. The sound itself is delayed by the filter, about
  * 3 ms: the first bytes ever are its ramp-up from silence, and the last
  * 3 ms of input come out with the next call's. n == 0 is a no-op.
- * All or nothing:
- * ERR_TOO_LARGE when n > TRANSCODE_FROM_STREAM_MAX or cap is below
- * transcode_from_stream_len (state unchanged, nothing written);
+ * All or nothing: ERR_TOO_LARGE when n > TRANSCODE_FROM_STREAM_MAX or cap
+ * is below transcode_from_stream_len (state unchanged, nothing written);
  * ERR_INTERNAL on a resampler fault. */
 enum err transcode_from_stream(struct transcode *t, const uint8_t *in, size_t n, uint8_t *out,
                                size_t cap, size_t *out_n) WARN_UNUSED;
