@@ -12,15 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "call/bridge.h"
 #include "call/callsm.h"
 #include "call/deliver.h"
 #include "call/engine.h"
 #include "call/stream.h"
+#include "call/streammsg.h"
 #include "call/webhook.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/rand.h"
 #include "sip/sip.h"
+#include "ws/ws.h"
 
 #define INBOUND_TIME_LIMIT_S 14400
 #define INBOUND_RING_TIMEOUT_S 60
@@ -32,6 +35,7 @@
 enum msg_id {
     MSG_PLACE,
     MSG_STOP,
+    MSG_WS, /* a WebSocket event for a bridge */
 };
 
 struct call {
@@ -50,7 +54,10 @@ struct call {
     bool answer_busy;
     enum call_status last_status;
     bool last_answered;
-    int64_t wall_offset; /* wall ms minus monotonic ms */
+    int64_t wall_offset;         /* wall ms minus monotonic ms */
+    struct stream_config stream; /* the successful answer's */
+    struct bridge *bridge;       /* while the audio stream runs */
+    bool stream_end_pending;     /* the stream could not open: report it from the loop */
 };
 
 struct engine {
@@ -60,6 +67,8 @@ struct engine {
     struct sip_queue *queue;
     struct sip_ep *ep;
     struct deliver *deliver;
+    struct ws_hub *hub;
+    struct bridge_env benv;
     struct sip_timer *deliver_tmr;
     struct sip_timer *stop_tmr;
     struct store_conn *db;
@@ -172,6 +181,7 @@ static void call_free(struct call *c)
         c->next->prev = c->prev;
     if (c->answer_busy)
         deliver_cancel(e->deliver, c->answer_delivery);
+    bridge_close(c->bridge); /* before the leg it sends on */
     sip_leg_hangup(c->leg);
     sip_timer_free(c->tmr);
     sip_timer_free(c->fail_tmr);
@@ -252,6 +262,8 @@ static void answer_done(void *arg, const struct deliver_result *r)
     ev.type =
         c->sm.state == CALL_STATE_FALLBACK ? CALLSM_EV_FALLBACK_RESULT : CALLSM_EV_ANSWER_RESULT;
     ev.ok = r->ok && stream_parse(r->body, r->body_len, &sc, &fe) == ERR_OK;
+    if (ev.ok)
+        c->stream = sc;
     if (!ev.ok)
         log_info("msg=\"answer webhook failed\" call=%s which=%s why=\"%s\" status=%ld",
                  c->rec.call_uuid, ev.type == CALLSM_EV_FALLBACK_RESULT ? "fallback" : "answer",
@@ -260,6 +272,8 @@ static void answer_done(void *arg, const struct deliver_result *r)
 }
 
 static void on_fail_timer(void *arg);
+static void on_stream_ended(void *arg);
+static void open_stream(struct call *c);
 
 static void answer(struct call *c, bool fallback)
 {
@@ -288,9 +302,44 @@ static void answer(struct call *c, bool fallback)
 
 static void on_fail_timer(void *arg)
 {
+    struct call *c = arg;
     struct deliver_result r = {.ok = false, .error = "not sent"};
 
-    answer_done(arg, &r);
+    if (c->stream_end_pending) {
+        c->stream_end_pending = false;
+        on_stream_ended(c);
+        return;
+    }
+    answer_done(c, &r);
+}
+
+static void on_stream_ended(void *arg)
+{
+    struct call *c = arg;
+    struct callsm_event ev = {.type = CALLSM_EV_STREAM_ENDED,
+                              .now_ms = clock_mono_ms(),
+                              .keep_call_alive = c->stream.keep_call_alive};
+
+    if (apply(c, &ev) && c->bridge) {
+        /* Kept alive: the call goes on, silent, without its stream. */
+        bridge_close(c->bridge);
+        c->bridge = NULL;
+    }
+}
+
+static void open_stream(struct call *c)
+{
+    enum err e = ERR_UNAVAILABLE;
+
+    if (c->leg)
+        e = bridge_open(&c->e->benv, &c->stream, c->rec.call_uuid, c->leg, on_stream_ended, c,
+                        &c->bridge);
+    if (e == ERR_OK)
+        return;
+    /* Counts as the stream ending at once (CALLS.md 7), told from the loop. */
+    log_warn("msg=\"stream not opened\" call=%s err=%s", c->rec.call_uuid, err_str(e));
+    c->stream_end_pending = true;
+    sip_timer_start(c->fail_tmr, 0);
 }
 
 /* Applies one event and carries out the actions. Returns false when the
@@ -316,18 +365,19 @@ static bool apply(struct call *c, const struct callsm_event *ev)
         case CALLSM_ACT_SEND_REJECT:
         case CALLSM_ACT_SEND_BYE:
             /* libre finishes the transaction on its own; the call need not wait. */
+            bridge_close(c->bridge);
+            c->bridge = NULL;
             sip_leg_hangup(c->leg);
             c->leg = NULL;
             closed_needed = true;
             break;
         case CALLSM_ACT_ANSWER_WEBHOOK: answer(c, false); break;
         case CALLSM_ACT_FALLBACK_WEBHOOK: answer(c, true); break;
-        case CALLSM_ACT_OPEN_STREAM:
-            /* The audio stream is not bridged yet: the call stays up, silent,
-             * until a hangup or its time limit. */
-            log_info("msg=\"call in progress\" call=%s", c->rec.call_uuid);
+        case CALLSM_ACT_OPEN_STREAM: open_stream(c); break;
+        case CALLSM_ACT_CLOSE_STREAM:
+            bridge_close(c->bridge);
+            c->bridge = NULL;
             break;
-        case CALLSM_ACT_CLOSE_STREAM: break;
         case CALLSM_ACT_HANGUP_WEBHOOK:
             record_sync(c, true);
             notify(c, WEBHOOK_HANGUP, c->out.hangup_url, c->out.hangup_method);
@@ -367,11 +417,23 @@ static void on_leg_answered(void *arg)
     (void)apply(arg, &ev);
 }
 
+static void on_leg_rtp(void *arg, int pt, uint32_t ts, bool marker, const uint8_t *payload,
+                       size_t len)
+{
+    struct call *c = arg;
+
+    (void)marker;
+    if (c->bridge)
+        bridge_rtp(c->bridge, pt, ts, payload, len);
+}
+
 static void on_leg_closed(void *arg, int code, int cause, bool timeout)
 {
     struct call *c = arg;
     struct callsm_event ev = {.now_ms = clock_mono_ms(), .cause = cause};
 
+    bridge_close(c->bridge); /* it sends on the leg */
+    c->bridge = NULL;
     sip_leg_hangup(c->leg); /* frees it; the dialog is over already */
     c->leg = NULL;
     if (timeout)
@@ -556,7 +618,9 @@ static void on_stop_tick(void *arg)
 {
     struct engine *e = arg;
 
-    if ((!e->calls && deliver_pending(e->deliver) == 0) || clock_mono_ms() >= e->stop_deadline_ms) {
+    /* Done when every call, webhook and stream event in flight is. */
+    if ((!e->calls && deliver_pending(e->deliver) == 0 && bridge_events_in_flight() == 0) ||
+        clock_mono_ms() >= e->stop_deadline_ms) {
         if (e->calls || deliver_pending(e->deliver))
             log_warn("msg=\"engine stopped before every call finished\" calls=%u webhooks=%zu",
                      atomic_load(&e->live), deliver_pending(e->deliver));
@@ -588,6 +652,7 @@ static void on_queue(void *arg, int id, void *data)
     switch (id) {
     case MSG_PLACE: place(e, data); break;
     case MSG_STOP: begin_stop(e, (int)(intptr_t)data); break;
+    case MSG_WS: bridge_ws_message(data); break;
     default: break;
     }
 }
@@ -650,6 +715,7 @@ static void *engine_main(void *arg)
         .progress = on_leg_progress,
         .answered = on_leg_answered,
         .closed = on_leg_closed,
+        .rtp = on_leg_rtp,
     };
     struct deliver_hooks dh = {.ctx = e, .fd_watch = hook_fd_watch, .timer_set = hook_timer_set};
     enum err err;
@@ -673,9 +739,20 @@ static void *engine_main(void *arg)
     err = sip_queue_new(on_queue, e, &e->queue);
     if (err != ERR_OK)
         goto out_deliver;
-    err = sip_ep_new(&scfg, &h, &e->ep);
+    err = ws_hub_new(e->cfg.deny_private_urls, &e->hub);
     if (err != ERR_OK)
         goto out_queue;
+    err = ERR_NOMEM;
+    e->benv.hub = e->hub;
+    e->benv.queue = e->queue;
+    e->benv.queue_id = MSG_WS;
+    e->benv.scratch = malloc(STREAMMSG_AUDIO_MAX);
+    e->benv.scratch2 = malloc(STREAMMSG_AUDIO_MAX);
+    if (!e->benv.scratch || !e->benv.scratch2)
+        goto out_hub;
+    err = sip_ep_new(&scfg, &h, &e->ep);
+    if (err != ERR_OK)
+        goto out_hub;
     e->can_dial = sip_ep_can_dial(e->ep);
     started(e, ERR_OK);
 
@@ -685,6 +762,10 @@ static void *engine_main(void *arg)
         call_free(e->calls);
     sip_ep_free(e->ep);
     err = ERR_OK;
+out_hub:
+    ws_hub_free(e->hub);
+    free(e->benv.scratch);
+    free(e->benv.scratch2);
 out_queue:
     sip_queue_free(e->queue);
     e->queue = NULL;
