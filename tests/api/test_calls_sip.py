@@ -32,7 +32,7 @@ from conftest import (
 from fake_customer import (
     FakeCustomer, reply_bad_json, reply_invalid_stream, reply_slow, reply_status, reply_stream,
 )
-from sipp_helper import SIPP, Sipp, free_udp_port
+from sipp_helper import RINGING_BLOCK, SIPP, Sipp, add_header, free_udp_port, render
 
 
 def _why_skip():
@@ -91,25 +91,32 @@ def _free_rtp_range(size=100):
     raise RuntimeError("no free RTP range")
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    """One server with the call engine for the module; SIP on a free UDP port, the trunk at
-    srv.trunk_port (where outbound tests start their SIPp UAS)."""
-    tmp = tmp_path_factory.mktemp("calls")
+@contextlib.contextmanager
+def engine_server(tmp, *extra):
+    """A server with the call engine on a fresh database: SIP on a free UDP port, the trunk at
+    .trunk_port (where outbound tests start their SIPp UAS), media on a free port range."""
     sip_port, trunk_port = free_udp_port(), free_udp_port()
     rtp = _free_rtp_range()
     with fresh_db(tmp, "calls") as url:
         argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
                 "--sip-listen", f"127.0.0.1:{sip_port}",
                 "--sip-trunk", f"sip:127.0.0.1:{trunk_port}",
-                "--rtp-ports", f"{rtp[0]}-{rtp[1]}"]
+                "--rtp-ports", f"{rtp[0]}-{rtp[1]}", *extra]
         s = Server(url, tmp, argv=argv).start()
-        s.sip_port, s.trunk_port, s.rtp, s.tmp = sip_port, trunk_port, rtp, tmp
-        if not wait_until(lambda: _udp_bound(sip_port), timeout=5, interval=0.05):
+        s.sip_port, s.trunk_port, s.rtp = sip_port, trunk_port, rtp
+        try:
+            if not wait_until(lambda: _udp_bound(sip_port), timeout=5, interval=0.05):
+                pytest.fail(f"SIP port {sip_port} not bound after start; log:\n{s.log}")
+            yield s
+        finally:
             s.stop()
-            pytest.fail(f"SIP port {sip_port} not bound after start; log:\n{s.log}")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    """One server with the call engine for the module."""
+    with engine_server(tmp_path_factory.mktemp("calls")) as s:
         yield s
-        s.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -541,3 +548,146 @@ def test_outbound_from_unlinked_number_is_400(srv, line, fc):
                                       "answer_url": fc.url("/answer")})
     assert_error(r, 400, f"VoIP number {spare} is not linked to any SFVoPI app")
     quiet(fc, 0.3)
+
+
+# Final responses to an outbound INVITE (CALLS.md section 4, status and cause table):
+# (status line, extra header, a 180 first?, call_status, hangup_cause)
+FINAL_RESPONSES = [
+    ("486 Busy Here", "", False, "BUSY", "17"),  # no Reason header: 486 alone means busy
+    ("600 Busy Everywhere", "", False, "BUSY", "17"),
+    ("480 Temporarily Unavailable", "Reason: Q.850;cause=17", True, "BUSY", "17"),
+    ("603 Decline", "", True, "BUSY", "21"),
+    ("480 Temporarily Unavailable", "", True, "NO_ANSWER", "18"),
+    ("408 Request Timeout", "", True, "NO_ANSWER", "102"),
+    ("408 Request Timeout", "", False, "FAILED", "102"),
+    ("404 Not Found", "", False, "FAILED", "1"),
+    ("485 Ambiguous", "", False, "FAILED", "1"),
+    ("604 Does Not Exist Anywhere", "", False, "FAILED", "1"),
+    ("484 Address Incomplete", "", False, "FAILED", "28"),
+    ("401 Unauthorized", 'WWW-Authenticate: Digest realm="carrier", nonce="x1"', False,
+     "FAILED", "21"),
+    ("403 Forbidden", "", False, "FAILED", "21"),
+    ("407 Proxy Authentication Required", 'Proxy-Authenticate: Digest realm="carrier", nonce="x2"',
+     False, "FAILED", "21"),
+    ("488 Not Acceptable Here", "", False, "FAILED", "88"),
+    ("606 Not Acceptable", "", False, "FAILED", "88"),
+    ("500 Server Internal Error", "", False, "FAILED", "41"),
+    ("503 Service Unavailable", "", False, "FAILED", "41"),
+    ("502 Bad Gateway", "", False, "FAILED", "38"),
+    ("504 Server Time-out", "", True, "FAILED", "102"),
+]
+
+
+@pytest.mark.parametrize("line_,header,ring,status,cause", FINAL_RESPONSES,
+                         ids=[f"{r[0].split()[0]}{'-ring' if r[2] else ''}"
+                              f"{'-reason' if r[1].startswith('Reason') else ''}"
+                              for r in FINAL_RESPONSES])
+def test_outbound_final_response_maps_to_status_and_cause(srv, line, fc, work, line_, header,
+                                                          ring, status, cause):
+    scen = render("out_reject", work, "out_reject_" + line_.split()[0],
+                  RING=RINGING_BLOCK if ring else "", CODE=line_, REASON=header)
+    with uas(srv, work, scen) as s:
+        call = place_call(line, fc)
+        finish(srv, s)
+    paths = ["/ring", "/hangup"] if ring else ["/hangup"]
+    hangup = expect_hits(fc, *paths)[-1]
+    h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                      status=status, cause=cause, call_uuid=call["call_uuid"],
+                      request_uuid=call["request_uuid"], answered=False)
+    check_record(line, h, request_uuid=call["request_uuid"])
+
+
+def test_outbound_ring_timeout_without_provisional_response(srv, line, fc, work):
+    """No response at all to the INVITE: NO_ANSWER "18" when ring_timeout expires, no ring
+    webhook. (sfvopi may not CANCEL an INVITE that got no provisional response; out_silent.xml
+    accepts a CANCEL or none.)"""
+    with uas(srv, work, "out_silent") as s:
+        t0 = time.monotonic()
+        call = place_call(line, fc, ring_timeout=2)
+        hangup, = fc.wait_for(1, path="/hangup", timeout=8)
+        assert 1.5 <= hangup.mono - t0 <= 5, f"hangup {hangup.mono - t0:.2f} s after the POST"
+        finish(srv, s, timeout=15)
+    assert [x.path for x in fc.hits] == ["/hangup"], fc.hits
+    h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                      status="NO_ANSWER", cause="18", call_uuid=call["call_uuid"],
+                      request_uuid=call["request_uuid"], answered=False)
+    check_record(line, h, request_uuid=call["request_uuid"])
+
+
+def test_inbound_bye_reason_gives_the_cause(srv, line, fc, work):
+    scen = add_header("in_answer_bye", work, "in_bye_reason", "BYE ", "Reason: Q.850;cause=31")
+    with uac(srv, work, scen, line.number, duration_ms=500) as c:
+        finish(srv, c)
+    hangup = expect_hits(fc, "/answer", "/hangup")[1]
+    check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
+                  status="COMPLETED", cause="31")
+
+
+def test_outbound_bye_reason_gives_the_cause(srv, line, fc, work):
+    scen = add_header("out_answer", work, "out_bye_reason", "BYE ", "Reason: Q.850;cause=31")
+    with uas(srv, work, scen, duration_ms=500) as s:
+        call = place_call(line, fc)
+        finish(srv, s)
+    hangup = expect_hits(fc, "/ring", "/answer", "/hangup")[2]
+    check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                  status="COMPLETED", cause="31", call_uuid=call["call_uuid"],
+                  request_uuid=call["request_uuid"])
+
+
+def test_deleting_the_app_cancels_a_ringing_outbound_call(srv, line, fc, work):
+    with uas(srv, work, "out_no_answer") as s:
+        call = place_call(line, fc)  # ring_timeout 60 by default
+        fc.wait_for(1, path="/ring", timeout=10)
+        ok(line.api.delete(f"/apps/{line.app['app_id']}"))
+        finish(srv, s, timeout=15)
+    assert s.received("CANCEL"), diag(srv, s)
+    hangup = expect_hits(fc, "/ring", "/hangup")[1]
+    check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                  status="CANCELED", cause="16", call_uuid=call["call_uuid"],
+                  request_uuid=call["request_uuid"], answered=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers of their own: shutdown, --max-calls.
+
+def test_shutdown_hangs_up_live_calls_and_sends_their_webhooks(tmp_path, fc, work):
+    """SIGTERM: an answered inbound call gets a BYE (COMPLETED "16"), a ringing outbound one a
+    CANCEL (CANCELED "16"), and both hangup webhooks go out before the process exits 0."""
+    with engine_server(tmp_path) as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_wait_bye", ln.number) as c, \
+                uas(s, work, "out_no_answer") as u:
+            fc.wait_for(1, path="/answer", timeout=10)
+            call = place_call(ln, fc)
+            fc.wait_for(1, path="/ring", timeout=10)
+            rc = s.stop(timeout=20)
+            exited = time.monotonic()
+            assert rc == 0, f"exit code {rc}; log:\n{s.log[-4000:]}"
+            finish(s, c, timeout=10)
+            finish(s, u, timeout=10)
+    assert c.received("BYE") and u.received("CANCEL")
+    hangups = fc.requests("/hangup")
+    assert len(hangups) == 2 and all(h.mono <= exited for h in hangups), hangups
+    by_dir = {h.payload["direction"]: h for h in hangups}
+    check_payload(by_dir["INBOUND"], "hangup", direction="INBOUND", frm=CALLER, to=ln.number,
+                  status="COMPLETED", cause="16")
+    check_payload(by_dir["OUTBOUND"], "hangup", direction="OUTBOUND", frm=ln.number,
+                  to=CALLEE, status="CANCELED", cause="16", call_uuid=call["call_uuid"],
+                  answered=False)
+
+
+def test_max_calls_refuses_inbound_503_and_outbound_500(tmp_path, fc, work):
+    with engine_server(tmp_path, "--max-calls", "1") as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_answer_bye", ln.number, duration_ms=4000) as held:
+            fc.wait_for(1, path="/answer", timeout=10)
+            with uac(s, work, "in_unlinked", ln.number) as second:
+                finish(s, second)
+            finals = [m.status for m in second.received() if m.status and m.status >= 200]
+            assert finals[:1] == [503], finals
+            r = ln.api.post("/calls", json={"from": ln.number, "to": CALLEE,
+                                            "answer_url": fc.url("/answer")})
+            assert r.status_code == 500, r.text
+            assert r.json()["message"].startswith("Failed to initiate outbound call: "), r.text
+            finish(s, held)
+        expect_hits(fc, "/answer", "/hangup")
