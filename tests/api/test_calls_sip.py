@@ -245,12 +245,14 @@ def check_payload(hit, kind, *, direction, frm, to, status, call_uuid=None, requ
 
 
 def final_record(line, call_id, timeout=10):
-    """GET /calls/<id> until the record's status is final; return it."""
+    """GET /calls/<id> (with a Line's or a Client's key) until the record's status is final;
+    return it."""
+    api = getattr(line, "api", line)
     rec = {}
 
     def done():
         nonlocal rec
-        rec = ok(line.api.get(f"/calls/{call_id}"))
+        rec = ok(api.get(f"/calls/{call_id}"))
         return rec.get("call_status") in FINAL
 
     assert wait_until(done, timeout=timeout, interval=0.2), f"record never final: {rec}"
@@ -332,6 +334,65 @@ def test_inbound_national_format_numbers_are_normalised(srv, line, fc, work):
     answer, hangup = expect_hits(fc, "/answer", "/hangup")
     assert answer.payload["to"] == line.number and answer.payload["from"] == "+919812345678"
     assert hangup.payload["call_status"] == "COMPLETED"
+
+
+def test_inbound_caller_that_is_not_a_number_is_passed_as_sent(srv, line, fc, work):
+    with uac(srv, work, "in_answer_bye", line.number, caller="anonymous", duration_ms=300) as c:
+        finish(srv, c)
+    answer, hangup = expect_hits(fc, "/answer", "/hangup")
+    assert answer.payload["from"] == "anonymous" and hangup.payload["from"] == "anonymous"
+
+
+def test_inbound_app_without_hangup_url_gets_no_hangup_webhook(srv, fc, work):
+    org = srv.make_org()
+    api = org.client()
+    number = org.add_numbers(1)[0]
+    app = api.create_app(name="nohangup", answer_url=fc.url("/answer"))
+    api.link(app["app_id"], number)
+    with uac(srv, work, "in_answer_bye", number, duration_ms=300) as c:
+        finish(srv, c)
+    answer, = expect_hits(fc, "/answer", settle=1.0)
+    rec = final_record(api, answer.payload["call_uuid"])
+    assert rec["call_status"] == "COMPLETED" and rec["hangup_cause"] == "16", rec
+
+
+def test_link_local_answer_url_is_never_called_fallback_is(srv, fc, work):
+    """A link-local answer_url (cloud metadata) counts as a failure at once: the fallback gets
+    the request without waiting out the 10 s answer timeout, and the call stays up."""
+    org = srv.make_org()
+    api = org.client()
+    number = org.add_numbers(1)[0]
+    app = api.create_app(name="metadata", answer_url="http://169.254.169.254/latest/answer",
+                         fallback_answer_url=fc.url("/fallback"), hangup_url=fc.url("/hangup"))
+    api.link(app["app_id"], number)
+    with uac(srv, work, "in_answer_bye", number, duration_ms=2000) as c:
+        fallback, = fc.wait_for(1, path="/fallback", timeout=5)
+        finish(srv, c)
+    assert not c.received("BYE")
+    expect_hits(fc, "/fallback", "/hangup")
+    assert fallback.payload["call_status"] == "IN_PROGRESS"
+
+
+def test_calls_list_newest_first_with_cursor(srv, line, fc, work):
+    for _ in range(2):
+        with uac(srv, work, "in_answer_bye", line.number, duration_ms=200) as c:
+            finish(srv, c)
+    hangups = fc.wait_for(2, path="/hangup", timeout=10)
+    ids = [h.payload["call_uuid"] for h in hangups]
+    for h in hangups:
+        final_record(line, h.payload["call_uuid"])
+    r = line.api.get("/calls?limit=1")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"data", "message", "next_cursor"}, body
+    assert [x["call_uuid"] for x in body["data"]] == [ids[1]], body
+    r2 = line.api.get(f"/calls?limit=1&cursor={body['next_cursor']}")
+    body2 = r2.json()
+    assert [x["call_uuid"] for x in body2["data"]] == [ids[0]], body2
+    assert "next_cursor" not in body2 or not ok(line.api.get(
+        f"/calls?limit=1&cursor={body2['next_cursor']}")), body2
+    assert_error(line.api.get("/calls?limit=0"), 400, "Invalid request body")
+    assert_error(line.api.get("/calls?cursor=~~~"), 400, "Invalid request body")
 
 
 def test_webhooks_by_get_carry_the_fields_as_a_query(srv, fc, work):
@@ -691,3 +752,24 @@ def test_max_calls_refuses_inbound_503_and_outbound_500(tmp_path, fc, work):
             assert r.json()["message"].startswith("Failed to initiate outbound call: "), r.text
             finish(s, held)
         expect_hits(fc, "/answer", "/hangup")
+
+
+def test_deny_private_urls_calls_no_loopback_webhook(tmp_path, fc, work):
+    """--deny-private-urls: the fake customer on 127.0.0.1 is never called, so the answer and
+    the fallback both fail and the engine hangs up: FAILED "41", no webhook at all."""
+    with engine_server(tmp_path, "--deny-private-urls") as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_wait_bye", ln.number) as c:
+            finish(s, c, timeout=15)
+        assert c.received("BYE")
+        rec = {}
+
+        def final():
+            nonlocal rec
+            calls = ok(ln.api.get("/calls"))
+            rec = calls[0] if calls else {}
+            return rec.get("call_status") in FINAL
+
+        assert wait_until(final, timeout=10), rec
+        assert (rec["call_status"], rec["hangup_cause"]) == ("FAILED", "41"), rec
+    assert fc.hits == [], fc.hits
