@@ -45,6 +45,55 @@ def free_udp_port(even=False):
     raise RuntimeError("no free UDP port")
 
 
+RINGING_BLOCK = """<send>
+<![CDATA[
+
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]>
+</send>
+
+<pause milliseconds="200"/>
+"""
+
+
+def render(template, workdir, name, **values):
+    """Write a copy of scenario `template` (a name in tests/sipp or a path) with @KEY@ replaced
+    by values[KEY] (see out_reject.xml); return its path."""
+    src = Path(template)
+    if not src.suffix:
+        src = SCENARIOS / (template + ".xml")
+    text = src.read_text()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", v)
+    left = re.findall(r"@[A-Z_]+@", text)
+    assert not left, f"unreplaced placeholders {left} in {src}"
+    dst = Path(workdir) / f"{name}.xml"
+    dst.write_text(text)
+    return dst
+
+
+def add_header(scenario, workdir, name, after_line, header):
+    """Copy scenario with `header` added after the first line that starts with `after_line`
+    (e.g. a Reason header in a BYE); return its path."""
+    src = Path(scenario)
+    if not src.suffix:
+        src = SCENARIOS / (scenario + ".xml")
+    lines = src.read_text().split("\n")
+    i = next(i for i, line in enumerate(lines) if line.startswith(after_line))
+    j = next(j for j in range(i, len(lines)) if lines[j].startswith("CSeq:"))
+    lines.insert(j + 1, header)
+    dst = Path(workdir) / f"{name}.xml"
+    dst.write_text("\n".join(lines))
+    return dst
+
+
 class SipMsg:
     """One SIP message from a SIPp message log."""
 

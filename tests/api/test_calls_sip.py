@@ -32,7 +32,7 @@ from conftest import (
 from fake_customer import (
     FakeCustomer, reply_bad_json, reply_invalid_stream, reply_slow, reply_status, reply_stream,
 )
-from sipp_helper import SIPP, Sipp, free_udp_port
+from sipp_helper import RINGING_BLOCK, SIPP, Sipp, add_header, free_udp_port, render
 
 
 def _why_skip():
@@ -91,25 +91,32 @@ def _free_rtp_range(size=100):
     raise RuntimeError("no free RTP range")
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    """One server with the call engine for the module; SIP on a free UDP port, the trunk at
-    srv.trunk_port (where outbound tests start their SIPp UAS)."""
-    tmp = tmp_path_factory.mktemp("calls")
+@contextlib.contextmanager
+def engine_server(tmp, *extra):
+    """A server with the call engine on a fresh database: SIP on a free UDP port, the trunk at
+    .trunk_port (where outbound tests start their SIPp UAS), media on a free port range."""
     sip_port, trunk_port = free_udp_port(), free_udp_port()
     rtp = _free_rtp_range()
     with fresh_db(tmp, "calls") as url:
         argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
                 "--sip-listen", f"127.0.0.1:{sip_port}",
                 "--sip-trunk", f"sip:127.0.0.1:{trunk_port}",
-                "--rtp-ports", f"{rtp[0]}-{rtp[1]}"]
+                "--rtp-ports", f"{rtp[0]}-{rtp[1]}", *extra]
         s = Server(url, tmp, argv=argv).start()
-        s.sip_port, s.trunk_port, s.rtp, s.tmp = sip_port, trunk_port, rtp, tmp
-        if not wait_until(lambda: _udp_bound(sip_port), timeout=5, interval=0.05):
+        s.sip_port, s.trunk_port, s.rtp = sip_port, trunk_port, rtp
+        try:
+            if not wait_until(lambda: _udp_bound(sip_port), timeout=5, interval=0.05):
+                pytest.fail(f"SIP port {sip_port} not bound after start; log:\n{s.log}")
+            yield s
+        finally:
             s.stop()
-            pytest.fail(f"SIP port {sip_port} not bound after start; log:\n{s.log}")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    """One server with the call engine for the module."""
+    with engine_server(tmp_path_factory.mktemp("calls")) as s:
         yield s
-        s.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -238,12 +245,14 @@ def check_payload(hit, kind, *, direction, frm, to, status, call_uuid=None, requ
 
 
 def final_record(line, call_id, timeout=10):
-    """GET /calls/<id> until the record's status is final; return it."""
+    """GET /calls/<id> (with a Line's or a Client's key) until the record's status is final;
+    return it."""
+    api = getattr(line, "api", line)
     rec = {}
 
     def done():
         nonlocal rec
-        rec = ok(line.api.get(f"/calls/{call_id}"))
+        rec = ok(api.get(f"/calls/{call_id}"))
         return rec.get("call_status") in FINAL
 
     assert wait_until(done, timeout=timeout, interval=0.2), f"record never final: {rec}"
@@ -325,6 +334,65 @@ def test_inbound_national_format_numbers_are_normalised(srv, line, fc, work):
     answer, hangup = expect_hits(fc, "/answer", "/hangup")
     assert answer.payload["to"] == line.number and answer.payload["from"] == "+919812345678"
     assert hangup.payload["call_status"] == "COMPLETED"
+
+
+def test_inbound_caller_that_is_not_a_number_is_passed_as_sent(srv, line, fc, work):
+    with uac(srv, work, "in_answer_bye", line.number, caller="anonymous", duration_ms=300) as c:
+        finish(srv, c)
+    answer, hangup = expect_hits(fc, "/answer", "/hangup")
+    assert answer.payload["from"] == "anonymous" and hangup.payload["from"] == "anonymous"
+
+
+def test_inbound_app_without_hangup_url_gets_no_hangup_webhook(srv, fc, work):
+    org = srv.make_org()
+    api = org.client()
+    number = org.add_numbers(1)[0]
+    app = api.create_app(name="nohangup", answer_url=fc.url("/answer"))
+    api.link(app["app_id"], number)
+    with uac(srv, work, "in_answer_bye", number, duration_ms=300) as c:
+        finish(srv, c)
+    answer, = expect_hits(fc, "/answer", settle=1.0)
+    rec = final_record(api, answer.payload["call_uuid"])
+    assert rec["call_status"] == "COMPLETED" and rec["hangup_cause"] == "16", rec
+
+
+def test_link_local_answer_url_is_never_called_fallback_is(srv, fc, work):
+    """A link-local answer_url (cloud metadata) counts as a failure at once: the fallback gets
+    the request without waiting out the 10 s answer timeout, and the call stays up."""
+    org = srv.make_org()
+    api = org.client()
+    number = org.add_numbers(1)[0]
+    app = api.create_app(name="metadata", answer_url="http://169.254.169.254/latest/answer",
+                         fallback_answer_url=fc.url("/fallback"), hangup_url=fc.url("/hangup"))
+    api.link(app["app_id"], number)
+    with uac(srv, work, "in_answer_bye", number, duration_ms=2000) as c:
+        fallback, = fc.wait_for(1, path="/fallback", timeout=5)
+        finish(srv, c)
+    assert not c.received("BYE")
+    expect_hits(fc, "/fallback", "/hangup")
+    assert fallback.payload["call_status"] == "IN_PROGRESS"
+
+
+def test_calls_list_newest_first_with_cursor(srv, line, fc, work):
+    for _ in range(2):
+        with uac(srv, work, "in_answer_bye", line.number, duration_ms=200) as c:
+            finish(srv, c)
+    hangups = fc.wait_for(2, path="/hangup", timeout=10)
+    ids = [h.payload["call_uuid"] for h in hangups]
+    for h in hangups:
+        final_record(line, h.payload["call_uuid"])
+    r = line.api.get("/calls?limit=1")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"data", "message", "next_cursor"}, body
+    assert [x["call_uuid"] for x in body["data"]] == [ids[1]], body
+    r2 = line.api.get(f"/calls?limit=1&cursor={body['next_cursor']}")
+    body2 = r2.json()
+    assert [x["call_uuid"] for x in body2["data"]] == [ids[0]], body2
+    assert "next_cursor" not in body2 or not ok(line.api.get(
+        f"/calls?limit=1&cursor={body2['next_cursor']}")), body2
+    assert_error(line.api.get("/calls?limit=0"), 400, "Invalid request body")
+    assert_error(line.api.get("/calls?cursor=~~~"), 400, "Invalid request body")
 
 
 def test_webhooks_by_get_carry_the_fields_as_a_query(srv, fc, work):
@@ -541,3 +609,167 @@ def test_outbound_from_unlinked_number_is_400(srv, line, fc):
                                       "answer_url": fc.url("/answer")})
     assert_error(r, 400, f"VoIP number {spare} is not linked to any SFVoPI app")
     quiet(fc, 0.3)
+
+
+# Final responses to an outbound INVITE (CALLS.md section 4, status and cause table):
+# (status line, extra header, a 180 first?, call_status, hangup_cause)
+FINAL_RESPONSES = [
+    ("486 Busy Here", "", False, "BUSY", "17"),  # no Reason header: 486 alone means busy
+    ("600 Busy Everywhere", "", False, "BUSY", "17"),
+    ("480 Temporarily Unavailable", "Reason: Q.850;cause=17", True, "BUSY", "17"),
+    ("603 Decline", "", True, "BUSY", "21"),
+    ("480 Temporarily Unavailable", "", True, "NO_ANSWER", "18"),
+    ("408 Request Timeout", "", True, "NO_ANSWER", "102"),
+    ("408 Request Timeout", "", False, "FAILED", "102"),
+    ("404 Not Found", "", False, "FAILED", "1"),
+    ("485 Ambiguous", "", False, "FAILED", "1"),
+    ("604 Does Not Exist Anywhere", "", False, "FAILED", "1"),
+    ("484 Address Incomplete", "", False, "FAILED", "28"),
+    ("401 Unauthorized", 'WWW-Authenticate: Digest realm="carrier", nonce="x1"', False,
+     "FAILED", "21"),
+    ("403 Forbidden", "", False, "FAILED", "21"),
+    ("407 Proxy Authentication Required", 'Proxy-Authenticate: Digest realm="carrier", nonce="x2"',
+     False, "FAILED", "21"),
+    ("488 Not Acceptable Here", "", False, "FAILED", "88"),
+    ("606 Not Acceptable", "", False, "FAILED", "88"),
+    ("500 Server Internal Error", "", False, "FAILED", "41"),
+    ("503 Service Unavailable", "", False, "FAILED", "41"),
+    ("502 Bad Gateway", "", False, "FAILED", "38"),
+    ("504 Server Time-out", "", True, "FAILED", "102"),
+]
+
+
+@pytest.mark.parametrize("line_,header,ring,status,cause", FINAL_RESPONSES,
+                         ids=[f"{r[0].split()[0]}{'-ring' if r[2] else ''}"
+                              f"{'-reason' if r[1].startswith('Reason') else ''}"
+                              for r in FINAL_RESPONSES])
+def test_outbound_final_response_maps_to_status_and_cause(srv, line, fc, work, line_, header,
+                                                          ring, status, cause):
+    scen = render("out_reject", work, "out_reject_" + line_.split()[0],
+                  RING=RINGING_BLOCK if ring else "", CODE=line_, REASON=header)
+    with uas(srv, work, scen) as s:
+        call = place_call(line, fc)
+        finish(srv, s)
+    paths = ["/ring", "/hangup"] if ring else ["/hangup"]
+    hangup = expect_hits(fc, *paths)[-1]
+    h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                      status=status, cause=cause, call_uuid=call["call_uuid"],
+                      request_uuid=call["request_uuid"], answered=False)
+    check_record(line, h, request_uuid=call["request_uuid"])
+
+
+def test_outbound_ring_timeout_without_provisional_response(srv, line, fc, work):
+    """No response at all to the INVITE: NO_ANSWER "18" when ring_timeout expires, no ring
+    webhook. (sfvopi may not CANCEL an INVITE that got no provisional response; out_silent.xml
+    accepts a CANCEL or none.)"""
+    with uas(srv, work, "out_silent") as s:
+        t0 = time.monotonic()
+        call = place_call(line, fc, ring_timeout=2)
+        hangup, = fc.wait_for(1, path="/hangup", timeout=8)
+        assert 1.5 <= hangup.mono - t0 <= 5, f"hangup {hangup.mono - t0:.2f} s after the POST"
+        finish(srv, s, timeout=15)
+    assert [x.path for x in fc.hits] == ["/hangup"], fc.hits
+    h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                      status="NO_ANSWER", cause="18", call_uuid=call["call_uuid"],
+                      request_uuid=call["request_uuid"], answered=False)
+    check_record(line, h, request_uuid=call["request_uuid"])
+
+
+def test_inbound_bye_reason_gives_the_cause(srv, line, fc, work):
+    scen = add_header("in_answer_bye", work, "in_bye_reason", "BYE ", "Reason: Q.850;cause=31")
+    with uac(srv, work, scen, line.number, duration_ms=500) as c:
+        finish(srv, c)
+    hangup = expect_hits(fc, "/answer", "/hangup")[1]
+    check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
+                  status="COMPLETED", cause="31")
+
+
+def test_outbound_bye_reason_gives_the_cause(srv, line, fc, work):
+    scen = add_header("out_answer", work, "out_bye_reason", "BYE ", "Reason: Q.850;cause=31")
+    with uas(srv, work, scen, duration_ms=500) as s:
+        call = place_call(line, fc)
+        finish(srv, s)
+    hangup = expect_hits(fc, "/ring", "/answer", "/hangup")[2]
+    check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                  status="COMPLETED", cause="31", call_uuid=call["call_uuid"],
+                  request_uuid=call["request_uuid"])
+
+
+def test_deleting_the_app_cancels_a_ringing_outbound_call(srv, line, fc, work):
+    with uas(srv, work, "out_no_answer") as s:
+        call = place_call(line, fc)  # ring_timeout 60 by default
+        fc.wait_for(1, path="/ring", timeout=10)
+        ok(line.api.delete(f"/apps/{line.app['app_id']}"))
+        finish(srv, s, timeout=15)
+    assert s.received("CANCEL"), diag(srv, s)
+    hangup = expect_hits(fc, "/ring", "/hangup")[1]
+    check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                  status="CANCELED", cause="16", call_uuid=call["call_uuid"],
+                  request_uuid=call["request_uuid"], answered=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers of their own: shutdown, --max-calls.
+
+def test_shutdown_hangs_up_live_calls_and_sends_their_webhooks(tmp_path, fc, work):
+    """SIGTERM: an answered inbound call gets a BYE (COMPLETED "16"), a ringing outbound one a
+    CANCEL (CANCELED "16"), and both hangup webhooks go out before the process exits 0."""
+    with engine_server(tmp_path) as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_wait_bye", ln.number) as c, \
+                uas(s, work, "out_no_answer") as u:
+            fc.wait_for(1, path="/answer", timeout=10)
+            call = place_call(ln, fc)
+            fc.wait_for(1, path="/ring", timeout=10)
+            rc = s.stop(timeout=20)
+            exited = time.monotonic()
+            assert rc == 0, f"exit code {rc}; log:\n{s.log[-4000:]}"
+            finish(s, c, timeout=10)
+            finish(s, u, timeout=10)
+    assert c.received("BYE") and u.received("CANCEL")
+    hangups = fc.requests("/hangup")
+    assert len(hangups) == 2 and all(h.mono <= exited for h in hangups), hangups
+    by_dir = {h.payload["direction"]: h for h in hangups}
+    check_payload(by_dir["INBOUND"], "hangup", direction="INBOUND", frm=CALLER, to=ln.number,
+                  status="COMPLETED", cause="16")
+    check_payload(by_dir["OUTBOUND"], "hangup", direction="OUTBOUND", frm=ln.number,
+                  to=CALLEE, status="CANCELED", cause="16", call_uuid=call["call_uuid"],
+                  answered=False)
+
+
+def test_max_calls_refuses_inbound_503_and_outbound_500(tmp_path, fc, work):
+    with engine_server(tmp_path, "--max-calls", "1") as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_answer_bye", ln.number, duration_ms=4000) as held:
+            fc.wait_for(1, path="/answer", timeout=10)
+            with uac(s, work, "in_unlinked", ln.number) as second:
+                finish(s, second)
+            finals = [m.status for m in second.received() if m.status and m.status >= 200]
+            assert finals[:1] == [503], finals
+            r = ln.api.post("/calls", json={"from": ln.number, "to": CALLEE,
+                                            "answer_url": fc.url("/answer")})
+            assert r.status_code == 500, r.text
+            assert r.json()["message"].startswith("Failed to initiate outbound call: "), r.text
+            finish(s, held)
+        expect_hits(fc, "/answer", "/hangup")
+
+
+def test_deny_private_urls_calls_no_loopback_webhook(tmp_path, fc, work):
+    """--deny-private-urls: the fake customer on 127.0.0.1 is never called, so the answer and
+    the fallback both fail and the engine hangs up: FAILED "41", no webhook at all."""
+    with engine_server(tmp_path, "--deny-private-urls") as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_wait_bye", ln.number) as c:
+            finish(s, c, timeout=15)
+        assert c.received("BYE")
+        rec = {}
+
+        def final():
+            nonlocal rec
+            calls = ok(ln.api.get("/calls"))
+            rec = calls[0] if calls else {}
+            return rec.get("call_status") in FINAL
+
+        assert wait_until(final, timeout=10), rec
+        assert (rec["call_status"], rec["hangup_cause"]) == ("FAILED", "41"), rec
+    assert fc.hits == [], fc.hits

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "api"))
 sys.dont_write_bytecode = True
 
-from sipp_helper import SIPP, Sipp  # noqa: E402
+from sipp_helper import RINGING_BLOCK, SIPP, Sipp, add_header, render  # noqa: E402
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="sipp (package sip-tester) is not installed")
 
@@ -108,3 +108,31 @@ def test_out_busy_against_in_unlinked(tmp_path):
     busy = uac.received(status=486)
     assert len(busy) == 1 and busy[0].header("reason").startswith("Q.850;cause=17")
     assert len(uas.received("ACK")) == 1
+
+
+def test_out_reject_template_against_in_unlinked(tmp_path):
+    scen = render("out_reject", tmp_path, "out_reject_480", RING=RINGING_BLOCK,
+                  CODE="480 Temporarily Unavailable", REASON="Reason: Q.850;cause=17")
+    uas, uac = pair(tmp_path, str(scen), "in_unlinked")
+    assert [m.status for m in uac.received()] == [180, 480]
+    assert uac.received(status=480)[0].header("reason") == "Q.850;cause=17"
+
+
+def test_out_silent_ends_cleanly_without_cancel(tmp_path):
+    """out_silent answers nothing and, without a CANCEL, ends successfully after its 8 s wait
+    (the INVITE's retransmissions meanwhile are absorbed)."""
+    with Sipp("out_silent", tmp_path) as server:
+        server.wait_listening()
+        with Sipp("in_unlinked", tmp_path, remote=f"127.0.0.1:{server.port}", service=CALLED,
+                  keys={"caller": CALLER}, global_timeout_s=9) as client:
+            assert server.wait(15) == 0, server.report()
+            assert client.wait(15) != 0  # nobody answered it: its global timeout fails it
+    assert len(server.received("INVITE")) >= 2  # retransmissions reached it
+
+
+def test_add_header_puts_a_reason_in_the_bye(tmp_path):
+    scen = add_header("in_answer_bye", tmp_path, "bye_reason", "BYE ",
+                      "Reason: Q.850;cause=31")
+    uas, uac = pair(tmp_path, "out_time_limit", str(scen), uac_kw={"duration_ms": 100})
+    assert uas.received("BYE")[0].header("reason") == "Q.850;cause=31"
+    assert uas.received("INVITE")[0].header("reason") is None
