@@ -122,6 +122,7 @@ static int serve(const struct cli *cli)
     }
     cfg.api.engine = engine;
     cfg.api.place_call = engine ? engine_call_place : NULL;
+    cfg.api.app_deleted = engine ? engine_app_deleted : NULL;
 
     e = server_start(&cfg, &srv, bound, sizeof(bound));
     if (e != ERR_OK) {

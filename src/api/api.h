@@ -40,6 +40,9 @@ struct api_config {
      * /sfvopi/calls answers "calling is not configured". */
     struct engine *engine;
     api_place_call_fn place_call;
+    /* Tells the engine an app was deleted (main.c sets engine_app_deleted);
+     * NULL: nothing to tell. */
+    void (*app_deleted)(struct engine *e, const char *app_id);
 };
 
 struct api_worker;

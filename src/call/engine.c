@@ -35,7 +35,8 @@
 enum msg_id {
     MSG_PLACE,
     MSG_STOP,
-    MSG_WS, /* a WebSocket event for a bridge */
+    MSG_WS,          /* a WebSocket event for a bridge */
+    MSG_APP_DELETED, /* data: the app_id, malloc'd */
 };
 
 struct call {
@@ -645,6 +646,22 @@ static void begin_stop(struct engine *e, int grace_ms)
     sip_timer_start(e->stop_tmr, 0);
 }
 
+static void app_deleted(struct engine *e, const char *app_id)
+{
+    struct call *c, *next;
+
+    for (c = e->calls; c; c = next) {
+        struct callsm_event ev = {.type = CALLSM_EV_LOCAL_HANGUP, .now_ms = clock_mono_ms()};
+
+        next = c->next;
+        if (strcmp(c->rec.app_id, app_id) != 0 || c->sm.answered ||
+            callsm_status_final(callsm_status(&c->sm)))
+            continue;
+        log_info("msg=\"call cancelled: its app was deleted\" call=%s", c->rec.call_uuid);
+        (void)apply(c, &ev);
+    }
+}
+
 static void on_queue(void *arg, int id, void *data)
 {
     struct engine *e = arg;
@@ -653,6 +670,10 @@ static void on_queue(void *arg, int id, void *data)
     case MSG_PLACE: place(e, data); break;
     case MSG_STOP: begin_stop(e, (int)(intptr_t)data); break;
     case MSG_WS: bridge_ws_message(data); break;
+    case MSG_APP_DELETED:
+        app_deleted(e, data);
+        free(data);
+        break;
     default: break;
     }
 }
@@ -836,6 +857,16 @@ void engine_stop(struct engine *e, int grace_ms)
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
+}
+
+void engine_app_deleted(struct engine *e, const char *app_id)
+{
+    char *id = strdup(app_id);
+
+    if (!id || sip_queue_push(e->queue, MSG_APP_DELETED, id) != ERR_OK) {
+        log_error("msg=\"app deletion not told to the engine\" app=%s", app_id);
+        free(id);
+    }
 }
 
 unsigned engine_calls_live(const struct engine *e)

@@ -71,6 +71,11 @@ enum err engine_call_place(struct engine *e, struct store_conn *c,
                            char request_uuid[REQUEST_UUID_LEN + 1],
                            char call_uuid[CALL_UUID_LEN + 1], const char **why) WARN_UNUSED;
 
+/* Thread-safe. The app was deleted: its calls not answered yet are
+ * cancelled (CANCELED "16"); answered ones go on with the URLs they had.
+ * Only this node's calls: other nodes' ringing calls are not reached. */
+void engine_app_deleted(struct engine *e, const char *app_id);
+
 /* Calls alive now (for metrics and tests). Thread-safe. */
 unsigned engine_calls_live(const struct engine *e);
 

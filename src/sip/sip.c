@@ -233,7 +233,6 @@ struct sip_leg {
 struct sip_ep {
     struct sip *sip;
     struct sipsess_sock *sock;
-    struct sip_lsnr *lsnr;
     struct dnsc *dnsc;
     struct sa laddr;
     struct sa media_addr;
@@ -561,22 +560,40 @@ static void on_close(int err, const struct sip_msg *msg, void *arg)
     leg_schedule(leg);
 }
 
-/* Sees every request before the session layer does, to keep the Reason of
- * a BYE or CANCEL (libre's close report carries no message for them). */
-static bool on_request(const struct sip_msg *msg, void *arg)
+/* Keeps the Reason of the party's BYE or CANCEL: libre's close report
+ * carries no message for them, and a CANCEL never reaches a request
+ * listener (the transaction layer takes it). The trace hook sees every
+ * datagram received, before libre acts on it. */
+static void on_trace(bool tx, enum sip_transp tp, const struct sa *src, const struct sa *dst,
+                     const uint8_t *pkt, size_t len, void *arg)
 {
     struct sip_ep *ep = arg;
+    struct sip_msg *msg = NULL;
     struct sip_leg *leg;
+    struct mbuf *mb;
 
-    if (pl_strcmp(&msg->met, "BYE") && pl_strcmp(&msg->met, "CANCEL"))
-        return false;
-    for (leg = ep->legs; leg; leg = leg->next) {
-        if (!pl_strcmp(&msg->callid, leg->callid)) {
-            leg->remote_cause = msg_reason_cause(msg);
-            break;
+    (void)tp;
+    (void)src;
+    (void)dst;
+    if (tx || !ep || len < 4 ||
+        (memcmp(pkt, "BYE ", 4) != 0 && (len < 7 || memcmp(pkt, "CANCEL ", 7) != 0)))
+        return;
+    mb = mbuf_alloc(len);
+    if (!mb)
+        return;
+    if (mbuf_write_mem(mb, pkt, len) == 0) {
+        mb->pos = 0;
+        if (sip_msg_decode(&msg, mb) == 0) {
+            for (leg = ep->legs; leg; leg = leg->next) {
+                if (!pl_strcmp(&msg->callid, leg->callid)) {
+                    leg->remote_cause = msg_reason_cause(msg);
+                    break;
+                }
+            }
+            mem_deref(msg);
         }
     }
-    return false;
+    mem_deref(mb);
 }
 
 const char *sip_incoming_to(const struct sip_incoming *in)
@@ -800,15 +817,12 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
         e = ERR_UNAVAILABLE;
         goto out_sip;
     }
-    if (sip_listen(&ep->lsnr, ep->sip, true, on_request, ep) != 0)
-        goto out_sip;
+    sip_set_trace_handler(ep->sip, on_trace);
     if (sipsess_listen(&ep->sock, ep->sip, 32, on_conn, ep) != 0)
-        goto out_lsnr;
+        goto out_sip;
     *out = ep;
     return ERR_OK;
 
-out_lsnr:
-    mem_deref(ep->lsnr);
 out_sip:
     sip_close(ep->sip, true);
     mem_deref(ep->sip);
@@ -831,7 +845,6 @@ void sip_ep_free(struct sip_ep *ep)
     while (ep->legs)
         sip_leg_hangup(ep->legs);
     mem_deref(ep->sock);
-    mem_deref(ep->lsnr);
     sip_close(ep->sip, true);
     mem_deref(ep->sip);
     mem_deref(ep->dnsc);

@@ -418,35 +418,37 @@ def test_webhooks_by_get_carry_the_fields_as_a_query(srv, fc, work):
     assert re.fullmatch(r"[0-9]+", q["duration"]) and 1 <= int(q["duration"]) <= 3, q
 
 
-def test_inbound_cancel_while_ringing(srv, line, fc, work):
-    """The caller cancels on the 180 with Reason cause 31.
-
-    sfvopi answers inbound calls at once (CALLS.md section 4 step 2: 180, then 200; the answer
-    webhook comes after the 200), so the CANCEL races the 200 and nothing outside the server can
-    hold the call ringing. in_cancel.xml sends the CANCEL as early as SIP allows and completes
-    either way; this test checks the contract of whichever outcome happened:
-      canceled: 487, final status CANCELED with the CANCEL's Reason cause "31", no answer webhook;
-      answered: the CANCEL came too late (200 or 481 to it), an ordinary call, COMPLETED "16"
-                after our BYE.
-    """
-    with uac(srv, work, "in_cancel", line.number, keys={"cause": 31}) as c:
-        finish(srv, c)
-    assert c.sent("CANCEL") and c.sent("CANCEL")[0].header("reason") == "Q.850;cause=31"
-    outcome = re.findall(r"OUTCOME (\w+)", c.logs())
-    assert len(outcome) == 1, c.logs()
-    if outcome[0] == "canceled":
+def test_inbound_cancel_while_ringing(tmp_path, fc, work):
+    """The caller cancels on the 180 with Reason cause 31, while sfvopi rings (--answer-delay):
+    487 to the INVITE, 200 to the CANCEL, final status CANCELED with the CANCEL's cause "31",
+    no answer webhook, and the hangup webhook and the record agree."""
+    with engine_server(tmp_path, "--answer-delay", "3000") as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_cancel", ln.number, keys={"cause": 31}) as c:
+            finish(s, c)
+        assert c.sent("CANCEL") and c.sent("CANCEL")[0].header("reason") == "Q.850;cause=31"
+        assert re.findall(r"OUTCOME (\w+)", c.logs()) == ["canceled"], c.logs()
         assert c.received(status=487) and c.received(status=200, cseq="CANCEL")
+        assert not c.received(status=200, cseq="INVITE"), c.received()
         hangup, = expect_hits(fc, "/hangup", settle=0.5)
-        h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
+        h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=ln.number,
                           status="CANCELED", cause="31", answered=False)
-    else:
-        assert [m.status for m in c.received(cseq="CANCEL")] in ([200], [481]), c.received()
+        check_record(ln, h)
+
+
+def test_inbound_answer_delay_rings_then_answers(tmp_path, fc, work):
+    """With --answer-delay the 200 OK comes that long after the 180, then the call is an
+    ordinary answered call."""
+    with engine_server(tmp_path, "--answer-delay", "600") as s:
+        ln = Line(s, fc)
+        with uac(s, work, "in_answer_bye", ln.number, duration_ms=300) as c:
+            finish(s, c)
+        ringing = c.received(status=180)[0]
+        answered = c.received(status=200, cseq="INVITE")[0]
+        assert answered.time - ringing.time >= 0.55, (ringing.time, answered.time)
         answer, hangup = expect_hits(fc, "/answer", "/hangup")
-        check_payload(answer, "answer", direction="INBOUND", frm=CALLER, to=line.number,
-                      status="IN_PROGRESS")
-        h = check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=line.number,
-                          status="COMPLETED", cause="16")
-    check_record(line, h)
+        check_payload(hangup, "hangup", direction="INBOUND", frm=CALLER, to=ln.number,
+                      status="COMPLETED", cause="16")
 
 
 @pytest.mark.parametrize("which", ["in_inventory_not_linked", "unknown", "unlinked"])
