@@ -999,6 +999,8 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
         e = ERR_UNAVAILABLE;
         goto out_job;
     }
+    /* Before any callback can run: the callback may use the handle. */
+    *out = c;
     c->id = ++h->next_id;
     c->next = h->all;
     if (h->all) {
@@ -1034,7 +1036,6 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     if (wake) {
         lws_cancel_service(h->ctx);
     }
-    *out = c;
     return ERR_OK;
 
 out_job:

@@ -76,7 +76,8 @@ void ws_hub_free(struct ws_hub *h);
  * be queued with ws_send_text before the connection opens; it is sent once
  * it does. cb(arg, ...) reports the events; arg is the caller's.
  * *out is the caller's handle until ws_conn_release, which must be called
- * exactly once (before ws_hub_free, or never). ERR_INVALID for a bad URL, a
+ * exactly once (before ws_hub_free, or never); it is written before any
+ * callback for it can run, so the callback may use it. ERR_INVALID for a bad URL, a
  * NULL cb or a timeout <= 0; ERR_NOMEM; ERR_UNAVAILABLE while the hub is
  * being freed. A refused or unresolvable host is not an error here: it
  * arrives as WS_EV_CLOSED code 0. Never blocks on the network.

@@ -555,9 +555,10 @@ struct rec {
     char *texts[REC_TEXTS];
     size_t text_len[REC_TEXTS];
     int ntexts;
-    bool after_close; /* an event arrived after WS_EV_CLOSED */
-    struct ws_conn *release_on_close;
-    struct ws_conn *release_on_text;
+    bool after_close;     /* an event arrived after WS_EV_CLOSED */
+    struct ws_conn *self; /* the handle, written by ws_connect */
+    bool release_on_close;
+    bool release_on_text;
     bool event_after_release;
     bool released;
 };
@@ -598,9 +599,8 @@ static void rec_cb(void *arg, enum ws_event ev, const char *data, size_t len, in
             r->texts[r->ntexts][len] = 0;
             r->text_len[r->ntexts++] = len;
         }
-        if (r->release_on_text) {
-            ws_conn_release(r->release_on_text);
-            r->release_on_text = NULL;
+        if (r->release_on_text && !r->released) {
+            ws_conn_release(r->self);
             r->released = true;
         }
         break;
@@ -609,9 +609,8 @@ static void rec_cb(void *arg, enum ws_event ev, const char *data, size_t len, in
         r->code = code;
         r->closed_at = now_ms();
         snprintf(r->reason, sizeof(r->reason), "%.*s", (int)len, data);
-        if (r->release_on_close) {
-            ws_conn_release(r->release_on_close);
-            r->release_on_close = NULL;
+        if (r->release_on_close && !r->released) {
+            ws_conn_release(r->self);
             r->released = true;
         }
         break;
@@ -1009,7 +1008,6 @@ static void test_many_connections(void **state)
 static void test_release_in_callback(void **state)
 {
     struct ws_hub *h = hub_make(false);
-    struct ws_conn *c = NULL, *d = NULL;
     struct rec r, rd;
     char url[128];
 
@@ -1017,27 +1015,37 @@ static void test_release_in_callback(void **state)
     rec_init(&r);
     rec_init(&rd);
     /* Released from its own WS_EV_TEXT: closed with 1000, no more events. */
+    r.release_on_text = true;
     url_of(url, sizeof(url), "ws", "/frag");
-    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
-    pthread_mutex_lock(&r.mu);
-    r.release_on_text = c;
-    pthread_mutex_unlock(&r.mu);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &r.self), ERR_OK);
     assert_true(srv_wait_closes(1, 3000));
     assert_int_equal(S->closes[0], 1000);
     sleep_ms(100);
+    pthread_mutex_lock(&r.mu);
     assert_int_equal(r.ntexts, 1);
     assert_int_equal(r.closes, 0);
+    assert_true(r.released);
     assert_false(r.event_after_release);
+    pthread_mutex_unlock(&r.mu);
 
     /* Released from its own WS_EV_CLOSED. */
+    rd.release_on_close = true;
     url_of(url, sizeof(url), "ws", "/drop");
-    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &d), ERR_OK);
-    pthread_mutex_lock(&rd.mu);
-    rd.release_on_close = d;
-    pthread_mutex_unlock(&rd.mu);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &rd.self), ERR_OK);
     assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
-    sleep_ms(50);
+    pthread_mutex_lock(&rd.mu);
     assert_true(rd.released);
+    pthread_mutex_unlock(&rd.mu);
+    /* And from the callback of a refused address, before ws_connect has
+     * even returned to this thread. */
+    rec_fini(&rd);
+    rec_init(&rd);
+    rd.release_on_close = true;
+    assert_int_equal(ws_connect(h, "ws://169.254.169.254/", 2000, rec_cb, &rd, &rd.self), ERR_OK);
+    assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
+    pthread_mutex_lock(&rd.mu);
+    assert_true(rd.released);
+    pthread_mutex_unlock(&rd.mu);
     ws_hub_free(h);
     rec_fini(&r);
     rec_fini(&rd);
