@@ -1094,6 +1094,14 @@ enum err ws_send_text(struct ws_conn *c, const char *data, size_t len)
     return e;
 }
 
+/* RFC 6455 7.4: the codes an endpoint may put in a close frame (1005,
+ * 1006 and 1015 are only ever reported, never sent). */
+static bool close_code_sendable(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
 void ws_close(struct ws_conn *c, int code)
 {
     struct ws_hub *h;
@@ -1103,7 +1111,7 @@ void ws_close(struct ws_conn *c, int code)
         return;
     }
     h = c->hub;
-    if (code < 1000 || code > 4999) {
+    if (!close_code_sendable(code)) {
         code = 1000;
     }
     pthread_mutex_lock(&h->mu);

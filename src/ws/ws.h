@@ -94,11 +94,12 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
  * Thread-safe. */
 enum err ws_send_text(struct ws_conn *c, const char *data, size_t len) WARN_UNUSED;
 
-/* Closes c: once the queued text is sent, a close frame carrying code
- * (1000..4999, else 1000) goes out and the peer's answer is awaited (lws
- * gives up after a few seconds). Before the connection opened it is dropped
- * at once instead. Exactly one WS_EV_CLOSED follows unless it was already
- * delivered. Later calls do nothing. Thread-safe, callable from the
+/* Closes c: once the queued text is sent, a close frame carrying code goes
+ * out (a code RFC 6455 lets an endpoint send: 1000-1003, 1007-1014,
+ * 3000-4999; anything else becomes 1000) and the peer's answer is awaited
+ * (lws gives up after a few seconds). Before the connection opened it is
+ * dropped at once instead. Exactly one WS_EV_CLOSED follows unless it was
+ * already delivered. Later calls do nothing. Thread-safe, callable from the
  * callback. */
 void ws_close(struct ws_conn *c, int code);
 

@@ -2,7 +2,8 @@
  * here on plain sockets (127.0.0.1, port 0, one thread per connection). The
  * request path picks the server's behaviour: /echo, /frag (a fragmented
  * text message and a binary frame), /big (a message over WS_MESSAGE_MAX),
- * /close1001, /drop, /nohs (never answers the handshake). Covers open, text
+ * /exact (one of exactly WS_MESSAGE_MAX), /flood (text until closed),
+ * /close1001, /close-empty, /drop, /nohs (never answers the handshake). Covers open, text
  * both ways in order, close codes each way, drops, refused ports, the
  * handshake timeout, the address rules, wss against a plain server, the
  * send-queue cap, many connections, release from the callback and freeing
@@ -132,7 +133,7 @@ static void test_sha1_known(void **state)
 
 /* ---- the server ---- */
 
-#define SRV_MSGS 64
+#define SRV_MSGS 1100
 #define SRV_CLOSES 64
 
 struct srv {
@@ -381,14 +382,15 @@ static void *srv_conn_main(void *p)
     if (strcmp(path, "/drop") == 0) {
         goto out;
     }
-    if (strcmp(path, "/close1001") == 0) {
-        unsigned char c[2] = {0x03, 0xe9};
+    if (strcmp(path, "/close1001") == 0 || strcmp(path, "/close-empty") == 0) {
+        unsigned char code[2] = {0x03, 0xe9};
         unsigned char *d;
         size_t len;
         bool fin;
         int op;
 
-        send_frame(fd, true, 8, c, 2);
+        send_frame(fd, true, 8, code, path[6] == '1' ? 2 : 0);
+        /* Until the client answers the close (or goes away). */
         while (read_frame(fd, &fin, &op, &d, &len)) {
             free(d);
             if (op == 8) {
@@ -396,6 +398,38 @@ static void *srv_conn_main(void *p)
             }
         }
         goto out;
+    }
+    if (strcmp(path, "/flood") == 0) {
+        long long end = now_ms() + 5000;
+        int k = 0;
+
+        while (now_ms() < end) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            char m[32];
+
+            if (poll(&pfd, 1, 0) > 0) {
+                serve_echo(s, fd); /* the client's close (or EOF) */
+                goto out;
+            }
+            snprintf(m, sizeof(m), "f%d", k++);
+            if (!send_frame(fd, true, 1, m, strlen(m))) {
+                goto out;
+            }
+            sleep_ms(1);
+        }
+        goto out;
+    }
+    if (strcmp(path, "/exact") == 0) {
+        size_t big = WS_MESSAGE_MAX;
+        char *b = malloc(big);
+
+        assert_non_null(b);
+        memset(b, 'y', big);
+        send_frame(fd, false, 1, b, 1000);
+        send_frame(fd, false, 0, b + 1000, big - 2000);
+        send_frame(fd, true, 0, b + big - 1000, 1000);
+        free(b);
+        send_frame(fd, true, 1, "small", 5);
     }
     if (strcmp(path, "/frag") == 0) {
         send_frame(fd, false, 1, "hello ", 6);
@@ -542,7 +576,7 @@ static void url_of(char *out, size_t n, const char *scheme, const char *path)
 
 /* ---- the client side: an event recorder ---- */
 
-#define REC_TEXTS 64
+#define REC_TEXTS 1100
 
 struct rec {
     pthread_mutex_t mu;
@@ -753,6 +787,201 @@ static void test_peer_close_1001(void **state)
     assert_int_equal(r.code, 1001);
     assert_int_equal(ws_send_text(c, "x", 1), ERR_UNAVAILABLE);
     ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+static void test_peer_close_without_code(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/close-empty");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.closes, 1, 3000));
+    assert_int_equal(r.code, 1005);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+static void test_close_codes(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL, *d = NULL;
+    struct rec r, rd;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    rec_init(&rd);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 1, 3000));
+    ws_close(c, 4000);
+    assert_true(rec_wait(&r, &r.closes, 1, 3000));
+    assert_int_equal(r.code, 4000);
+    assert_true(srv_wait_closes(1, 3000));
+    assert_int_equal(S->closes[0], 4000);
+    /* A code no endpoint may send becomes 1000. */
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &d), ERR_OK);
+    assert_true(rec_wait(&rd, &rd.opens, 1, 3000));
+    ws_close(d, 1006);
+    assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
+    assert_int_equal(rd.code, 1000);
+    assert_true(srv_wait_closes(2, 3000));
+    assert_int_equal(S->closes[1], 1000);
+    ws_conn_release(c);
+    ws_conn_release(d);
+    ws_hub_free(h);
+    rec_fini(&r);
+    rec_fini(&rd);
+}
+
+static void test_message_at_cap(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+    char *want = malloc(WS_MESSAGE_MAX);
+
+    (void)state;
+    rec_init(&r);
+    memset(want, 'y', WS_MESSAGE_MAX);
+    url_of(url, sizeof(url), "ws", "/exact");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 2, 5000));
+    assert_int_equal(r.text_len[0], WS_MESSAGE_MAX);
+    assert_memory_equal(r.texts[0], want, WS_MESSAGE_MAX);
+    assert_string_equal(r.texts[1], "small");
+    ws_conn_release(c);
+    ws_hub_free(h);
+    free(want);
+    rec_fini(&r);
+}
+
+#define ORDER_N 1000
+
+static void test_many_messages_in_order(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], m[1024];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    for (int i = 0; i < ORDER_N; i++) {
+        memset(m, 'a' + i % 26, sizeof(m));
+        snprintf(m, 16, "%06d", i);
+        assert_int_equal(ws_send_text(c, m, 100 + (size_t)i % 900), ERR_OK);
+    }
+    assert_true(srv_wait_msgs(ORDER_N, 10000));
+    assert_true(rec_wait(&r, &r.ntexts, ORDER_N, 10000));
+    for (int i = 0; i < ORDER_N; i++) {
+        char tag[16];
+
+        snprintf(tag, sizeof(tag), "%06d", i);
+        assert_int_equal(S->msg_len[i], 100 + (size_t)i % 900);
+        assert_memory_equal(S->msgs[i], tag, 6);
+        assert_int_equal(r.text_len[i], 100 + (size_t)i % 900);
+        assert_memory_equal(r.texts[i], tag, 6);
+    }
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+struct sender {
+    struct ws_conn *c;
+    int k;
+};
+
+static void *sender_main(void *p)
+{
+    struct sender *sd = p;
+    char m[32];
+
+    for (int i = 0; i < 200; i++) {
+        snprintf(m, sizeof(m), "t%d-%d", sd->k, i);
+        if (ws_send_text(sd->c, m, strlen(m)) != ERR_OK) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_senders(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    struct sender sd[4];
+    pthread_t t[4];
+    int next[4] = {0, 0, 0, 0};
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    for (int k = 0; k < 4; k++) {
+        sd[k].c = c;
+        sd[k].k = k;
+        assert_int_equal(pthread_create(&t[k], NULL, sender_main, &sd[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        void *rv;
+
+        pthread_join(t[k], &rv);
+        assert_null(rv);
+    }
+    assert_true(srv_wait_msgs(800, 10000));
+    /* Each thread's messages arrive in the order it sent them. */
+    for (int i = 0; i < 800; i++) {
+        int k, n;
+
+        assert_int_equal(sscanf(S->msgs[i], "t%d-%d", &k, &n), 2);
+        assert_int_equal(n, next[k]);
+        next[k]++;
+    }
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+/* ws_conn_release from another thread while texts keep arriving: once it
+ * returns, no callback runs for that connection. */
+static void test_release_stops_callbacks(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/flood");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 20, 3000));
+    ws_conn_release(c);
+    pthread_mutex_lock(&r.mu);
+    r.released = true;
+    pthread_mutex_unlock(&r.mu);
+    assert_true(srv_wait_closes(1, 3000));
+    assert_int_equal(S->closes[0], 1000);
+    sleep_ms(50);
+    pthread_mutex_lock(&r.mu);
+    assert_false(r.event_after_release);
+    assert_int_equal(r.closes, 0);
+    pthread_mutex_unlock(&r.mu);
     ws_hub_free(h);
     rec_fini(&r);
 }
@@ -1153,6 +1382,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fragmented_and_binary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_close_1001, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_close_without_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_message_at_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_messages_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_senders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_stops_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_1006, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
