@@ -18,9 +18,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1169,6 +1173,182 @@ static void test_name_host_and_sni(void **state)
     rec_fini(&rt);
 }
 
+/* ---- wss against a real TLS server with an untrusted certificate ---- */
+
+/* Runs argv with stdout and stderr to out_path and stdin from a pipe whose
+ * write end goes to *in_w (-1: none); returns the child's pid. */
+static pid_t spawn(char *const argv[], const char *out_path, int *in_w)
+{
+    int p[2] = {-1, -1};
+    pid_t pid;
+
+    if (in_w && pipe(p) != 0) {
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (in_w) {
+            dup2(p[0], 0);
+            close(p[1]);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (in_w) {
+        close(p[0]);
+        *in_w = p[1];
+    }
+    return pid;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    char buf[65536];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f) {
+        return false;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* A self-signed certificate for "localhost", served by openssl s_server:
+ * the TLS handshake must fail on verification (reported by lws, routed to
+ * our log), and no HTTP request may reach the server. Skipped without the
+ * openssl command. */
+static void test_wss_untrusted_certificate(void **state)
+{
+    char dir[] = "/tmp/test_ws.XXXXXX", key[64], crt[64], out[64], log_path[64], port_s[32];
+    char url[128];
+    struct ws_hub *h;
+    struct ws_conn *c = NULL;
+    struct rec r;
+    long long t0, end;
+    pid_t pid;
+    int status, saved_err, port, in_w = -1;
+
+    (void)state;
+    if (access("/usr/bin/openssl", X_OK) != 0) {
+        skip();
+    }
+    assert_non_null(mkdtemp(dir));
+    snprintf(key, sizeof(key), "%s/k.pem", dir);
+    snprintf(crt, sizeof(crt), "%s/c.pem", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(log_path, sizeof(log_path), "%s/log", dir);
+    {
+        char *argv[] = {"openssl",
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1",
+                        "-nodes",
+                        "-subj",
+                        "/CN=localhost",
+                        "-addext",
+                        "subjectAltName=DNS:localhost",
+                        "-days",
+                        "1",
+                        "-keyout",
+                        key,
+                        "-out",
+                        crt,
+                        NULL};
+
+        pid = spawn(argv, out, NULL);
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    port = free_port();
+    snprintf(port_s, sizeof(port_s), "127.0.0.1:%d", port);
+    {
+        char *argv[] = {"openssl", "s_server", "-accept", port_s, "-cert", crt, "-key", key, NULL};
+
+        /* stdin stays open: s_server ends its session on EOF there. */
+        pid = spawn(argv, out, &in_w);
+        assert_true(pid > 0);
+    }
+    end = now_ms() + 5000;
+    while (!file_has(out, "ACCEPT") && now_ms() < end) {
+        sleep_ms(20);
+    }
+    assert_true(file_has(out, "ACCEPT"));
+
+    /* Our log (and lws' lines routed into it) to a file for this test. */
+    fflush(stderr);
+    saved_err = dup(2);
+    {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        dup2(fd, 2);
+        close(fd);
+    }
+    log_set_level(LOG_DEBUG);
+    rec_init(&r);
+    h = hub_make(false);
+    snprintf(url, sizeof(url), "wss://localhost:%d/secret-path?token=t0ken", port);
+    t0 = now_ms();
+    assert_int_equal(ws_connect(h, url, 3000, rec_cb, &r, &c), ERR_OK);
+    rec_wait(&r, &r.closes, 1, 4000);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    log_set_level(getenv("WS_TEST_DEBUG") ? LOG_DEBUG : LOG_OFF);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    sleep_ms(100); /* s_server writes what it saw */
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    close(in_w);
+
+    assert_int_equal(r.closes, 1);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(r.opens, 0);
+    assert_true(r.closed_at - t0 < 2000);     /* failed on the certificate, not a timeout */
+    assert_false(file_has(out, "GET "));      /* no request went over that TLS */
+    assert_true(file_has(out, "unknown ca")); /* the client's alert */
+    assert_true(file_has(log_path, "self-signed") || file_has(log_path, "self signed"));
+    /* The log names the host, never the path or the query. */
+    assert_true(file_has(log_path, "host=\"localhost\""));
+    assert_false(file_has(log_path, "secret-path"));
+    assert_false(file_has(log_path, "t0ken"));
+    rec_fini(&r);
+    unlink(key);
+    unlink(crt);
+    unlink(out);
+    unlink(log_path);
+    rmdir(dir);
+}
+
 static void test_send_queue_cap(void **state)
 {
     struct ws_hub *h = hub_make(false);
@@ -1395,6 +1575,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link_local_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wss_to_plain_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_host_and_sni, setup, teardown),
+        cmocka_unit_test(test_wss_untrusted_certificate),
         cmocka_unit_test_setup_teardown(test_send_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_in_callback, setup, teardown),
