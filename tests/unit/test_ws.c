@@ -142,6 +142,7 @@ static void test_sha1_known(void **state)
 
 struct srv {
     int lfd;
+    int lfd6; /* [::1] on the same port, -1 when IPv6 is unavailable */
     int port;
     pthread_t th;
     atomic_bool stop;
@@ -467,15 +468,15 @@ static void *srv_main(void *p)
     struct srv *s = p;
 
     while (!atomic_load(&s->stop)) {
-        struct pollfd pfd = {s->lfd, POLLIN, 0};
+        struct pollfd pfd[2] = {{s->lfd, POLLIN, 0}, {s->lfd6, POLLIN, 0}};
         struct srv_conn *sc;
         pthread_t t;
         int fd;
 
-        if (poll(&pfd, 1, 50) <= 0) {
+        if (poll(pfd, s->lfd6 >= 0 ? 2 : 1, 50) <= 0) {
             continue;
         }
-        fd = accept(s->lfd, NULL, NULL);
+        fd = accept(pfd[0].revents ? s->lfd : s->lfd6, NULL, NULL);
         if (fd < 0) {
             continue;
         }
@@ -515,6 +516,20 @@ static int setup(void **state)
     }
     getsockname(S->lfd, (struct sockaddr *)&a, &al);
     S->port = ntohs(a.sin_port);
+    S->lfd6 = socket(AF_INET6, SOCK_STREAM, 0);
+    if (S->lfd6 >= 0) {
+        struct sockaddr_in6 a6;
+
+        memset(&a6, 0, sizeof(a6));
+        a6.sin6_family = AF_INET6;
+        a6.sin6_addr = in6addr_loopback;
+        a6.sin6_port = htons((uint16_t)S->port);
+        setsockopt(S->lfd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(S->lfd6, (struct sockaddr *)&a6, sizeof(a6)) != 0 || listen(S->lfd6, 64) != 0) {
+            close(S->lfd6);
+            S->lfd6 = -1;
+        }
+    }
     return pthread_create(&S->th, NULL, srv_main, S) == 0 ? 0 : -1;
 }
 
@@ -526,6 +541,9 @@ static int teardown(void **state)
     atomic_store(&S->stop, true);
     pthread_join(S->th, NULL);
     close(S->lfd);
+    if (S->lfd6 >= 0) {
+        close(S->lfd6);
+    }
     while (atomic_load(&S->active) > 0 && now_ms() < end) {
         sleep_ms(10);
     }
@@ -1349,6 +1367,32 @@ static void test_wss_untrusted_certificate(void **state)
     rmdir(dir);
 }
 
+/* An IPv6 literal: connected to as such, Host keeps the brackets. */
+static void test_ipv6_literal(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], host[64];
+
+    (void)state;
+    if (S->lfd6 < 0) {
+        skip();
+    }
+    h = hub_make(false);
+    rec_init(&r);
+    snprintf(url, sizeof(url), "ws://[::1]:%d/echo", S->port);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_int_equal(ws_send_text(c, "v6", 2), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 1, 3000));
+    assert_string_equal(r.texts[0], "v6");
+    snprintf(host, sizeof(host), "[::1]:%d", S->port);
+    assert_string_equal(S->host_seen, host);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
 static void test_send_queue_cap(void **state)
 {
     struct ws_hub *h = hub_make(false);
@@ -1576,6 +1620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wss_to_plain_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_host_and_sni, setup, teardown),
         cmocka_unit_test(test_wss_untrusted_certificate),
+        cmocka_unit_test_setup_teardown(test_ipv6_literal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_in_callback, setup, teardown),
