@@ -53,7 +53,7 @@ struct ws_hub {
     bool stopping; /* ws_hub_free has started */
     struct ws_conn *all;
     struct ws_conn *dirty_head, *dirty_tail;
-    unsigned long long next_id;
+    unsigned long long next_id; /* atomic */
 
     bool deny_private; /* immutable */
     struct lws_context *ctx;
@@ -80,7 +80,7 @@ struct ws_conn {
     char *path;                  /* path and query, at least "/" */
     int port;
     bool tls;
-    lws_usec_t deadline; /* monotonic, (lws_usec_t)(clock_mono_ns() / 1000) clock */
+    lws_usec_t deadline; /* mono_us() */
 
     pthread_mutex_t cb_mu; /* held while the callback runs */
     bool cb_off;           /* under cb_mu: released, deliver nothing */
@@ -121,6 +121,11 @@ struct resolve_job {
 };
 
 static _Thread_local struct ws_conn *tl_in_cb;
+
+static lws_usec_t mono_us(void)
+{
+    return (lws_usec_t)(clock_mono_ns() / 1000);
+}
 
 static void hub_unref(struct ws_hub *h);
 
@@ -181,22 +186,20 @@ static const char *pick_address(const struct addrinfo *res, bool deny_private, c
 
     out[0] = '\0';
     for (const struct addrinfo *a = res; a; a = a->ai_next) {
-        enum webhook_addr_class cls = WEBHOOK_ADDR_INVALID;
-        const void *raw = NULL;
+        enum webhook_addr_class cls;
+        struct sockaddr_in sin;
+        struct sockaddr_in6 sin6;
+        const void *raw;
         bool refuse;
 
-        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(struct sockaddr_in)) {
-            struct sockaddr_in sin;
-
+        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(sin)) {
             memcpy(&sin, a->ai_addr, sizeof(sin));
-            cls = webhook_addr_classify_raw(4, (const unsigned char *)&sin.sin_addr);
-            raw = &((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr;
-        } else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(struct sockaddr_in6)) {
-            struct sockaddr_in6 sin6;
-
+            raw = &sin.sin_addr;
+            cls = webhook_addr_classify_raw(4, raw);
+        } else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(sin6)) {
             memcpy(&sin6, a->ai_addr, sizeof(sin6));
-            cls = webhook_addr_classify_raw(6, (const unsigned char *)&sin6.sin6_addr);
-            raw = &((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr;
+            raw = &sin6.sin6_addr;
+            cls = webhook_addr_classify_raw(6, raw);
         } else {
             continue;
         }
@@ -370,7 +373,7 @@ static void stop_check(struct ws_hub *h)
         }
     }
     pthread_mutex_unlock(&h->mu);
-    if (!busy || (lws_usec_t)(clock_mono_ns() / 1000) >= h->stop_deadline) {
+    if (!busy || mono_us() >= h->stop_deadline) {
         h->svc_exit = true;
     }
 }
@@ -391,7 +394,7 @@ static void stop_begin(struct ws_hub *h)
     bool more = true;
 
     h->svc_stop = true;
-    h->stop_deadline = (lws_usec_t)(clock_mono_ns() / 1000) + STOP_GRACE_US;
+    h->stop_deadline = mono_us() + STOP_GRACE_US;
     lws_sul_schedule(h->ctx, 0, &h->stop_sul, on_stop_deadline, STOP_GRACE_US);
     /* lws calls stay outside mu; the list cannot change meanwhile: no
      * ws_connect after stopping, and frees happen only on this thread. */
@@ -448,7 +451,7 @@ static void conn_process(struct ws_hub *h, struct ws_conn *c)
     pthread_mutex_unlock(&h->mu);
 
     if (c->st == CS_NEW) {
-        lws_usec_t left = c->deadline - (lws_usec_t)(clock_mono_ns() / 1000);
+        lws_usec_t left = c->deadline - mono_us();
 
         c->st = CS_RESOLVING;
         lws_sul_schedule(h->ctx, 0, &c->sul, on_deadline, left > 0 ? left : 1);
@@ -752,6 +755,7 @@ static void *service_main(void *p)
 
     while (!h->svc_exit) {
         if (lws_service(h->ctx, 0) < 0) {
+            log_error("msg=ws_service_failed");
             break;
         }
     }
@@ -966,7 +970,8 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     c->cb = cb;
     c->arg = arg;
     c->st = CS_NEW;
-    c->deadline = (lws_usec_t)(clock_mono_ns() / 1000) + (lws_usec_t)connect_timeout_ms * 1000;
+    c->id = __atomic_add_fetch(&h->next_id, 1, __ATOMIC_RELAXED);
+    c->deadline = mono_us() + (lws_usec_t)connect_timeout_ms * 1000;
     e = url_split(url, c);
     if (e != ERR_OK) {
         goto out_conn;
@@ -993,15 +998,17 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
         c->resolving = true;
     }
 
+    log_debug("msg=ws_connect conn=%llu host=%s", c->id, c->log_host);
     pthread_mutex_lock(&h->mu);
     if (h->stopping) {
         pthread_mutex_unlock(&h->mu);
         e = ERR_UNAVAILABLE;
         goto out_job;
     }
-    /* Before any callback can run: the callback may use the handle. */
+    /* Before any callback can run: the callback may use the handle. From
+     * the unlock on, c may even be gone (released by its callback), unless
+     * a resolver job holds it. */
     *out = c;
-    c->id = ++h->next_id;
     c->next = h->all;
     if (h->all) {
         h->all->prev = c;
@@ -1012,7 +1019,6 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     }
     wake = mark_dirty_locked(h, c);
     pthread_mutex_unlock(&h->mu);
-    log_debug("msg=ws_connect conn=%llu host=%s", c->id, c->log_host);
 
     if (job) {
         bool started = pthread_attr_init(&attr) == 0;
@@ -1028,6 +1034,7 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
             c->resolving = false;
             c->res_done = true;
             c->res_fail = "resolver unavailable";
+            wake = mark_dirty_locked(h, c) || wake;
             pthread_mutex_unlock(&h->mu);
             free(job);
             hub_unref(h);
