@@ -122,6 +122,8 @@ struct resolve_job {
 
 static _Thread_local struct ws_conn *tl_in_cb;
 
+ws__getaddrinfo_fn ws__getaddrinfo = getaddrinfo;
+
 static lws_usec_t mono_us(void)
 {
     return (lws_usec_t)(clock_mono_ns() / 1000);
@@ -234,7 +236,7 @@ static void *resolve_main(void *p)
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(job->name, NULL, &hints, &res) != 0) {
+    if (ws__getaddrinfo(job->name, NULL, &hints, &res) != 0) {
         fail = "resolve failed";
         addr[0] = '\0';
     } else {

@@ -51,8 +51,11 @@ typedef void (*ws_event_cb)(void *arg, enum ws_event ev, const char *data, size_
 /* Creates a hub and starts its thread. deny_private_urls: also refuse
  * loopback and private addresses (section 5; link-local is always
  * refused). Routes libwebsockets' own errors and warnings to the debug log
- * (a process-wide setting). ERR_NOMEM, or ERR_INTERNAL when the context or
- * the thread cannot be made. Thread-safe. */
+ * (a process-wide setting). Meant to be one per process: with
+ * libwebsockets 4.1 and its global TLS init, hubs that exist at the same
+ * time leak their client TLS state (the CA store, ~0.7 MB) when freed.
+ * ERR_NOMEM, or ERR_INTERNAL when the context or the thread cannot be made.
+ * Thread-safe. */
 enum err ws_hub_new(bool deny_private_urls, struct ws_hub **out) WARN_UNUSED;
 
 /* Sends a close frame (1000) on every open connection, drops the others,
@@ -111,5 +114,13 @@ void ws_close(struct ws_conn *c, int code);
  * 1000 after its queued text; the hub frees c when its side is done too.
  * Accepts NULL. Thread-safe. */
 void ws_conn_release(struct ws_conn *c);
+
+/* Test seam, not for product code: the getaddrinfo that resolver threads
+ * call for host names (numeric hosts never reach it). Set it before any hub
+ * exists and restore it after the last one is freed. */
+struct addrinfo;
+typedef int (*ws__getaddrinfo_fn)(const char *node, const char *service,
+                                  const struct addrinfo *hints, struct addrinfo **res);
+extern ws__getaddrinfo_fn ws__getaddrinfo;
 
 #endif

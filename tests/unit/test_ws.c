@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1393,6 +1394,121 @@ static void test_ipv6_literal(void **state)
     rec_fini(&r);
 }
 
+/* ---- host names, through the resolver seam ---- */
+
+static atomic_int slow_done;
+
+/* slow.test: answers nothing for 1.5 s. mixed.test: 127.0.0.1 and
+ * 169.254.169.254. Anything else: the real getaddrinfo. */
+static int fake_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                            struct addrinfo **res)
+{
+    if (strcmp(node, "slow.test") == 0) {
+        sleep_ms(1500);
+        atomic_fetch_add(&slow_done, 1);
+        return EAI_NONAME;
+    }
+    if (strcmp(node, "mixed.test") == 0) {
+        struct addrinfo h2 = *hints, *a = NULL, *b = NULL, *t;
+
+        h2.ai_flags |= AI_NUMERICHOST;
+        if (getaddrinfo("127.0.0.1", service, &h2, &a) != 0) {
+            return EAI_FAIL;
+        }
+        if (getaddrinfo("169.254.169.254", service, &h2, &b) != 0) {
+            freeaddrinfo(a);
+            return EAI_FAIL;
+        }
+        for (t = a; t->ai_next; t = t->ai_next) {
+        }
+        t->ai_next = b; /* glibc's freeaddrinfo frees node by node */
+        *res = a;
+        return 0;
+    }
+    return getaddrinfo(node, service, hints, res);
+}
+
+/* A resolver that hangs delays neither other connections nor the connect
+ * deadline nor ws_hub_free. */
+static void test_slow_resolver(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *slow = NULL, *fast = NULL, *slow2 = NULL;
+    struct rec rs, rf, rs2;
+    char url[128];
+    long long t0;
+
+    (void)state;
+    atomic_store(&slow_done, 0);
+    ws__getaddrinfo = fake_getaddrinfo;
+    h = hub_make(false);
+    rec_init(&rs);
+    rec_init(&rf);
+    rec_init(&rs2);
+    t0 = now_ms();
+    assert_int_equal(ws_connect(h, "ws://slow.test/x", 300, rec_cb, &rs, &slow), ERR_OK);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rf, &fast), ERR_OK);
+    assert_int_equal(ws_send_text(fast, "x", 1), ERR_OK);
+    assert_true(rec_wait(&rf, &rf.ntexts, 1, 1000));
+    assert_true(rec_wait(&rs, &rs.closes, 1, 1000));
+    assert_int_equal(atomic_load(&slow_done), 0); /* all that while, DNS hung */
+    assert_int_equal(rs.code, 0);
+    assert_string_equal(rs.reason, "timeout");
+    assert_true(rs.closed_at - t0 >= 280);
+    assert_true(rs.closed_at - t0 < 1000);
+    ws_conn_release(slow);
+    ws_conn_release(fast);
+
+    assert_int_equal(ws_connect(h, "ws://slow.test/y", 5000, rec_cb, &rs2, &slow2), ERR_OK);
+    sleep_ms(20);
+    t0 = now_ms();
+    ws_hub_free(h);
+    assert_true(now_ms() - t0 < 500);
+    /* The resolvers finish later, on their own. */
+    t0 = now_ms();
+    while (atomic_load(&slow_done) < 2 && now_ms() - t0 < 4000) {
+        sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&slow_done), 2);
+    sleep_ms(50);
+    assert_int_equal(rs2.closes, 0);
+    ws__getaddrinfo = getaddrinfo;
+    rec_fini(&rs);
+    rec_fini(&rf);
+    rec_fini(&rs2);
+}
+
+/* A name with one link-local address among others is refused whole, and
+ * a name resolving to loopback is refused under deny_private_urls: no TCP
+ * connection either way. */
+static void test_name_refused(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    ws__getaddrinfo = fake_getaddrinfo;
+    /* One hub at a time: see ws_hub_new. */
+    for (int deny = 0; deny <= 1; deny++) {
+        h = hub_make(deny);
+        rec_init(&r);
+        snprintf(url, sizeof(url), "ws://%s:%d/echo", deny ? "localhost" : "mixed.test", S->port);
+        assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+        assert_true(rec_wait(&r, &r.closes, 1, 2000));
+        assert_int_equal(r.code, 0);
+        assert_string_equal(r.reason, "refused address");
+        ws_conn_release(c);
+        ws_hub_free(h);
+        rec_fini(&r);
+    }
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&S->accepted), 0);
+    ws__getaddrinfo = getaddrinfo;
+}
+
 static void test_send_queue_cap(void **state)
 {
     struct ws_hub *h = hub_make(false);
@@ -1621,6 +1737,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_name_host_and_sni, setup, teardown),
         cmocka_unit_test(test_wss_untrusted_certificate),
         cmocka_unit_test_setup_teardown(test_ipv6_literal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_resolver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_in_callback, setup, teardown),
