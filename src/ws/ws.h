@@ -80,11 +80,11 @@ void ws_hub_free(struct ws_hub *h);
  * it does. cb(arg, ...) reports the events; arg is the caller's.
  * *out is the caller's handle until ws_conn_release, which must be called
  * exactly once (before ws_hub_free, or never); it is written before any
- * callback for it can run, so the callback may use it. ERR_INVALID for a bad URL, a
- * NULL cb or a timeout <= 0; ERR_NOMEM; ERR_UNAVAILABLE while the hub is
- * being freed. A refused or unresolvable host is not an error here: it
- * arrives as WS_EV_CLOSED code 0. Never blocks on the network.
- * Thread-safe. */
+ * callback for it can run, so the callback may use it. ERR_INVALID for a
+ * bad URL, a NULL cb or a timeout <= 0; ERR_NOMEM; ERR_UNAVAILABLE while
+ * the hub is being freed. A refused or unresolvable host is not an error
+ * here: it arrives as WS_EV_CLOSED code 0. Never blocks on the network.
+ * Thread-safe, callable from the callback. */
 enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, ws_event_cb cb,
                     void *arg, struct ws_conn **out) WARN_UNUSED;
 
@@ -101,9 +101,10 @@ enum err ws_send_text(struct ws_conn *c, const char *data, size_t len) WARN_UNUS
  * out (a code RFC 6455 lets an endpoint send: 1000-1003, 1007-1014,
  * 3000-4999; anything else becomes 1000) and the peer's answer is awaited
  * (lws gives up after a few seconds). Before the connection opened it is
- * dropped at once instead. Exactly one WS_EV_CLOSED follows unless it was
- * already delivered. Later calls do nothing. Thread-safe, callable from the
- * callback. */
+ * dropped at once instead (code 0; should the handshake win the race,
+ * WS_EV_OPEN comes first and the close goes as for an open connection).
+ * Exactly one WS_EV_CLOSED follows unless it was already delivered. Later
+ * calls do nothing. Thread-safe, callable from the callback. */
 void ws_close(struct ws_conn *c, int code);
 
 /* Gives up the caller's handle. No callback for c runs after this returns:
