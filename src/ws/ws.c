@@ -29,6 +29,8 @@
 
 /* A DNS name is at most 253 bytes; an IPv6 literal with brackets far less. */
 #define HOST_MAX 256
+/* Addresses of one host tried in turn (the first ones getaddrinfo gives). */
+#define ADDRS_MAX 4
 /* How long ws_hub_free lets close frames leave before tearing down. */
 #define STOP_GRACE_US (500 * 1000)
 
@@ -38,6 +40,11 @@ enum conn_state {
     CS_CONNECTING, /* lws is connecting / handshaking */
     CS_OPEN,
     CS_DONE, /* WS_EV_CLOSED delivered (or suppressed) */
+};
+
+struct addrs {
+    int n;
+    char a[ADDRS_MAX][INET6_ADDRSTRLEN];
 };
 
 struct msg {
@@ -97,14 +104,15 @@ struct ws_conn {
     bool released;
     bool resolving; /* a resolver thread may still write res_* */
     bool res_done;
-    const char *res_fail; /* NULL: res_addr is the address to use */
-    char res_addr[INET6_ADDRSTRLEN];
+    const char *res_fail; /* NULL: res_addrs are the addresses to try */
+    struct addrs res_addrs;
 
     /* service thread only */
     enum conn_state st;
     struct lws *wsi;
     lws_sorted_usec_list_t sul; /* the connect deadline */
     const char *fail;           /* why a connecting wsi is being killed */
+    int addr_i;                 /* the address of res_addrs being tried */
     bool killing;
     bool close_sent;
     int sent_code;
@@ -177,16 +185,13 @@ static void conn_touch(struct ws_conn *c)
     }
 }
 
-/* Chooses the address to connect to from a getaddrinfo answer: the host is
- * refused whole when any of its addresses is refused (a name that also
- * points at cloud metadata is not called at all). NULL on success with the
- * numeric address in out, else the reason. */
-static const char *pick_address(const struct addrinfo *res, bool deny_private, char *out,
-                                size_t outsz)
+/* Chooses the addresses to connect to from a getaddrinfo answer, in its
+ * order: the host is refused whole when any of its addresses is refused (a
+ * name that also points at cloud metadata is not called at all). NULL on
+ * success with at least one numeric address in out, else the reason. */
+static const char *pick_addresses(const struct addrinfo *res, bool deny_private, struct addrs *out)
 {
-    const char *why = "no address";
-
-    out[0] = '\0';
+    out->n = 0;
     for (const struct addrinfo *a = res; a; a = a->ai_next) {
         enum webhook_addr_class cls;
         struct sockaddr_in sin;
@@ -214,14 +219,15 @@ static const char *pick_address(const struct addrinfo *res, bool deny_private, c
         default: refuse = true; break;
         }
         if (refuse) {
-            out[0] = '\0';
+            out->n = 0;
             return "refused address";
         }
-        if (out[0] == '\0' && inet_ntop(a->ai_family, raw, out, (socklen_t)outsz)) {
-            why = NULL;
+        if (out->n < ADDRS_MAX &&
+            inet_ntop(a->ai_family, raw, out->a[out->n], sizeof(out->a[0])) != NULL) {
+            out->n++;
         }
     }
-    return why;
+    return out->n > 0 ? NULL : "no address";
 }
 
 static void *resolve_main(void *p)
@@ -229,7 +235,7 @@ static void *resolve_main(void *p)
     struct resolve_job *job = p;
     struct ws_hub *h = job->hub;
     struct addrinfo hints, *res = NULL;
-    char addr[INET6_ADDRSTRLEN];
+    struct addrs addrs;
     const char *fail;
     bool wake = false;
 
@@ -238,9 +244,9 @@ static void *resolve_main(void *p)
     hints.ai_socktype = SOCK_STREAM;
     if (ws__getaddrinfo(job->name, NULL, &hints, &res) != 0) {
         fail = "resolve failed";
-        addr[0] = '\0';
+        addrs.n = 0;
     } else {
-        fail = pick_address(res, h->deny_private, addr, sizeof(addr));
+        fail = pick_addresses(res, h->deny_private, &addrs);
         freeaddrinfo(res);
     }
     pthread_mutex_lock(&h->mu);
@@ -249,7 +255,7 @@ static void *resolve_main(void *p)
 
         c->res_done = true;
         c->res_fail = fail;
-        memcpy(c->res_addr, addr, sizeof(addr));
+        c->res_addrs = addrs;
         c->resolving = false;
         wake = mark_dirty_locked(h, c);
         if (wake) {
@@ -334,6 +340,34 @@ static void on_deadline(lws_sorted_usec_list_t *sul)
     }
 }
 
+/* A connection attempt failed before the handshake: moves on to the host's
+ * next address when there is one and time is left (the attempt's wsi is
+ * cut loose: nothing of it reaches c any more). False when c has failed. */
+static bool conn_try_next(struct ws_conn *c, struct lws *wsi)
+{
+    struct ws_hub *h = c->hub;
+    bool more;
+
+    if (c->st != CS_CONNECTING || c->killing || h->svc_stop) {
+        return false;
+    }
+    pthread_mutex_lock(&h->mu);
+    more = c->addr_i + 1 < c->res_addrs.n && !c->close_req;
+    pthread_mutex_unlock(&h->mu);
+    if (!more || mono_us() >= c->deadline) {
+        return false;
+    }
+    if (wsi) {
+        lws_set_opaque_user_data(wsi, NULL);
+    }
+    c->wsi = NULL;
+    c->addr_i++;
+    c->st = CS_RESOLVING; /* with res_done set: the next drain connects */
+    log_debug("msg=ws_next_address conn=%llu host=%s", c->id, c->log_host);
+    conn_touch(c);
+    return true;
+}
+
 static void conn_start(struct ws_conn *c, const char *addr)
 {
     struct lws_client_connect_info i;
@@ -353,9 +387,13 @@ static void conn_start(struct ws_conn *c, const char *addr)
     i.opaque_user_data = c;
     c->st = CS_CONNECTING;
     log_debug("msg=ws_connecting conn=%llu host=%s tls=%d", c->id, c->log_host, (int)c->tls);
-    if (!lws_client_connect_via_info(&i)) {
+    if (!lws_client_connect_via_info(&i) && c->st == CS_CONNECTING) {
+        /* Failed at once, without a callback (one that came may already
+         * have moved on to the next address). */
         c->wsi = NULL;
-        conn_ended(c, 0, c->fail ? c->fail : "connect failed");
+        if (!conn_try_next(c, NULL)) {
+            conn_ended(c, 0, c->fail ? c->fail : "connect failed");
+        }
     }
 }
 
@@ -449,7 +487,10 @@ static void conn_process(struct ws_hub *h, struct ws_conn *c)
     msgs = c->q_head != NULL;
     res_done = c->res_done;
     res_fail = c->res_fail;
-    memcpy(addr, c->res_addr, sizeof(addr));
+    addr[0] = '\0';
+    if (res_done && !res_fail && c->addr_i < c->res_addrs.n) {
+        memcpy(addr, c->res_addrs.a[c->addr_i], sizeof(addr));
+    }
     pthread_mutex_unlock(&h->mu);
 
     if (c->st == CS_NEW) {
@@ -703,6 +744,9 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (conn_try_next(c, wsi)) {
+            return 0;
+        }
         conn_ended(c, 0, c->fail ? c->fail : (c->tls ? "connect or tls failed" : "connect failed"));
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
@@ -986,7 +1030,7 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     hints.ai_flags = AI_NUMERICHOST;
     if (getaddrinfo(c->name, NULL, &hints, &res) == 0) {
         c->res_done = true;
-        c->res_fail = pick_address(res, h->deny_private, c->res_addr, sizeof(c->res_addr));
+        c->res_fail = pick_addresses(res, h->deny_private, &c->res_addrs);
         freeaddrinfo(res);
     } else {
         job = calloc(1, sizeof(*job));

@@ -71,13 +71,14 @@ void ws_hub_free(struct ws_hub *h);
 
 /* Starts connecting to url (ws:// or wss://, checked with
  * stream_url_valid): resolves the host off the hub thread, refuses the whole
- * host when any address it resolves to is refused by section 5, connects to
- * the first allowed address, sends the URL's host (and port) as Host, and
- * for wss uses it for SNI and the certificate name check against the system
- * CA store. The connect and the handshake must finish within
- * connect_timeout_ms of this call, else WS_EV_CLOSED with code 0. Text may
- * be queued with ws_send_text before the connection opens; it is sent once
- * it does. cb(arg, ...) reports the events; arg is the caller's.
+ * host when any address it resolves to is refused by section 5, tries its
+ * addresses in getaddrinfo's order (at most 4) until one connects, sends
+ * the URL's host (and port) as Host, and for wss uses it for SNI and the
+ * certificate name check against the system CA store. The connect and the
+ * handshake must finish within connect_timeout_ms of this call, else
+ * WS_EV_CLOSED with code 0. Text may be queued with ws_send_text before the
+ * connection opens; it is sent once it does. cb(arg, ...) reports the
+ * events; arg is the caller's.
  * *out is the caller's handle until ws_conn_release, which must be called
  * exactly once (before ws_hub_free, or never); it is written before any
  * callback for it can run, so the callback may use it. ERR_INVALID for a

@@ -1425,6 +1425,23 @@ static int fake_getaddrinfo(const char *node, const char *service, const struct 
         *res = a;
         return 0;
     }
+    if (strcmp(node, "dual.test") == 0 || strcmp(node, "dead.test") == 0) {
+        /* 127.0.0.2 and .3 refuse at once: the server is on 127.0.0.1. */
+        const char *second = node[1] == 'u' ? "127.0.0.1" : "127.0.0.3";
+        struct addrinfo h2 = *hints, *a = NULL, *b = NULL;
+
+        h2.ai_flags |= AI_NUMERICHOST;
+        if (getaddrinfo("127.0.0.2", service, &h2, &a) != 0) {
+            return EAI_FAIL;
+        }
+        if (getaddrinfo(second, service, &h2, &b) != 0) {
+            freeaddrinfo(a);
+            return EAI_FAIL;
+        }
+        a->ai_next = b;
+        *res = a;
+        return 0;
+    }
     return getaddrinfo(node, service, hints, res);
 }
 
@@ -1507,6 +1524,42 @@ static void test_name_refused(void **state)
     sleep_ms(100);
     assert_int_equal(atomic_load(&S->accepted), 0);
     ws__getaddrinfo = getaddrinfo;
+}
+
+/* When the first address refuses, the next one is tried. */
+static void test_next_address(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *c = NULL, *d = NULL;
+    struct rec r, rd;
+    char url[128];
+    long long t0;
+
+    (void)state;
+    ws__getaddrinfo = fake_getaddrinfo;
+    h = hub_make(false);
+    rec_init(&r);
+    rec_init(&rd);
+    snprintf(url, sizeof(url), "ws://dual.test:%d/echo", S->port);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_int_equal(ws_send_text(c, "second", 6), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 1, 3000));
+    assert_string_equal(r.texts[0], "second");
+    assert_int_equal(r.opens, 1);
+    assert_int_equal(r.closes, 0);
+
+    snprintf(url, sizeof(url), "ws://dead.test:%d/echo", S->port);
+    t0 = now_ms();
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &d), ERR_OK);
+    assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
+    assert_int_equal(rd.code, 0);
+    assert_true(rd.closed_at - t0 < 1000);
+    ws_conn_release(c);
+    ws_conn_release(d);
+    ws_hub_free(h);
+    ws__getaddrinfo = getaddrinfo;
+    rec_fini(&r);
+    rec_fini(&rd);
 }
 
 static void test_send_queue_cap(void **state)
@@ -1739,6 +1792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ipv6_literal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_resolver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_in_callback, setup, teardown),
