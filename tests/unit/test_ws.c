@@ -152,6 +152,7 @@ struct srv {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char host_seen[128];
+    char path_seen[256];
     unsigned char hello[2048]; /* the first TLS record seen */
     size_t hello_len;
     char *msgs[SRV_MSGS]; /* text frames received, in order */
@@ -354,6 +355,9 @@ static void *srv_conn_main(void *p)
         goto out;
     }
     sscanf(req, "GET %255s ", path);
+    pthread_mutex_lock(&s->mu);
+    memcpy(s->path_seen, path, sizeof(path));
+    pthread_mutex_unlock(&s->mu);
     if (strncmp(path, "/nohs", 5) == 0) {
         /* Hold the socket, answer nothing, until the client gives up. */
         while (!atomic_load(&s->stop) && read(fd, req, sizeof(req)) > 0) {
@@ -731,6 +735,7 @@ static void test_echo_and_close(void **state)
     }
     snprintf(host, sizeof(host), "127.0.0.1:%d", S->port);
     assert_string_equal(S->host_seen, host);
+    assert_string_equal(S->path_seen, "/echo?token=secret");
 
     ws_close(c, 1000);
     assert_int_equal(ws_send_text(c, "x", 1), ERR_UNAVAILABLE);
@@ -743,6 +748,27 @@ static void test_echo_and_close(void **state)
     sleep_ms(50);
     assert_int_equal(r.closes, 1);
     assert_false(r.after_close);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+/* Userinfo in the URL is dropped: neither sent nor logged. */
+static void test_userinfo_dropped(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], host[64];
+
+    (void)state;
+    rec_init(&r);
+    snprintf(url, sizeof(url), "ws://user:pw@127.0.0.1:%d?q=1", S->port);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 1, 3000));
+    snprintf(host, sizeof(host), "127.0.0.1:%d", S->port);
+    assert_string_equal(S->host_seen, host);
+    assert_string_equal(S->path_seen, "/?q=1");
     ws_conn_release(c);
     ws_hub_free(h);
     rec_fini(&r);
@@ -1772,6 +1798,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha1_known),
         cmocka_unit_test_setup_teardown(test_echo_and_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_userinfo_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fragmented_and_binary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_close_1001, setup, teardown),
