@@ -29,6 +29,8 @@
 
 /* A DNS name is at most 253 bytes; an IPv6 literal with brackets far less. */
 #define HOST_MAX 256
+/* Addresses of one host tried in turn (the first ones getaddrinfo gives). */
+#define ADDRS_MAX 4
 /* How long ws_hub_free lets close frames leave before tearing down. */
 #define STOP_GRACE_US (500 * 1000)
 
@@ -38,6 +40,11 @@ enum conn_state {
     CS_CONNECTING, /* lws is connecting / handshaking */
     CS_OPEN,
     CS_DONE, /* WS_EV_CLOSED delivered (or suppressed) */
+};
+
+struct addrs {
+    int n;
+    char a[ADDRS_MAX][INET6_ADDRSTRLEN];
 };
 
 struct msg {
@@ -53,7 +60,7 @@ struct ws_hub {
     bool stopping; /* ws_hub_free has started */
     struct ws_conn *all;
     struct ws_conn *dirty_head, *dirty_tail;
-    unsigned long long next_id;
+    unsigned long long next_id; /* atomic */
 
     bool deny_private; /* immutable */
     struct lws_context *ctx;
@@ -80,7 +87,7 @@ struct ws_conn {
     char *path;                  /* path and query, at least "/" */
     int port;
     bool tls;
-    lws_usec_t deadline; /* monotonic, (lws_usec_t)(clock_mono_ns() / 1000) clock */
+    lws_usec_t deadline; /* mono_us() */
 
     pthread_mutex_t cb_mu; /* held while the callback runs */
     bool cb_off;           /* under cb_mu: released, deliver nothing */
@@ -97,14 +104,15 @@ struct ws_conn {
     bool released;
     bool resolving; /* a resolver thread may still write res_* */
     bool res_done;
-    const char *res_fail; /* NULL: res_addr is the address to use */
-    char res_addr[INET6_ADDRSTRLEN];
+    const char *res_fail; /* NULL: res_addrs are the addresses to try */
+    struct addrs res_addrs;
 
     /* service thread only */
     enum conn_state st;
     struct lws *wsi;
     lws_sorted_usec_list_t sul; /* the connect deadline */
     const char *fail;           /* why a connecting wsi is being killed */
+    int addr_i;                 /* the address of res_addrs being tried */
     bool killing;
     bool close_sent;
     int sent_code;
@@ -121,6 +129,13 @@ struct resolve_job {
 };
 
 static _Thread_local struct ws_conn *tl_in_cb;
+
+ws__getaddrinfo_fn ws__getaddrinfo = getaddrinfo;
+
+static lws_usec_t mono_us(void)
+{
+    return (lws_usec_t)(clock_mono_ns() / 1000);
+}
 
 static void hub_unref(struct ws_hub *h);
 
@@ -170,33 +185,28 @@ static void conn_touch(struct ws_conn *c)
     }
 }
 
-/* Chooses the address to connect to from a getaddrinfo answer: the host is
- * refused whole when any of its addresses is refused (a name that also
- * points at cloud metadata is not called at all). NULL on success with the
- * numeric address in out, else the reason. */
-static const char *pick_address(const struct addrinfo *res, bool deny_private, char *out,
-                                size_t outsz)
+/* Chooses the addresses to connect to from a getaddrinfo answer, in its
+ * order: the host is refused whole when any of its addresses is refused (a
+ * name that also points at cloud metadata is not called at all). NULL on
+ * success with at least one numeric address in out, else the reason. */
+static const char *pick_addresses(const struct addrinfo *res, bool deny_private, struct addrs *out)
 {
-    const char *why = "no address";
-
-    out[0] = '\0';
+    out->n = 0;
     for (const struct addrinfo *a = res; a; a = a->ai_next) {
-        enum webhook_addr_class cls = WEBHOOK_ADDR_INVALID;
-        const void *raw = NULL;
+        enum webhook_addr_class cls;
+        struct sockaddr_in sin;
+        struct sockaddr_in6 sin6;
+        const void *raw;
         bool refuse;
 
-        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(struct sockaddr_in)) {
-            struct sockaddr_in sin;
-
+        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(sin)) {
             memcpy(&sin, a->ai_addr, sizeof(sin));
-            cls = webhook_addr_classify_raw(4, (const unsigned char *)&sin.sin_addr);
-            raw = &((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr;
-        } else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(struct sockaddr_in6)) {
-            struct sockaddr_in6 sin6;
-
+            raw = &sin.sin_addr;
+            cls = webhook_addr_classify_raw(4, raw);
+        } else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(sin6)) {
             memcpy(&sin6, a->ai_addr, sizeof(sin6));
-            cls = webhook_addr_classify_raw(6, (const unsigned char *)&sin6.sin6_addr);
-            raw = &((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr;
+            raw = &sin6.sin6_addr;
+            cls = webhook_addr_classify_raw(6, raw);
         } else {
             continue;
         }
@@ -209,14 +219,15 @@ static const char *pick_address(const struct addrinfo *res, bool deny_private, c
         default: refuse = true; break;
         }
         if (refuse) {
-            out[0] = '\0';
+            out->n = 0;
             return "refused address";
         }
-        if (out[0] == '\0' && inet_ntop(a->ai_family, raw, out, (socklen_t)outsz)) {
-            why = NULL;
+        if (out->n < ADDRS_MAX &&
+            inet_ntop(a->ai_family, raw, out->a[out->n], sizeof(out->a[0])) != NULL) {
+            out->n++;
         }
     }
-    return why;
+    return out->n > 0 ? NULL : "no address";
 }
 
 static void *resolve_main(void *p)
@@ -224,18 +235,18 @@ static void *resolve_main(void *p)
     struct resolve_job *job = p;
     struct ws_hub *h = job->hub;
     struct addrinfo hints, *res = NULL;
-    char addr[INET6_ADDRSTRLEN];
+    struct addrs addrs;
     const char *fail;
     bool wake = false;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(job->name, NULL, &hints, &res) != 0) {
+    if (ws__getaddrinfo(job->name, NULL, &hints, &res) != 0) {
         fail = "resolve failed";
-        addr[0] = '\0';
+        addrs.n = 0;
     } else {
-        fail = pick_address(res, h->deny_private, addr, sizeof(addr));
+        fail = pick_addresses(res, h->deny_private, &addrs);
         freeaddrinfo(res);
     }
     pthread_mutex_lock(&h->mu);
@@ -244,7 +255,7 @@ static void *resolve_main(void *p)
 
         c->res_done = true;
         c->res_fail = fail;
-        memcpy(c->res_addr, addr, sizeof(addr));
+        c->res_addrs = addrs;
         c->resolving = false;
         wake = mark_dirty_locked(h, c);
         if (wake) {
@@ -329,6 +340,34 @@ static void on_deadline(lws_sorted_usec_list_t *sul)
     }
 }
 
+/* A connection attempt failed before the handshake: moves on to the host's
+ * next address when there is one and time is left (the attempt's wsi is
+ * cut loose: nothing of it reaches c any more). False when c has failed. */
+static bool conn_try_next(struct ws_conn *c, struct lws *wsi)
+{
+    struct ws_hub *h = c->hub;
+    bool more;
+
+    if (c->st != CS_CONNECTING || c->killing || h->svc_stop) {
+        return false;
+    }
+    pthread_mutex_lock(&h->mu);
+    more = c->addr_i + 1 < c->res_addrs.n && !c->close_req;
+    pthread_mutex_unlock(&h->mu);
+    if (!more || mono_us() >= c->deadline) {
+        return false;
+    }
+    if (wsi) {
+        lws_set_opaque_user_data(wsi, NULL);
+    }
+    c->wsi = NULL;
+    c->addr_i++;
+    c->st = CS_RESOLVING; /* with res_done set: the next drain connects */
+    log_debug("msg=ws_next_address conn=%llu host=%s", c->id, c->log_host);
+    conn_touch(c);
+    return true;
+}
+
 static void conn_start(struct ws_conn *c, const char *addr)
 {
     struct lws_client_connect_info i;
@@ -348,9 +387,13 @@ static void conn_start(struct ws_conn *c, const char *addr)
     i.opaque_user_data = c;
     c->st = CS_CONNECTING;
     log_debug("msg=ws_connecting conn=%llu host=%s tls=%d", c->id, c->log_host, (int)c->tls);
-    if (!lws_client_connect_via_info(&i)) {
+    if (!lws_client_connect_via_info(&i) && c->st == CS_CONNECTING) {
+        /* Failed at once, without a callback (one that came may already
+         * have moved on to the next address). */
         c->wsi = NULL;
-        conn_ended(c, 0, c->fail ? c->fail : "connect failed");
+        if (!conn_try_next(c, NULL)) {
+            conn_ended(c, 0, c->fail ? c->fail : "connect failed");
+        }
     }
 }
 
@@ -370,7 +413,7 @@ static void stop_check(struct ws_hub *h)
         }
     }
     pthread_mutex_unlock(&h->mu);
-    if (!busy || (lws_usec_t)(clock_mono_ns() / 1000) >= h->stop_deadline) {
+    if (!busy || mono_us() >= h->stop_deadline) {
         h->svc_exit = true;
     }
 }
@@ -391,7 +434,7 @@ static void stop_begin(struct ws_hub *h)
     bool more = true;
 
     h->svc_stop = true;
-    h->stop_deadline = (lws_usec_t)(clock_mono_ns() / 1000) + STOP_GRACE_US;
+    h->stop_deadline = mono_us() + STOP_GRACE_US;
     lws_sul_schedule(h->ctx, 0, &h->stop_sul, on_stop_deadline, STOP_GRACE_US);
     /* lws calls stay outside mu; the list cannot change meanwhile: no
      * ws_connect after stopping, and frees happen only on this thread. */
@@ -444,11 +487,14 @@ static void conn_process(struct ws_hub *h, struct ws_conn *c)
     msgs = c->q_head != NULL;
     res_done = c->res_done;
     res_fail = c->res_fail;
-    memcpy(addr, c->res_addr, sizeof(addr));
+    addr[0] = '\0';
+    if (res_done && !res_fail && c->addr_i < c->res_addrs.n) {
+        memcpy(addr, c->res_addrs.a[c->addr_i], sizeof(addr));
+    }
     pthread_mutex_unlock(&h->mu);
 
     if (c->st == CS_NEW) {
-        lws_usec_t left = c->deadline - (lws_usec_t)(clock_mono_ns() / 1000);
+        lws_usec_t left = c->deadline - mono_us();
 
         c->st = CS_RESOLVING;
         lws_sul_schedule(h->ctx, 0, &c->sul, on_deadline, left > 0 ? left : 1);
@@ -698,6 +744,9 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (conn_try_next(c, wsi)) {
+            return 0;
+        }
         conn_ended(c, 0, c->fail ? c->fail : (c->tls ? "connect or tls failed" : "connect failed"));
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
@@ -752,6 +801,7 @@ static void *service_main(void *p)
 
     while (!h->svc_exit) {
         if (lws_service(h->ctx, 0) < 0) {
+            log_error("msg=ws_service_failed");
             break;
         }
     }
@@ -966,7 +1016,8 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     c->cb = cb;
     c->arg = arg;
     c->st = CS_NEW;
-    c->deadline = (lws_usec_t)(clock_mono_ns() / 1000) + (lws_usec_t)connect_timeout_ms * 1000;
+    c->id = __atomic_add_fetch(&h->next_id, 1, __ATOMIC_RELAXED);
+    c->deadline = mono_us() + (lws_usec_t)connect_timeout_ms * 1000;
     e = url_split(url, c);
     if (e != ERR_OK) {
         goto out_conn;
@@ -979,7 +1030,7 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     hints.ai_flags = AI_NUMERICHOST;
     if (getaddrinfo(c->name, NULL, &hints, &res) == 0) {
         c->res_done = true;
-        c->res_fail = pick_address(res, h->deny_private, c->res_addr, sizeof(c->res_addr));
+        c->res_fail = pick_addresses(res, h->deny_private, &c->res_addrs);
         freeaddrinfo(res);
     } else {
         job = calloc(1, sizeof(*job));
@@ -993,13 +1044,17 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
         c->resolving = true;
     }
 
+    log_debug("msg=ws_connect conn=%llu host=%s", c->id, c->log_host);
     pthread_mutex_lock(&h->mu);
     if (h->stopping) {
         pthread_mutex_unlock(&h->mu);
         e = ERR_UNAVAILABLE;
         goto out_job;
     }
-    c->id = ++h->next_id;
+    /* Before any callback can run: the callback may use the handle. From
+     * the unlock on, c may even be gone (released by its callback), unless
+     * a resolver job holds it. */
+    *out = c;
     c->next = h->all;
     if (h->all) {
         h->all->prev = c;
@@ -1010,7 +1065,6 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     }
     wake = mark_dirty_locked(h, c);
     pthread_mutex_unlock(&h->mu);
-    log_debug("msg=ws_connect conn=%llu host=%s", c->id, c->log_host);
 
     if (job) {
         bool started = pthread_attr_init(&attr) == 0;
@@ -1026,6 +1080,7 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
             c->resolving = false;
             c->res_done = true;
             c->res_fail = "resolver unavailable";
+            wake = mark_dirty_locked(h, c) || wake;
             pthread_mutex_unlock(&h->mu);
             free(job);
             hub_unref(h);
@@ -1034,7 +1089,6 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     if (wake) {
         lws_cancel_service(h->ctx);
     }
-    *out = c;
     return ERR_OK;
 
 out_job:
@@ -1093,6 +1147,14 @@ enum err ws_send_text(struct ws_conn *c, const char *data, size_t len)
     return e;
 }
 
+/* RFC 6455 7.4: the codes an endpoint may put in a close frame (1005,
+ * 1006 and 1015 are only ever reported, never sent). */
+static bool close_code_sendable(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
 void ws_close(struct ws_conn *c, int code)
 {
     struct ws_hub *h;
@@ -1102,7 +1164,7 @@ void ws_close(struct ws_conn *c, int code)
         return;
     }
     h = c->hub;
-    if (code < 1000 || code > 4999) {
+    if (!close_code_sendable(code)) {
         code = 1000;
     }
     pthread_mutex_lock(&h->mu);

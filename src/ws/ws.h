@@ -51,8 +51,11 @@ typedef void (*ws_event_cb)(void *arg, enum ws_event ev, const char *data, size_
 /* Creates a hub and starts its thread. deny_private_urls: also refuse
  * loopback and private addresses (section 5; link-local is always
  * refused). Routes libwebsockets' own errors and warnings to the debug log
- * (a process-wide setting). ERR_NOMEM, or ERR_INTERNAL when the context or
- * the thread cannot be made. Thread-safe. */
+ * (a process-wide setting). Meant to be one per process: with
+ * libwebsockets 4.1 and its global TLS init, hubs that exist at the same
+ * time leak their client TLS state (the CA store, ~0.7 MB) when freed.
+ * ERR_NOMEM, or ERR_INTERNAL when the context or the thread cannot be made.
+ * Thread-safe. */
 enum err ws_hub_new(bool deny_private_urls, struct ws_hub **out) WARN_UNUSED;
 
 /* Sends a close frame (1000) on every open connection, drops the others,
@@ -68,19 +71,21 @@ void ws_hub_free(struct ws_hub *h);
 
 /* Starts connecting to url (ws:// or wss://, checked with
  * stream_url_valid): resolves the host off the hub thread, refuses the whole
- * host when any address it resolves to is refused by section 5, connects to
- * the first allowed address, sends the URL's host (and port) as Host, and
- * for wss uses it for SNI and the certificate name check against the system
- * CA store. The connect and the handshake must finish within
- * connect_timeout_ms of this call, else WS_EV_CLOSED with code 0. Text may
- * be queued with ws_send_text before the connection opens; it is sent once
- * it does. cb(arg, ...) reports the events; arg is the caller's.
+ * host when any address it resolves to is refused by section 5, tries its
+ * addresses in getaddrinfo's order (at most 4) until one connects, sends
+ * the URL's host (and port) as Host, and for wss uses it for SNI and the
+ * certificate name check against the system CA store. The connect and the
+ * handshake must finish within connect_timeout_ms of this call, else
+ * WS_EV_CLOSED with code 0. Text may be queued with ws_send_text before the
+ * connection opens; it is sent once it does. cb(arg, ...) reports the
+ * events; arg is the caller's.
  * *out is the caller's handle until ws_conn_release, which must be called
- * exactly once (before ws_hub_free, or never). ERR_INVALID for a bad URL, a
- * NULL cb or a timeout <= 0; ERR_NOMEM; ERR_UNAVAILABLE while the hub is
- * being freed. A refused or unresolvable host is not an error here: it
- * arrives as WS_EV_CLOSED code 0. Never blocks on the network.
- * Thread-safe. */
+ * exactly once (before ws_hub_free, or never); it is written before any
+ * callback for it can run, so the callback may use it. ERR_INVALID for a
+ * bad URL, a NULL cb or a timeout <= 0; ERR_NOMEM; ERR_UNAVAILABLE while
+ * the hub is being freed. A refused or unresolvable host is not an error
+ * here: it arrives as WS_EV_CLOSED code 0. Never blocks on the network.
+ * Thread-safe, callable from the callback. */
 enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, ws_event_cb cb,
                     void *arg, struct ws_conn **out) WARN_UNUSED;
 
@@ -93,12 +98,14 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
  * Thread-safe. */
 enum err ws_send_text(struct ws_conn *c, const char *data, size_t len) WARN_UNUSED;
 
-/* Closes c: once the queued text is sent, a close frame carrying code
- * (1000..4999, else 1000) goes out and the peer's answer is awaited (lws
- * gives up after a few seconds). Before the connection opened it is dropped
- * at once instead. Exactly one WS_EV_CLOSED follows unless it was already
- * delivered. Later calls do nothing. Thread-safe, callable from the
- * callback. */
+/* Closes c: once the queued text is sent, a close frame carrying code goes
+ * out (a code RFC 6455 lets an endpoint send: 1000-1003, 1007-1014,
+ * 3000-4999; anything else becomes 1000) and the peer's answer is awaited
+ * (lws gives up after a few seconds). Before the connection opened it is
+ * dropped at once instead (code 0; should the handshake win the race,
+ * WS_EV_OPEN comes first and the close goes as for an open connection).
+ * Exactly one WS_EV_CLOSED follows unless it was already delivered. Later
+ * calls do nothing. Thread-safe, callable from the callback. */
 void ws_close(struct ws_conn *c, int code);
 
 /* Gives up the caller's handle. No callback for c runs after this returns:
@@ -109,5 +116,13 @@ void ws_close(struct ws_conn *c, int code);
  * 1000 after its queued text; the hub frees c when its side is done too.
  * Accepts NULL. Thread-safe. */
 void ws_conn_release(struct ws_conn *c);
+
+/* Test seam, not for product code: the getaddrinfo that resolver threads
+ * call for host names (numeric hosts never reach it). Set it before any hub
+ * exists and restore it after the last one is freed. */
+struct addrinfo;
+typedef int (*ws__getaddrinfo_fn)(const char *node, const char *service,
+                                  const struct addrinfo *hints, struct addrinfo **res);
+extern ws__getaddrinfo_fn ws__getaddrinfo;
 
 #endif

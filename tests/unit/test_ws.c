@@ -2,7 +2,8 @@
  * here on plain sockets (127.0.0.1, port 0, one thread per connection). The
  * request path picks the server's behaviour: /echo, /frag (a fragmented
  * text message and a binary frame), /big (a message over WS_MESSAGE_MAX),
- * /close1001, /drop, /nohs (never answers the handshake). Covers open, text
+ * /exact (one of exactly WS_MESSAGE_MAX), /flood (text until closed),
+ * /close1001, /close-empty, /drop, /nohs (never answers the handshake). Covers open, text
  * both ways in order, close codes each way, drops, refused ports, the
  * handshake timeout, the address rules, wss against a plain server, the
  * send-queue cap, many connections, release from the callback and freeing
@@ -17,9 +18,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,11 +138,12 @@ static void test_sha1_known(void **state)
 
 /* ---- the server ---- */
 
-#define SRV_MSGS 64
+#define SRV_MSGS 1100
 #define SRV_CLOSES 64
 
 struct srv {
     int lfd;
+    int lfd6; /* [::1] on the same port, -1 when IPv6 is unavailable */
     int port;
     pthread_t th;
     atomic_bool stop;
@@ -145,6 +152,7 @@ struct srv {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char host_seen[128];
+    char path_seen[256];
     unsigned char hello[2048]; /* the first TLS record seen */
     size_t hello_len;
     char *msgs[SRV_MSGS]; /* text frames received, in order */
@@ -347,6 +355,9 @@ static void *srv_conn_main(void *p)
         goto out;
     }
     sscanf(req, "GET %255s ", path);
+    pthread_mutex_lock(&s->mu);
+    memcpy(s->path_seen, path, sizeof(path));
+    pthread_mutex_unlock(&s->mu);
     if (strncmp(path, "/nohs", 5) == 0) {
         /* Hold the socket, answer nothing, until the client gives up. */
         while (!atomic_load(&s->stop) && read(fd, req, sizeof(req)) > 0) {
@@ -381,14 +392,15 @@ static void *srv_conn_main(void *p)
     if (strcmp(path, "/drop") == 0) {
         goto out;
     }
-    if (strcmp(path, "/close1001") == 0) {
-        unsigned char c[2] = {0x03, 0xe9};
+    if (strcmp(path, "/close1001") == 0 || strcmp(path, "/close-empty") == 0) {
+        unsigned char code[2] = {0x03, 0xe9};
         unsigned char *d;
         size_t len;
         bool fin;
         int op;
 
-        send_frame(fd, true, 8, c, 2);
+        send_frame(fd, true, 8, code, path[6] == '1' ? 2 : 0);
+        /* Until the client answers the close (or goes away). */
         while (read_frame(fd, &fin, &op, &d, &len)) {
             free(d);
             if (op == 8) {
@@ -396,6 +408,38 @@ static void *srv_conn_main(void *p)
             }
         }
         goto out;
+    }
+    if (strcmp(path, "/flood") == 0) {
+        long long end = now_ms() + 5000;
+        int k = 0;
+
+        while (now_ms() < end) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            char m[32];
+
+            if (poll(&pfd, 1, 0) > 0) {
+                serve_echo(s, fd); /* the client's close (or EOF) */
+                goto out;
+            }
+            snprintf(m, sizeof(m), "f%d", k++);
+            if (!send_frame(fd, true, 1, m, strlen(m))) {
+                goto out;
+            }
+            sleep_ms(1);
+        }
+        goto out;
+    }
+    if (strcmp(path, "/exact") == 0) {
+        size_t big = WS_MESSAGE_MAX;
+        char *b = malloc(big);
+
+        assert_non_null(b);
+        memset(b, 'y', big);
+        send_frame(fd, false, 1, b, 1000);
+        send_frame(fd, false, 0, b + 1000, big - 2000);
+        send_frame(fd, true, 0, b + big - 1000, 1000);
+        free(b);
+        send_frame(fd, true, 1, "small", 5);
     }
     if (strcmp(path, "/frag") == 0) {
         send_frame(fd, false, 1, "hello ", 6);
@@ -429,15 +473,15 @@ static void *srv_main(void *p)
     struct srv *s = p;
 
     while (!atomic_load(&s->stop)) {
-        struct pollfd pfd = {s->lfd, POLLIN, 0};
+        struct pollfd pfd[2] = {{s->lfd, POLLIN, 0}, {s->lfd6, POLLIN, 0}};
         struct srv_conn *sc;
         pthread_t t;
         int fd;
 
-        if (poll(&pfd, 1, 50) <= 0) {
+        if (poll(pfd, s->lfd6 >= 0 ? 2 : 1, 50) <= 0) {
             continue;
         }
-        fd = accept(s->lfd, NULL, NULL);
+        fd = accept(pfd[0].revents ? s->lfd : s->lfd6, NULL, NULL);
         if (fd < 0) {
             continue;
         }
@@ -477,6 +521,20 @@ static int setup(void **state)
     }
     getsockname(S->lfd, (struct sockaddr *)&a, &al);
     S->port = ntohs(a.sin_port);
+    S->lfd6 = socket(AF_INET6, SOCK_STREAM, 0);
+    if (S->lfd6 >= 0) {
+        struct sockaddr_in6 a6;
+
+        memset(&a6, 0, sizeof(a6));
+        a6.sin6_family = AF_INET6;
+        a6.sin6_addr = in6addr_loopback;
+        a6.sin6_port = htons((uint16_t)S->port);
+        setsockopt(S->lfd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(S->lfd6, (struct sockaddr *)&a6, sizeof(a6)) != 0 || listen(S->lfd6, 64) != 0) {
+            close(S->lfd6);
+            S->lfd6 = -1;
+        }
+    }
     return pthread_create(&S->th, NULL, srv_main, S) == 0 ? 0 : -1;
 }
 
@@ -488,6 +546,9 @@ static int teardown(void **state)
     atomic_store(&S->stop, true);
     pthread_join(S->th, NULL);
     close(S->lfd);
+    if (S->lfd6 >= 0) {
+        close(S->lfd6);
+    }
     while (atomic_load(&S->active) > 0 && now_ms() < end) {
         sleep_ms(10);
     }
@@ -542,7 +603,7 @@ static void url_of(char *out, size_t n, const char *scheme, const char *path)
 
 /* ---- the client side: an event recorder ---- */
 
-#define REC_TEXTS 64
+#define REC_TEXTS 1100
 
 struct rec {
     pthread_mutex_t mu;
@@ -555,9 +616,10 @@ struct rec {
     char *texts[REC_TEXTS];
     size_t text_len[REC_TEXTS];
     int ntexts;
-    bool after_close; /* an event arrived after WS_EV_CLOSED */
-    struct ws_conn *release_on_close;
-    struct ws_conn *release_on_text;
+    bool after_close;     /* an event arrived after WS_EV_CLOSED */
+    struct ws_conn *self; /* the handle, written by ws_connect */
+    bool release_on_close;
+    bool release_on_text;
     bool event_after_release;
     bool released;
 };
@@ -598,9 +660,8 @@ static void rec_cb(void *arg, enum ws_event ev, const char *data, size_t len, in
             r->texts[r->ntexts][len] = 0;
             r->text_len[r->ntexts++] = len;
         }
-        if (r->release_on_text) {
-            ws_conn_release(r->release_on_text);
-            r->release_on_text = NULL;
+        if (r->release_on_text && !r->released) {
+            ws_conn_release(r->self);
             r->released = true;
         }
         break;
@@ -609,9 +670,8 @@ static void rec_cb(void *arg, enum ws_event ev, const char *data, size_t len, in
         r->code = code;
         r->closed_at = now_ms();
         snprintf(r->reason, sizeof(r->reason), "%.*s", (int)len, data);
-        if (r->release_on_close) {
-            ws_conn_release(r->release_on_close);
-            r->release_on_close = NULL;
+        if (r->release_on_close && !r->released) {
+            ws_conn_release(r->self);
             r->released = true;
         }
         break;
@@ -675,6 +735,7 @@ static void test_echo_and_close(void **state)
     }
     snprintf(host, sizeof(host), "127.0.0.1:%d", S->port);
     assert_string_equal(S->host_seen, host);
+    assert_string_equal(S->path_seen, "/echo?token=secret");
 
     ws_close(c, 1000);
     assert_int_equal(ws_send_text(c, "x", 1), ERR_UNAVAILABLE);
@@ -687,6 +748,27 @@ static void test_echo_and_close(void **state)
     sleep_ms(50);
     assert_int_equal(r.closes, 1);
     assert_false(r.after_close);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+/* Userinfo in the URL is dropped: neither sent nor logged. */
+static void test_userinfo_dropped(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], host[64];
+
+    (void)state;
+    rec_init(&r);
+    snprintf(url, sizeof(url), "ws://user:pw@127.0.0.1:%d?q=1", S->port);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 1, 3000));
+    snprintf(host, sizeof(host), "127.0.0.1:%d", S->port);
+    assert_string_equal(S->host_seen, host);
+    assert_string_equal(S->path_seen, "/?q=1");
     ws_conn_release(c);
     ws_hub_free(h);
     rec_fini(&r);
@@ -754,6 +836,201 @@ static void test_peer_close_1001(void **state)
     assert_int_equal(r.code, 1001);
     assert_int_equal(ws_send_text(c, "x", 1), ERR_UNAVAILABLE);
     ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+static void test_peer_close_without_code(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/close-empty");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.closes, 1, 3000));
+    assert_int_equal(r.code, 1005);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+static void test_close_codes(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL, *d = NULL;
+    struct rec r, rd;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    rec_init(&rd);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 1, 3000));
+    ws_close(c, 4000);
+    assert_true(rec_wait(&r, &r.closes, 1, 3000));
+    assert_int_equal(r.code, 4000);
+    assert_true(srv_wait_closes(1, 3000));
+    assert_int_equal(S->closes[0], 4000);
+    /* A code no endpoint may send becomes 1000. */
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &d), ERR_OK);
+    assert_true(rec_wait(&rd, &rd.opens, 1, 3000));
+    ws_close(d, 1006);
+    assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
+    assert_int_equal(rd.code, 1000);
+    assert_true(srv_wait_closes(2, 3000));
+    assert_int_equal(S->closes[1], 1000);
+    ws_conn_release(c);
+    ws_conn_release(d);
+    ws_hub_free(h);
+    rec_fini(&r);
+    rec_fini(&rd);
+}
+
+static void test_message_at_cap(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+    char *want = malloc(WS_MESSAGE_MAX);
+
+    (void)state;
+    rec_init(&r);
+    memset(want, 'y', WS_MESSAGE_MAX);
+    url_of(url, sizeof(url), "ws", "/exact");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 2, 5000));
+    assert_int_equal(r.text_len[0], WS_MESSAGE_MAX);
+    assert_memory_equal(r.texts[0], want, WS_MESSAGE_MAX);
+    assert_string_equal(r.texts[1], "small");
+    ws_conn_release(c);
+    ws_hub_free(h);
+    free(want);
+    rec_fini(&r);
+}
+
+#define ORDER_N 1000
+
+static void test_many_messages_in_order(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], m[1024];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    for (int i = 0; i < ORDER_N; i++) {
+        memset(m, 'a' + i % 26, sizeof(m));
+        snprintf(m, 16, "%06d", i);
+        assert_int_equal(ws_send_text(c, m, 100 + (size_t)i % 900), ERR_OK);
+    }
+    assert_true(srv_wait_msgs(ORDER_N, 10000));
+    assert_true(rec_wait(&r, &r.ntexts, ORDER_N, 10000));
+    for (int i = 0; i < ORDER_N; i++) {
+        char tag[16];
+
+        snprintf(tag, sizeof(tag), "%06d", i);
+        assert_int_equal(S->msg_len[i], 100 + (size_t)i % 900);
+        assert_memory_equal(S->msgs[i], tag, 6);
+        assert_int_equal(r.text_len[i], 100 + (size_t)i % 900);
+        assert_memory_equal(r.texts[i], tag, 6);
+    }
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+struct sender {
+    struct ws_conn *c;
+    int k;
+};
+
+static void *sender_main(void *p)
+{
+    struct sender *sd = p;
+    char m[32];
+
+    for (int i = 0; i < 200; i++) {
+        snprintf(m, sizeof(m), "t%d-%d", sd->k, i);
+        if (ws_send_text(sd->c, m, strlen(m)) != ERR_OK) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_senders(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    struct sender sd[4];
+    pthread_t t[4];
+    int next[4] = {0, 0, 0, 0};
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    for (int k = 0; k < 4; k++) {
+        sd[k].c = c;
+        sd[k].k = k;
+        assert_int_equal(pthread_create(&t[k], NULL, sender_main, &sd[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        void *rv;
+
+        pthread_join(t[k], &rv);
+        assert_null(rv);
+    }
+    assert_true(srv_wait_msgs(800, 10000));
+    /* Each thread's messages arrive in the order it sent them. */
+    for (int i = 0; i < 800; i++) {
+        int k, n;
+
+        assert_int_equal(sscanf(S->msgs[i], "t%d-%d", &k, &n), 2);
+        assert_int_equal(n, next[k]);
+        next[k]++;
+    }
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+/* ws_conn_release from another thread while texts keep arriving: once it
+ * returns, no callback runs for that connection. */
+static void test_release_stops_callbacks(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/flood");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 20, 3000));
+    ws_conn_release(c);
+    pthread_mutex_lock(&r.mu);
+    r.released = true;
+    pthread_mutex_unlock(&r.mu);
+    assert_true(srv_wait_closes(1, 3000));
+    assert_int_equal(S->closes[0], 1000);
+    sleep_ms(50);
+    pthread_mutex_lock(&r.mu);
+    assert_false(r.event_after_release);
+    assert_int_equal(r.closes, 0);
+    pthread_mutex_unlock(&r.mu);
     ws_hub_free(h);
     rec_fini(&r);
 }
@@ -941,6 +1218,376 @@ static void test_name_host_and_sni(void **state)
     rec_fini(&rt);
 }
 
+/* ---- wss against a real TLS server with an untrusted certificate ---- */
+
+/* Runs argv with stdout and stderr to out_path and stdin from a pipe whose
+ * write end goes to *in_w (-1: none); returns the child's pid. */
+static pid_t spawn(char *const argv[], const char *out_path, int *in_w)
+{
+    int p[2] = {-1, -1};
+    pid_t pid;
+
+    if (in_w && pipe(p) != 0) {
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (in_w) {
+            dup2(p[0], 0);
+            close(p[1]);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (in_w) {
+        close(p[0]);
+        *in_w = p[1];
+    }
+    return pid;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    char buf[65536];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f) {
+        return false;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* A self-signed certificate for "localhost", served by openssl s_server:
+ * the TLS handshake must fail on verification (reported by lws, routed to
+ * our log), and no HTTP request may reach the server. Skipped without the
+ * openssl command. */
+static void test_wss_untrusted_certificate(void **state)
+{
+    char dir[] = "/tmp/test_ws.XXXXXX", key[64], crt[64], out[64], log_path[64], port_s[32];
+    char url[128];
+    struct ws_hub *h;
+    struct ws_conn *c = NULL;
+    struct rec r;
+    long long t0, end;
+    pid_t pid;
+    int status, saved_err, port, in_w = -1;
+
+    (void)state;
+    if (access("/usr/bin/openssl", X_OK) != 0) {
+        skip();
+    }
+    assert_non_null(mkdtemp(dir));
+    snprintf(key, sizeof(key), "%s/k.pem", dir);
+    snprintf(crt, sizeof(crt), "%s/c.pem", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(log_path, sizeof(log_path), "%s/log", dir);
+    {
+        char *argv[] = {"openssl",
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1",
+                        "-nodes",
+                        "-subj",
+                        "/CN=localhost",
+                        "-addext",
+                        "subjectAltName=DNS:localhost",
+                        "-days",
+                        "1",
+                        "-keyout",
+                        key,
+                        "-out",
+                        crt,
+                        NULL};
+
+        pid = spawn(argv, out, NULL);
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    port = free_port();
+    snprintf(port_s, sizeof(port_s), "127.0.0.1:%d", port);
+    {
+        char *argv[] = {"openssl", "s_server", "-accept", port_s, "-cert", crt, "-key", key, NULL};
+
+        /* stdin stays open: s_server ends its session on EOF there. */
+        pid = spawn(argv, out, &in_w);
+        assert_true(pid > 0);
+    }
+    end = now_ms() + 5000;
+    while (!file_has(out, "ACCEPT") && now_ms() < end) {
+        sleep_ms(20);
+    }
+    assert_true(file_has(out, "ACCEPT"));
+
+    /* Our log (and lws' lines routed into it) to a file for this test. */
+    fflush(stderr);
+    saved_err = dup(2);
+    {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        dup2(fd, 2);
+        close(fd);
+    }
+    log_set_level(LOG_DEBUG);
+    rec_init(&r);
+    h = hub_make(false);
+    snprintf(url, sizeof(url), "wss://localhost:%d/secret-path?token=t0ken", port);
+    t0 = now_ms();
+    assert_int_equal(ws_connect(h, url, 3000, rec_cb, &r, &c), ERR_OK);
+    rec_wait(&r, &r.closes, 1, 4000);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    log_set_level(getenv("WS_TEST_DEBUG") ? LOG_DEBUG : LOG_OFF);
+    fflush(stderr);
+    dup2(saved_err, 2);
+    close(saved_err);
+    sleep_ms(100); /* s_server writes what it saw */
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    close(in_w);
+
+    assert_int_equal(r.closes, 1);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(r.opens, 0);
+    assert_true(r.closed_at - t0 < 2000);     /* failed on the certificate, not a timeout */
+    assert_false(file_has(out, "GET "));      /* no request went over that TLS */
+    assert_true(file_has(out, "unknown ca")); /* the client's alert */
+    assert_true(file_has(log_path, "self-signed") || file_has(log_path, "self signed"));
+    /* The log names the host, never the path or the query. */
+    assert_true(file_has(log_path, "host=\"localhost\""));
+    assert_false(file_has(log_path, "secret-path"));
+    assert_false(file_has(log_path, "t0ken"));
+    rec_fini(&r);
+    unlink(key);
+    unlink(crt);
+    unlink(out);
+    unlink(log_path);
+    rmdir(dir);
+}
+
+/* An IPv6 literal: connected to as such, Host keeps the brackets. */
+static void test_ipv6_literal(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], host[64];
+
+    (void)state;
+    if (S->lfd6 < 0) {
+        skip();
+    }
+    h = hub_make(false);
+    rec_init(&r);
+    snprintf(url, sizeof(url), "ws://[::1]:%d/echo", S->port);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_int_equal(ws_send_text(c, "v6", 2), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 1, 3000));
+    assert_string_equal(r.texts[0], "v6");
+    snprintf(host, sizeof(host), "[::1]:%d", S->port);
+    assert_string_equal(S->host_seen, host);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+/* ---- host names, through the resolver seam ---- */
+
+static atomic_int slow_done;
+
+/* slow.test: answers nothing for 1.5 s. mixed.test: 127.0.0.1 and
+ * 169.254.169.254. Anything else: the real getaddrinfo. */
+static int fake_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                            struct addrinfo **res)
+{
+    if (strcmp(node, "slow.test") == 0) {
+        sleep_ms(1500);
+        atomic_fetch_add(&slow_done, 1);
+        return EAI_NONAME;
+    }
+    if (strcmp(node, "mixed.test") == 0) {
+        struct addrinfo h2 = *hints, *a = NULL, *b = NULL, *t;
+
+        h2.ai_flags |= AI_NUMERICHOST;
+        if (getaddrinfo("127.0.0.1", service, &h2, &a) != 0) {
+            return EAI_FAIL;
+        }
+        if (getaddrinfo("169.254.169.254", service, &h2, &b) != 0) {
+            freeaddrinfo(a);
+            return EAI_FAIL;
+        }
+        for (t = a; t->ai_next; t = t->ai_next) {
+        }
+        t->ai_next = b; /* glibc's freeaddrinfo frees node by node */
+        *res = a;
+        return 0;
+    }
+    if (strcmp(node, "dual.test") == 0 || strcmp(node, "dead.test") == 0) {
+        /* 127.0.0.2 and .3 refuse at once: the server is on 127.0.0.1. */
+        const char *second = node[1] == 'u' ? "127.0.0.1" : "127.0.0.3";
+        struct addrinfo h2 = *hints, *a = NULL, *b = NULL;
+
+        h2.ai_flags |= AI_NUMERICHOST;
+        if (getaddrinfo("127.0.0.2", service, &h2, &a) != 0) {
+            return EAI_FAIL;
+        }
+        if (getaddrinfo(second, service, &h2, &b) != 0) {
+            freeaddrinfo(a);
+            return EAI_FAIL;
+        }
+        a->ai_next = b;
+        *res = a;
+        return 0;
+    }
+    return getaddrinfo(node, service, hints, res);
+}
+
+/* A resolver that hangs delays neither other connections nor the connect
+ * deadline nor ws_hub_free. */
+static void test_slow_resolver(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *slow = NULL, *fast = NULL, *slow2 = NULL;
+    struct rec rs, rf, rs2;
+    char url[128];
+    long long t0;
+
+    (void)state;
+    atomic_store(&slow_done, 0);
+    ws__getaddrinfo = fake_getaddrinfo;
+    h = hub_make(false);
+    rec_init(&rs);
+    rec_init(&rf);
+    rec_init(&rs2);
+    t0 = now_ms();
+    assert_int_equal(ws_connect(h, "ws://slow.test/x", 300, rec_cb, &rs, &slow), ERR_OK);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rf, &fast), ERR_OK);
+    assert_int_equal(ws_send_text(fast, "x", 1), ERR_OK);
+    assert_true(rec_wait(&rf, &rf.ntexts, 1, 1000));
+    assert_true(rec_wait(&rs, &rs.closes, 1, 1000));
+    assert_int_equal(atomic_load(&slow_done), 0); /* all that while, DNS hung */
+    assert_int_equal(rs.code, 0);
+    assert_string_equal(rs.reason, "timeout");
+    assert_true(rs.closed_at - t0 >= 280);
+    assert_true(rs.closed_at - t0 < 1000);
+    ws_conn_release(slow);
+    ws_conn_release(fast);
+
+    assert_int_equal(ws_connect(h, "ws://slow.test/y", 5000, rec_cb, &rs2, &slow2), ERR_OK);
+    sleep_ms(20);
+    t0 = now_ms();
+    ws_hub_free(h);
+    assert_true(now_ms() - t0 < 500);
+    /* The resolvers finish later, on their own. */
+    t0 = now_ms();
+    while (atomic_load(&slow_done) < 2 && now_ms() - t0 < 4000) {
+        sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&slow_done), 2);
+    sleep_ms(50);
+    assert_int_equal(rs2.closes, 0);
+    ws__getaddrinfo = getaddrinfo;
+    rec_fini(&rs);
+    rec_fini(&rf);
+    rec_fini(&rs2);
+}
+
+/* A name with one link-local address among others is refused whole, and
+ * a name resolving to loopback is refused under deny_private_urls: no TCP
+ * connection either way. */
+static void test_name_refused(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    ws__getaddrinfo = fake_getaddrinfo;
+    /* One hub at a time: see ws_hub_new. */
+    for (int deny = 0; deny <= 1; deny++) {
+        h = hub_make(deny);
+        rec_init(&r);
+        snprintf(url, sizeof(url), "ws://%s:%d/echo", deny ? "localhost" : "mixed.test", S->port);
+        assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+        assert_true(rec_wait(&r, &r.closes, 1, 2000));
+        assert_int_equal(r.code, 0);
+        assert_string_equal(r.reason, "refused address");
+        ws_conn_release(c);
+        ws_hub_free(h);
+        rec_fini(&r);
+    }
+    sleep_ms(100);
+    assert_int_equal(atomic_load(&S->accepted), 0);
+    ws__getaddrinfo = getaddrinfo;
+}
+
+/* When the first address refuses, the next one is tried. */
+static void test_next_address(void **state)
+{
+    struct ws_hub *h;
+    struct ws_conn *c = NULL, *d = NULL;
+    struct rec r, rd;
+    char url[128];
+    long long t0;
+
+    (void)state;
+    ws__getaddrinfo = fake_getaddrinfo;
+    h = hub_make(false);
+    rec_init(&r);
+    rec_init(&rd);
+    snprintf(url, sizeof(url), "ws://dual.test:%d/echo", S->port);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_int_equal(ws_send_text(c, "second", 6), ERR_OK);
+    assert_true(rec_wait(&r, &r.ntexts, 1, 3000));
+    assert_string_equal(r.texts[0], "second");
+    assert_int_equal(r.opens, 1);
+    assert_int_equal(r.closes, 0);
+
+    snprintf(url, sizeof(url), "ws://dead.test:%d/echo", S->port);
+    t0 = now_ms();
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &d), ERR_OK);
+    assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
+    assert_int_equal(rd.code, 0);
+    assert_true(rd.closed_at - t0 < 1000);
+    ws_conn_release(c);
+    ws_conn_release(d);
+    ws_hub_free(h);
+    ws__getaddrinfo = getaddrinfo;
+    rec_fini(&r);
+    rec_fini(&rd);
+}
+
 static void test_send_queue_cap(void **state)
 {
     struct ws_hub *h = hub_make(false);
@@ -1009,7 +1656,6 @@ static void test_many_connections(void **state)
 static void test_release_in_callback(void **state)
 {
     struct ws_hub *h = hub_make(false);
-    struct ws_conn *c = NULL, *d = NULL;
     struct rec r, rd;
     char url[128];
 
@@ -1017,27 +1663,37 @@ static void test_release_in_callback(void **state)
     rec_init(&r);
     rec_init(&rd);
     /* Released from its own WS_EV_TEXT: closed with 1000, no more events. */
+    r.release_on_text = true;
     url_of(url, sizeof(url), "ws", "/frag");
-    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
-    pthread_mutex_lock(&r.mu);
-    r.release_on_text = c;
-    pthread_mutex_unlock(&r.mu);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &r.self), ERR_OK);
     assert_true(srv_wait_closes(1, 3000));
     assert_int_equal(S->closes[0], 1000);
     sleep_ms(100);
+    pthread_mutex_lock(&r.mu);
     assert_int_equal(r.ntexts, 1);
     assert_int_equal(r.closes, 0);
+    assert_true(r.released);
     assert_false(r.event_after_release);
+    pthread_mutex_unlock(&r.mu);
 
     /* Released from its own WS_EV_CLOSED. */
+    rd.release_on_close = true;
     url_of(url, sizeof(url), "ws", "/drop");
-    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &d), ERR_OK);
-    pthread_mutex_lock(&rd.mu);
-    rd.release_on_close = d;
-    pthread_mutex_unlock(&rd.mu);
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &rd, &rd.self), ERR_OK);
     assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
-    sleep_ms(50);
+    pthread_mutex_lock(&rd.mu);
     assert_true(rd.released);
+    pthread_mutex_unlock(&rd.mu);
+    /* And from the callback of a refused address, before ws_connect has
+     * even returned to this thread. */
+    rec_fini(&rd);
+    rec_init(&rd);
+    rd.release_on_close = true;
+    assert_int_equal(ws_connect(h, "ws://169.254.169.254/", 2000, rec_cb, &rd, &rd.self), ERR_OK);
+    assert_true(rec_wait(&rd, &rd.closes, 1, 3000));
+    pthread_mutex_lock(&rd.mu);
+    assert_true(rd.released);
+    pthread_mutex_unlock(&rd.mu);
     ws_hub_free(h);
     rec_fini(&r);
     rec_fini(&rd);
@@ -1142,9 +1798,16 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha1_known),
         cmocka_unit_test_setup_teardown(test_echo_and_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_userinfo_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fragmented_and_binary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_close_1001, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_close_without_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_message_at_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_messages_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_senders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_stops_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_1006, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
@@ -1152,6 +1815,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link_local_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wss_to_plain_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_host_and_sni, setup, teardown),
+        cmocka_unit_test(test_wss_untrusted_certificate),
+        cmocka_unit_test_setup_teardown(test_ipv6_literal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_resolver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_in_callback, setup, teardown),
