@@ -371,3 +371,40 @@ def sine_l16(freq, seconds, rate, amplitude=8000):
 
 def b64(msg):
     return base64.b64decode(msg["media"]["payload"])
+
+
+def ulaw_decode(u):
+    """One G.711 mu-law byte to a linear 16-bit sample (Sun's ulaw2linear)."""
+    u = ~u & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
+    return 0x84 - t if u & 0x80 else t - 0x84
+
+
+ULAW = [ulaw_decode(i) for i in range(256)]
+
+
+def _encoder(table):
+    order = sorted(range(256), key=lambda i: table[i])
+
+    def encode(x):
+        # the code whose decoded value is nearest (ties: the first)
+        lo, hi = 0, 255
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if table[order[mid]] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        best = order[lo]
+        if lo > 0 and abs(table[order[lo - 1]] - x) <= abs(table[best] - x):
+            best = order[lo - 1]
+        return best
+    return encode
+
+
+alaw_encode = _encoder(ALAW)
+ulaw_encode = _encoder(ULAW)
+
+
+def sine_samples(freq, n, rate=8000, amplitude=8000, phase=0):
+    return [int(amplitude * math.sin(2 * math.pi * freq * (i + phase) / rate)) for i in range(n)]

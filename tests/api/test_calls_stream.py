@@ -15,6 +15,7 @@ SIPp by its scenario timeouts, -timeout and a subprocess timeout, the agent and 
 wait timeouts.
 """
 
+import asyncio
 import math
 import re
 import socket
@@ -31,7 +32,8 @@ import test_calls_sip as base  # noqa: E402  (skips the module too when there is
 from fake_customer import reply_json  # noqa: E402
 from sipp_helper import Sipp  # noqa: E402
 from stream_helper import (  # noqa: E402
-    ALAW, FRAME, PCMA_SILENCE, Agent, Party, b64, pattern, sine_l16,
+    ALAW, FRAME, ULAW, Agent, Party, alaw_encode, b64, pattern, sine_l16, sine_samples,
+    ulaw_encode,
 )
 # The call tests' fixtures (module-scoped server with the call engine, fake customer, line).
 from test_calls_sip import _server_alive, fc, line, srv, work  # noqa: E402,F401
@@ -211,8 +213,11 @@ def test_play_audio_then_checkpoint(srv, line, fc, work, agent, party):
     assert t_done - t_play >= 0.95, f"playedStream {t_done - t_play:.3f} s after 1 s of audio"
     # A frame's kernel receive time vs the agent's user-space arrival time: 20 ms of slack.
     assert t_done >= run[-1].time - 0.02, "playedStream came before the last audio frame"
-    # Silence between queued bytes is not expected: the RTP stream has no holes throughout.
+    # One continuous RTP stream throughout (sequence, timestamp, SSRC).
     check_rtp_continuity(pk)
+    # The outbound track carries what the party heard, frame for frame.
+    out = b"".join(b64(m) for m in media_msgs(agent, "outbound"))
+    assert out.find(audio) % FRAME == 0, "the outbound track does not carry the played audio"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,3 +493,167 @@ def test_stream_url_closed_port_ends_call(srv, line, fc, work):
     answer, = fc.wait_for(1, path="/answer")
     h = hangup_of(fc, answer.payload["call_uuid"])
     assert (h["call_status"], h["hangup_cause"]) == ("COMPLETED", "16"), h
+
+
+# ---------------------------------------------------------------------------------------------
+# More: packetisation, transcoding, robustness, checkpoint order, stream_timeout with
+# keep_call_alive.
+
+@pytest.mark.parametrize("ptime_ms", [10, 30])
+def test_inbound_other_packet_sizes_become_20ms_chunks(srv, line, fc, work, agent, party,
+                                                       ptime_ms):
+    """The party's packets are cut or joined into 20 ms (160-byte) media payloads, bytes in
+    order (CALLS.md 7: media every 20 ms of audio)."""
+    answer_with(fc, agent, direction="INBOUND")
+    size = ptime_ms * 8
+    audio = pattern(size * 20, seed=7)  # 200 ms or 600 ms
+    with inbound(srv, work, line, party, duration_ms=2500) as c:
+        _, start, _ = started(fc, agent)
+        party.wait_peer()
+        party.send_frames([audio[i:i + size] for i in range(0, len(audio), size)],
+                          interval=ptime_ms / 1000)
+        n = len(audio) // FRAME
+        agent.wait_event("media", n, timeout=3, track="inbound")
+        time.sleep(0.3)
+        finish(srv, c)
+    msgs = media_msgs(agent, "inbound")
+    assert [m["media"]["chunk"] for m in msgs] == list(range(1, n + 1))
+    for m in msgs:
+        check_media(m, start["streamId"], "inbound")
+    assert b"".join(b64(m) for m in msgs) == audio
+
+
+def _close(a, b, rel=0.08, floor=40):
+    return abs(a - b) <= max(floor, rel * abs(b))
+
+
+def test_pcmu_stream_on_pcma_party_transcodes_both_ways(srv, line, fc, work, agent, party):
+    """codec PCMU with a PCMA party: the media payloads are mu-law of what the party sent, and a
+    mu-law playAudio reaches the party as A-law of the same sound (within G.711 quantisation)."""
+    answer_with(fc, agent, codec="PCMU", direction="BOTH", bidirectional=True)
+    sent = sine_samples(300, 160 * 10, amplitude=6000)
+    frames = [bytes(alaw_encode(x) for x in sent[i:i + 160]) for i in range(0, len(sent), 160)]
+    play = sine_samples(500, 8000, amplitude=6000)
+    with inbound(srv, work, line, party, duration_ms=3500) as c:
+        _, start, _ = started(fc, agent)
+        assert start["mediaFormat"] == {"contentType": "audio/PCMU", "sampleRate": 8000}, start
+        party.wait_peer()
+        party.send_frames(frames)
+        agent.wait_event("media", 10, timeout=3, track="inbound")
+        t_play = agent.play(bytes(ulaw_encode(x) for x in play), "audio/PCMU", 8000)
+        agent.checkpoint("p")
+        agent.wait_event("playedStream", 1, timeout=3)
+        time.sleep(0.1)
+        pk = party.packets(since=t_play - 0.05)
+        finish(srv, c)
+    msgs = media_msgs(agent, "inbound")
+    for m in msgs:
+        check_media(m, start["streamId"], "inbound", "audio/PCMU")
+    got = [ULAW[x] for m in msgs for x in b64(m)]
+    want = [ALAW[x] for f in frames for x in f]
+    bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if not _close(g, w)]
+    assert len(got) == len(want) and not bad, f"mu-law media differs from the A-law sent: {bad[:5]}"
+    run, _, _ = audio_run(pk)
+    assert len(run) == 50
+    heard = [ALAW[x] for p in run for x in p.payload]
+    bad = [(i, h, w) for i, (h, w) in enumerate(zip(heard, play)) if not _close(h, w, 0.12, 80)]
+    assert not bad, f"the party heard something else than the mu-law played: {bad[:5]}"
+
+
+def test_l16_play_audio_split_mid_sample(srv, line, fc, work, agent, party):
+    """L16 at 8000 Hz: one second of a 400 Hz sine sent as three playAudio messages cut inside
+    samples (odd byte counts) plays as the same sine (a dropped or misjoined byte would swap the
+    byte order of what follows and turn it into noise)."""
+    answer_with(fc, agent, codec="L16", sample_rate=8000, direction="INBOUND", bidirectional=True)
+    sine = sine_l16(400, 1.0, 8000, amplitude=8000)
+    cuts = [0, 3333, 9001, len(sine)]
+    with inbound(srv, work, line, party, duration_ms=3500) as c:
+        started(fc, agent)
+        party.wait_packets(3)
+        t_play = None
+        for a, b in zip(cuts, cuts[1:]):
+            t = agent.play(sine[a:b], "audio/x-l16", 8000)
+            t_play = t_play or t
+        agent.checkpoint("s")
+        agent.wait_event("playedStream", 1, timeout=3)
+        time.sleep(0.1)
+        pk = party.packets(since=t_play - 0.05)
+        finish(srv, c)
+    run, _, _ = audio_run(pk)
+    assert 48 <= len(run) <= 52, len(run)
+    samples = [ALAW[x] for p in run[2:-2] for x in p.payload]
+    rms = math.sqrt(sum(x * x for x in samples) / len(samples))
+    assert 0.8 * 8000 / math.sqrt(2) <= rms <= 1.2 * 8000 / math.sqrt(2), f"RMS {rms:.0f}"
+    hz = _zero_cross_hz(samples)
+    assert 380 <= hz <= 420, f"the party heard {hz:.0f} Hz, want 400"
+
+
+def test_bad_customer_messages_are_ignored(srv, line, fc, work, agent, party):
+    """Binary frames, malformed JSON, unknown events, a playAudio whose payload is not base64 and
+    a checkpoint without a name are ignored; the stream goes on and a valid playAudio plays."""
+    answer_with(fc, agent, direction="BOTH", bidirectional=True)
+    audio = pattern(1600, seed=9)
+    with inbound(srv, work, line, party, duration_ms=3000) as c:
+        _, start, _ = started(fc, agent)
+        party.wait_packets(3)
+        conn = agent.conns[-1]
+        asyncio.run_coroutine_threadsafe(conn.ws.send(b"\x00\x01binary"), agent.loop).result(5)
+        agent.send("{not json")
+        agent.send("[1,2,3]")
+        agent.send({"event": "stop"})
+        agent.send({"event": "playAudio", "media": {"contentType": "audio/PCMA",
+                                                    "sampleRate": 8000, "payload": "@@@@"}})
+        agent.send({"event": "checkpoint"})
+        t_bad = time.monotonic()
+        time.sleep(0.5)
+        quiet = party.packets(since=t_bad)
+        agent.play(audio)
+        agent.checkpoint("ok")
+        (_, played), = agent.wait_event("playedStream", 1, timeout=3)
+        time.sleep(0.1)
+        pk = party.packets()
+        finish(srv, c)
+    ok_, why = all_silent(quiet)
+    assert ok_, why
+    assert played["name"] == "ok"
+    run, _, _ = audio_run(pk)
+    assert b"".join(p.payload for p in run) == audio
+    assert [m["event"] for _, m in agent.msgs if m["event"] != "media"] == ["start", "playedStream"]
+
+
+def test_checkpoints_in_order_and_on_time(srv, line, fc, work, agent, party):
+    """A checkpoint on an empty queue is answered at once; later ones once the audio queued
+    before each has been sent: in order, each about the audio's length after the previous."""
+    answer_with(fc, agent, direction="INBOUND", bidirectional=True)
+    with inbound(srv, work, line, party, duration_ms=3500) as c:
+        started(fc, agent)
+        party.wait_packets(3)
+        t0 = agent.checkpoint("a")
+        agent.play(pattern(3200, seed=1))  # 0.4 s
+        agent.checkpoint("b")
+        agent.play(pattern(4000, seed=2))  # 0.5 s
+        agent.checkpoint("c")
+        agent.wait_event("playedStream", 3, timeout=3)
+        finish(srv, c)
+    got = agent.events("playedStream")
+    assert [m["name"] for _, m in got] == ["a", "b", "c"], got
+    ta, tb, tc = (t - t0 for t, _ in got)
+    assert ta < 0.2, f"checkpoint on an empty queue answered after {ta:.3f} s"
+    assert 0.35 <= tb <= 0.6, f"b after {tb:.3f} s, want about 0.4"
+    assert 0.85 <= tc <= 1.1, f"c after {tc:.3f} s, want about 0.9"
+
+
+def test_stream_timeout_keep_call_alive(srv, line, fc, work, agent, party):
+    """stream_timeout with keep_call_alive: the stream closes (1000) after 1 s, the call stays
+    up until the caller hangs up."""
+    answer_with(fc, agent, stream_timeout=1, keep_call_alive=True)
+    with inbound(srv, work, line, party, duration_ms=3000) as c:
+        call_uuid, _, t_start = started(fc, agent)
+        conn = agent.wait_closed(timeout=5)
+        finish(srv, c)  # a BYE from sfvopi during SIPp's pause would fail the run
+    assert not conn.we_closed and conn.close_code == 1000
+    assert 0.8 <= conn.closed - t_start <= 2.0
+    assert not c.received("BYE")
+    h = hangup_of(fc, call_uuid)
+    assert (h["call_status"], h["hangup_cause"]) == ("COMPLETED", "16"), h
+    assert h["duration"] >= 2, h
