@@ -657,3 +657,42 @@ def test_stream_timeout_keep_call_alive(srv, line, fc, work, agent, party):
     h = hangup_of(fc, call_uuid)
     assert (h["call_status"], h["hangup_cause"]) == ("COMPLETED", "16"), h
     assert h["duration"] >= 2, h
+
+
+@pytest.mark.parametrize("rate", [8000, 24000, 32000, 44100, 48000])
+def test_l16_rates(srv, line, fc, work, agent, party, rate):
+    """L16 at every allowed rate: media payloads of rate / 50 * 2 bytes whose samples carry the
+    party's 300 Hz tone, and a 1 s 400 Hz playAudio at that rate reaches the party as 50 PCMA
+    frames of a 400 Hz tone."""
+    answer_with(fc, agent, codec="L16", sample_rate=rate, direction="BOTH", bidirectional=True)
+    sent = sine_samples(300, 160 * 25, amplitude=6000)
+    frames = [bytes(alaw_encode(x) for x in sent[i:i + 160]) for i in range(0, len(sent), 160)]
+    with inbound(srv, work, line, party, duration_ms=4000) as c:
+        _, start, _ = started(fc, agent)
+        assert start["mediaFormat"] == {"contentType": "audio/x-l16", "sampleRate": rate}, start
+        party.wait_peer()
+        party.send_frames(frames)
+        agent.wait_event("media", 25, timeout=3, track="inbound")
+        t_play = agent.play(sine_l16(400, 1.0, rate), "audio/x-l16", rate)
+        agent.checkpoint("s")
+        agent.wait_event("playedStream", 1, timeout=3)
+        time.sleep(0.1)
+        pk = party.packets(since=t_play - 0.05)
+        finish(srv, c)
+    msgs = media_msgs(agent, "inbound")
+    for m in msgs:
+        check_media(m, start["streamId"], "inbound", "audio/x-l16", rate, rate // 50 * 2)
+    pcm = b"".join(b64(m) for m in msgs)
+    got = [int.from_bytes(pcm[i:i + 2], "little", signed=True) for i in range(0, len(pcm), 2)]
+    body = got[len(got) // 10:-len(got) // 10]
+    hz = _zero_cross_hz(body, rate)
+    assert 285 <= hz <= 315, f"the inbound track carries {hz:.0f} Hz, want 300"
+    rms = math.sqrt(sum(x * x for x in body) / len(body))
+    assert 0.8 * 6000 / math.sqrt(2) <= rms <= 1.2 * 6000 / math.sqrt(2), f"RMS {rms:.0f}"
+    run, _, _ = audio_run(pk)
+    assert 49 <= len(run) <= 51, len(run)
+    samples = [ALAW[x] for p in run[2:-2] for x in p.payload]
+    hz = _zero_cross_hz(samples)
+    assert 380 <= hz <= 420, f"the party heard {hz:.0f} Hz, want 400"
+    rms = math.sqrt(sum(x * x for x in samples) / len(samples))
+    assert 0.8 * 8000 / math.sqrt(2) <= rms <= 1.2 * 8000 / math.sqrt(2), f"RMS {rms:.0f}"
