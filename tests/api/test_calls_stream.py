@@ -696,3 +696,42 @@ def test_l16_rates(srv, line, fc, work, agent, party, rate):
     assert 380 <= hz <= 420, f"the party heard {hz:.0f} Hz, want 400"
     rms = math.sqrt(sum(x * x for x in samples) / len(samples))
     assert 0.8 * 8000 / math.sqrt(2) <= rms <= 1.2 * 8000 / math.sqrt(2), f"RMS {rms:.0f}"
+
+
+def test_dtmf_every_key_and_non_key_events(srv, line, fc, work, agent, party):
+    """Events 0-15 are the keys 0-9 * # A-D; events above 15 (flash, tones) are not keys. A
+    press whose start packets were lost is still reported on its end packets."""
+    answer_with(fc, agent, direction="OUTBOUND")
+    keys = "0123456789*#ABCD"
+    with inbound(srv, work, line, party, duration_ms=5000) as c:
+        started(fc, agent)
+        party.wait_peer()
+        for ev in range(16):
+            party.send_dtmf(ev, interval=0.005)
+        party.send_dtmf(16, interval=0.005)  # flash
+        # end packets only
+        for _ in range(3):
+            party.send_rtp(101, bytes([7, 0x8A, 3, 0x20]), ts=party.ts, advance=False)
+        party.ts += 800
+        agent.wait_event("dtmf", 17, timeout=3)
+        time.sleep(0.4)
+        finish(srv, c)
+    assert [m["dtmf"]["digit"] for _, m in agent.events("dtmf")] == list(keys) + ["7"]
+
+
+def test_checkpoint_names_round_trip(srv, line, fc, work, agent, party):
+    """Checkpoint names come back byte for byte in playedStream (JSON escaping, UTF-8, 64 bytes);
+    a name over 64 bytes is ignored."""
+    answer_with(fc, agent, direction="INBOUND", bidirectional=True)
+    names = ['say "hi" \\ back/slash', "नमस्ते 😀", "tab\tnew\nline", "x" * 64]
+    with inbound(srv, work, line, party, duration_ms=3000) as c:
+        started(fc, agent)
+        party.wait_packets(2)
+        agent.checkpoint("y" * 65)
+        for n in names:
+            agent.play(pattern(320))
+            agent.checkpoint(n)
+        agent.wait_event("playedStream", len(names), timeout=3)
+        time.sleep(0.3)
+        finish(srv, c)
+    assert [m["name"] for _, m in agent.events("playedStream")] == names
