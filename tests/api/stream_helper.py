@@ -42,6 +42,7 @@ class Conn:
         self.closed = None  # monotonic time the connection ended
         self.close_code = None  # the code of the close frame sfvopi sent (or echoed)
         self.we_closed = False  # the agent started the closing handshake
+        self.stream_id = None  # from its start message
 
 
 class Agent:
@@ -85,6 +86,8 @@ class Agent:
                 except (TypeError, ValueError):
                     msg = {"_raw": raw}
                 with self._cv:
+                    if msg.get("event") == "start" and conn.stream_id is None:
+                        conn.stream_id = msg.get("streamId")
                     self.msgs.append((t, msg))
                     self._cv.notify_all()
                 if self.on_message:
@@ -147,24 +150,30 @@ class Agent:
         return f"messages by kind {kinds}; connections {conns}"
 
     # -- acting -------------------------------------------------------------------------------
+    def conn_of(self, stream_id):
+        with self._cv:
+            return next(c for c in self.conns if c.stream_id == stream_id)
+
     def _conn(self):
         assert self.conns, "no connection from sfvopi"
         return self.conns[-1]
 
-    def send(self, obj):
-        """Send one message on the last connection; return the monotonic time at which it had
-        been written out."""
-        raw = obj if isinstance(obj, str) else json.dumps(obj)
-        asyncio.run_coroutine_threadsafe(self._conn().ws.send(raw), self.loop).result(5)
+    def send(self, obj, conn=None):
+        """Send one message on `conn` (default: the last connection); return the monotonic time
+        at which it had been written out."""
+        raw = obj if isinstance(obj, (str, bytes)) else json.dumps(obj)
+        ws = (conn or self._conn()).ws
+        asyncio.run_coroutine_threadsafe(ws.send(raw), self.loop).result(5)
         return time.monotonic()
 
-    def play(self, audio, content_type="audio/PCMA", sample_rate=8000, stream_id=None):
+    def play(self, audio, content_type="audio/PCMA", sample_rate=8000, stream_id=None,
+             conn=None):
         msg = {"event": "playAudio", "media": {"contentType": content_type,
                                                "sampleRate": sample_rate,
                                                "payload": base64.b64encode(audio).decode()}}
         if stream_id:
             msg["streamId"] = stream_id
-        return self.send(msg)
+        return self.send(msg, conn)
 
     def checkpoint(self, name, stream_id=""):
         return self.send({"event": "checkpoint", "streamId": stream_id, "name": name})
@@ -176,6 +185,13 @@ class Agent:
         conn = self._conn()
         conn.we_closed = True
         asyncio.run_coroutine_threadsafe(conn.ws.close(code), self.loop).result(5)
+        return time.monotonic()
+
+    def abort(self):
+        """Drop the TCP connection without a closing handshake (sfvopi sees 1006)."""
+        conn = self._conn()
+        conn.we_closed = True
+        self.loop.call_soon_threadsafe(conn.ws.transport.abort)
         return time.monotonic()
 
     def stop(self):
