@@ -809,3 +809,29 @@ def test_two_calls_streams_are_isolated(srv, line, fc, work, agent):
     assert b"".join(p.payload for p in run) == audio
     ok_, why = all_silent(p1.packets())
     assert ok_, "the other party heard the audio: " + why
+
+
+def test_play_audio_in_other_formats_is_dropped(srv, line, fc, work, agent, party):
+    """On a PCMA 8000 Hz stream, playAudio as PCMA at 16000 Hz, PCMU or L16 is dropped whole:
+    the party hears silence only; the stream's own format still plays afterwards."""
+    answer_with(fc, agent, direction="INBOUND", bidirectional=True)
+    audio = pattern(1600, seed=13)
+    with inbound(srv, work, line, party, duration_ms=3000) as c:
+        started(fc, agent)
+        party.wait_packets(2)
+        t0 = agent.play(pattern(8000), "audio/PCMA", 16000)
+        agent.play(pattern(8000), "audio/PCMU", 8000)
+        agent.play(pattern(16000), "audio/x-l16", 8000)
+        time.sleep(0.8)
+        t1 = agent.play(audio)
+        agent.checkpoint("ok")
+        agent.wait_event("playedStream", 1, timeout=3)
+        time.sleep(0.1)
+        pk = party.packets()
+        finish(srv, c)
+    wrong = [p for p in pk if t0 - 0.05 <= p.time < t1]
+    assert len(wrong) >= 35
+    ok_, why = all_silent(wrong)
+    assert ok_, "a playAudio in another format than the stream's was played: " + why
+    run, _, _ = audio_run([p for p in pk if p.time >= t1])
+    assert b"".join(p.payload for p in run) == audio
