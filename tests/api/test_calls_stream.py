@@ -118,7 +118,8 @@ def check_rtp_continuity(pkts, pt=8):
 
 def all_silent(pkts):
     bad = [p for p in pkts if not p.silent]
-    return not bad, f"{len(bad)} non-silent frame(s) of {len(pkts)}, first {bad[:1] and bad[0].payload[:16]}"
+    first = bad[0].payload[:16].hex() if bad else ""
+    return not bad, f"{len(bad)} non-silent frame(s) of {len(pkts)}, the first starts {first}"
 
 
 def finish(srv, sipp, timeout=35):
