@@ -207,6 +207,9 @@ class Server:
                 self.proc.wait()
                 rc = None
         self._log.close()
+        if rc not in (0, None) and sig == signal.SIGTERM:
+            # Shown with the failing test's output: what the server said before it died.
+            print(f"server exit code {rc}; log tail:\n{self.log[-4000:]}")
         return rc
 
     # -- CLI on the same database ------------------------------------------------------------
