@@ -566,6 +566,16 @@ static enum err listen_on(const char *spec, int *fd_out, char *bound, size_t bou
     return ERR_OK;
 }
 
+/* libmicrohttpd aborts on internal errors it cannot recover from; say
+ * where first, so that the log explains the exit. */
+static void on_mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    (void)cls;
+    log_error("msg=\"libmicrohttpd fatal error\" file=%s line=%u reason=\"%.200s\"",
+              file ? file : "-", line, reason ? reason : "-");
+    abort();
+}
+
 enum err server_start(const struct server_config *cfg, struct server **out, char *bound,
                       size_t boundsz)
 {
@@ -596,6 +606,7 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
             {MHD_OPTION_END, 0, NULL},
         };
 
+        MHD_set_panic_func(on_mhd_panic, NULL);
         s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                                     MHD_USE_ERROR_LOG,
                                 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
