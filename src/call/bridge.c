@@ -232,7 +232,7 @@ static void on_text(struct bridge *b, const char *data, size_t len)
     struct streammsg_in in;
     const char *dropped[PLAYOUT_MAX_CHECKPOINTS];
     int ndropped = 0;
-    size_t need, n;
+    size_t need, n, room;
 
     if (!b->sc.bidirectional) {
         log_debug("msg=\"stream message ignored: not bidirectional\" call=%s", b->call_uuid);
@@ -250,14 +250,19 @@ static void on_text(struct bridge *b, const char *data, size_t len)
         }
         need = transcode_from_stream_len(&b->play_tc, in.audio_len);
         if (need == SIZE_MAX || need > STREAMMSG_AUDIO_MAX ||
-            need > QUEUE_MAX - playout_queued(&b->q)) {
-            log_info("msg=\"playAudio dropped: the queue holds at most 60 s\" call=%s",
-                     b->call_uuid);
+            transcode_from_stream(&b->play_tc, in.audio, in.audio_len, env->scratch2,
+                                  STREAMMSG_AUDIO_MAX, &n) != ERR_OK) {
+            log_info("msg=\"playAudio dropped\" call=%s", b->call_uuid);
             break;
         }
-        if (transcode_from_stream(&b->play_tc, in.audio, in.audio_len, env->scratch2,
-                                  STREAMMSG_AUDIO_MAX, &n) != ERR_OK ||
-            playout_push(&b->q, env->scratch2, n) != ERR_OK)
+        /* The queue holds at most 60 s: what does not fit is dropped. */
+        room = QUEUE_MAX - playout_queued(&b->q);
+        if (n > room) {
+            log_info("msg=\"playAudio cut: the queue holds at most 60 s\" call=%s dropped=%zu",
+                     b->call_uuid, n - room);
+            n = room;
+        }
+        if (playout_push(&b->q, env->scratch2, n) != ERR_OK)
             log_info("msg=\"playAudio dropped\" call=%s", b->call_uuid);
         break;
     case STREAMMSG_CHECKPOINT:
