@@ -170,6 +170,16 @@ static void call_link(struct engine *e, struct call *c)
     e->calls = c;
 }
 
+/* Ends the call's media and SIP dialog: the bridge first, since it sends on
+ * the leg. libre finishes any BYE or CANCEL on its own. */
+static void call_drop_leg(struct call *c)
+{
+    bridge_close(c->bridge);
+    c->bridge = NULL;
+    sip_leg_hangup(c->leg);
+    c->leg = NULL;
+}
+
 static void call_free(struct call *c)
 {
     struct engine *e = c->e;
@@ -182,8 +192,7 @@ static void call_free(struct call *c)
         c->next->prev = c->prev;
     if (c->answer_busy)
         deliver_cancel(e->deliver, c->answer_delivery);
-    bridge_close(c->bridge); /* before the leg it sends on */
-    sip_leg_hangup(c->leg);
+    call_drop_leg(c);
     sip_timer_free(c->tmr);
     sip_timer_free(c->fail_tmr);
     sip_timer_free(c->answer_tmr);
@@ -366,10 +375,7 @@ static bool apply(struct call *c, const struct callsm_event *ev)
         case CALLSM_ACT_SEND_REJECT:
         case CALLSM_ACT_SEND_BYE:
             /* libre finishes the transaction on its own; the call need not wait. */
-            bridge_close(c->bridge);
-            c->bridge = NULL;
-            sip_leg_hangup(c->leg);
-            c->leg = NULL;
+            call_drop_leg(c);
             closed_needed = true;
             break;
         case CALLSM_ACT_ANSWER_WEBHOOK: answer(c, false); break;
@@ -433,10 +439,7 @@ static void on_leg_closed(void *arg, int code, int cause, bool timeout)
     struct call *c = arg;
     struct callsm_event ev = {.now_ms = clock_mono_ms(), .cause = cause};
 
-    bridge_close(c->bridge); /* it sends on the leg */
-    c->bridge = NULL;
-    sip_leg_hangup(c->leg); /* frees it; the dialog is over already */
-    c->leg = NULL;
+    call_drop_leg(c); /* the dialog is over already: this only frees */
     if (timeout)
         ev.type = CALLSM_EV_TIMEOUT;
     else if (code >= 300) {

@@ -490,11 +490,6 @@ static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct 
     return ERR_OK;
 }
 
-static bool leg_has_codec(const struct sip_leg *leg)
-{
-    return sdp_media_rformat(leg->media, "PCMA") || sdp_media_rformat(leg->media, "PCMU");
-}
-
 /* A re-INVITE's offer: answer it from the same formats. */
 static int on_offer(struct mbuf **descp, const struct sip_msg *msg, void *arg)
 {
@@ -648,7 +643,7 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
     rc = sdp_decode(leg->sdp, in->msg->mb, true);
     if (!rc)
         media_settle(leg);
-    if (rc || !leg_has_codec(leg)) {
+    if (rc || !leg->media_info.ready) {
         in->no_codec = true;
         e = ERR_INVALID;
         goto out_leg;
