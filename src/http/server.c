@@ -640,6 +640,29 @@ out_key:
     return e;
 }
 
+/* Refuses new connections at once while the requests in flight finish.
+ * The listening socket is replaced, under the same descriptor number, by
+ * a fresh socket that listens on nothing: the old one is closed (the
+ * kernel refuses new connections and drops it from every epoll set), and
+ * libmicrohttpd closes the stand-in when it stops. Not MHD_quiesce_daemon:
+ * in libmicrohttpd 0.9.75 with a thread pool on epoll it races the workers,
+ * which remove the socket from their epoll sets themselves, and then
+ * aborts ("Failed to remove listen FD from epoll set"). Not shutdown()
+ * alone: the socket then stays readable and every worker spins on accept
+ * failing until the grace period ends. */
+static void stop_listening(int fd)
+{
+    int standin = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (standin >= 0 && dup2(standin, fd) >= 0) {
+        close(standin);
+        return;
+    }
+    if (standin >= 0)
+        close(standin);
+    (void)shutdown(fd, SHUT_RDWR); /* refuses, at the cost of a busy grace period */
+}
+
 void server_stop(struct server *s, int grace_ms)
 {
     int64_t deadline = clock_mono_ms() + grace_ms;
@@ -647,11 +670,7 @@ void server_stop(struct server *s, int grace_ms)
 
     if (!s)
         return;
-    (void)MHD_quiesce_daemon(s->d);
-    /* MHD only stops watching the socket: connections would still queue in
-     * the kernel and be reset at exit. Shutting the listening socket down
-     * refuses them now; the descriptor itself stays open until MHD stops. */
-    (void)shutdown(s->fd, SHUT_RDWR);
+    stop_listening(s->fd);
     while (atomic_load(&s->in_flight) > 0 && clock_mono_ms() < deadline)
         nanosleep(&pause, NULL);
     if (atomic_load(&s->in_flight) > 0)
@@ -659,8 +678,7 @@ void server_stop(struct server *s, int grace_ms)
     atomic_store(&s->stopping, true);
     if (s->reaper_started)
         pthread_join(s->reaper, NULL);
-    MHD_stop_daemon(s->d);
-    close(s->fd);
+    MHD_stop_daemon(s->d); /* closes the listening socket too */
     pthread_key_delete(s->worker_key);
     pthread_mutex_destroy(&s->conns_mu);
     free(s);
