@@ -205,5 +205,6 @@ int main(int argc, char **argv)
     if (cli.cmd == CMD_SERVE)
         return serve(&cli);
     log_set_level(LOG_WARN);
+    log_hold(true); /* a failure is told in one line, cause included */
     return cli_run_admin(&cli);
 }

@@ -66,7 +66,8 @@ static const char serve_usage[] =
     "  --metrics on|off         serve Prometheus metrics at GET /metrics (default on)\n"
     "                                                                      [SFVOPI_METRICS]\n"
     "  --admin-listen HOST:PORT serve /metrics, /healthz and /readyz on this address instead\n"
-    "                           (then /metrics is not on --listen)     [SFVOPI_ADMIN_LISTEN]\n"
+    "                           (then /metrics is not on --listen; default off)\n"
+    "                                                                 [SFVOPI_ADMIN_LISTEN]\n"
     "  --sip-listen HOST:PORT   UDP address for SIP from and to the carrier trunk; calls are\n"
     "                           off without it (default off)         [SFVOPI_SIP_LISTEN]\n"
     "  --sip-trunk URI          where outbound INVITEs go, e.g. sip:carrier.example.net:5060\n"
@@ -182,9 +183,20 @@ static int fail(const char *fmt, ...)
     return CLI_FAILED;
 }
 
+/* A database error names the backend's own cause (kept by log_hold), all on
+ * the one error line. */
+static int db_fail_as(const char *what, enum err e)
+{
+    char cause[300];
+
+    if (log_held_cause(cause, sizeof(cause)))
+        return fail("%s: %s: %s", what, err_str(e), cause);
+    return fail("%s: %s", what, err_str(e));
+}
+
 static int db_fail(enum err e)
 {
-    return fail("database operation failed: %s", err_str(e));
+    return db_fail_as("database operation failed", e);
 }
 
 static int org_must_exist(struct store_conn *c, long long org)
@@ -344,10 +356,10 @@ int cli_run_admin(const struct cli *cli)
     if (e == ERR_INVALID)
         return fail("cannot use database '%s': expected sqlite:PATH or postgresql://...", cli->db);
     if (e != ERR_OK)
-        return fail("cannot open database: %s", err_str(e));
+        return db_fail_as("cannot open database", e);
     e = store_conn_open(s, &c);
     if (e != ERR_OK) {
-        rc = fail("cannot open database: %s", err_str(e));
+        rc = db_fail_as("cannot open database", e);
         goto out_store;
     }
 

@@ -2,6 +2,7 @@
  * whether it takes a value and which subcommands accept it; global options
  * may stand anywhere. Values are checked here, so a malformed value is a
  * usage error (exit 2) before anything touches the database. */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "cli/cli.h"
 #include "core/e164.h"
 #include "core/parse.h"
+#include "http/server.h"
 
 enum opt_id {
     O_DB,
@@ -149,6 +151,24 @@ static const struct opt *find_opt(const char *name, size_t n)
     return NULL;
 }
 
+static bool ip_literal(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* HOST:PORT as the listeners take it, port from min_port; numeric_host: the
+ * host must be an IP address (SIP binds to one exact address). */
+static bool listen_ok(const char *s, int min_port, bool numeric_host)
+{
+    char host[256];
+    int port;
+
+    return server_parse_listen(s, host, sizeof(host), &port) == ERR_OK && port >= min_port &&
+           (!numeric_host || ip_literal(host));
+}
+
 struct seen {
     const struct opt *opt;
     const char *value;
@@ -159,11 +179,22 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
     int64_t v;
 
     switch (s->opt->id) {
-    case O_DB: c->db = s->value; break;
+    case O_DB:
+        if (!(strncmp(s->value, "sqlite:", 7) == 0 && s->value[7]) &&
+            strncmp(s->value, "postgresql://", 13) != 0 &&
+            strncmp(s->value, "postgres://", 11) != 0)
+            return usage_err(err, errsz, "--db must be sqlite:PATH or postgresql://...");
+        c->db = s->value;
+        break;
     case O_CC: c->default_cc = s->value; break;
     case O_HELP: c->help = true; break;
     case O_VERSION: c->version = true; break;
-    case O_LISTEN: c->listen = s->value; break;
+    case O_LISTEN:
+        if (!listen_ok(s->value, 0, false))
+            return usage_err(err, errsz,
+                             "--listen must be HOST:PORT, port 0 to 65535 (IPv6 as [::1]:8080)");
+        c->listen = s->value;
+        break;
     case O_THREADS:
         if (!parse_uint(s->value, 1, 1024, &v))
             return usage_err(err, errsz, "--threads must be a whole number from 1 to 1024");
@@ -200,7 +231,13 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
             return usage_err(err, errsz, "--metrics must be on or off");
         c->metrics_off = strcmp(s->value, "off") == 0;
         break;
-    case O_ADMIN: c->admin_listen = s->value; break;
+    case O_ADMIN:
+        if (!listen_ok(s->value, 0, false))
+            return usage_err(err, errsz,
+                             "--admin-listen must be HOST:PORT, port 0 to 65535 (IPv6 as "
+                             "[::1]:9090)");
+        c->admin_listen = s->value;
+        break;
     case O_LOGFORMAT:
         if (strcmp(s->value, "text") != 0 && strcmp(s->value, "json") != 0)
             return usage_err(err, errsz, "--log-format must be text or json");
@@ -212,8 +249,10 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         c->rate_burst = (unsigned)v;
         break;
     case O_SIP_LISTEN:
-        if (!printable(s->value, 300))
-            return usage_err(err, errsz, "--sip-listen must be HOST:PORT");
+        if (!listen_ok(s->value, 1, true))
+            return usage_err(err, errsz,
+                             "--sip-listen must be IP:PORT, port 1 to 65535 (IPv6 as "
+                             "[::1]:5060)");
         c->sip_listen = s->value;
         break;
     case O_SIP_TRUNK:
@@ -237,7 +276,7 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         break;
     }
     case O_MEDIA_IP:
-        if (!printable(s->value, 64))
+        if (!ip_literal(s->value))
             return usage_err(err, errsz, "--media-ip must be an IP address");
         c->media_ip = s->value;
         break;

@@ -11,6 +11,9 @@
 static enum log_level min_level = LOG_INFO;
 static enum log_format format = LOG_TEXT;
 
+static bool hold;
+static char held[512];
+
 static const char *const level_names[] = {"debug", "info", "warn", "error", "off"};
 
 void log_set_level(enum log_level level)
@@ -129,6 +132,90 @@ bool log_enabled(enum log_level level)
     return level >= min_level && level != LOG_OFF;
 }
 
+void log_hold(bool on)
+{
+    hold = on;
+    held[0] = '\0';
+}
+
+/* The value of key= in a key=value line: quoted (up to the closing quote)
+ * or bare (up to a space). */
+static bool find_value(const char *text, const char *key, const char **v, size_t *vlen)
+{
+    size_t kl = strlen(key);
+    const char *p = text;
+
+    while ((p = strstr(p, key)) != NULL) {
+        if ((p == text || p[-1] == ' ') && p[kl] == '=') {
+            p += kl + 1;
+            if (*p == '"') {
+                const char *q = ++p;
+
+                while (*q && !(*q == '"' && q[-1] != '\\'))
+                    q++;
+                *v = p;
+                *vlen = (size_t)(q - p);
+            } else {
+                *v = p;
+                *vlen = strcspn(p, " ");
+            }
+            return true;
+        }
+        p += kl;
+    }
+    return false;
+}
+
+static void keep_cause(const char *text)
+{
+    const char *v;
+    size_t vlen;
+
+    if (!find_value(text, "err", &v, &vlen) && !find_value(text, "msg", &v, &vlen))
+        return;
+    if (vlen >= sizeof(held))
+        vlen = sizeof(held) - 1;
+    memcpy(held, v, vlen);
+    held[vlen] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+bool log_held_cause(char *out, size_t outsz)
+{
+    size_t o = 0;
+    bool space = false;
+
+    if (!held[0] || outsz == 0)
+        return false;
+    for (const char *p = held; *p && o + 1 < outsz; p++) {
+        int c = (unsigned char)*p;
+
+        if (c == '\\' && p[1] == 'x' && hexval(p[2]) >= 0 && hexval(p[3]) >= 0) {
+            c = hexval(p[2]) * 16 + hexval(p[3]);
+            p += 3;
+        }
+        if (c < 0x20 || c >= 0x7f || c == ' ') {
+            space = o > 0;
+            continue;
+        }
+        if (space && o + 2 < outsz)
+            out[o++] = ' ';
+        space = false;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    held[0] = '\0';
+    return o > 0;
+}
+
 void log_write(enum log_level level, const char *fmt, ...)
 {
     char line[2304];
@@ -149,6 +236,12 @@ void log_write(enum log_level level, const char *fmt, ...)
     if (m < 0)
         return;
     len = (size_t)n + ((size_t)m < 2048 ? (size_t)m : 2047);
+    if (hold) {
+        line[len] = '\0';
+        if (level >= LOG_WARN)
+            keep_cause(line + n);
+        return;
+    }
     if (format == LOG_JSON) {
         char json[3072];
 

@@ -24,6 +24,15 @@ bool log_level_parse(const char *s, enum log_level *out);
 /* True when a line at this level would be written. */
 bool log_enabled(enum log_level level);
 
+/* For the one-shot CLI: when on, lines are not written; the cause of the
+ * newest line of level warn or above is kept instead (the value of its err=
+ * key, else its msg=), so that the command can name it in its one error
+ * line. Call before starting threads. */
+void log_hold(bool on);
+/* Copies the kept cause to out as printable ASCII on one line (escapes
+ * decoded, control bytes as spaces) and forgets it. False if none. */
+bool log_held_cause(char *out, size_t outsz);
+
 /* Writes "ts=<now> level=<level> " then the formatted text, then a newline.
  * The text is cut at 2 KiB. */
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -130,6 +130,34 @@ static void test_level_filter(void **state)
     log_set_level(LOG_INFO);
 }
 
+/* The CLI holds log lines and names the newest cause in its one error line:
+ * err= wins over msg=, escapes are decoded, control bytes become one space,
+ * below warn nothing is kept, and reading forgets. */
+static void test_hold_keeps_newest_cause(void **state)
+{
+    char out[128];
+
+    (void)state;
+    log_set_level(LOG_INFO);
+    log_hold(true);
+    assert_false(log_held_cause(out, sizeof(out)));
+    log_info("msg=\"schema migrated\" version=1");
+    assert_false(log_held_cause(out, sizeof(out)));
+    log_error("msg=\"first\" err=\"old\"");
+    log_error(
+        "msg=\"cannot connect\" op=open err=\"at \\x22h\\x22 failed\\x0a\\x09Is it up?\" x=1");
+    assert_true(log_held_cause(out, sizeof(out)));
+    assert_string_equal(out, "at \"h\" failed Is it up?");
+    assert_false(log_held_cause(out, sizeof(out)));
+    log_warn("msg=\"no cause given\" code=5");
+    assert_true(log_held_cause(out, sizeof(out)));
+    assert_string_equal(out, "no cause given");
+    log_error("msg=x errno=3 err=bare_word next=1");
+    assert_true(log_held_cause(out, 6));
+    assert_string_equal(out, "bare_");
+    log_hold(false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_level_parse),
         cmocka_unit_test(test_level_filter),
         cmocka_unit_test(test_quote_fits_without_cut),
+        cmocka_unit_test(test_hold_keeps_newest_cause),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
