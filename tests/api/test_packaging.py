@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, require_binary
+from conftest import BIN, REPO, require_binary, skip_unless_strict
 
 UNIT = REPO / "contrib" / "sfvopi.service"
 INSTALLED_BIN = "/usr/local/bin/sfvopi"
@@ -49,7 +49,7 @@ def unit_copy(tmp_path, binary):
 def systemd_analyze():
     exe = shutil.which("systemd-analyze")
     if not exe:
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+        skip_unless_strict("systemd-analyze is not installed (Debian: apt-get install systemd)")
     return exe
 
 
