@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 import shlex
 import shutil
 import subprocess
@@ -310,6 +311,15 @@ USAGE_ERRORS = [
     ["serve", "--threads", "abc"],
     ["serve", "--listen"],
     ["serve", "--bogus"],
+    ["serve", "--listen", "garbage"],
+    ["serve", "--listen", "127.0.0.1:99999"],
+    ["serve", "--listen", "::1:8080"],
+    ["serve", "--admin-listen", "127.0.0.1"],
+    ["serve", "--sip-listen", "pbx.example.net:5060"],
+    ["serve", "--sip-listen", "127.0.0.1:0"],
+    ["serve", "--media-ip", "media.example.net"],
+    ["serve", "--db", "mysql://db/x"],
+    ["--db", "sqlite:", "org", "list"],
     ["--default-country-code", "abc", "org", "list"],
     ["demo", "--bogus"],
 ]
@@ -323,6 +333,38 @@ def test_usage_errors_exit_2(db, args):
     assert cp.stdout == ""
     # Bad usage changes nothing.
     assert cli_ok(sf(db, "org", "list")) == []
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["serve", "--listen", "garbage"],
+     "sfvopi: --listen must be HOST:PORT, port 0 to 65535 (IPv6 as [::1]:8080)"),
+    (["serve", "--sip-listen", "127.0.0.1:0"],
+     "sfvopi: --sip-listen must be IP:PORT, port 1 to 65535 (IPv6 as [::1]:5060)"),
+    (["serve", "--media-ip", "media.example.net"], "sfvopi: --media-ip must be an IP address"),
+    (["--db", "mysql://db/x", "org", "list"], "sfvopi: --db must be sqlite:PATH or postgresql://..."),
+])
+def test_malformed_values_are_named_then_usage(args, msg):
+    cp = run_cli(*args, timeout=10)
+    assert cp.returncode == 2 and cp.stdout == ""
+    lines = cp.stderr.splitlines()
+    assert lines[0] == msg, cp.stderr
+    assert lines[1].startswith("usage: sfvopi"), cp.stderr
+
+
+def test_unreachable_database_is_one_line_with_its_cause(tmp_path):
+    """CLI.md: one line on stderr that names what was wrong, never a stack of driver messages."""
+    cp = run_cli("--db", f"sqlite:{tmp_path}/missing/dir/x.db", "org", "list", timeout=10)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert cp.stderr == "sfvopi: cannot open database: database unavailable: " \
+                        "unable to open database file\n", cp.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        cp = run_cli("--db", f"postgresql://sfvopi@127.0.0.1:{port}/x", "org", "list", timeout=10)
+    assert (cp.returncode, cp.stdout) == (1, "")
+    assert len(cp.stderr.splitlines()) == 1, cp.stderr
+    assert cp.stderr.startswith("sfvopi: cannot open database: database unavailable: "), cp.stderr
+    assert "Connection refused" in cp.stderr, cp.stderr
 
 
 def test_db_option_without_value_exit_2():

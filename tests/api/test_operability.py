@@ -5,9 +5,11 @@ environment variable and default."""
 import contextlib
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -144,6 +146,20 @@ def test_db_errors_are_counted(start):
         assert srv.stop() == 0
 
 
+def test_metrics_reference_lists_exactly_what_is_exported(server):
+    """docs/metrics.md documents every metric family the server exports, with its type."""
+    org = server.make_org()
+    requests.get(server.url + "/sfvopi/apps", headers={"X-API-Key": org.key}, timeout=5)
+    requests.get(server.url + "/sfvopi/apps", headers={"X-API-Key": "sfvk_wrong"}, timeout=5)
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    exported = dict(re.findall(r"^# TYPE (sfvopi_[a-z_]+) (counter|gauge|histogram)$", text, re.M))
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    documented = dict(re.findall(r"^\| `(sfvopi_[a-z_]+)` \| (counter|gauge|histogram) \|", doc,
+                                 re.M))
+    assert len(exported) >= 7, text
+    assert exported == documented
+
+
 def test_metrics_off(start):
     srv = start("--metrics", "off")
     try:
@@ -182,8 +198,17 @@ def test_admin_listen_bad_address_is_an_error(tmp):
         cp = subprocess.run([BIN, "--db", url, "serve", "--listen", "127.0.0.1:0",
                              "--admin-listen", "nowhere"], capture_output=True, text=True,
                             timeout=10, env=base_env())
-    assert cp.returncode == 1
-    assert "sfvopi: cannot listen on nowhere" in cp.stderr
+        assert cp.returncode == 2  # malformed: a usage error
+        assert cp.stderr.startswith("sfvopi: --admin-listen must be HOST:PORT"), cp.stderr
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            addr = "127.0.0.1:%d" % taken.getsockname()[1]
+            cp = subprocess.run([BIN, "--db", url, "serve", "--listen", "127.0.0.1:0",
+                                 "--admin-listen", addr], capture_output=True, text=True,
+                                timeout=10, env=base_env())
+    assert cp.returncode == 1  # well formed but in use: the operation failed
+    assert f"sfvopi: cannot listen on {addr}: address unavailable" in cp.stderr, cp.stderr
 
 
 def access_lines(log):
@@ -257,6 +282,16 @@ def test_log_level_off_writes_no_access_lines(start):
     ([], {"SFVOPI_LOG_FORMAT": "yaml"}, "--log-format must be text or json (from SFVOPI_LOG_FORMAT)"),
     ([], {"SFVOPI_IDLE_TIMEOUT": "0"}, "--idle-timeout"),
     ([], {"SFVOPI_MAX_CONNECTIONS": "x"}, "--max-connections"),
+    ([], {"SFVOPI_LISTEN": "8080"}, "--listen must be HOST:PORT"),
+    ([], {"SFVOPI_ADMIN_LISTEN": "x:y"}, "--admin-listen must be HOST:PORT"),
+    ([], {"SFVOPI_SIP_LISTEN": "127.0.0.1"},
+     "--sip-listen must be IP:PORT, port 1 to 65535 (IPv6 as [::1]:5060) (from SFVOPI_SIP_LISTEN)"),
+    ([], {"SFVOPI_SIP_TRUNK": "carrier:5060"}, "--sip-trunk must be a URI"),
+    ([], {"SFVOPI_RTP_PORTS": "30000"}, "--rtp-ports must be LOW-HIGH"),
+    ([], {"SFVOPI_MEDIA_IP": "media"}, "--media-ip must be an IP address"),
+    ([], {"SFVOPI_DENY_PRIVATE_URLS": "maybe"}, "SFVOPI_DENY_PRIVATE_URLS must be 1 or 0"),
+    ([], {"SFVOPI_MAX_CALLS": "0"}, "--max-calls must be a whole number"),
+    ([], {"SFVOPI_ANSWER_DELAY": "-1"}, "--answer-delay must be a whole number"),
 ])
 def test_bad_serve_settings_are_usage_errors(tmp, args, env, msg):
     with fresh_db(tmp, "usage") as url:
@@ -278,13 +313,22 @@ def test_serve_help_names_every_option_with_its_variable_and_default():
         "--rate-limit": ("SFVOPI_RATE_LIMIT", "100"),
         "--rate-burst": ("SFVOPI_RATE_BURST", "200"),
         "--metrics": ("SFVOPI_METRICS", "on"),
-        "--admin-listen": ("SFVOPI_ADMIN_LISTEN", None),
+        "--admin-listen": ("SFVOPI_ADMIN_LISTEN", "off"),
+        "--sip-listen": ("SFVOPI_SIP_LISTEN", "off"),
+        "--sip-trunk": ("SFVOPI_SIP_TRUNK", "none"),
+        "--rtp-ports": ("SFVOPI_RTP_PORTS", "20000-20999"),
+        "--media-ip": ("SFVOPI_MEDIA_IP", "the --sip-listen address"),
+        "--deny-private-urls": ("SFVOPI_DENY_PRIVATE_URLS", "off"),
+        "--max-calls": ("SFVOPI_MAX_CALLS", "500"),
+        "--answer-delay": ("SFVOPI_ANSWER_DELAY", "0"),
         "--log-format": ("SFVOPI_LOG_FORMAT", "text"),
         "--log-level": ("SFVOPI_LOG_LEVEL", "info"),
         "--db": ("SFVOPI_DB", "sqlite:sfvopi.db"),
         "--default-country-code": ("SFVOPI_DEFAULT_CC", "91"),
     }
     blocks = re.split(r"\n(?=  --)", text)
+    # Every option the help lists is checked here: a new one cannot go undocumented.
+    assert set(re.findall(r"^  (--[a-z-]+)", text, re.M)) == set(options)
     for opt, (env, default) in options.items():
         block = next((b for b in blocks if b.lstrip().startswith(opt + " ")), None)
         assert block, f"{opt} missing from serve --help"
@@ -311,6 +355,27 @@ def test_every_variable_in_help_is_honoured(tmp):
             srv.stop()
         assert '"threads":1' in srv.log
         assert all(l.startswith("{") for l in srv.log.splitlines() if "listening on" not in l)
+
+
+def test_call_and_admin_variables_are_honoured(tmp):
+    """SFVOPI_SIP_LISTEN turns calls on, SFVOPI_ADMIN_LISTEN moves /metrics off the API port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind(("127.0.0.1", 0))
+        sip_port = u.getsockname()[1]
+    with fresh_db(tmp, "callenv") as url:
+        env = base_env(SFVOPI_DB=url, SFVOPI_LISTEN="127.0.0.1:0",
+                       SFVOPI_SIP_LISTEN=f"127.0.0.1:{sip_port}",
+                       SFVOPI_ADMIN_LISTEN="127.0.0.1:0", SFVOPI_MAX_CALLS="3")
+        srv = Server(url, tmp, argv=[BIN, "serve"], env=env).start()
+        try:
+            assert requests.get(srv.url + "/metrics", timeout=5).status_code == 404
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                with pytest.raises(OSError):  # the SIP port is taken by the server now
+                    u.bind(("127.0.0.1", sip_port))
+        finally:
+            srv.stop()
+        assert f"sip listening on 127.0.0.1:{sip_port}" in srv.log
+        assert re.search(r"^admin listening on 127\.0\.0\.1:\d+$", srv.log, re.M), srv.log
 
 
 def test_version():
