@@ -290,7 +290,7 @@ def check_api(srv, key, model, tag):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_sigkill_mid_traffic_keeps_every_answered_write(tmp_path):
+def test_sigkill_mid_traffic_keeps_every_answered_write(tmp_path, record_property):
     rnd = random.Random(SEED)
     with fresh_db(tmp_path, "crash") as db_url:
         setup = Server(db_url, tmp_path)
@@ -334,5 +334,9 @@ def test_sigkill_mid_traffic_keeps_every_answered_write(tmp_path):
                 srv.stop(sig=signal.SIGKILL)
         # The test must have exercised something: writes in every round, and kills that really
         # interrupted requests.
+        record_property("kill_rounds", ROUNDS)
+        record_property("answered_operations", total_ops)
+        record_property("kills_with_requests_in_flight", kills_with_inflight)
+        record_property("seed", SEED)
         assert total_ops >= ROUNDS * 5, total_ops
         assert kills_with_inflight >= ROUNDS // 2, kills_with_inflight

@@ -94,7 +94,7 @@ def wait_closed(sock, timeout):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_slowloris_connections_are_closed_and_others_served(slow_server):
+def test_slowloris_connections_are_closed_and_others_served(slow_server, record_property):
     srv = slow_server
     n_slow = 200
     socks = []
@@ -136,6 +136,11 @@ def test_slowloris_connections_are_closed_and_others_served(slow_server):
         assert min(lived.values()) >= IDLE - 0.5, sorted(lived.values())[:5]
         assert max(lived.values()) <= IDLE + 2.0, sorted(lived.values())[-5:]
         assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
+        record_property("slow_connections_held", n_slow)
+        record_property("slow_connection_lifetime_s",
+                        f"{min(lived.values()):.1f}-{max(lived.values()):.1f}")
+        record_property("normal_requests_meanwhile", len(latencies))
+        record_property("normal_request_max_ms", f"{max(latencies) * 1000:.1f}")
     finally:
         for s in socks:
             s.close()
@@ -357,7 +362,7 @@ def flood_server(tmp_path):
         srv.stop()
 
 
-def test_memory_bounded_under_large_body_flood(flood_server):
+def test_memory_bounded_under_large_body_flood(flood_server, record_property):
     srv = flood_server
     pid = srv.proc.pid
     key = srv.org.key.encode()
@@ -391,5 +396,9 @@ def test_memory_bounded_under_large_body_flood(flood_server):
     peak = rss_kib(pid, "VmHWM")
     growth_mib = (after - before) / 1024
     peak_mib = (peak - before) / 1024
+    record_property("flood_requests", n_threads * per_thread)
+    record_property("flood_body_kib", len(body) // 1024)
+    record_property("flood_rss_growth_mib", f"{growth_mib:.1f}")
+    record_property("flood_peak_above_start_mib", f"{peak_mib:.1f}")
     assert growth_mib < 64, f"VmRSS grew {growth_mib:.1f} MiB over 2000 x 60 KiB ({elapsed:.1f} s)"
     assert peak_mib < 64, f"VmHWM {peak_mib:.1f} MiB above the pre-flood VmRSS"
