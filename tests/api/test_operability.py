@@ -241,6 +241,35 @@ def test_text_access_log_has_every_field_and_no_secret(server):
     assert "X-API-Key" not in server.log and "x-api-key" not in server.log
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_debug_log_holds_no_secret(start, fmt):
+    """At the most talkative level too: no key (whole, secret part or a wrong one), no body, no
+    query string, no auth header."""
+    srv = start("--log-level", "debug", "--log-format", fmt)
+    marker = "dbg-marker-51c0"
+    wrong = "sfvk_" + "Z" * 43
+    try:
+        org = srv.make_org()
+        api = org.client()
+        app = api.create_app(name=marker, answer_url=f"https://example.com/{marker}")
+        api.put(f"/apps/{app['app_id']}", json={"name": marker + "x"})
+        api.post("/apps", data=b'{"name":"' + marker.encode() + b'"', headers={})  # 400
+        api.post(f"/apps/{app['app_id']}/numbers", json={"voip_number": "+91" + "9" * 10,
+                                                          "note": marker})
+        requests.get(srv.url + f"/sfvopi/apps?token={marker}", headers={"X-API-Key": org.key},
+                     timeout=5)
+        for key in (wrong, org.key[:-1], org.key + "x"):
+            r = requests.get(srv.url + "/sfvopi/apps", headers={"X-API-Key": key}, timeout=5)
+            assert r.status_code == 401
+    finally:
+        assert srv.stop() == 0
+    log = srv.log
+    assert len(access_lines(log)) >= 8, log  # every request was logged, and nothing of this
+    for secret in (org.key, org.key[12:], wrong, wrong[12:], org.key[:-1], marker):
+        assert secret not in log, secret
+    assert "x-api-key" not in log.lower()
+
+
 def test_json_log_format(start):
     srv = start("--log-format", "json")
     try:
