@@ -9,15 +9,42 @@ two documented, strict substitutions:
     answer. Any other placeholder fails the test, so that the README and this runner cannot
     drift apart silently.
 Every command must exit 0 and every curl must print a JSON body with `"message":"success"`.
+
+The "Calls" section's examples run too, each found by its place in that section (the README's
+structure changing so that one cannot be found fails the test, it never skips it):
+  - the `sfvopi serve ... --sip-listen ... --sip-trunk ... --rtp-ports ...` block: every option
+    is one `serve --help` lists, and the command, run as written with `sfvopi` on PATH and only
+    its addresses made loopback ones (the API on 127.0.0.1:0, SIP and the trunk on free local UDP
+    ports; the RTP range as written, bound only per call), reaches "sip listening on" and exits 0
+    on SIGTERM;
+  - the outbound curl under "Outbound.": run by bash as written, with the address made the
+    test server's and `$H` the X-API-Key header of the key `sfvopi demo` printed (its
+    +918000000001 linked to an app), against a server whose trunk is a closed local port; it
+    must exit 0 and print JSON of the shape of the comment under it (`...` stands for a value),
+    and the call it placed must be found by GET /sfvopi/calls/:id, by both ids;
+  - the echo agent under "The audio stream.": run as written by /usr/bin/python3 (Debian's
+    python3-websockets), listening on 127.0.0.1 and a free port instead of the hard-coded
+    0.0.0.0:8765, with the answer webhook replying the Stream JSON shown after it (its URL made
+    the agent's); a SIPp carrier calls a linked number, a test RTP party sends 50 frames of
+    PCMA and must hear every one of them back, byte for byte, in order.
 """
 
+import contextlib
 import json
+import os
 import re
+import signal
+import socket
 import subprocess
+import time
 
 import pytest
+import requests
 
-from conftest import KEY_RE, REPO
+from conftest import (BIN, KEY_RE, REPO, Client, Server, base_env, fresh_db, ok,
+                      skip_unless_strict, wait_until)
+from fake_customer import FakeCustomer, reply_json
+from sipp_helper import SIPP, Sipp, free_udp_port
 
 README = REPO / "README.md"
 TOUR_HEADING = "## A short tour"
@@ -157,3 +184,391 @@ def test_runner_rejects_unknown_placeholders(tmp_path):
 def test_logical_lines_joins_continuations():
     block = "A=1\n# c\n\ncurl -s \\\n  -d x \\\n  http://h/p\nB=2   # b\n"
     assert logical_lines(block) == ["A=1", "curl -s \\\n  -d x \\\n  http://h/p", "B=2   # b"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The "Calls" section: where its examples are.
+
+CALLS_HEADING = "## Calls"
+FENCE_RE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```$", flags=re.S | re.M)
+
+
+def doc_section(text, heading):
+    """The body of a `## ` section of the README, up to the next `## ` heading."""
+    m = re.search(rf"^{re.escape(heading)}\n", text, flags=re.M)
+    if not m:
+        pytest.fail(f"README.md has no '{heading}' section")
+    end = text.find("\n## ", m.end())
+    return text[m.end():end if end >= 0 else len(text)]
+
+
+def fenced(text):
+    """The fenced blocks of `text`, in order: (language, body dedented by its fence's indent,
+    end offset of the closing fence)."""
+    out = []
+    for m in FENCE_RE.finditer(text):
+        indent = m.group(1)
+        lines = m.group(3).splitlines(keepends=True)
+        stray = [ln for ln in lines if ln.strip() and not ln.startswith(indent)]
+        assert not stray, f"a line of a fenced block is outside its indent: {stray[0]!r}"
+        body = "".join(ln[len(indent):] if ln.strip() else "\n" for ln in lines)
+        out.append((m.group(2), body, m.end()))
+    return out
+
+
+def one_block(text, lang, where):
+    """The one ```lang block of `text`: (body, end offset). Fails the test unless exactly one."""
+    blocks = [(body, end) for lg, body, end in fenced(text) if lg == lang]
+    if len(blocks) != 1:
+        pytest.fail(f"README.md, {where}: expected one ```{lang} block, found {len(blocks)}; "
+                    f"teach test_docs.py the README's new structure")
+    return blocks[0]
+
+
+def doc_item(section, label):
+    """The top-level list item of a section that starts with `- **label**`, up to the next
+    top-level item or the end of the section."""
+    starts = [m.start() for m in re.finditer(r"^- ", section, flags=re.M)]
+    mine = [s for s in starts if section.startswith(f"- **{label}**", s)]
+    if len(mine) != 1:
+        pytest.fail(f"README.md, '{CALLS_HEADING}': expected one item '- **{label}**', "
+                    f"found {len(mine)}")
+    after = [s for s in starts if s > mine[0]]
+    return section[mine[0]:after[0] if after else len(section)]
+
+
+def calls_serve_command(text):
+    """The `sfvopi serve` command: the one ```sh block of the section before its list."""
+    section = doc_section(text, CALLS_HEADING)
+    first_item = re.search(r"^- ", section, flags=re.M)
+    intro = section[:first_item.start() if first_item else len(section)]
+    body, _ = one_block(intro, "sh", f"'{CALLS_HEADING}' before its list")
+    steps = logical_lines(body)
+    if len(steps) != 1 or not steps[0].startswith("sfvopi serve "):
+        pytest.fail(f"README.md, '{CALLS_HEADING}': the sh block is not one `sfvopi serve` "
+                    f"command: {steps!r}")
+    return steps[0]
+
+
+def set_option(command, option, value):
+    """`command` with the value of `option` (which must appear exactly once) replaced."""
+    found = list(re.finditer(rf"(?<![\w-]){re.escape(option)} (\S+)", command))
+    if len(found) != 1:
+        pytest.fail(f"README.md: expected {option} once in {command!r}, found {len(found)}")
+    m = found[0]
+    return command[:m.start(1)] + value + command[m.end(1):], m.group(1)
+
+
+def matches_shape(want, got, where="$"):
+    """Assert that `got` has the shape of `want`, a JSON value shown in the README: the same
+    keys in the same order, the same literal values, except that a string with `...` in it
+    stands for a value: `...` alone for any value, otherwise for a string with that text around
+    any non-empty part (`sfv_ob_req_...`)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), \
+            f"{where}: keys {list(got) if isinstance(got, dict) else got!r}, README {list(want)}"
+        for k in want:
+            matches_shape(want[k], got[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} vs {want!r}"
+        for i, (w, g) in enumerate(zip(want, got)):
+            matches_shape(w, g, f"{where}[{i}]")
+    elif want == "...":
+        assert got is not None, f"{where}: null where the README shows a value"
+    elif isinstance(want, str) and "..." in want:
+        rx = ".+".join(re.escape(part) for part in want.split("..."))
+        assert isinstance(got, str) and re.fullmatch(rx, got, flags=re.S), \
+            f"{where}: {got!r} does not match the README's {want!r}"
+    else:
+        assert type(got) is type(want) and got == want, f"{where}: {got!r}, README {want!r}"
+
+
+def demo_key(srv):
+    """What `make run` does before serving: `sfvopi demo`; returns the key it printed."""
+    demo = srv.cli("demo", "--listen", f"127.0.0.1:{srv.port}")
+    assert demo.returncode == 0, demo.stderr
+    keys = [w.strip("'") for w in demo.stdout.split() if KEY_RE.match(w.strip("'"))]
+    assert keys, f"sfvopi demo printed no key:\n{demo.stdout}"
+    return keys[0]
+
+
+def _udp_bound(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def _tcp_bound(port):
+    """Whether something holds TCP port `port` on 127.0.0.1 (probed by bind, not by connecting,
+    so that the listener sees nothing)."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def _free_tcp_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _free_rtp_range(size=40):
+    for _ in range(50):
+        low = free_udp_port(even=True)
+        if low + size < 65000 and not any(_udp_bound(p) for p in range(low, low + size, 3)):
+            return low, low + size - 1
+    raise RuntimeError("no free RTP range")
+
+
+@contextlib.contextmanager
+def call_server(tmp):
+    """A server with the call engine on a fresh database, all on loopback: SIP on a free UDP
+    port (.sip_port), the trunk a UDP port nobody listens on, media on a free port range."""
+    sip_port, trunk_port = free_udp_port(), free_udp_port()
+    low, high = _free_rtp_range()
+    with fresh_db(tmp, "calls") as url:
+        argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
+                "--sip-listen", f"127.0.0.1:{sip_port}",
+                "--sip-trunk", f"sip:127.0.0.1:{trunk_port}", "--rtp-ports", f"{low}-{high}"]
+        srv = Server(url, tmp, argv=argv).start()
+        srv.sip_port = sip_port
+        try:
+            if not wait_until(lambda: "sip listening on" in srv.log, timeout=5, interval=0.05):
+                pytest.fail(f"no 'sip listening on' from the server; log:\n{srv.log}")
+            yield srv
+        finally:
+            rc = srv.stop()
+        assert rc == 0, f"server exit code {rc}; log tail:\n{srv.log[-4000:]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The `sfvopi serve` command.
+
+def test_readme_calls_serve_command_runs(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    command = calls_serve_command(text)
+
+    # Every option in it is one `serve --help` lists.
+    help_cp = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL)
+    assert help_cp.returncode == 0, help_cp.stderr
+    listed = set(re.findall(r"^\s+(--[a-z][a-z-]*)", help_cp.stdout, flags=re.M))
+    used = re.findall(r"(?<!\S)(--[a-z][a-z-]*)", command)
+    assert {"--sip-listen", "--sip-trunk", "--rtp-ports"} <= set(used), command
+    assert not set(used) - listed, f"options not in `serve --help`: {set(used) - listed}"
+
+    # Only the addresses change: the API on 127.0.0.1:0, SIP and the trunk on loopback.
+    sip_port, trunk_port = free_udp_port(), free_udp_port()
+    run, _ = set_option(command, "--listen", "127.0.0.1:0")
+    run, sip_addr = set_option(run, "--sip-listen", f"127.0.0.1:{sip_port}")
+    run, trunk = set_option(run, "--sip-trunk", f"sip:127.0.0.1:{trunk_port}")
+    assert re.fullmatch(r"sip:[A-Za-z0-9.-]+:\d+", trunk), trunk
+    # The "Inbound." item sends the carrier to the address the command listens on.
+    inbound = doc_item(doc_section(text, CALLS_HEADING), "Inbound.")
+    assert f"`{sip_addr}`" in inbound, f"'Inbound.' does not name --sip-listen {sip_addr}"
+    assert "0.0.0.0" not in run and sip_addr not in run, run
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sfvopi").symlink_to(BIN)
+    log_path = tmp_path / "serve.log"
+    with fresh_db(tmp_path, "serve") as url:
+        env = base_env(SFVOPI_DB=url, PATH=f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(["bash", "--noprofile", "--norc", "-c", "exec " + run],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=log, env=env, cwd=tmp_path)
+        rc = None
+        try:
+            wait_until(lambda: "sip listening on" in log_path.read_text(errors="replace")
+                       or proc.poll() is not None, timeout=10, interval=0.05)
+            out = log_path.read_text(errors="replace")
+            assert f"sip listening on 127.0.0.1:{sip_port}" in out, \
+                f"rc={proc.poll()} for {run!r}; log:\n{out}"
+            m = re.search(r"^listening on 127\.0\.0\.1:(\d+)$", out, flags=re.M)
+            assert m, out
+            assert _udp_bound(sip_port), "the SIP port is not bound"
+            r = requests.get(f"http://127.0.0.1:{m.group(1)}/healthz", timeout=5)
+            assert r.status_code == 200, r.text
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert rc == 0, f"exit code {rc} after SIGTERM; log:\n{log_path.read_text(errors='replace')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The outbound call.
+
+def test_readme_outbound_call_curl(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    item = doc_item(doc_section(text, CALLS_HEADING), "Outbound.")
+    body, _ = one_block(item, "sh", "'- **Outbound.**'")
+    steps = logical_lines(body)
+    if len(steps) != 1 or not steps[0].startswith("curl "):
+        pytest.fail(f"README.md, 'Outbound.': the sh block is not one curl command: {steps!r}")
+    curl = steps[0]
+    assert DOC_URL in curl and '"$H"' in curl, curl
+    comments = [ln.strip()[1:].strip() for ln in body.splitlines()
+                if ln.lstrip().startswith("#")]
+    if len(comments) != 1:
+        pytest.fail(f"README.md, 'Outbound.': expected one comment line with the output, "
+                    f"found {comments!r}")
+    try:
+        shape = json.loads(comments[0])
+    except ValueError:
+        pytest.fail(f"README.md, 'Outbound.': the output comment is not JSON: {comments[0]!r}")
+    sent = re.search(r"-d '([^']*)'", curl)
+    assert sent, curl
+    sent = json.loads(sent.group(1))
+
+    with call_server(tmp_path) as srv:
+        key = demo_key(srv)
+        api = Client(srv, key)
+        app = api.create_app(name="Outbound", answer_url="https://example.com/webhook/answer")
+        api.link(app["app_id"], sent["from"])  # a demo number, linked to an active app
+
+        script = f"set -u\nH='X-API-Key: {key}'\n{curl.replace(DOC_URL, srv.url)}\n"
+        t0 = time.monotonic()
+        cp = subprocess.run(["bash", "--noprofile", "--norc", "-c", script],
+                            capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL)
+        took = time.monotonic() - t0
+        assert cp.returncode == 0, f"curl exited {cp.returncode}: {cp.stdout}{cp.stderr}"
+        try:
+            got = json.loads(cp.stdout)
+        except ValueError:
+            pytest.fail(f"the curl printed no JSON: {cp.stdout!r} {cp.stderr!r}")
+        matches_shape(shape, got)
+        # Printed as the comment shows it: compact.
+        assert cp.stdout == json.dumps(got, separators=(",", ":"), ensure_ascii=False)
+        assert took < 5, f"POST /sfvopi/calls took {took:.1f} s; the README says it answers at once"
+
+        # The call it placed is on record, under either id.
+        data = got["data"]
+        for ident in (data["call_uuid"], data["request_uuid"]):
+            assert wait_until(lambda: api.get(f"/calls/{ident}").status_code == 200,
+                              timeout=5, interval=0.05), api.get(f"/calls/{ident}").text
+            rec = ok(api.get(f"/calls/{ident}"))
+            assert (rec["call_uuid"], rec["request_uuid"]) == \
+                (data["call_uuid"], data["request_uuid"]), rec
+            assert (rec["from"], rec["to"], rec["direction"], rec["app_id"]) == \
+                (sent["from"], sent["to"], "OUTBOUND", app["app_id"]), rec
+
+
+# ---------------------------------------------------------------------------------------------
+# The echo agent.
+
+ECHO_FRAMES = 50
+
+
+def echoed_in_order(frames, packets):
+    """How many of `frames`, from the first, the party heard back byte for byte, in order (in
+    the audio it was sent, whatever the packet boundaries)."""
+    heard = b"".join(p.payload for p in packets if p.pt == 8)
+    pos = n = 0
+    for f in frames:
+        i = heard.find(f, pos)
+        if i < 0:
+            break
+        n, pos = n + 1, i + len(f)
+    return n
+
+
+def test_readme_echo_agent_answers_a_call(tmp_path):
+    text = README.read_text(encoding="utf-8")
+    item = doc_item(doc_section(text, CALLS_HEADING), "The audio stream.")
+    code, end = one_block(item, "python", "'- **The audio stream.**'")
+    serve = list(re.finditer(r'websockets\.serve\((\w+), "([^"]+)", (\d+)\)', code))
+    if len(serve) != 1:
+        pytest.fail("README.md, 'The audio stream.': expected one "
+                    "websockets.serve(handler, \"HOST\", PORT) in the agent")
+    doc_port = int(serve[0].group(3))
+    replies = re.findall(r'`(\{"stream":.*?\})`', item[end:])
+    if len(replies) != 1:
+        pytest.fail("README.md, 'The audio stream.': expected one answer webhook reply "
+                    "`{\"stream\":...}` after the agent")
+    reply = json.loads(replies[0])
+    m = re.fullmatch(r"ws://[^/:]+:(\d+)(/\S*)", reply["stream"]["url"])
+    assert m and int(m.group(1)) == doc_port, \
+        f"the webhook's URL {reply['stream']['url']} is not the agent's port {doc_port}"
+
+    if SIPP is None:
+        skip_unless_strict("sipp (package sip-tester) is not installed")
+    if os.environ.get("SFVOPI_TEST_PG_URL"):
+        pytest.skip("the audio stream is independent of the database backend: SQLite run only")
+    try:
+        from stream_helper import FRAME, Party, pattern
+    except ImportError as e:
+        skip_unless_strict(f"python3-websockets is not installed ({e})")
+
+    port = _free_tcp_port()
+    s = serve[0]
+    agent_py = tmp_path / "agent.py"
+    agent_py.write_text(code[:s.start(2) - 1] + '"127.0.0.1", ' + str(port) + code[s.end(3):])
+    reply["stream"]["url"] = f"ws://127.0.0.1:{port}{m.group(2)}"
+    frames = [pattern(FRAME * ECHO_FRAMES, seed=5)[i * FRAME:(i + 1) * FRAME]
+              for i in range(ECHO_FRAMES)]
+    assert len(set(frames)) == ECHO_FRAMES
+
+    agent_log = tmp_path / "agent.log"
+    with open(agent_log, "wb") as log:
+        agent = subprocess.Popen(["/usr/bin/python3", str(agent_py)], stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                 env=base_env())
+    try:
+        assert wait_until(lambda: _tcp_bound(port) or agent.poll() is not None,
+                          timeout=10, interval=0.05) and agent.poll() is None, \
+            f"the agent did not start (rc={agent.poll()}):\n{agent_log.read_text()}"
+        with call_server(tmp_path) as srv, FakeCustomer() as fc, Party() as party:
+            fc.on("/answer", reply_json(reply))
+            org = srv.make_org()
+            api = org.client()
+            number = org.add_numbers(1)[0]
+            app = api.create_app(name="echo", answer_url=fc.url("/answer"),
+                                 hangup_url=fc.url("/hangup"))
+            api.link(app["app_id"], number)
+            carrier = Sipp("in_stream", tmp_path, remote=f"127.0.0.1:{srv.sip_port}",
+                           service=number,
+                           keys={"caller": "+14155550100", "party_port": party.port},
+                           duration_ms=4000)
+            with carrier:
+                fc.wait_for(1, path="/answer", timeout=8)
+                party.wait_peer(5)  # sfvopi's RTP begins once the stream is open
+                party.send_frames(frames)
+                wait_until(lambda: echoed_in_order(frames, party.packets()) == ECHO_FRAMES,
+                           timeout=3, interval=0.05)
+                rc = carrier.wait(20)
+            assert rc == 0, f"sipp exit code {rc}\n{carrier.report()}\n{srv.log[-4000:]}"
+            heard = echoed_in_order(frames, party.packets())
+            assert heard == ECHO_FRAMES, \
+                f"the party heard {heard} of {ECHO_FRAMES} frames back; agent log:\n" \
+                f"{agent_log.read_text(errors='replace')}"
+            hangup, = fc.wait_for(1, path="/hangup", timeout=10)
+            assert hangup.payload["call_status"] == "COMPLETED", hangup.payload
+        assert agent.poll() is None, f"the agent exited:\n{agent_log.read_text()}"
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+        try:
+            agent.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+    assert "Traceback" not in agent_log.read_text(errors="replace"), agent_log.read_text()
