@@ -32,6 +32,7 @@ from conftest import (
 from fake_customer import (
     FakeCustomer, reply_bad_json, reply_invalid_stream, reply_slow, reply_status, reply_stream,
 )
+from openapi_check import check_operation
 from sipp_helper import RINGING_BLOCK, SIPP, Sipp, add_header, free_udp_port, render
 
 
@@ -191,7 +192,9 @@ def place_call(line, fc, **extra):
     body = {"from": line.number, "to": CALLEE, "answer_url": fc.url("/answer"),
             "ring_url": fc.url("/ring"), "hangup_url": fc.url("/hangup")}
     body.update(extra)
-    data = ok(line.api.post("/calls", json=body))
+    r = line.api.post("/calls", json=body)
+    check_operation("/calls", "POST", r, 200)  # the body and headers docs/openapi.json gives
+    data = ok(r)
     assert set(data) == {"request_uuid", "call_uuid", "status"}, data
     assert REQUEST_UUID_RE.match(data["request_uuid"]), data
     assert UUID4_RE.match(data["call_uuid"]), data
@@ -247,15 +250,39 @@ def check_payload(hit, kind, *, direction, frm, to, status, call_uuid=None, requ
     return p
 
 
+def get_record(line, call_id):
+    """GET /calls/<id> (with a Line's or a Client's key), checked against docs/openapi.json."""
+    api = getattr(line, "api", line)
+    r = api.get(f"/calls/{call_id}")
+    check_operation("/calls/{call_id}", "GET", r, 200)
+    return ok(r)
+
+
+def live_record(line, call_id, *statuses):
+    """The record of a call still alive: one of `statuses`, nothing of the end filled in."""
+    rec = get_record(line, call_id)
+    assert rec["call_status"] in statuses, rec
+    assert (rec["ended_at"], rec["duration"], rec["hangup_cause"]) == (None, None, None), rec
+    return rec
+
+
+def listed_record(line, call_id):
+    """The call as GET /calls lists it, checked against docs/openapi.json."""
+    r = line.api.get("/calls?limit=100")
+    body = check_operation("/calls", "GET", r, 200)
+    found = [x for x in body["data"] if x["call_uuid"] == call_id]
+    assert len(found) == 1, body
+    return found[0]
+
+
 def final_record(line, call_id, timeout=10):
     """GET /calls/<id> (with a Line's or a Client's key) until the record's status is final;
     return it."""
-    api = getattr(line, "api", line)
     rec = {}
 
     def done():
         nonlocal rec
-        rec = ok(api.get(f"/calls/{call_id}"))
+        rec = get_record(line, call_id)
         return rec.get("call_status") in FINAL
 
     assert wait_until(done, timeout=timeout, interval=0.2), f"record never final: {rec}"
@@ -274,7 +301,8 @@ def check_record(line, hangup, *, request_uuid=None):
     if "status" in rec:  # section 8 also names a `status`; if present, it is the final one
         assert rec["status"] == rec["call_status"], rec
     if request_uuid:
-        assert ok(line.api.get(f"/calls/{request_uuid}")) == rec
+        assert get_record(line, request_uuid) == rec
+    assert listed_record(line, rec["call_uuid"]) == rec
     return rec
 
 
@@ -370,6 +398,9 @@ def test_link_local_answer_url_is_never_called_fallback_is(srv, fc, work):
     api.link(app["app_id"], number)
     with uac(srv, work, "in_answer_bye", number, duration_ms=2000) as c:
         fallback, = fc.wait_for(1, path="/fallback", timeout=5)
+        rec = live_record(api, fallback.payload["call_uuid"], "IN_PROGRESS")
+        assert (rec["direction"], rec["request_uuid"]) == ("INBOUND", None), rec
+        assert rec["answer_at"] == fallback.payload["answered_at"], (rec, fallback.payload)
         finish(srv, c)
     assert not c.received("BYE")
     expect_hits(fc, "/fallback", "/hangup")
@@ -594,6 +625,9 @@ def test_outbound_no_answer_ring_timeout(srv, line, fc, work):
 def test_outbound_call_time_limit(srv, line, fc, work):
     with uas(srv, work, "out_time_limit") as s:
         call = place_call(line, fc, call_time_limit=2)
+        fc.wait_for(1, path="/answer", timeout=10)
+        rec = live_record(line, call["call_uuid"], "IN_PROGRESS")  # 2 s until the BYE
+        assert rec["answer_at"] is not None and rec["direction"] == "OUTBOUND", rec
         finish(srv, s, timeout=20)
     ok200 = s.sent(status=200, cseq="INVITE")[0]
     bye = s.received("BYE")
@@ -670,6 +704,9 @@ def test_outbound_ring_timeout_without_provisional_response(srv, line, fc, work)
     with uas(srv, work, "out_silent") as s:
         t0 = time.monotonic()
         call = place_call(line, fc, ring_timeout=2)
+        # No 180 yet (nor ever): QUEUED until the ring timeout.
+        rec = live_record(line, call["call_uuid"], "QUEUED")
+        assert listed_record(line, call["call_uuid"]) == rec
         hangup, = fc.wait_for(1, path="/hangup", timeout=8)
         assert 1.5 <= hangup.mono - t0 <= 5, f"hangup {hangup.mono - t0:.2f} s after the POST"
         finish(srv, s, timeout=15)
@@ -703,14 +740,20 @@ def test_outbound_bye_reason_gives_the_cause(srv, line, fc, work):
 def test_deleting_the_app_cancels_a_ringing_outbound_call(srv, line, fc, work):
     with uas(srv, work, "out_no_answer") as s:
         call = place_call(line, fc)  # ring_timeout 60 by default
+        rec = live_record(line, call["call_uuid"], "QUEUED", "RINGING")
+        assert (rec["request_uuid"], rec["answer_at"]) == (call["request_uuid"], None), rec
         fc.wait_for(1, path="/ring", timeout=10)
+        rec = live_record(line, call["call_uuid"], "RINGING")
+        assert listed_record(line, call["call_uuid"]) == rec
+        assert rec["started_at"] is not None and rec["answer_at"] is None, rec
         ok(line.api.delete(f"/apps/{line.app['app_id']}"))
         finish(srv, s, timeout=15)
     assert s.received("CANCEL"), diag(srv, s)
     hangup = expect_hits(fc, "/ring", "/hangup")[1]
-    check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
-                  status="CANCELED", cause="16", call_uuid=call["call_uuid"],
-                  request_uuid=call["request_uuid"], answered=False)
+    h = check_payload(hangup, "hangup", direction="OUTBOUND", frm=line.number, to=CALLEE,
+                      status="CANCELED", cause="16", call_uuid=call["call_uuid"],
+                      request_uuid=call["request_uuid"], answered=False)
+    check_record(line, h, request_uuid=call["request_uuid"])
 
 
 # ---------------------------------------------------------------------------------------------
