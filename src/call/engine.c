@@ -930,7 +930,8 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
     err = db->ops->call_create(db, &c->rec);
     if (err != ERR_OK) {
         call_free(c);
-        *why = "database error";
+        /* As every other route says it: busy or unreachable, else an error. */
+        *why = err_str(err == ERR_UNAVAILABLE ? ERR_UNAVAILABLE : ERR_DB);
         return err;
     }
     copy_str(request_uuid, REQUEST_UUID_LEN + 1, c->rec.request_uuid);

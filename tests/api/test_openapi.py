@@ -26,7 +26,8 @@ from typing import Callable
 import pytest
 import requests
 
-from conftest import BIN, BODY_LIMIT, REPO, Client, Server, base_env, fresh_db, new_number
+from conftest import (BIN, BODY_LIMIT, REPO, Client, Server, base_env, fresh_db, new_number,
+                      skip_unless_strict)
 from openapi_check import (
     DOC, DOC_PATH, assert_matches, check_against, check_operation, deref, pointer, schema_errors,
 )
@@ -88,8 +89,8 @@ def _installed_matches_pins():
 def node_tools():
     """Install the pinned validators (npm ci) unless node_modules already has them."""
     if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip("Node.js and npm are not installed, so the pinned OpenAPI validators "
-                    "(tests/docs/package.json) cannot run; Debian: apt-get install nodejs npm")
+        skip_unless_strict("Node.js (20.19 or newer) and npm are not installed, so the pinned "
+                           "OpenAPI validators (tests/docs/package.json) cannot run")
     if not _installed_matches_pins():
         cp = subprocess.run(NPM_CI, cwd=NODE_DIR, capture_output=True, text=True, timeout=600,
                             stdin=subprocess.DEVNULL)
