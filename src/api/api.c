@@ -137,11 +137,32 @@ enum err api__conn(struct api_worker *w, struct store_conn **out)
     return ERR_OK;
 }
 
-void api__error(struct http_response *r, int status, const char *msg)
+int api__status(enum err e)
+{
+    static const int status[] = {
+        [ERR_OK] = 200,
+        [ERR_INVALID] = 400,
+        [ERR_UNAUTHENTICATED] = 401,
+        [ERR_NOT_FOUND] = 404,
+        [ERR_NOT_ALLOWED] = 405,
+        [ERR_CONFLICT] = 409,
+        [ERR_TOO_LARGE] = 413,
+        [ERR_RATE_LIMITED] = 429,
+        /* The documented API answers every server-side failure with 500. */
+        [ERR_UNAVAILABLE] = 500,
+        [ERR_DB] = 500,
+        [ERR_NOMEM] = 500,
+        [ERR_INTERNAL] = 500,
+    };
+
+    return (unsigned)e < sizeof(status) / sizeof(status[0]) && status[e] ? status[e] : 500;
+}
+
+void api__error(struct http_response *r, enum err e, const char *msg)
 {
     struct jw w;
 
-    r->status = status;
+    r->status = api__status(e);
     buf_reset(&r->body);
     jw_init(&w, &r->body);
     jw_lit(&w, "{\"message\":");
@@ -159,7 +180,7 @@ void api__invalid(struct http_response *r, const struct field_errors *fe)
     int i;
 
     if (!fe || fe->n == 0) {
-        api__error(r, 400, MSG_INVALID);
+        api__error(r, ERR_INVALID, MSG_INVALID);
         return;
     }
     r->status = 400;
@@ -175,7 +196,7 @@ void api__invalid(struct http_response *r, const struct field_errors *fe)
     }
     jw_lit(&w, "]}");
     if (jw_end(&w) != ERR_OK)
-        api__error(r, 400, MSG_INVALID);
+        api__error(r, ERR_INVALID, MSG_INVALID);
 }
 
 void api__fail(struct http_response *r, const char *prefix, enum err e)
@@ -187,7 +208,7 @@ void api__fail(struct http_response *r, const char *prefix, enum err e)
     if (e == ERR_TOO_LARGE)
         e = ERR_INTERNAL; /* an answer over its cap is our fault, not the client's */
     snprintf(msg, sizeof(msg), "%s: %s", prefix, err_str(e));
-    api__error(r, 500, msg);
+    api__error(r, ERR_INTERNAL, msg);
 }
 
 void api__list_begin(struct http_response *r, struct api_list *l)
@@ -248,11 +269,11 @@ static void metrics(struct api_worker *w, struct api_call *call, json_t *body,
     (void)body;
     buf_reset(&resp->body);
     if (!w->cfg.metrics) {
-        api__error(resp, 404, MSG_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_NOT_FOUND);
         return;
     }
     if (metrics_render(&resp->body) != ERR_OK) {
-        api__error(resp, 500, "Failed to render metrics");
+        api__error(resp, ERR_INTERNAL, "Failed to render metrics");
         return;
     }
     resp->status = 200;
@@ -267,7 +288,7 @@ static void openapi(struct api_worker *w, struct api_call *call, json_t *body,
     (void)body;
     buf_reset(&resp->body);
     if (buf_append(&resp->body, openapi_json, openapi_json_len) != ERR_OK) {
-        api__error(resp, 500, "Failed to get the OpenAPI document");
+        api__error(resp, ERR_INTERNAL, "Failed to get the OpenAPI document");
         return;
     }
     resp->status = 200;
@@ -297,7 +318,7 @@ static bool authenticate(struct api_worker *w, const struct http_request *req,
     enum err e;
 
     if (req->api_key_count != 1 || !req->api_key) {
-        api__error(resp, 401, MSG_UNAUTHORIZED);
+        api__error(resp, ERR_UNAUTHENTICATED, MSG_UNAUTHORIZED);
         return false;
     }
     e = api__conn(w, &c);
@@ -308,7 +329,7 @@ static bool authenticate(struct api_worker *w, const struct http_request *req,
         metrics_keycache(hit);
     }
     if (e == ERR_UNAUTHENTICATED) {
-        api__error(resp, 401, MSG_UNAUTHORIZED);
+        api__error(resp, ERR_UNAUTHENTICATED, MSG_UNAUTHORIZED);
         return false;
     }
     if (e != ERR_OK) {
@@ -336,7 +357,7 @@ static bool within_rate(struct api_worker *w, const struct api_call *call,
     resp->rate_reset = info.reset_s;
     if (!ok) {
         resp->retry_after = info.retry_after;
-        api__error(resp, 429, MSG_TOO_MANY);
+        api__error(resp, ERR_RATE_LIMITED, MSG_TOO_MANY);
     }
     return ok;
 }
@@ -353,7 +374,7 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
 
     if (route_match(req->path, req->path_len, &call->m) != ERR_OK ||
         (w->cfg.admin_only && !admin_route(call->m.id))) {
-        api__error(resp, 404, MSG_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_NOT_FOUND);
         return true;
     }
     for (i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
@@ -365,14 +386,14 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
     }
     if (!call->h) {
         resp->allow = allow_of(call->m.id);
-        api__error(resp, 405, MSG_METHOD);
+        api__error(resp, ERR_NOT_ALLOWED, MSG_METHOD);
         return true;
     }
     resp->route = call->h->name;
     if (call->h->auth && (!authenticate(w, req, call, resp) || !within_rate(w, call, resp)))
         return true;
     if (req->content_length > HTTP_BODY_MAX) {
-        api__error(resp, 413, MSG_TOO_LARGE);
+        api__error(resp, ERR_TOO_LARGE, MSG_TOO_LARGE);
         return true;
     }
     return false;
@@ -385,7 +406,7 @@ void api_finish(struct api_worker *w, const struct http_request *req, struct api
 
     call->req = req;
     if (req->body_too_large || req->body_len > HTTP_BODY_MAX) {
-        api__error(resp, 413, MSG_TOO_LARGE);
+        api__error(resp, ERR_TOO_LARGE, MSG_TOO_LARGE);
         return;
     }
     if (call->h->body) {

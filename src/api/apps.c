@@ -126,7 +126,7 @@ void api__app_get(struct api_worker *w, struct api_call *call, json_t *body,
     if (e == ERR_OK)
         e = c->ops->app_get(c, call->who.org_id, call->m.app_id, &app);
     if (e == ERR_NOT_FOUND) {
-        api__error(resp, 404, MSG_APP_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_APP_NOT_FOUND);
         return;
     }
     if (e != ERR_OK) {
@@ -153,7 +153,7 @@ void api__app_update(struct api_worker *w, struct api_call *call, json_t *body,
     if (e == ERR_OK)
         e = c->ops->app_update(c, call->who.org_id, call->m.app_id, &patch, clock_now_ms(), &app);
     if (e == ERR_NOT_FOUND) {
-        api__error(resp, 404, MSG_APP_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_APP_NOT_FOUND);
         return;
     }
     if (e != ERR_OK) {
@@ -175,7 +175,7 @@ void api__app_delete(struct api_worker *w, struct api_call *call, json_t *body,
     if (e == ERR_OK)
         e = c->ops->app_delete(c, call->who.org_id, call->m.app_id, clock_now_ms());
     if (e == ERR_NOT_FOUND) {
-        api__error(resp, 404, MSG_APP_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_APP_NOT_FOUND);
         return;
     }
     if (e != ERR_OK) {

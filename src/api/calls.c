@@ -73,12 +73,12 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
     if (e == ERR_NOT_FOUND || org_id != call->who.org_id || !app.app_id[0] ||
         strcmp(app.status, "ACTIVE") != 0) {
         snprintf(msg, sizeof(msg), "VoIP number %s is not linked to any SFVoPI app", b.req.from);
-        api__error(resp, 400, msg);
+        api__error(resp, ERR_INVALID, msg);
         return;
     }
     if (!w->cfg.engine || !w->cfg.place_call) {
         snprintf(msg, sizeof(msg), "%s: %s", call->h->fail, MSG_NOT_CONFIGURED);
-        api__error(resp, 500, msg);
+        api__error(resp, ERR_INTERNAL, msg);
         return;
     }
     outbound_from(&b, &app, org_id, &req);
@@ -87,7 +87,7 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
         if (e == ERR_DB)
             metrics_db_error();
         snprintf(msg, sizeof(msg), "%s: %s", call->h->fail, why ? why : err_str(e));
-        api__error(resp, 500, msg);
+        api__error(resp, ERR_INTERNAL, msg);
         return;
     }
     api__ok_begin(resp, &jw);
@@ -151,14 +151,14 @@ void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
     (void)body;
     /* An id of neither form names no call: no need to ask the database. */
     if (!validate_call_id(call->m.call_id, id)) {
-        api__error(resp, 404, MSG_CALL_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
         return;
     }
     e = api__conn(w, &c);
     if (e == ERR_OK)
         e = c->ops->call_get(c, call->who.org_id, id, &k);
     if (e == ERR_NOT_FOUND) {
-        api__error(resp, 404, MSG_CALL_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
         return;
     }
     if (e != ERR_OK) {

@@ -34,8 +34,10 @@ struct api_handler {
 /* The worker's connection, opened on first use. */
 enum err api__conn(struct api_worker *w, struct store_conn **out) WARN_UNUSED;
 
-/* Replaces the body with {"message":msg} and sets status. */
-void api__error(struct http_response *r, int status, const char *msg);
+/* The HTTP status of an error: the one table from enum err to status. */
+int api__status(enum err e);
+/* Replaces the body with {"message":msg} and sets the status of e. */
+void api__error(struct http_response *r, enum err e, const char *msg);
 /* 400 Invalid request body, with the "errors" array when fe names fields. */
 void api__invalid(struct http_response *r, const struct field_errors *fe);
 /* 500 "<prefix>: <generic reason>". */

@@ -52,9 +52,9 @@ void api__numbers_link(struct api_worker *w, struct api_call *call, json_t *body
         api__write_link(&jw, &link);
         api__ok_end(resp, &jw, call->h->fail);
         return;
-    case ERR_NOT_FOUND: api__error(resp, 404, MSG_APP_NOT_FOUND); return;
-    case ERR_INVALID: api__error(resp, 400, MSG_NUMBER_UNKNOWN); return;
-    case ERR_CONFLICT: api__error(resp, 409, MSG_NUMBER_TAKEN); return;
+    case ERR_NOT_FOUND: api__error(resp, ERR_NOT_FOUND, MSG_APP_NOT_FOUND); return;
+    case ERR_INVALID: api__error(resp, ERR_INVALID, MSG_NUMBER_UNKNOWN); return;
+    case ERR_CONFLICT: api__error(resp, ERR_CONFLICT, MSG_NUMBER_TAKEN); return;
     default: api__fail(resp, call->h->fail, e); return;
     }
 }
@@ -81,7 +81,7 @@ void api__numbers_list(struct api_worker *w, struct api_call *call, json_t *body
     if (e == ERR_OK)
         e = c->ops->link_list(c, call->who.org_id, call->m.app_id, link_row, &l);
     if (e == ERR_NOT_FOUND) {
-        api__error(resp, 404, MSG_APP_NOT_FOUND);
+        api__error(resp, ERR_NOT_FOUND, MSG_APP_NOT_FOUND);
         return;
     }
     if (e != ERR_OK) {
@@ -110,7 +110,8 @@ void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *bo
     if (e == ERR_OK)
         e = c->ops->link_delete(c, call->who.org_id, call->m.app_id, e164, clock_now_ms(), &miss);
     if (e == ERR_NOT_FOUND) {
-        api__error(resp, 404, miss == STORE_MISS_APP ? MSG_APP_NOT_FOUND : MSG_NOT_LINKED);
+        api__error(resp, ERR_NOT_FOUND,
+                   miss == STORE_MISS_APP ? MSG_APP_NOT_FOUND : MSG_NOT_LINKED);
         return;
     }
     if (e != ERR_OK) {

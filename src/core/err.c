@@ -10,6 +10,8 @@ const char *err_str(enum err e)
     case ERR_CONFLICT: return "conflict";
     case ERR_UNAUTHENTICATED: return "unauthenticated";
     case ERR_TOO_LARGE: return "too large";
+    case ERR_NOT_ALLOWED: return "method not allowed";
+    case ERR_RATE_LIMITED: return "too many requests";
     case ERR_UNAVAILABLE: return "database unavailable";
     case ERR_DB: return "database error";
     case ERR_NOMEM: return "out of memory";

@@ -12,6 +12,8 @@ enum err {
     ERR_CONFLICT,        /* a uniqueness rule forbids the change */
     ERR_UNAUTHENTICATED, /* missing, malformed, unknown or revoked credential */
     ERR_TOO_LARGE,       /* input over a named cap */
+    ERR_NOT_ALLOWED,     /* the method is not served on that path */
+    ERR_RATE_LIMITED,    /* the caller is over its request rate */
     ERR_UNAVAILABLE,     /* a dependency (database) is busy or unreachable */
     ERR_DB,              /* the database answered with an error */
     ERR_NOMEM,           /* an allocation failed */
