@@ -8,10 +8,14 @@
  * serialization failure or deadlock is retried a bounded number of times.
  * Inside a batch every operation is a savepoint of the batch's transaction,
  * and a lost session ends the batch instead of reconnecting under it.
+ * Every round trip to the server has a deadline (ROUND_TRIP_MS): a server
+ * that stops answering costs a request one deadline, never a hung thread.
  * No SQL text is built at run time and no driver text reaches a caller. */
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +29,37 @@
 #include "store/store.h"
 
 /* Defaults for the session; a parameter in the URL overrides each of them.
- * libpq does not accept a connect timeout under 2 s. */
+ * libpq does not accept a connect timeout under 2 s. It bounds each address
+ * tried, including a server that accepts the TCP connection (its kernel
+ * does) but never answers the startup message. */
 #define CONNECT_TIMEOUT_S "2"
+/* The kernel drops a connection whose data or keepalive probes stay
+ * unacknowledged this long (a network partition); the kernel of a server
+ * that is stopped or hung still acknowledges, which only ROUND_TRIP_MS
+ * catches. */
 #define TCP_USER_TIMEOUT_MS "10000"
-/* A request waits at most this long for a row lock held by someone else
- * (our own transactions hold theirs for milliseconds). */
-#define SESSION_OPTIONS "-c lock_timeout=5s"
+/* A request waits at most lock_timeout for a row lock held by someone else
+ * (our own transactions hold theirs for milliseconds). statement_timeout
+ * bounds a whole statement, lock wait included, on the server's side: a
+ * server that is slow but alive reports it as an error and the session
+ * stays usable. */
+#define SESSION_OPTIONS "-c lock_timeout=5s -c statement_timeout=6s"
+/* The client's own bound on one round trip: sending a statement and reading
+ * all of its results. It is for a server that does not answer at all (hung,
+ * stopped, or cut off by the network, which TCP keepalives take some 25 s to
+ * notice), so it exceeds statement_timeout by a margin: a server that is
+ * only slow, or waiting for a lock, ends the statement itself first, with an
+ * error on a session that stays usable. When the deadline passes, the
+ * session is dropped (the server rolls back whatever it had open) and the
+ * operation fails with ERR_UNAVAILABLE, as when the connection is lost. A
+ * request may make several round trips, but once one has timed out the rest
+ * fail at once (see RECONNECT_INTERVAL_MS). */
+#define ROUND_TRIP_MS 8000
+/* Schema migrations wait for each other (an advisory lock, without lock or
+ * statement timeouts) and may rewrite a large table, so their round trips
+ * get a long bound instead. A node that is starting serves nothing yet: a
+ * server that hangs just then only makes it exit late. */
+#define MIGRATION_ROUND_TRIP_MS (10 * 60 * 1000)
 /* While the server is unreachable, a connection tries again at most this
  * often, so that requests fail at once instead of each waiting to connect. */
 #define RECONNECT_INTERVAL_MS 500
@@ -463,6 +492,138 @@ static enum err res_err(struct pg_conn *c, const PGresult *r, const char *what)
     return ERR_DB;
 }
 
+/* ---- round trips ---- */
+
+/* How waiting for the server ended. */
+enum wait {
+    WAIT_OK,      /* done: the next step may follow */
+    WAIT_FAILED,  /* libpq failed: the session is lost, or out of memory */
+    WAIT_TIMEOUT, /* the deadline passed first */
+};
+
+/* One statement as libpq sends it. */
+struct query {
+    enum { Q_TEXT, Q_PREPARE, Q_PREPARED, Q_PARAMS } kind;
+    const char *name;       /* Q_PREPARE, Q_PREPARED: the prepared statement */
+    const char *sql;        /* Q_TEXT (maybe several statements), Q_PREPARE, Q_PARAMS */
+    const struct params *p; /* Q_PREPARED, Q_PARAMS: NULL for none */
+};
+
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r); /* PGRES_FATAL_ERROR for NULL */
+
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* Waits until h's socket is ready for events or deadline_ms (monotonic)
+ * has passed. An error or a hangup counts as ready: libpq reports it next. */
+static enum wait wait_socket(PGconn *h, short events, int64_t deadline_ms)
+{
+    struct pollfd pfd;
+    int64_t left;
+    int n;
+
+    for (;;) {
+        left = deadline_ms - clock_mono_ms();
+        if (left <= 0)
+            return WAIT_TIMEOUT;
+        pfd.fd = PQsocket(h);
+        if (pfd.fd < 0)
+            return WAIT_FAILED;
+        pfd.events = events;
+        pfd.revents = 0;
+        n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (n > 0)
+            return WAIT_OK;
+        if (n < 0 && errno != EINTR)
+            return WAIT_FAILED;
+    }
+}
+
+/* Sends what libpq holds for h. While the server does not take it, h reads
+ * what the server sends (as libpq asks), so neither side waits for the other. */
+static enum wait flush_out(PGconn *h, int64_t deadline_ms)
+{
+    enum wait w;
+    int r;
+
+    while ((r = PQflush(h)) == 1) {
+        w = wait_socket(h, POLLIN | POLLOUT, deadline_ms);
+        if (w != WAIT_OK)
+            return w;
+        if (!PQconsumeInput(h))
+            return WAIT_FAILED;
+    }
+    return r == 0 ? WAIT_OK : WAIT_FAILED;
+}
+
+/* Sends q on h, in single-row mode when single_row. */
+static enum wait query_start(PGconn *h, const struct query *q, bool single_row, int64_t deadline_ms)
+{
+    static const struct params none;
+    const struct params *p = q->p ? q->p : &none;
+    int sent = 0;
+
+    switch (q->kind) {
+    case Q_TEXT: sent = PQsendQuery(h, q->sql); break;
+    case Q_PREPARE: sent = PQsendPrepare(h, q->name, q->sql, 0, NULL); break;
+    case Q_PREPARED: sent = PQsendQueryPrepared(h, q->name, p->n, p->v, p->len, p->fmt, 0); break;
+    case Q_PARAMS: sent = PQsendQueryParams(h, q->sql, p->n, NULL, p->v, p->len, p->fmt, 0); break;
+    }
+    if (!sent)
+        return WAIT_FAILED;
+    if (single_row)
+        (void)PQsetSingleRowMode(h);
+    return flush_out(h, deadline_ms);
+}
+
+/* Waits for h's next result; *out is NULL once the statement has no more. */
+static enum wait query_next(PGconn *h, int64_t deadline_ms, PGresult **out)
+{
+    enum wait w;
+
+    *out = NULL;
+    while (PQisBusy(h)) {
+        w = wait_socket(h, POLLIN, deadline_ms);
+        if (w != WAIT_OK)
+            return w;
+        if (!PQconsumeInput(h))
+            return WAIT_FAILED;
+    }
+    *out = PQgetResult(h);
+    return WAIT_OK;
+}
+
+/* One round trip on h: sends q and reads all of its results before
+ * deadline_ms. Like PQexec, *out is then the first failed result if there is
+ * one, else the last (NULL when libpq made none); the caller clears it. On
+ * anything but WAIT_OK *out is NULL and the session is mid-statement unless
+ * the statement could not even be sent. */
+static enum wait query_run(PGconn *h, const struct query *q, int64_t deadline_ms, PGresult **out)
+{
+    PGresult *r, *keep = NULL;
+    enum wait w = query_start(h, q, false, deadline_ms);
+
+    while (w == WAIT_OK) {
+        w = query_next(h, deadline_ms, &r);
+        if (w != WAIT_OK || !r)
+            break;
+        if (keep && !result_ok(keep)) {
+            PQclear(r);
+            continue;
+        }
+        PQclear(keep);
+        keep = r;
+    }
+    if (w != WAIT_OK) {
+        PQclear(keep);
+        keep = NULL;
+    }
+    *out = keep;
+    return w;
+}
+
 /* ---- sessions ---- */
 
 /* libpq prints notices on stderr by default; ours go to the log. */
@@ -491,7 +652,11 @@ static const struct {
 #define N_DEFAULTS (sizeof(session_defaults) / sizeof(session_defaults[0]))
 
 /* Opens a session to url. The defaults come first so that the URL's own
- * parameters override them (libpq keeps the last value of a keyword). */
+ * parameters override them (libpq keeps the last value of a keyword). The
+ * session is put in nonblocking mode: libpq then never waits on the socket
+ * by itself (round trips wait in wait_socket, until their deadline), and
+ * PQfinish never blocks saying goodbye to a server that does not read.
+ * Check the result with session_ok. */
 static PGconn *session_open(const char *url)
 {
     const char *keys[N_DEFAULTS + 2], *vals[N_DEFAULTS + 2];
@@ -506,9 +671,18 @@ static PGconn *session_open(const char *url)
     vals[i] = url;
     keys[i + 1] = vals[i + 1] = NULL;
     h = PQconnectdbParams(keys, vals, 1);
-    if (h)
+    if (h) {
         PQsetNoticeProcessor(h, on_notice, NULL);
+        if (PQstatus(h) == CONNECTION_OK)
+            (void)PQsetnonblocking(h, 1);
+    }
     return h;
+}
+
+/* True when session_open connected h and made it nonblocking. */
+static bool session_ok(const PGconn *h)
+{
+    return PQstatus(h) == CONNECTION_OK && PQisnonblocking(h);
 }
 
 static void session_drop(struct pg_conn *c)
@@ -516,6 +690,78 @@ static void session_drop(struct pg_conn *c)
     PQfinish(c->h);
     c->h = NULL;
     memset(c->prepared, 0, sizeof(c->prepared));
+}
+
+/* Gives up a session that is in the middle of a statement the server has
+ * not answered in time (or that libpq could not wait on). A statement
+ * cannot be taken back once sent, and PQcancel would block on a hung server
+ * too; once the server sees the socket closed it rolls back whatever the
+ * session had open. The next connection attempt waits RECONNECT_INTERVAL_MS,
+ * so that requests meanwhile fail at once instead of each waiting out the
+ * connect timeout on a server that may still be hung. */
+static enum err session_abandon(struct pg_conn *c, enum wait w, const char *what)
+{
+    if (w == WAIT_TIMEOUT)
+        log_warn("msg=\"database did not answer in time, session dropped\" backend=postgresql "
+                 "op=%s timeout_ms=%d",
+                 what, ROUND_TRIP_MS);
+    else
+        log_pg(LOG_WARN, "cannot wait for database, session dropped", what, NULL,
+               PQerrorMessage(c->h));
+    session_drop(c);
+    c->down = true; /* logged: the outage's connect failures are not */
+    c->next_connect_ms = clock_mono_ms() + RECONNECT_INTERVAL_MS;
+    return ERR_UNAVAILABLE;
+}
+
+/* Maps a round trip that ended early (w, not WAIT_OK) to our error. */
+static enum err wait_err(struct pg_conn *c, enum wait w, const char *what)
+{
+    if (w == WAIT_TIMEOUT ||
+        (PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) == PQTRANS_ACTIVE))
+        return session_abandon(c, w, what);
+    return res_err(c, NULL, what); /* not sent, or the connection is lost */
+}
+
+/* One round trip on c's session, within ROUND_TRIP_MS. On ERR_OK and out !=
+ * NULL, *out is the result, which the caller must PQclear. */
+static enum err run(struct pg_conn *c, const struct query *q, const char *what, PGresult **out)
+{
+    PGresult *r = NULL;
+    enum wait w;
+    enum err e;
+
+    if (!c->h)
+        return ERR_UNAVAILABLE; /* abandoned earlier in this operation */
+    w = query_run(c->h, q, clock_mono_ms() + ROUND_TRIP_MS, &r);
+    if (w != WAIT_OK)
+        return wait_err(c, w, what);
+    if (!result_ok(r)) {
+        e = res_err(c, r, what);
+        PQclear(r);
+        return e;
+    }
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return ERR_OK;
+}
+
+/* Runs a statement without parameters (transaction control). */
+static enum err exec_simple(struct pg_conn *c, const char *sql, const char *what)
+{
+    const struct query q = {Q_TEXT, NULL, sql, NULL};
+
+    return run(c, &q, what, NULL);
+}
+
+/* Runs transaction control whose failure changes nothing for the caller (a
+ * rollback after an error); nothing to do when the session is gone. */
+static void exec_quiet(struct pg_conn *c, const char *sql, const char *what)
+{
+    if (PQstatus(c->h) == CONNECTION_OK)
+        (void)exec_simple(c, sql, what);
 }
 
 /* True when an idle session is still usable. A server that shut down or
@@ -541,12 +787,13 @@ static bool session_alive(struct pg_conn *c)
     return PQstatus(c->h) == CONNECTION_OK;
 }
 
+/* Connects c, within the connect timeout for each address tried. */
 static enum err session_connect(struct pg_conn *c)
 {
     c->h = session_open(c->db->url);
     if (!c->h)
         return ERR_NOMEM;
-    if (PQstatus(c->h) != CONNECTION_OK) {
+    if (!session_ok(c->h)) {
         if (!c->down)
             log_pg(LOG_ERROR, "cannot connect to database", "connect", NULL, PQerrorMessage(c->h));
         c->down = true;
@@ -564,7 +811,6 @@ static enum err session_connect(struct pg_conn *c)
  * with ERR_UNAVAILABLE, except for one attempt per RECONNECT_INTERVAL_MS. */
 static enum err conn_ready(struct pg_conn *c)
 {
-    PGresult *r;
     enum err e;
 
     c->retry = false;
@@ -576,13 +822,17 @@ static enum err conn_ready(struct pg_conn *c)
         return ERR_UNAVAILABLE;
     }
     if (c->h && session_alive(c)) {
-        if (PQtransactionStatus(c->h) == PQTRANS_IDLE)
-            return ERR_OK;
-        /* Left inside a transaction by an operation that failed half-way. */
-        r = PQexec(c->h, "ROLLBACK");
-        PQclear(r);
-        if (PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) == PQTRANS_IDLE)
-            return ERR_OK;
+        switch (PQtransactionStatus(c->h)) {
+        case PQTRANS_IDLE: return ERR_OK;
+        case PQTRANS_INTRANS:
+        case PQTRANS_INERROR:
+            /* Left inside a transaction by an operation that failed half-way. */
+            if (exec_simple(c, "ROLLBACK", "rollback") == ERR_OK &&
+                PQtransactionStatus(c->h) == PQTRANS_IDLE)
+                return ERR_OK;
+            break;
+        default: break; /* mid-statement: only a new session is sure to be idle */
+        }
     }
     if (c->h) {
         log_warn("msg=\"database session closed, reconnecting\" backend=postgresql");
@@ -599,17 +849,14 @@ static enum err conn_ready(struct pg_conn *c)
 /* Prepares statement id in this session on first use. */
 static enum err prepare(struct pg_conn *c, enum stmt_id id)
 {
-    PGresult *r;
-    enum err e = ERR_OK;
+    const struct query q = {Q_PREPARE, stmts[id].name, stmts[id].sql, NULL};
+    enum err e;
 
     if (c->prepared[id])
         return ERR_OK;
-    r = PQprepare(c->h, stmts[id].name, stmts[id].sql, 0, NULL);
-    if (PQresultStatus(r) == PGRES_COMMAND_OK)
+    e = run(c, &q, "prepare", NULL);
+    if (e == ERR_OK)
         c->prepared[id] = true;
-    else
-        e = res_err(c, r, "prepare");
-    PQclear(r);
     return e;
 }
 
@@ -618,28 +865,12 @@ static enum err prepare(struct pg_conn *c, enum stmt_id id)
 static enum err exec(struct pg_conn *c, enum stmt_id id, const struct params *p, const char *what,
                      PGresult **out)
 {
-    static const struct params none;
-    PGresult *r;
-    ExecStatusType st;
-    enum err e;
+    const struct query q = {Q_PREPARED, stmts[id].name, NULL, p};
+    enum err e = prepare(c, id);
 
-    if (!p)
-        p = &none;
-    e = prepare(c, id);
     if (e != ERR_OK)
         return e;
-    r = PQexecPrepared(c->h, stmts[id].name, p->n, p->v, p->len, p->fmt, 0);
-    st = PQresultStatus(r);
-    if (r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
-        if (out)
-            *out = r;
-        else
-            PQclear(r);
-        return ERR_OK;
-    }
-    e = res_err(c, r, what);
-    PQclear(r);
-    return e;
+    return run(c, &q, what, out);
 }
 
 /* Runs a prepared statement expected to return at most one row; ERR_NOT_FOUND
@@ -681,23 +912,29 @@ static enum err exec_write(struct pg_conn *c, enum stmt_id id, const struct para
 
 /* Hands each row of a prepared query to each_row, reading the rows one at a
  * time (single-row mode) so that a long list is never held in memory whole.
- * The callback's error stops the walk and becomes the result. */
+ * The callback's error stops the walk and becomes the result. The whole
+ * walk is one round trip, within ROUND_TRIP_MS. */
 static enum err walk(struct pg_conn *c, enum stmt_id id, const struct params *p, const char *what,
                      enum err (*each_row)(const PGresult *r, void *cb, void *ud), void *cb,
                      void *ud)
 {
+    const struct query q = {Q_PREPARED, stmts[id].name, NULL, p};
+    int64_t deadline_ms;
     PGresult *r;
-    enum err e = ERR_OK, qe = ERR_OK;
+    enum wait w;
+    enum err e = ERR_OK, qe;
 
     qe = prepare(c, id);
     if (qe != ERR_OK)
         return qe;
-    if (!PQsendQueryPrepared(c->h, stmts[id].name, p->n, p->v, p->len, p->fmt, 0))
-        return res_err(c, NULL, what);
-    (void)PQsetSingleRowMode(c->h);
+    deadline_ms = clock_mono_ms() + ROUND_TRIP_MS;
+    w = query_start(c->h, &q, true, deadline_ms);
     /* Read to the end even after the callback stopped: the session must be
      * idle again before it is used for anything else. */
-    while ((r = PQgetResult(c->h)) != NULL) {
+    while (w == WAIT_OK) {
+        w = query_next(c->h, deadline_ms, &r);
+        if (w != WAIT_OK || !r)
+            break;
         switch (PQresultStatus(r)) {
         case PGRES_SINGLE_TUPLE:
             if (e == ERR_OK && qe == ERR_OK)
@@ -712,17 +949,21 @@ static enum err walk(struct pg_conn *c, enum stmt_id id, const struct params *p,
         }
         PQclear(r);
     }
+    if (w != WAIT_OK)
+        qe = wait_err(c, w, what);
     return e != ERR_OK ? e : qe;
 }
 
-/* Runs a statement without parameters (transaction control). */
-static enum err exec_simple(struct pg_conn *c, const char *sql, const char *what)
+/* Commits the open transaction. ERR_DB when the server rolled back instead
+ * (it answers ROLLBACK to the COMMIT of a failed transaction). */
+static enum err tx_commit(struct pg_conn *c, const char *what)
 {
-    PGresult *r = PQexec(c->h, sql);
-    enum err e = ERR_OK;
+    const struct query q = {Q_TEXT, NULL, "COMMIT", NULL};
+    PGresult *r = NULL;
+    enum err e = run(c, &q, what, &r);
 
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        e = res_err(c, r, what);
+    if (e == ERR_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0)
+        e = ERR_DB;
     PQclear(r);
     return e;
 }
@@ -736,24 +977,17 @@ static enum err tx_begin(struct pg_conn *c)
     return exec_simple(c, "BEGIN ISOLATION LEVEL READ COMMITTED", "begin");
 }
 
-/* Ends a transaction: commits when e is ERR_OK, else rolls back and keeps e. */
+/* Ends a transaction: commits when e is ERR_OK, else rolls back and keeps e.
+ * A COMMIT that gets no answer is ERR_UNAVAILABLE: the transaction may or
+ * may not have been committed, and the caller never reports success. */
 static enum err tx_end(struct pg_conn *c, enum err e)
 {
-    PGresult *r;
-
     if (c->batch)
         return e; /* op_end releases or rolls back the savepoint */
-    if (e == ERR_OK) {
-        r = PQexec(c->h, "COMMIT");
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            e = res_err(c, r, "commit");
-        else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
-            e = ERR_DB; /* the server rolled back instead */
-        PQclear(r);
-        return e;
-    }
-    if (PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) != PQTRANS_IDLE)
-        PQclear(PQexec(c->h, "ROLLBACK"));
+    if (e == ERR_OK)
+        return tx_commit(c, "commit");
+    if (PQtransactionStatus(c->h) != PQTRANS_IDLE)
+        exec_quiet(c, "ROLLBACK", "rollback");
     return e;
 }
 
@@ -779,8 +1013,8 @@ static enum err op_end(struct pg_conn *c, enum err e)
         return e != ERR_OK ? e : ERR_UNAVAILABLE;
     if (e == ERR_OK)
         return exec_simple(c, "RELEASE op", "savepoint");
-    PQclear(PQexec(c->h, "ROLLBACK TO op"));
-    PQclear(PQexec(c->h, "RELEASE op"));
+    exec_quiet(c, "ROLLBACK TO op", "savepoint");
+    exec_quiet(c, "RELEASE op", "savepoint");
     return e;
 }
 
@@ -808,56 +1042,86 @@ static bool again(struct pg_conn *c, enum err e, int *attempt)
 
 /* ---- schema ---- */
 
-static enum err simple_exec(PGconn *h, const char *sql, const char *what)
+/* One round trip of the migration, within MIGRATION_ROUND_TRIP_MS. On
+ * ERR_OK and out != NULL, *out is the result, which the caller must PQclear.
+ * On error the session may be mid-statement: the caller closes it. */
+static enum err migration_run(PGconn *h, const struct query *q, const char *what, PGresult **out)
 {
-    PGresult *r = PQexec(h, sql);
-    ExecStatusType st = PQresultStatus(r);
-    enum err e = ERR_OK;
+    PGresult *r = NULL;
+    enum wait w = query_run(h, q, clock_mono_ms() + MIGRATION_ROUND_TRIP_MS, &r);
+    enum err e;
 
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    if (w == WAIT_TIMEOUT) {
+        log_error("msg=\"schema migration failed: database did not answer in time\" "
+                  "backend=postgresql op=%s timeout_ms=%d",
+                  what, MIGRATION_ROUND_TRIP_MS);
+        return ERR_UNAVAILABLE;
+    }
+    if (w != WAIT_OK || !result_ok(r)) {
         log_pg(LOG_ERROR, "schema migration failed", what,
                r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL,
                r ? PQresultErrorMessage(r) : PQerrorMessage(h));
         e = PQstatus(h) == CONNECTION_OK ? ERR_DB : ERR_UNAVAILABLE;
+        PQclear(r);
+        return e;
     }
-    PQclear(r);
-    return e;
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
+    return ERR_OK;
+}
+
+static enum err simple_exec(PGconn *h, const char *sql, const char *what)
+{
+    const struct query q = {Q_TEXT, NULL, sql, NULL};
+
+    return migration_run(h, &q, what, NULL);
 }
 
 /* Brings the schema to the newest version in one transaction, under an
  * advisory lock: nodes starting together wait for each other, and each
  * migration is applied exactly once. DDL is transactional in PostgreSQL,
- * so a failed migration leaves nothing behind. */
+ * so a failed migration leaves nothing behind. On error the transaction is
+ * left open: the caller closes the session, which rolls it back (and
+ * releases the lock) without another round trip. */
 static enum err migrate(PGconn *h)
 {
+    static const struct query version_q = {
+        Q_TEXT, NULL, "SELECT coalesce(max(version), 0) FROM schema_migrations", NULL};
     const struct migration *m;
     struct params p;
-    PGresult *r;
+    struct query q = {Q_PARAMS, NULL,
+                      "INSERT INTO schema_migrations(version, name, applied_at) "
+                      "VALUES ($1, $2, $3)",
+                      &p};
+    PGresult *r = NULL;
     int64_t have = 0;
     enum err e;
 
     e = simple_exec(h, "BEGIN", "migration");
     if (e != ERR_OK)
         return e;
-    /* Waiting for another node's migration is not a lock timeout. */
-    e = simple_exec(h, "SET LOCAL lock_timeout = 0", "migration");
+    /* Waiting for another node's migration is not a lock timeout, and a
+     * migration may take longer than a request's statement. */
+    e = simple_exec(h, "SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0", "migration");
     if (e != ERR_OK)
-        goto out_rollback;
+        return e;
     e = simple_exec(h, MIGRATION_LOCK_SQL, "migration");
     if (e != ERR_OK)
-        goto out_rollback;
+        return e;
     e = simple_exec(h,
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                     "name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
                     "migration");
     if (e != ERR_OK)
-        goto out_rollback;
-    r = PQexec(h, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
-        parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, &have) != ERR_OK) {
+        return e;
+    e = migration_run(h, &version_q, "migration", &r);
+    if (e != ERR_OK)
+        return e;
+    if (PQntuples(r) != 1 || parse_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, &have) != ERR_OK) {
         PQclear(r);
-        e = PQstatus(h) == CONNECTION_OK ? ERR_DB : ERR_UNAVAILABLE;
-        goto out_rollback;
+        return ERR_DB;
     }
     PQclear(r);
 
@@ -866,23 +1130,14 @@ static enum err migrate(PGconn *h)
             continue;
         e = simple_exec(h, m->sql, m->name);
         if (e != ERR_OK)
-            goto out_rollback;
+            return e;
         p.n = 0;
         p_i64(&p, m->version);
         p_text(&p, m->name);
         p_i64(&p, clock_now_ms());
-        r = PQexecParams(h,
-                         "INSERT INTO schema_migrations(version, name, applied_at) "
-                         "VALUES ($1, $2, $3)",
-                         p.n, NULL, p.v, p.len, p.fmt, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            log_pg(LOG_ERROR, "schema migration failed", m->name, NULL,
-                   r ? PQresultErrorMessage(r) : PQerrorMessage(h));
-            PQclear(r);
-            e = ERR_DB;
-            goto out_rollback;
-        }
-        PQclear(r);
+        e = migration_run(h, &q, m->name, NULL);
+        if (e != ERR_OK)
+            return e;
         log_info("msg=\"schema migrated\" backend=postgresql version=%d name=%s", m->version,
                  m->name);
         have = m->version;
@@ -890,15 +1145,9 @@ static enum err migrate(PGconn *h)
     if (m == migrations_pg || have > m[-1].version) {
         log_error("msg=\"database schema is newer than this program\" version=%lld",
                   (long long)have);
-        e = ERR_DB;
-        goto out_rollback;
+        return ERR_DB;
     }
     return simple_exec(h, "COMMIT", "migration");
-
-out_rollback:
-    if (PQstatus(h) == CONNECTION_OK)
-        PQclear(PQexec(h, "ROLLBACK"));
-    return e;
 }
 
 /* ---- the backend ---- */
@@ -937,7 +1186,7 @@ static enum err pg_open(const char *url, void **impl)
         e = ERR_NOMEM;
         goto out_url;
     }
-    if (PQstatus(h) != CONNECTION_OK) {
+    if (!session_ok(h)) {
         log_pg(LOG_ERROR, "cannot connect to database", "open", NULL, PQerrorMessage(h));
         e = ERR_UNAVAILABLE;
         goto out_session;
@@ -1041,8 +1290,7 @@ static enum err pg_batch_begin(struct store_conn *base)
 static enum err pg_batch_end(struct store_conn *base, bool commit)
 {
     struct pg_conn *c = CONN(base);
-    PGresult *r;
-    enum err e = ERR_OK;
+    enum err e;
 
     if (!c->batch)
         return ERR_INTERNAL;
@@ -1050,17 +1298,12 @@ static enum err pg_batch_end(struct store_conn *base, bool commit)
     if (!c->h || PQstatus(c->h) != CONNECTION_OK)
         return ERR_UNAVAILABLE;
     if (!commit) {
-        PQclear(PQexec(c->h, "ROLLBACK"));
+        exec_quiet(c, "ROLLBACK", "batch_end");
         return ERR_OK;
     }
-    r = PQexec(c->h, "COMMIT");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        e = res_err(c, r, "batch_end");
-    else if (strcmp(PQcmdStatus(r), "COMMIT") != 0)
-        e = ERR_DB; /* the server rolled back instead */
-    PQclear(r);
-    if (e != ERR_OK && PQstatus(c->h) == CONNECTION_OK && PQtransactionStatus(c->h) != PQTRANS_IDLE)
-        PQclear(PQexec(c->h, "ROLLBACK"));
+    e = tx_commit(c, "batch_end");
+    if (e != ERR_OK && PQtransactionStatus(c->h) != PQTRANS_IDLE)
+        exec_quiet(c, "ROLLBACK", "batch_end");
     return e;
 }
 

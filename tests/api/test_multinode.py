@@ -1,14 +1,16 @@
 """Several `sfvopi serve` nodes on one PostgreSQL database (README "Scaling out").
 
 Two nodes share a database created for this module on $SFVOPI_TEST_PG_URL's server: races between
-nodes, deletes and revocations seen across nodes, schema migration by nodes starting together, and
-a PostgreSQL restart under running nodes (on a private throwaway cluster from scripts/pg.sh, so the
-shared server is never disturbed). Skipped without $SFVOPI_TEST_PG_URL.
+nodes, deletes, revocations and call records seen across nodes, schema migration by nodes starting
+together, and a PostgreSQL restart or hang under running nodes (on a private throwaway cluster from
+scripts/pg.sh, so the shared server is never disturbed). Skipped without $SFVOPI_TEST_PG_URL.
 """
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,8 +22,10 @@ import uuid
 import pytest
 import requests
 
-from conftest import (MSG_APP_NOT_FOUND, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, MSG_UNAUTH,
-                      PG_URL, REPO, Server, assert_error, cli_ok, new_number, ok, wait_until)
+from conftest import (BIN, MSG_APP_NOT_FOUND, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT,
+                      MSG_UNAUTH, PG_URL, REPO, Server, assert_error, cli_ok, new_number, ok,
+                      wait_until)
+from sipp_helper import free_udp_port
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs SFVOPI_TEST_PG_URL (PostgreSQL)")
 
@@ -31,6 +35,10 @@ N_RACE = 16
 REVOKE_BOUND_S = 5.0  # spec/API.md: a revoked key stops working on every node within 5 s
 FAST_S = 1.0          # "fail fast" while the database is down (README: within a second)
 RECOVER_S = 2.0       # back to 200 after the database accepts connections (README: within 2 s)
+# A database that hangs: a request waits for one round trip's deadline (8 s) or a connection
+# attempt's timeout (2 s) at most, its own or one ahead of it on its worker thread (README: every
+# answer within 10 s).
+HUNG_S = 10.0
 # A generic, client-safe reason: never driver text, SQL, a host or a port.
 GENERIC_REASON = r"[a-z ]{1,40}"
 
@@ -285,6 +293,65 @@ def test_key_revoked_with_cli_fails_on_both_nodes_within_5s(nodes, org):
         assert on(node, org).get_app(app["app_id"]) == app
 
 
+def test_call_record_placed_through_one_node_is_the_same_through_another(nodes, org, tmp_path):
+    """README "Calls across nodes": a call placed through a node with a call engine (node C,
+    whose SIP trunk is a closed loopback port, so the call fails) is answered identically by
+    GET /sfvopi/calls/:id on a node without one, by call_uuid and by request_uuid, both while the
+    call is in progress and once it has ended."""
+    _, b = nodes
+    closed = free_port()  # webhooks go nowhere: nothing listens on this TCP port
+    rtp = free_udp_port(even=True)
+    argv = [BIN, "--db", b.db_url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
+            "--sip-listen", f"127.0.0.1:{free_udp_port()}",
+            "--sip-trunk", f"sip:127.0.0.1:{free_udp_port()}", "--rtp-ports", f"{rtp}-{rtp + 9}"]
+    c = Server(b.db_url, tmp_path, argv=argv).start()
+    try:
+        cc, cb = on(c, org), on(b, org)
+        app = cb.create_app(answer_url=f"http://127.0.0.1:{closed}/answer",
+                            hangup_url=f"http://127.0.0.1:{closed}/hangup")
+        (num,) = org.add_numbers(1)
+        cb.link(app["app_id"], num)
+        placed = ok(cc.post("/calls", json={"from": num, "to": "+14155550100",
+                                            "answer_url": f"http://127.0.0.1:{closed}/answer",
+                                            "ring_timeout": 1}))
+        assert placed["status"] == "queued", placed
+
+        def record(client, call_id):
+            r = client.get(f"/calls/{call_id}")
+            assert r.status_code == 200, (call_id, r.status_code, r.text)
+            return r.json()
+
+        # Whatever state the call is in, B answers what C answers around it (two reads through C
+        # that agree, one before and one after B's, leave B no other state to be in).
+        deadline = time.monotonic() + 40
+        while True:
+            before = record(cc, placed["call_uuid"])
+            via_b = record(cb, placed["call_uuid"])
+            after = record(cc, placed["call_uuid"])
+            if before == after:
+                assert via_b == before
+                if before["data"]["ended_at"]:
+                    break
+            assert time.monotonic() < deadline, f"the call never ended: {after}"
+            time.sleep(0.2)
+        final = before
+        data = final["data"]
+        assert data["call_uuid"] == placed["call_uuid"]
+        assert data["request_uuid"] == placed["request_uuid"]
+        assert (data["org_id"], data["app_id"], data["from"], data["to"], data["direction"]) == \
+            (org.id, app["app_id"], num, "+14155550100", "OUTBOUND"), data
+        assert data["call_status"] != "COMPLETED" and data["hangup_cause"], data
+        # By request_uuid, and on B's every worker thread, the same record.
+        for _ in range(4):
+            assert record(cb, placed["request_uuid"]) == final
+            assert record(cb, placed["call_uuid"]) == final
+        assert record(cc, placed["request_uuid"]) == final
+        assert any(x["call_uuid"] == placed["call_uuid"] for x in ok(cb.get("/calls?limit=100")))
+    finally:
+        rc = c.stop()
+    assert rc == 0, f"node with the call engine exited with {rc}; log tail:\n{c.log[-4000:]}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Schema migrations when several nodes start at once.
 
@@ -326,7 +393,7 @@ def test_nodes_starting_together_migrate_once(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL goes away and comes back.
+# PostgreSQL goes away or hangs, and comes back.
 
 def free_port():
     with socket.socket() as s:
@@ -453,6 +520,141 @@ def test_postgres_restart_while_idle_next_requests_succeed(private_cluster, tmp_
                 assert on(node, org).get_app(app["app_id"]) == app
             ok(on(node, org).post("/apps", json={"name": "after restart",
                                                  "answer_url": "https://example.com/a"}))
+    finally:
+        a.stop()
+        b.stop()
+        db.drop()
+
+
+@contextlib.contextmanager
+def cluster_hung(cluster_dir):
+    """The whole cluster stopped (SIGSTOP): the kernel still accepts its connections and
+    acknowledges what is sent to it, but nothing answers, as with a hung server. SIGCONT on the
+    way out, whatever happened."""
+    with open(os.path.join(cluster_dir, "data", "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    stopped = []
+    try:
+        os.kill(postmaster, signal.SIGSTOP)
+        stopped.append(postmaster)
+        # Stopped, the postmaster forks no more: these are all of its processes.
+        kids = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True,
+                              timeout=10).stdout.split()
+        for pid in map(int, kids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        yield
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def answers_while_hung(reqs):
+    """Send every request (node, org, method, path, json body or None, delay before sending,
+    expected answer) at once, each on its own connection; return (request, response or exception,
+    seconds taken) in order. No request waits longer than HUNG_S + 10 s, so a node that hangs
+    fails the test instead of stalling it."""
+    out = [None] * len(reqs)
+
+    def run(i, node, org, method, path, body, delay):
+        kw = {"json": body} if body is not None else {}
+        time.sleep(delay)
+        t = time.monotonic()
+        try:
+            r = on(node, org).request(method, path, absolute=True, timeout=HUNG_S + 10, **kw)
+        except Exception as e:  # reported by the caller's assertions
+            r = e
+        out[i] = (reqs[i], r, time.monotonic() - t)
+
+    threads = [threading.Thread(target=run, args=(i, *req[:6])) for i, req in enumerate(reqs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=HUNG_S + 20)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+    return out
+
+
+def test_postgres_hung_nodes_answer_within_deadline_then_recover(private_cluster, tmp_path):
+    """PostgreSQL stops answering without closing anything (every process of the cluster
+    SIGSTOPped): each node still answers every request within a bounded time, API requests with
+    their documented 500, /readyz 503, /healthz 200; once the cluster runs again, both nodes
+    serve again by themselves, and a write whose answer was a 500 may be read and retried."""
+    cluster_dir, server_url = private_cluster
+    db = Database(server_url).create()
+    a, b = start_nodes(db.url, tmp_path)
+    try:
+        org = a.make_org()
+        app = on(a, org).create_app()
+        n1, n2 = org.add_numbers(2)
+        for node in (a, b):
+            for _ in range(4):  # every worker thread of both nodes holds a session
+                assert on(node, org).get_app(app["app_id"]) == app
+        link = f"/sfvopi/apps/{app['app_id']}/numbers"
+
+        def wave(delay_healthz):
+            reqs = []
+            for node, num in ((a, n1), (b, n2)):
+                reqs += [
+                    (node, org, "GET", "/sfvopi/apps", None, 0.0,
+                     "Failed to get SFVoPI apps: database unavailable"),
+                    (node, org, "GET", f"/sfvopi/apps/{app['app_id']}", None, 0.0,
+                     "Failed to get SFVoPI app: database unavailable"),
+                    (node, org, "POST", link, {"voip_number": num}, 0.0,
+                     "Failed to link number: database unavailable"),
+                    (node, org, "GET", "/readyz", None, 0.0, (503, {"status": "unavailable"})),
+                    # While the others wait on the database.
+                    (node, org, "GET", "/healthz", None, delay_healthz, (200, {"status": "ok"})),
+                ]
+            return answers_while_hung(reqs)
+
+        with cluster_hung(cluster_dir):
+            t_hung = time.monotonic()
+            results = wave(0.5)
+            # Sessions given up, each worker tries to connect again (after RECONNECT_INTERVAL,
+            # 0.5 s) to a server that accepts the connection but never answers.
+            time.sleep(0.6)
+            results += wave(0.0)
+            took_all = time.monotonic() - t_hung
+            for req, r, took in results:
+                method, path, want = req[2], req[3], req[6]
+                assert not isinstance(r, Exception), (method, path, r)
+                assert took < HUNG_S, f"{method} {path} took {took:.1f} s"
+                if isinstance(want, tuple):
+                    assert (r.status_code, r.json()) == want, (method, path, r.text)
+                else:
+                    assert_error(r, 500, want)
+            for node in (a, b):
+                assert node.proc.poll() is None, "a node exited while the database hung"
+        assert took_all < 2 * HUNG_S + 3
+
+        # The cluster runs again. Sessions given up reconnect after RECONNECT_INTERVAL (0.5 s)
+        # at most; the others were only waiting. Every worker thread of both nodes serves.
+        t_up = time.monotonic()
+        time.sleep(0.6)
+        for node in (a, b):
+            c = on(node, org)
+            for _ in range(6):
+                r = requests.get(node.url + "/readyz", timeout=10)
+                assert (r.status_code, r.json()) == (200, {"status": "ready"})
+                assert c.get_app(app["app_id"]) == app
+        took = time.monotonic() - t_up
+        assert took < RECOVER_S, f"nodes took {took:.1f} s to serve again"
+        # The links answered 500 may or may not have been committed (README: read before
+        # retrying): both nodes agree with the database, and the retries succeed.
+        linked = active_links(db, n1) + active_links(db, n2)
+        assert set(linked) <= {app["app_id"]}, linked
+        for node in (a, b):
+            assert sorted(x["voip_number"] for x in on(node, org).numbers(app["app_id"])) == \
+                sorted(n for n in (n1, n2) if active_links(db, n))
+        on(a, org).link(app["app_id"], n1)
+        on(b, org).link(app["app_id"], n2)
+        for node in (a, b):
+            assert sorted(x["voip_number"] for x in on(node, org).numbers(app["app_id"])) == \
+                sorted([n1, n2])
+        assert a.proc.poll() is None and b.proc.poll() is None
     finally:
         a.stop()
         b.stop()
