@@ -24,7 +24,7 @@ import requests
 
 from conftest import (BIN, MSG_APP_NOT_FOUND, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT,
                       MSG_UNAUTH, PG_URL, REPO, Server, assert_error, cli_ok, new_number, ok,
-                      wait_until)
+                      skip_unless_strict, wait_until)
 from sipp_helper import free_udp_port
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs SFVOPI_TEST_PG_URL (PostgreSQL)")
@@ -413,7 +413,7 @@ def pg_sh(cmd, cluster_dir, timeout=120):
 def private_cluster():
     """A throwaway cluster of our own, so that stopping it disturbs nobody else."""
     if not (os.path.exists(os.path.join(PGBIN, "initdb")) and shutil.which("psql")):
-        pytest.skip("PostgreSQL 15 server binaries not installed")
+        skip_unless_strict("PostgreSQL 15 server binaries not installed")
     cluster_dir = tempfile.mkdtemp(prefix="sfvopi-pg.", dir="/tmp")
     try:
         url = pg_sh("start", cluster_dir)
