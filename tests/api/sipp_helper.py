@@ -26,23 +26,36 @@ _SEP = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*$", re.M)
 _HEAD = re.compile(r"^\w+ message (received|sent) ")
 
 
+def port_taken(port, udp=True):
+    """Whether something holds `port` on 127.0.0.1, probed by binding it (a listener sees
+    nothing)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
 def free_udp_port(even=False):
     """A UDP port free on 127.0.0.1 right now (SIPp wants an even one for media: it also binds
     port+2 for video)."""
     for _ in range(200):
         port = random.randrange(32000, 60000, 2 if even else 1)
-        ok = True
-        for p in ((port, port + 2) if even else (port,)):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
+        if not any(port_taken(p) for p in ((port, port + 2) if even else (port,))):
             return port
     raise RuntimeError("no free UDP port")
+
+
+def free_rtp_range(size, step=3):
+    """A range of `size` UDP ports for --rtp-ports, free on 127.0.0.1 (every `step`th probed)."""
+    for _ in range(50):
+        low = free_udp_port(even=True)
+        if low + size < 65000 and not any(port_taken(p) for p in range(low, low + size, step)):
+            return low, low + size - 1
+    raise RuntimeError("no free RTP range")
 
 
 RINGING_BLOCK = """<send>

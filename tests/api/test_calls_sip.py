@@ -19,7 +19,6 @@ scenario timeouts, -timeout and a subprocess timeout, webhooks by wait_for() tim
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -33,7 +32,8 @@ from fake_customer import (
     FakeCustomer, reply_bad_json, reply_invalid_stream, reply_slow, reply_status, reply_stream,
 )
 from openapi_check import check_operation
-from sipp_helper import RINGING_BLOCK, SIPP, Sipp, add_header, free_udp_port, render
+from sipp_helper import (RINGING_BLOCK, SIPP, Sipp, add_header, free_rtp_range, free_udp_port,
+                         port_taken, render)
 
 
 def _why_skip():
@@ -75,31 +75,12 @@ RECORD_FIELDS = HANGUP_FIELDS | {"request_uuid", "org_id", "app_id", "answer_at"
 # ---------------------------------------------------------------------------------------------
 # Fixtures.
 
-def _udp_bound(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(("127.0.0.1", port))
-        return False
-    except OSError:
-        return True
-    finally:
-        s.close()
-
-
-def _free_rtp_range(size=100):
-    for _ in range(50):
-        low = free_udp_port(even=True)
-        if low + size < 65000 and not any(_udp_bound(p) for p in range(low, low + size, 7)):
-            return low, low + size - 1
-    raise RuntimeError("no free RTP range")
-
-
 @contextlib.contextmanager
 def engine_server(tmp, *extra):
     """A server with the call engine on a fresh database: SIP on a free UDP port, the trunk at
     .trunk_port (where outbound tests start their SIPp UAS), media on a free port range."""
     sip_port, trunk_port = free_udp_port(), free_udp_port()
-    rtp = _free_rtp_range()
+    rtp = free_rtp_range(100, step=7)
     with fresh_db(tmp, "calls") as url:
         argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
                 "--sip-listen", f"127.0.0.1:{sip_port}",
@@ -108,7 +89,7 @@ def engine_server(tmp, *extra):
         s = Server(url, tmp, argv=argv).start()
         s.sip_port, s.trunk_port, s.rtp = sip_port, trunk_port, rtp
         try:
-            if not wait_until(lambda: _udp_bound(sip_port), timeout=5, interval=0.05):
+            if not wait_until(lambda: port_taken(sip_port), timeout=5, interval=0.05):
                 pytest.fail(f"SIP port {sip_port} not bound after start; log:\n{s.log}")
             yield s
         finally:

@@ -38,7 +38,7 @@ from conftest import (
     BIN, PREFIXES, REQ_ID_RE, Server, assert_error, fresh_db, ok, wait_until,
 )
 from openapi_check import DOC, check_operation, deref
-from sipp_helper import free_udp_port
+from sipp_helper import free_udp_port, port_taken
 
 REASON = "database error"  # the generic reason of a failed statement (never driver text)
 FAULT_TEXT = "injected fault"
@@ -148,17 +148,6 @@ class Trunk:
         self.sock.close()
 
 
-def _udp_bound(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(("127.0.0.1", port))
-        return False
-    except OSError:
-        return True
-    finally:
-        s.close()
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dbfault")
@@ -173,7 +162,7 @@ def srv(tmp_path_factory):
             s = Server(url, tmp, argv=argv).start()
             s.trunk = trunk
             try:
-                assert wait_until(lambda: _udp_bound(sip_port), timeout=5, interval=0.05), s.log
+                assert wait_until(lambda: port_taken(sip_port), timeout=5, interval=0.05), s.log
                 if not url.startswith("sqlite:"):
                     db_exec(url, "CREATE FUNCTION sfvopi_fault() RETURNS trigger LANGUAGE "
                                  f"plpgsql AS $$ BEGIN RAISE EXCEPTION '{FAULT_TEXT}'; END $$")

@@ -44,7 +44,7 @@ import requests
 from conftest import (BIN, KEY_RE, REPO, Client, Server, base_env, fresh_db, ok,
                       skip_unless_strict, wait_until)
 from fake_customer import FakeCustomer, reply_json
-from sipp_helper import SIPP, Sipp, free_udp_port
+from sipp_helper import SIPP, Sipp, free_rtp_range, free_udp_port, port_taken
 
 README = REPO / "README.md"
 TOUR_HEADING = "## A short tour"
@@ -292,30 +292,6 @@ def demo_key(srv):
     return keys[0]
 
 
-def _udp_bound(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(("127.0.0.1", port))
-        return False
-    except OSError:
-        return True
-    finally:
-        s.close()
-
-
-def _tcp_bound(port):
-    """Whether something holds TCP port `port` on 127.0.0.1 (probed by bind, not by connecting,
-    so that the listener sees nothing)."""
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-        return False
-    except OSError:
-        return True
-    finally:
-        s.close()
-
-
 def _free_tcp_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -324,20 +300,12 @@ def _free_tcp_port():
     return port
 
 
-def _free_rtp_range(size=40):
-    for _ in range(50):
-        low = free_udp_port(even=True)
-        if low + size < 65000 and not any(_udp_bound(p) for p in range(low, low + size, 3)):
-            return low, low + size - 1
-    raise RuntimeError("no free RTP range")
-
-
 @contextlib.contextmanager
 def call_server(tmp):
     """A server with the call engine on a fresh database, all on loopback: SIP on a free UDP
     port (.sip_port), the trunk a UDP port nobody listens on, media on a free port range."""
     sip_port, trunk_port = free_udp_port(), free_udp_port()
-    low, high = _free_rtp_range()
+    low, high = free_rtp_range(40)
     with fresh_db(tmp, "calls") as url:
         argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
                 "--sip-listen", f"127.0.0.1:{sip_port}",
@@ -399,7 +367,7 @@ def test_readme_calls_serve_command_runs(tmp_path):
                 f"rc={proc.poll()} for {run!r}; log:\n{out}"
             m = re.search(r"^listening on 127\.0\.0\.1:(\d+)$", out, flags=re.M)
             assert m, out
-            assert _udp_bound(sip_port), "the SIP port is not bound"
+            assert port_taken(sip_port), "the SIP port is not bound"
             r = requests.get(f"http://127.0.0.1:{m.group(1)}/healthz", timeout=5)
             assert r.status_code == 200, r.text
         finally:
@@ -533,7 +501,7 @@ def test_readme_echo_agent_answers_a_call(tmp_path):
                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
                                  env=base_env())
     try:
-        assert wait_until(lambda: _tcp_bound(port) or agent.poll() is not None,
+        assert wait_until(lambda: port_taken(port, udp=False) or agent.poll() is not None,
                           timeout=10, interval=0.05) and agent.poll() is None, \
             f"the agent did not start (rc={agent.poll()}):\n{agent_log.read_text()}"
         with call_server(tmp_path) as srv, FakeCustomer() as fc, Party() as party:

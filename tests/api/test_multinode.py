@@ -23,8 +23,8 @@ import pytest
 import requests
 
 from conftest import (BIN, MSG_APP_NOT_FOUND, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT,
-                      MSG_UNAUTH, PG_URL, REPO, Server, assert_error, cli_ok, new_number, ok,
-                      skip_unless_strict, wait_until)
+                      MSG_UNAUTH, PG_URL, REPO, Server, assert_error, cli_ok, ok,
+                      skip_unless_strict)
 from sipp_helper import free_udp_port
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs SFVOPI_TEST_PG_URL (PostgreSQL)")
@@ -110,6 +110,21 @@ def nodes(shared_db, tmp_path_factory):
 def org(nodes):
     """A fresh organisation (provisioned through node A's database, visible to both)."""
     return nodes[0].make_org(user=777)
+
+
+def assert_serving_again(nodes, org, app, t_up):
+    """After the database is back at t_up: a worker that failed to connect just before waits
+    RECONNECT_INTERVAL (0.5 s) before trying again; after that every worker thread of every node
+    serves, within RECOVER_S of t_up."""
+    time.sleep(0.6)
+    for node in nodes:
+        c = on(node, org)
+        for _ in range(6):
+            r = requests.get(node.url + "/readyz", timeout=10)
+            assert (r.status_code, r.json()) == (200, {"status": "ready"})
+            assert c.get_app(app["app_id"]) == app
+    took = time.monotonic() - t_up
+    assert took < RECOVER_S, f"nodes took {took:.1f} s to serve again"
 
 
 def on(node, org, key=None):
@@ -476,19 +491,10 @@ def test_postgres_restart_nodes_fail_fast_then_recover(private_cluster, tmp_path
 
         assert pg_sh("start", cluster_dir) == server_url  # same port, accepting connections
         t_up = time.monotonic()
-        # A worker that failed to connect just before waits RECONNECT_INTERVAL (0.5 s) before
-        # trying again; after that, every worker thread of both nodes must serve, reads and
-        # writes, with nothing lost.
-        time.sleep(0.6)
+        # Every worker thread of both nodes serves again, reads and writes, with nothing lost.
+        assert_serving_again((a, b), org, app, t_up)
         for node in (a, b):
-            c = on(node, org)
-            for _ in range(6):
-                r = requests.get(node.url + "/readyz", timeout=10)
-                assert (r.status_code, r.json()) == (200, {"status": "ready"})
-                assert c.get_app(app["app_id"]) == app
-            assert [x["voip_number"] for x in c.numbers(app["app_id"])] == [n1]
-        took = time.monotonic() - t_up
-        assert took < RECOVER_S, f"nodes took {took:.1f} s to serve again"
+            assert [x["voip_number"] for x in on(node, org).numbers(app["app_id"])] == [n1]
         on(a, org).link(app["app_id"], n2)
         assert sorted(x["voip_number"] for x in on(b, org).numbers(app["app_id"])) == \
             sorted([n1, n2])
@@ -630,18 +636,9 @@ def test_postgres_hung_nodes_answer_within_deadline_then_recover(private_cluster
                 assert node.proc.poll() is None, "a node exited while the database hung"
         assert took_all < 2 * HUNG_S + 3
 
-        # The cluster runs again. Sessions given up reconnect after RECONNECT_INTERVAL (0.5 s)
-        # at most; the others were only waiting. Every worker thread of both nodes serves.
+        # The cluster runs again. Sessions given up reconnect; the others were only waiting.
         t_up = time.monotonic()
-        time.sleep(0.6)
-        for node in (a, b):
-            c = on(node, org)
-            for _ in range(6):
-                r = requests.get(node.url + "/readyz", timeout=10)
-                assert (r.status_code, r.json()) == (200, {"status": "ready"})
-                assert c.get_app(app["app_id"]) == app
-        took = time.monotonic() - t_up
-        assert took < RECOVER_S, f"nodes took {took:.1f} s to serve again"
+        assert_serving_again((a, b), org, app, t_up)
         # The links answered 500 may or may not have been committed (README: read before
         # retrying): both nodes agree with the database, and the retries succeed.
         linked = active_links(db, n1) + active_links(db, n2)
