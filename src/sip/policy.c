@@ -1,0 +1,379 @@
+/* policy: allowlist, admission, log limiting, challenge counting and the
+ * called-number rule. Everything here is a pure function of its arguments
+ * and of caller-owned tables; see policy.h for the rules themselves. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sip/policy.h"
+
+static uint64_t hash_bytes(uint64_t seed, const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ seed;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    /* Final mix: FNV's low bits are weak, and slots are picked from them. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t hash_ip(uint64_t seed, const struct policy_ip *ip)
+{
+    return hash_bytes(seed ^ ip->v6, ip->b, ip->v6 ? 16 : 4);
+}
+
+enum err policy_ip_from_bytes(const uint8_t *b, size_t len, struct policy_ip *out)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    memset(out, 0, sizeof(*out));
+    if (len == 4) {
+        memcpy(out->b, b, 4);
+        return ERR_OK;
+    }
+    if (len != 16)
+        return ERR_INVALID;
+    if (memcmp(b, mapped, sizeof(mapped)) == 0) {
+        memcpy(out->b, b + 12, 4);
+        return ERR_OK;
+    }
+    out->v6 = 1;
+    memcpy(out->b, b, 16);
+    return ERR_OK;
+}
+
+void policy_ip_format(const struct policy_ip *ip, char out[POLICY_IP_TEXT])
+{
+    if (!inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->b, out, POLICY_IP_TEXT))
+        snprintf(out, POLICY_IP_TEXT, "?");
+}
+
+bool policy_ip_equal(const struct policy_ip *a, const struct policy_ip *b)
+{
+    return a->v6 == b->v6 && memcmp(a->b, b->b, a->v6 ? 16 : 4) == 0;
+}
+
+/* --- the allowlist --- */
+
+static unsigned ip_bits(const struct policy_ip *ip)
+{
+    return ip->v6 ? 128 : 32;
+}
+
+/* True when the first prefix bits of a and b agree. */
+static bool prefix_equal(const uint8_t *a, const uint8_t *b, unsigned prefix)
+{
+    unsigned whole = prefix / 8, rest = prefix % 8;
+
+    if (whole && memcmp(a, b, whole) != 0)
+        return false;
+    if (!rest)
+        return true;
+    return ((a[whole] ^ b[whole]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+static bool host_bits_zero(const struct policy_ip *ip, unsigned prefix)
+{
+    unsigned i;
+
+    for (i = prefix; i < ip_bits(ip); i++) {
+        if (ip->b[i / 8] & (0x80 >> (i % 8)))
+            return false;
+    }
+    return true;
+}
+
+enum err allowlist_add(struct allowlist *l, const struct policy_ip *ip, unsigned prefix)
+{
+    size_t i;
+
+    if (prefix > ip_bits(ip) || !host_bits_zero(ip, prefix))
+        return ERR_INVALID;
+    for (i = 0; i < l->n; i++) {
+        if (l->v[i].prefix == prefix && policy_ip_equal(&l->v[i].ip, ip))
+            return ERR_OK;
+    }
+    if (l->n == ALLOW_MAX)
+        return ERR_TOO_LARGE;
+    l->v[l->n].ip = *ip;
+    l->v[l->n].prefix = (uint8_t)prefix;
+    l->n++;
+    return ERR_OK;
+}
+
+bool allowlist_match(const struct allowlist *l, const struct policy_ip *ip)
+{
+    size_t i;
+
+    if (l->any)
+        return true;
+    for (i = 0; i < l->n; i++) {
+        const struct allow_rule *r = &l->v[i];
+
+        if (r->ip.v6 == ip->v6 && prefix_equal(r->ip.b, ip->b, r->prefix))
+            return true;
+    }
+    return false;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* One item, NUL-terminated, already trimmed. */
+static enum err parse_item(const char *item, struct policy_ip *ip, unsigned *prefix,
+                           const char **why)
+{
+    char addr[64];
+    const char *slash = strchr(item, '/');
+    size_t alen = slash ? (size_t)(slash - item) : strlen(item);
+    uint8_t b[16];
+
+    if (alen >= sizeof(addr)) {
+        *why = "is not an IP address";
+        return ERR_INVALID;
+    }
+    memcpy(addr, item, alen);
+    addr[alen] = '\0';
+    if (alen >= 2 && addr[0] == '[' && addr[alen - 1] == ']') {
+        memmove(addr, addr + 1, alen - 2);
+        addr[alen - 2] = '\0';
+        if (!strchr(addr, ':')) {
+            *why = "is not an IP address";
+            return ERR_INVALID;
+        }
+    }
+    memset(ip, 0, sizeof(*ip));
+    if (inet_pton(AF_INET, addr, b) == 1) {
+        memcpy(ip->b, b, 4);
+    } else if (inet_pton(AF_INET6, addr, b) == 1) {
+        /* Written as IPv6, kept as IPv6 (even ::ffff:a.b.c.d), so that the
+         * rule means what it says. */
+        ip->v6 = 1;
+        memcpy(ip->b, b, 16);
+    } else {
+        *why = "is not an IP address";
+        return ERR_INVALID;
+    }
+    *prefix = ip_bits(ip);
+    if (slash) {
+        const char *p = slash + 1;
+        unsigned v = 0;
+        int digits = 0;
+
+        while (*p >= '0' && *p <= '9' && digits < 4) {
+            v = v * 10 + (unsigned)(*p - '0');
+            digits++;
+            p++;
+        }
+        if (!digits || *p || (digits > 1 && slash[1] == '0') || v > ip_bits(ip)) {
+            *why = ip->v6 ? "has a prefix length that is not 0 to 128"
+                          : "has a prefix length that is not 0 to 32";
+            return ERR_INVALID;
+        }
+        *prefix = v;
+    }
+    if (!host_bits_zero(ip, *prefix)) {
+        *why = "has host bits set after its prefix length";
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
+enum err allowlist_parse(const char *s, struct allowlist *out, char *why, size_t whysz)
+{
+    struct allowlist l = {0};
+    const char *p = s, *reason = NULL;
+    size_t len = strlen(s);
+
+    if (len > ALLOW_TEXT_MAX) {
+        snprintf(why, whysz, "is longer than %d bytes", ALLOW_TEXT_MAX);
+        return ERR_INVALID;
+    }
+    for (;;) {
+        const char *comma = strchr(p, ','), *end = comma ? comma : p + strlen(p);
+        char item[ALLOW_TEXT_MAX + 1];
+        struct policy_ip ip;
+        unsigned prefix;
+        size_t n;
+        enum err e;
+
+        while (p < end && is_space(*p))
+            p++;
+        while (end > p && is_space(end[-1]))
+            end--;
+        n = (size_t)(end - p);
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (!n) {
+            snprintf(why, whysz, "has an empty item");
+            return ERR_INVALID;
+        }
+        if (strcmp(item, "any") == 0) {
+            l.any = true;
+        } else {
+            if (parse_item(item, &ip, &prefix, &reason) != ERR_OK) {
+                snprintf(why, whysz, "item '%.64s' %s", item, reason);
+                return ERR_INVALID;
+            }
+            e = allowlist_add(&l, &ip, prefix);
+            if (e == ERR_TOO_LARGE) {
+                snprintf(why, whysz, "has more than %d items", ALLOW_MAX);
+                return ERR_INVALID;
+            }
+            if (e != ERR_OK) {
+                snprintf(why, whysz, "item '%.64s' is not a valid block", item);
+                return ERR_INVALID;
+            }
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *out = l;
+    return ERR_OK;
+}
+
+/* --- admission --- */
+
+void admission_init(struct admission *a, uint32_t rate_per_s, uint64_t seed)
+{
+    memset(a, 0, sizeof(*a));
+    a->rate = rate_per_s ? rate_per_s : 1;
+    a->seed = seed;
+}
+
+bool admission_take(struct admission *a, const struct policy_ip *ip, int64_t now_ms)
+{
+    const int64_t cap = (int64_t)a->rate * 2 * 1000, cost = 1000;
+    uint64_t h = hash_ip(a->seed, ip);
+    struct admission_slot *s = NULL, *oldest = NULL;
+    int i;
+
+    for (i = 0; i < ADMISSION_PROBES; i++) {
+        struct admission_slot *t = &a->slots[(h + (uint64_t)i) % ADMISSION_SLOTS];
+
+        if (t->used && policy_ip_equal(&t->ip, ip)) {
+            s = t;
+            break;
+        }
+        if (!oldest || !t->used || (oldest->used && t->last_ms < oldest->last_ms))
+            oldest = t;
+    }
+    if (!s) {
+        s = oldest;
+        s->used = true;
+        s->ip = *ip;
+        s->last_ms = now_ms;
+        s->milli_tokens = cap;
+    } else if (now_ms > s->last_ms) {
+        /* rate tokens a second is rate milli-tokens a millisecond; the
+         * elapsed time is capped first so that the product cannot overflow. */
+        int64_t elapsed = now_ms - s->last_ms;
+
+        if (elapsed > 2000)
+            elapsed = 2000;
+        s->milli_tokens += elapsed * (int64_t)a->rate;
+        if (s->milli_tokens > cap)
+            s->milli_tokens = cap;
+        s->last_ms = now_ms;
+    }
+    if (s->milli_tokens < cost)
+        return false;
+    s->milli_tokens -= cost;
+    return true;
+}
+
+/* --- log limiting --- */
+
+void loglimit_init(struct loglimit *l, uint64_t seed)
+{
+    memset(l, 0, sizeof(*l));
+    l->seed = seed;
+    l->period_start = INT64_MIN;
+}
+
+bool loglimit_allow(struct loglimit *l, const struct policy_ip *ip, int64_t now_ms,
+                    uint64_t *unlogged)
+{
+    uint64_t h = hash_ip(l->seed, ip);
+    int i, slot = -1, oldest = -1;
+
+    if (l->period_start == INT64_MIN || now_ms - l->period_start >= LOGLIMIT_PERIOD_MS) {
+        l->period_start = now_ms;
+        l->lines = 0;
+    }
+    for (i = 0; i < LOGLIMIT_PROBES; i++) {
+        int k = (int)((h + (uint64_t)i) % LOGLIMIT_SLOTS);
+
+        if (l->slots[k].used && policy_ip_equal(&l->slots[k].ip, ip)) {
+            slot = k;
+            break;
+        }
+        if (oldest < 0 || !l->slots[k].used ||
+            (l->slots[oldest].used && l->slots[k].logged_ms < l->slots[oldest].logged_ms))
+            oldest = k;
+    }
+    if ((slot >= 0 && now_ms - l->slots[slot].logged_ms < LOGLIMIT_PERIOD_MS) ||
+        l->lines >= LOGLIMIT_LINES) {
+        l->unlogged++;
+        return false;
+    }
+    if (slot < 0)
+        slot = oldest;
+    l->slots[slot].used = true;
+    l->slots[slot].ip = *ip;
+    l->slots[slot].logged_ms = now_ms;
+    l->lines++;
+    *unlogged = l->unlogged;
+    l->unlogged = 0;
+    return true;
+}
+
+/* --- digest challenges --- */
+
+void challenges_init(struct challenges *c)
+{
+    memset(c, 0, sizeof(*c));
+}
+
+bool challenges_second(struct challenges *c, const char *call_id, size_t call_id_len,
+                       const char *method, size_t method_len, uint32_t cseq)
+{
+    uint64_t key = hash_bytes(0, (const uint8_t *)call_id, call_id_len);
+    size_t i;
+
+    key = hash_bytes(key, (const uint8_t *)method, method_len) | 1; /* never 0: 0 is free */
+    for (i = 0; i < CHALLENGE_SLOTS; i++) {
+        if (c->slots[i].key != key)
+            continue;
+        if (c->slots[i].cseq == cseq)
+            return false; /* the same challenge again */
+        if (c->slots[i].cseq + 1 == cseq) {
+            c->slots[i].key = 0;
+            return true;
+        }
+        c->slots[i].cseq = cseq; /* a new request of the same dialog */
+        return false;
+    }
+    c->slots[c->next].key = key;
+    c->slots[c->next].cseq = cseq;
+    c->next = (c->next + 1) % CHALLENGE_SLOTS;
+    return false;
+}
+
+/* --- the called number --- */
+
+const char *policy_called_user(const char *ruri_user, const char *to_user, const char *sip_user)
+{
+    if (sip_user && *sip_user && strcmp(ruri_user, sip_user) == 0)
+        return to_user;
+    return ruri_user;
+}

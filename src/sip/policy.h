@@ -1,0 +1,160 @@
+/* policy: the carrier edge's rules as pure functions (SIP.md sections 1
+ * and 3): which source addresses may send SIP (the allowlist), how many new
+ * INVITEs one source may send a second (admission), how often a refused
+ * source may be logged, how many digest challenges one request may answer,
+ * and which user part of an inbound INVITE names the called number.
+ *
+ * No sockets, no clock reads, no libre, no allocation: addresses are plain
+ * bytes and times are passed in, so that every rule is unit-tested and
+ * fuzzed on its own. Not thread-safe: each table belongs to one thread (the
+ * engine's loop); the allowlist may be read by many threads once built. */
+#ifndef SFVOPI_SIP_POLICY_H
+#define SFVOPI_SIP_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+/* An IPv4 or IPv6 address. IPv4 is kept as itself, never as ::ffff:a.b.c.d,
+ * so that an IPv4 rule matches an IPv4 client seen on a dual-stack socket. */
+struct policy_ip {
+    uint8_t v6; /* 0: IPv4 in b[0..3]; 1: IPv6 in b[0..15] */
+    uint8_t b[16];
+};
+
+/* Text of the longest address plus a prefix ("ffff:...:ffff/128"), NUL. */
+#define POLICY_IP_TEXT 48
+
+/* From the bytes of a sockaddr's address: 4 bytes are IPv4, 16 bytes IPv6
+ * (an IPv4-mapped IPv6 address becomes IPv4). ERR_INVALID for any other
+ * length. */
+enum err policy_ip_from_bytes(const uint8_t *b, size_t len, struct policy_ip *out) WARN_UNUSED;
+/* "192.0.2.1" or "2001:db8::1" into out (POLICY_IP_TEXT bytes). */
+void policy_ip_format(const struct policy_ip *ip, char out[POLICY_IP_TEXT]);
+bool policy_ip_equal(const struct policy_ip *a, const struct policy_ip *b);
+
+/* --- the allowlist (--sip-allow) --- */
+
+/* Most rules one list holds: the operator's plus those resolved from the
+ * trunk, registrar and outbound proxy. */
+#define ALLOW_MAX 64
+/* Longest --sip-allow value accepted. */
+#define ALLOW_TEXT_MAX 4096
+
+struct allow_rule {
+    struct policy_ip ip; /* the network, host bits zero */
+    uint8_t prefix;      /* 0-32 (IPv4) or 0-128 (IPv6) */
+};
+
+struct allowlist {
+    bool any; /* every address, IPv4 and IPv6 */
+    size_t n;
+    struct allow_rule v[ALLOW_MAX];
+};
+
+/* Parses "any" or a comma-separated list of IPv4/IPv6 addresses and CIDR
+ * blocks ("192.0.2.10, 198.51.100.0/24, 2001:db8::/32"; spaces around items
+ * are ignored; an IPv6 address may stand in brackets). A block with host
+ * bits set (10.0.0.1/8) is refused rather than silently widened or
+ * narrowed. On ERR_INVALID (also for an empty item, a list over ALLOW_MAX
+ * rules or ALLOW_TEXT_MAX bytes) why holds a one-line reason naming the bad
+ * item and *out is untouched. */
+enum err allowlist_parse(const char *s, struct allowlist *out, char *why, size_t whysz) WARN_UNUSED;
+/* Adds one rule (a host when prefix is 32 or 128). ERR_INVALID for a prefix
+ * out of range or host bits set, ERR_TOO_LARGE when the list is full; a
+ * rule already present is not added twice (ERR_OK). */
+enum err allowlist_add(struct allowlist *l, const struct policy_ip *ip,
+                       unsigned prefix) WARN_UNUSED;
+/* True when ip lies in any rule of l. */
+bool allowlist_match(const struct allowlist *l, const struct policy_ip *ip);
+
+/* --- admission: new INVITEs per source (--sip-invite-rate) --- */
+
+/* Sources tracked at once. A full table forgets the source heard from
+ * least recently among the few its hash may use: a forgotten source starts
+ * again with a full bucket, which errs on admitting. */
+#define ADMISSION_SLOTS 1024
+#define ADMISSION_PROBES 8
+
+struct admission_slot {
+    struct policy_ip ip;
+    bool used;
+    int64_t last_ms;      /* last refill */
+    int64_t milli_tokens; /* tokens * 1000 */
+};
+
+struct admission {
+    uint32_t rate; /* tokens a second; the bucket holds 2 * rate */
+    uint64_t seed; /* hash seed, so that a sender cannot aim at one slot */
+    struct admission_slot slots[ADMISSION_SLOTS];
+};
+
+/* rate_per_s >= 1. seed: random bits. */
+void admission_init(struct admission *a, uint32_t rate_per_s, uint64_t seed);
+/* Takes one token for a new INVITE from ip at now_ms: true when admitted. */
+bool admission_take(struct admission *a, const struct policy_ip *ip, int64_t now_ms);
+
+/* --- how often a refused source is logged --- */
+
+/* One line per source address per LOGLIMIT_PERIOD_MS, and at most
+ * LOGLIMIT_LINES lines per period in all, so that a flood from spoofed
+ * addresses cannot fill the log either. */
+#define LOGLIMIT_PERIOD_MS 60000
+#define LOGLIMIT_LINES 10
+#define LOGLIMIT_SLOTS 256
+#define LOGLIMIT_PROBES 8
+
+struct loglimit {
+    uint64_t seed;
+    int64_t period_start;
+    unsigned lines;    /* lines logged in this period */
+    uint64_t unlogged; /* refusals not logged since the last line */
+    struct {
+        struct policy_ip ip;
+        bool used;
+        int64_t logged_ms;
+    } slots[LOGLIMIT_SLOTS];
+};
+
+void loglimit_init(struct loglimit *l, uint64_t seed);
+/* One refusal of ip at now_ms: true when it may be logged; *unlogged is
+ * then the number of refusals (of any source) not logged since the last
+ * line that was. */
+bool loglimit_allow(struct loglimit *l, const struct policy_ip *ip, int64_t now_ms,
+                    uint64_t *unlogged);
+
+/* --- digest challenges answered per request --- */
+
+/* Requests whose last challenge is remembered at once. */
+#define CHALLENGE_SLOTS 64
+
+struct challenges {
+    size_t next; /* the slot to reuse next (oldest first) */
+    struct {
+        uint64_t key; /* hash of the Call-ID and the CSeq method; 0: free */
+        uint32_t cseq;
+    } slots[CHALLENGE_SLOTS];
+};
+
+void challenges_init(struct challenges *c);
+/* A 401 or 407 arrived for the request (call_id, method, cseq). Every
+ * authenticated retry of a request is sent with the next CSeq, so a
+ * challenge to cseq N after one to cseq N - 1 of the same Call-ID and method
+ * is the second for the same request: true then, and the request must end
+ * instead of being answered again (SIP.md section 3). A repeat of the same
+ * challenge (a retransmission) is false. */
+bool challenges_second(struct challenges *c, const char *call_id, size_t call_id_len,
+                       const char *method, size_t method_len, uint32_t cseq);
+
+/* --- the called number --- */
+
+/* The user part that names the called number of an inbound INVITE: the
+ * To header's user part when the Request-URI user part equals sip_user
+ * (registration trunks send the registered user there), else the
+ * Request-URI user part. sip_user NULL or "" never matches. Returns one of
+ * the two pointers given. */
+const char *policy_called_user(const char *ruri_user, const char *to_user, const char *sip_user);
+
+#endif
