@@ -1,9 +1,11 @@
 /* main: argv and environment, signals, and wiring the server together.
  * No business logic lives here. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -14,6 +16,8 @@
 #include "core/rand.h"
 #include "http/metrics.h"
 #include "http/server.h"
+#include "sip/policy.h"
+#include "sip/sip.h"
 #include "store/store.h"
 
 #ifndef SFVOPI_VERSION
@@ -27,6 +31,69 @@
 static const char *env_get(const char *name)
 {
     return getenv(name);
+}
+
+/* The trunk password: never a flag (it would show in ps), never logged. */
+static char sip_password[SIP_CRED_MAX + 1];
+
+/* Takes SFVOPI_SIP_PASSWORD out of the environment before any thread
+ * starts, so that nothing started later (or /proc/PID/environ) holds it. */
+static int password_from_env(void)
+{
+    const char *v = getenv("SFVOPI_SIP_PASSWORD");
+
+    if (!v || !*v)
+        return CLI_OK;
+    if (strlen(v) > SIP_CRED_MAX) {
+        fprintf(stderr, "sfvopi: SFVOPI_SIP_PASSWORD is longer than %d bytes\n", SIP_CRED_MAX);
+        return CLI_USAGE;
+    }
+    snprintf(sip_password, sizeof(sip_password), "%s", v);
+    explicit_bzero((char *)v, strlen(v));
+    unsetenv("SFVOPI_SIP_PASSWORD");
+    return CLI_OK;
+}
+
+/* The password file's first line (a final newline is not part of it). */
+static int password_from_file(const char *path)
+{
+    char buf[SIP_CRED_MAX + 3];
+    struct stat st;
+    size_t n;
+    FILE *f = fopen(path, "r");
+
+    if (!f) {
+        fprintf(stderr, "sfvopi: cannot read --sip-password-file %s: %s\n", path, strerror(errno));
+        return CLI_FAILED;
+    }
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0004))
+        log_warn("msg=\"--sip-password-file is readable by every user: chmod 600 it\"");
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n && buf[n - 1] == '\n')
+        n--;
+    if (n && buf[n - 1] == '\r')
+        n--;
+    if (n > SIP_CRED_MAX || memchr(buf, '\n', n) || memchr(buf, '\0', n)) {
+        explicit_bzero(buf, sizeof(buf));
+        fprintf(stderr, "sfvopi: --sip-password-file %s must hold one line of at most %d bytes\n",
+                path, SIP_CRED_MAX);
+        return CLI_FAILED;
+    }
+    memcpy(sip_password, buf, n);
+    sip_password[n] = '\0';
+    explicit_bzero(buf, sizeof(buf));
+    return CLI_OK;
+}
+
+static void calls_metrics(struct metrics_calls *out)
+{
+    struct sip_stats st;
+
+    sip_stats_get(&st);
+    out->sip_denied = st.denied;
+    out->rtp_dropped_source = st.rtp_dropped_source;
+    out->sip_registered = st.registered;
 }
 
 static int serve(const struct cli *cli)
@@ -95,12 +162,31 @@ static int serve(const struct cli *cli)
     metrics_init(names, nnames, SFVOPI_VERSION);
 
     if (cli->sip_listen) {
+        static struct allowlist allow;
+        char why[160];
         struct engine_config ecfg = {
-            .sip_listen = cli->sip_listen,
-            .sip_trunk = cli->sip_trunk,
-            .rtp_low = cli->rtp_low,
-            .rtp_high = cli->rtp_high,
-            .media_ip = cli->media_ip,
+            .sip =
+                {
+                    .listen = cli->sip_listen,
+                    .trunk = cli->sip_trunk,
+                    .rtp_low = cli->rtp_low,
+                    .rtp_high = cli->rtp_high,
+                    .media_ip = cli->media_ip,
+                    .allow = NULL,
+                    .invite_rate = cli->sip_invite_rate,
+                    .rtp_latch = cli->rtp_latch,
+                    .user = cli->sip_user,
+                    .password = sip_password,
+                    .reg = cli->sip_register,
+                    .registrar = cli->sip_registrar,
+                    .reg_expires = cli->sip_register_expires,
+                    .from_domain = cli->sip_from_domain,
+                    .caller_id_pai = cli->sip_caller_id_pai,
+                    .outbound_proxy = cli->sip_outbound_proxy,
+                    .headers = cli->sip_headers,
+                    .nheaders = (size_t)cli->nsip_headers,
+                    .dns_server = cli->dns_server,
+                },
             .deny_private_urls = cli->deny_private_urls,
             .max_calls = cli->max_calls,
             .answer_delay_ms = cli->answer_delay_ms,
@@ -109,17 +195,34 @@ static int serve(const struct cli *cli)
             .version = SFVOPI_VERSION,
         };
 
+        if (cli->sip_allow) {
+            if (allowlist_parse(cli->sip_allow, &allow, why, sizeof(why)) != ERR_OK) {
+                ratelimit_free(limiter);
+                store_free(store);
+                return CLI_USAGE; /* cli_parse checked it */
+            }
+            ecfg.sip.allow = &allow;
+        }
+        if (cli->sip_password_file && password_from_file(cli->sip_password_file) != CLI_OK) {
+            ratelimit_free(limiter);
+            store_free(store);
+            return CLI_FAILED;
+        }
         e = engine_start(&ecfg, &engine);
+        explicit_bzero(sip_password, sizeof(sip_password)); /* the engine has its copy */
         if (e != ERR_OK) {
             fprintf(stderr, "sfvopi: cannot start calls on %s: %s\n", cli->sip_listen,
-                    e == ERR_INVALID ? "bad --sip-listen, --sip-trunk, --media-ip or "
-                                       "--rtp-ports (see the log)"
+                    e == ERR_INVALID ? "bad --sip-listen, --sip-trunk, --sip-registrar, "
+                                       "--sip-outbound-proxy, --media-ip or --rtp-ports (see "
+                                       "the log)"
                                      : "address unavailable");
             ratelimit_free(limiter);
             store_free(store);
             return CLI_FAILED;
         }
     }
+    if (engine)
+        metrics_set_calls(calls_metrics);
     cfg.api.engine = engine;
     cfg.api.place_call = engine ? engine_call_place : NULL;
     cfg.api.app_deleted = engine ? engine_app_deleted : NULL;
@@ -185,6 +288,8 @@ int main(int argc, char **argv)
     int rc;
 
     rc = cli_parse(argc, argv, env_get, &cli, err, sizeof(err));
+    if (rc == CLI_OK && cli.cmd == CMD_SERVE && !cli.help && !cli.version)
+        rc = password_from_env();
     if (rc != CLI_OK) {
         fprintf(stderr, "sfvopi: %s\n", err);
         cli_usage(&cli, stderr);

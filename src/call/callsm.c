@@ -83,15 +83,16 @@ static const unsigned accept[] = {
     [CALLSM_EV_PROVISIONAL] = BIT(CALL_STATE_RINGING),
     [CALLSM_EV_FINAL_RESPONSE] = BIT(CALL_STATE_RINGING) | BIT(CALL_STATE_ENDING),
     [CALLSM_EV_ANSWERED] = BIT(CALL_STATE_RINGING) | BIT(CALL_STATE_ENDING),
-    [CALLSM_EV_CANCEL_RECEIVED] = BIT(CALL_STATE_RINGING),
+    [CALLSM_EV_ACK] = BIT(CALL_STATE_CONFIRMING),
+    [CALLSM_EV_CANCEL_RECEIVED] = BIT(CALL_STATE_RINGING) | BIT(CALL_STATE_CONFIRMING),
     [CALLSM_EV_BYE_RECEIVED] = ALIVE_AFTER_ANSWER | BIT(CALL_STATE_ENDING),
     [CALLSM_EV_ANSWER_RESULT] = BIT(CALL_STATE_ANSWERED),
     [CALLSM_EV_FALLBACK_RESULT] = BIT(CALL_STATE_FALLBACK),
     [CALLSM_EV_STREAM_ENDED] = BIT(CALL_STATE_IN_PROGRESS),
-    [CALLSM_EV_LOCAL_HANGUP] =
-        BIT(CALL_STATE_QUEUED) | BIT(CALL_STATE_RINGING) | ALIVE_AFTER_ANSWER,
-    [CALLSM_EV_TIMEOUT] = BIT(CALL_STATE_QUEUED) | BIT(CALL_STATE_RINGING) | ALIVE_AFTER_ANSWER |
-                          BIT(CALL_STATE_ENDING),
+    [CALLSM_EV_LOCAL_HANGUP] = BIT(CALL_STATE_QUEUED) | BIT(CALL_STATE_RINGING) |
+                               BIT(CALL_STATE_CONFIRMING) | ALIVE_AFTER_ANSWER,
+    [CALLSM_EV_TIMEOUT] = BIT(CALL_STATE_QUEUED) | BIT(CALL_STATE_RINGING) |
+                          BIT(CALL_STATE_CONFIRMING) | ALIVE_AFTER_ANSWER | BIT(CALL_STATE_ENDING),
     [CALLSM_EV_CLOSED] = BIT(CALL_STATE_ENDING),
     [CALLSM_EV_TICK] = ~BIT(CALL_STATE_ENDED),
 };
@@ -140,13 +141,16 @@ static void end_now(struct call_sm *sm, struct callsm_actions *out, enum call_st
     finish(sm, out);
 }
 
-/* An end that needs our CANCEL (before the answer) or BYE (after it). */
+/* An end that needs our CANCEL (before the answer) or BYE (once a dialog
+ * exists: after the answer, or after our 200 OK to an inbound INVITE). */
 static void end_with(struct call_sm *sm, struct callsm_actions *out, enum call_status status,
                      int cause, int64_t now)
 {
+    bool dialog = sm->answered || sm->state == CALL_STATE_CONFIRMING;
+
     set_final(sm, status, cause, now);
-    sm->cancel_pending = !sm->answered;
-    push(out, sm->answered ? CALLSM_ACT_SEND_BYE : CALLSM_ACT_SEND_CANCEL);
+    sm->cancel_pending = !dialog;
+    push(out, dialog ? CALLSM_ACT_SEND_BYE : CALLSM_ACT_SEND_CANCEL);
     if (sm->stream_open) {
         push(out, CALLSM_ACT_CLOSE_STREAM);
         sm->stream_open = false;
@@ -162,6 +166,8 @@ static void open_stream(struct call_sm *sm, struct callsm_actions *out)
     sm->state = CALL_STATE_IN_PROGRESS;
 }
 
+static enum err on_confirmed(struct call_sm *sm, struct callsm_actions *out);
+
 static enum err on_answered(struct call_sm *sm, const struct callsm_event *ev,
                             struct callsm_actions *out)
 {
@@ -174,10 +180,24 @@ static enum err on_answered(struct call_sm *sm, const struct callsm_event *ev,
         sm->deadline_ms = ev->now_ms + CALLSM_CLOSE_GUARD_MS;
         return ERR_OK;
     }
-    sm->answered = true;
     sm->answered_at_ms = ev->now_ms;
+    if (sm->direction == CALL_DIR_INBOUND) {
+        /* Our 200 OK: nothing is sent to the customer until the caller's
+         * ACK shows that the caller is there and got it (SIP.md section 1). */
+        sm->state = CALL_STATE_CONFIRMING;
+        sm->deadline_ms = ev->now_ms + CALLSM_ACK_TIMEOUT_MS;
+        return ERR_OK;
+    }
+    return on_confirmed(sm, out);
+}
+
+/* The call is answered: the answer webhook, and the time limit from the
+ * moment of the answer. */
+static enum err on_confirmed(struct call_sm *sm, struct callsm_actions *out)
+{
+    sm->answered = true;
     sm->state = CALL_STATE_ANSWERED;
-    sm->deadline_ms = ev->now_ms + (int64_t)sm->call_time_limit_s * 1000;
+    sm->deadline_ms = sm->answered_at_ms + (int64_t)sm->call_time_limit_s * 1000;
     push(out, CALLSM_ACT_ANSWER_WEBHOOK);
     return ERR_OK;
 }
@@ -227,6 +247,10 @@ static enum err on_tick(struct call_sm *sm, const struct callsm_event *ev,
         end_with(sm, out, CALL_STATUS_NO_ANSWER, sm->ringing ? CAUSE_NO_ANSWER : CAUSE_NO_USER,
                  ev->now_ms);
         break;
+    case CALL_STATE_CONFIRMING:
+        /* No ACK in 64 * T1: the caller never got our answer. */
+        end_with(sm, out, CALL_STATUS_FAILED, CAUSE_TIMER, ev->now_ms);
+        break;
     case CALL_STATE_ANSWERED:
     case CALL_STATE_FALLBACK:
     case CALL_STATE_IN_PROGRESS:
@@ -246,7 +270,7 @@ static enum err on_local_hangup(struct call_sm *sm, const struct callsm_event *e
         end_now(sm, out, CALL_STATUS_CANCELED, CAUSE_NORMAL, ev->now_ms);
     } else if (sm->answered) {
         end_with(sm, out, CALL_STATUS_COMPLETED, CAUSE_NORMAL, ev->now_ms);
-    } else if (sm->direction == CALL_DIR_OUTBOUND) {
+    } else if (sm->direction == CALL_DIR_OUTBOUND || sm->state == CALL_STATE_CONFIRMING) {
         end_with(sm, out, CALL_STATUS_CANCELED, CAUSE_NORMAL, ev->now_ms);
     } else {
         push(out, CALLSM_ACT_SEND_REJECT);
@@ -272,6 +296,10 @@ static enum err on_timeout(struct call_sm *sm, const struct callsm_event *ev,
         if (callsm_final_for_response(408, 0, sm->ringing, &status, &cause) != ERR_OK)
             return ERR_INTERNAL;
         end_now(sm, out, status, cause, ev->now_ms);
+        return ERR_OK;
+    case CALL_STATE_CONFIRMING:
+        /* libre gave up retransmitting our 200 OK: the ACK never came. */
+        end_with(sm, out, CALL_STATUS_FAILED, CAUSE_TIMER, ev->now_ms);
         return ERR_OK;
     case CALL_STATE_ANSWERED:
     case CALL_STATE_FALLBACK:
@@ -324,6 +352,7 @@ static enum err dispatch(struct call_sm *sm, const struct callsm_event *ev,
         if (sm->state == CALL_STATE_ENDING && !outbound)
             return ERR_CONFLICT;
         return on_answered(sm, ev, out);
+    case CALLSM_EV_ACK: return outbound ? ERR_CONFLICT : on_confirmed(sm, out);
     case CALLSM_EV_CANCEL_RECEIVED:
         if (outbound)
             return ERR_CONFLICT;
@@ -411,6 +440,7 @@ enum call_status callsm_status(const struct call_sm *sm)
         if (sm->direction == CALL_DIR_OUTBOUND && !sm->ringing)
             return CALL_STATUS_QUEUED;
         return CALL_STATUS_RINGING;
+    case CALL_STATE_CONFIRMING: return CALL_STATUS_RINGING;
     case CALL_STATE_ANSWERED:
     case CALL_STATE_FALLBACK:
     case CALL_STATE_IN_PROGRESS: return CALL_STATUS_IN_PROGRESS;
@@ -486,13 +516,10 @@ const char *callsm_status_name(enum call_status s)
 const char *callsm_state_name(enum call_state s)
 {
     static const char *const names[] = {
-        [CALL_STATE_QUEUED] = "QUEUED",
-        [CALL_STATE_RINGING] = "RINGING",
-        [CALL_STATE_ANSWERED] = "ANSWERED",
-        [CALL_STATE_FALLBACK] = "FALLBACK",
-        [CALL_STATE_IN_PROGRESS] = "IN_PROGRESS",
-        [CALL_STATE_ENDING] = "ENDING",
-        [CALL_STATE_ENDED] = "ENDED",
+        [CALL_STATE_QUEUED] = "QUEUED",         [CALL_STATE_RINGING] = "RINGING",
+        [CALL_STATE_CONFIRMING] = "CONFIRMING", [CALL_STATE_ANSWERED] = "ANSWERED",
+        [CALL_STATE_FALLBACK] = "FALLBACK",     [CALL_STATE_IN_PROGRESS] = "IN_PROGRESS",
+        [CALL_STATE_ENDING] = "ENDING",         [CALL_STATE_ENDED] = "ENDED",
     };
 
     if ((unsigned)s >= sizeof(names) / sizeof(names[0]))

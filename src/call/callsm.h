@@ -19,6 +19,9 @@
 /* How long to wait for our BYE or CANCEL to complete before the call is
  * treated as ended anyway: 64 * T1, the SIP non-INVITE transaction limit. */
 #define CALLSM_CLOSE_GUARD_MS 32000
+/* How long an inbound call waits for the caller's ACK of our 200 OK: 64 *
+ * T1, as long as libre retransmits the 200 OK (RFC 3261 timer H). */
+#define CALLSM_ACK_TIMEOUT_MS 32000
 /* deadline_ms when no timer runs. */
 #define CALLSM_NO_DEADLINE INT64_MAX
 /* A Q.850 cause as decimal text ("16", "102"), plus NUL. */
@@ -35,6 +38,7 @@ enum call_direction {
 enum call_state {
     CALL_STATE_QUEUED,      /* outbound, the INVITE not sent yet */
     CALL_STATE_RINGING,     /* INVITE sent (outbound) or received (inbound), not answered */
+    CALL_STATE_CONFIRMING,  /* inbound: our 200 OK is out, the caller's ACK not yet in */
     CALL_STATE_ANSWERED,    /* answered, awaiting the answer webhook */
     CALL_STATE_FALLBACK,    /* answer webhook failed, awaiting the fallback webhook */
     CALL_STATE_IN_PROGRESS, /* a valid stream was given: streaming (or kept alive) */
@@ -63,9 +67,14 @@ enum callsm_event_type {
     /* Outbound: a final response to the INVITE (sip_code 200-699; 2xx is
      * the same as CALLSM_EV_ANSWERED), cause from its Reason header. */
     CALLSM_EV_FINAL_RESPONSE,
-    /* Outbound: the callee's 200 OK. Inbound: our 200 OK went out. */
+    /* Outbound: the callee's 200 OK. Inbound: our 200 OK went out; the call
+     * is answered only once the caller's ACK confirms it (CALLSM_EV_ACK). */
     CALLSM_EV_ANSWERED,
-    /* Inbound: the caller's CANCEL before the answer (cause from Reason). */
+    /* Inbound: the caller's ACK of our 200 OK. Fires the answer webhook;
+     * answered_at stays the moment of the 200 OK. */
+    CALLSM_EV_ACK,
+    /* Inbound: the caller's CANCEL before the answer, or its BYE before its
+     * ACK (cause from Reason). */
     CALLSM_EV_CANCEL_RECEIVED,
     /* The party's BYE after the answer (cause from Reason). */
     CALLSM_EV_BYE_RECEIVED,
@@ -140,11 +149,11 @@ struct call_sm {
     bool has_fallback_url;
     bool has_hangup_url;
     bool ringing;        /* a 180/183 came (outbound) */
-    bool answered;       /* answered_at_ms is set */
+    bool answered;       /* answered (inbound: the ACK came); answered_at_ms is set */
     bool stream_open;    /* OPEN_STREAM asked for and no STREAM_ENDED yet */
     bool cancel_pending; /* ENDING: our CANCEL is open (else our BYE) */
     int64_t started_at_ms;
-    int64_t answered_at_ms;
+    int64_t answered_at_ms;              /* from CONFIRMING on (inbound: our 200 OK) */
     int64_t ended_at_ms;                 /* the moment the end was decided; valid from ENDING on */
     int64_t deadline_ms;                 /* next timer, CALLSM_NO_DEADLINE when none */
     char hangup_cause[CALLSM_CAUSE_MAX]; /* "" until ENDING */

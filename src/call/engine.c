@@ -63,7 +63,7 @@ struct call {
 
 struct engine {
     struct engine_config cfg;
-    char listen[300], trunk[300], media_ip[80], default_cc[8], version[32];
+    char default_cc[8], version[32];
     pthread_t thread;
     struct sip_queue *queue;
     struct sip_ep *ep;
@@ -424,6 +424,15 @@ static void on_leg_answered(void *arg)
     (void)apply(arg, &ev);
 }
 
+static void on_leg_confirmed(void *arg)
+{
+    struct callsm_event ev = {.type = CALLSM_EV_ACK, .now_ms = clock_mono_ms()};
+    struct call *c = arg;
+
+    log_info("msg=\"inbound call confirmed by the caller's ACK\" call=%s", c->rec.call_uuid);
+    (void)apply(c, &ev);
+}
+
 static void on_leg_rtp(void *arg, int pt, uint32_t ts, bool marker, const uint8_t *payload,
                        size_t len)
 {
@@ -584,7 +593,8 @@ static int on_invite(void *arg, struct sip_incoming *in)
         arm_timer(c);
         return 0;
     }
-    log_info("msg=\"inbound call answered\" call=%s app=%s", c->rec.call_uuid, c->rec.app_id);
+    log_info("msg=\"inbound call answered, awaiting the ACK\" call=%s app=%s", c->rec.call_uuid,
+             c->rec.app_id);
     ev = (struct callsm_event){.type = CALLSM_EV_ANSWERED, .now_ms = clock_mono_ms()};
     (void)apply(c, &ev);
     return 0;
@@ -622,8 +632,10 @@ static void on_stop_tick(void *arg)
 {
     struct engine *e = arg;
 
-    /* Done when every call, webhook and stream event in flight is. */
-    if ((!e->calls && deliver_pending(e->deliver) == 0 && bridge_events_in_flight() == 0) ||
+    /* Done when every call, webhook, stream event and un-REGISTER in
+     * flight is. */
+    if ((!e->calls && deliver_pending(e->deliver) == 0 && bridge_events_in_flight() == 0 &&
+         !sip_ep_unregistering(e->ep)) ||
         clock_mono_ms() >= e->stop_deadline_ms) {
         if (e->calls || deliver_pending(e->deliver))
             log_warn("msg=\"engine stopped before every call finished\" calls=%u webhooks=%zu",
@@ -646,6 +658,7 @@ static void begin_stop(struct engine *e, int grace_ms)
         next = c->next;
         (void)apply(c, &ev);
     }
+    sip_ep_unregister(e->ep);
     sip_timer_start(e->stop_tmr, 0);
 }
 
@@ -726,18 +739,12 @@ static void started(struct engine *e, enum err err)
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
-    struct sip_ep_config scfg = {
-        .listen = e->listen,
-        .trunk = e->trunk[0] ? e->trunk : NULL,
-        .rtp_low = e->cfg.rtp_low,
-        .rtp_high = e->cfg.rtp_high,
-        .media_ip = e->media_ip[0] ? e->media_ip : NULL,
-    };
     struct sip_ep_handlers h = {
         .arg = e,
         .invite = on_invite,
         .progress = on_leg_progress,
         .answered = on_leg_answered,
+        .confirmed = on_leg_confirmed,
         .closed = on_leg_closed,
         .rtp = on_leg_rtp,
     };
@@ -774,7 +781,7 @@ static void *engine_main(void *arg)
     e->benv.scratch2 = malloc(STREAMMSG_AUDIO_MAX);
     if (!e->benv.scratch || !e->benv.scratch2)
         goto out_hub;
-    err = sip_ep_new(&scfg, &h, &e->ep);
+    err = sip_ep_new(&e->cfg.sip, &h, &e->ep);
     if (err != ERR_OK)
         goto out_hub;
     e->can_dial = sip_ep_can_dial(e->ep);
@@ -812,16 +819,13 @@ enum err engine_start(const struct engine_config *cfg, struct engine **out)
     sigset_t all, old;
     enum err err;
 
-    if (!cfg->sip_listen || !cfg->store || cfg->rtp_low < 1 || cfg->rtp_high > 65535 ||
-        cfg->rtp_low > cfg->rtp_high || cfg->max_calls < 1)
+    if (!cfg->sip.listen || !cfg->store || cfg->sip.rtp_low < 1 || cfg->sip.rtp_high > 65535 ||
+        cfg->sip.rtp_low > cfg->sip.rtp_high || cfg->max_calls < 1)
         return ERR_INVALID;
     e = calloc(1, sizeof(*e));
     if (!e)
         return ERR_NOMEM;
     e->cfg = *cfg;
-    copy_str(e->listen, sizeof(e->listen), cfg->sip_listen);
-    copy_str(e->trunk, sizeof(e->trunk), cfg->sip_trunk);
-    copy_str(e->media_ip, sizeof(e->media_ip), cfg->media_ip);
     copy_str(e->version, sizeof(e->version), cfg->version ? cfg->version : "0");
     copy_str(e->default_cc, sizeof(e->default_cc), cfg->default_cc ? cfg->default_cc : "91");
     pthread_mutex_init(&e->mu, NULL);

@@ -12,13 +12,14 @@
 
 #include "core/e164.h"
 #include "core/err.h"
+#include "sip/sip.h"
 #include "store/store.h"
 
 struct engine_config {
-    const char *sip_listen; /* "HOST:PORT", UDP */
-    const char *sip_trunk;  /* "sip:host[:port]"; NULL: outbound calls are refused */
-    int rtp_low, rtp_high;  /* media ports, inclusive */
-    const char *media_ip;   /* address written into SDP; NULL: the SIP listen address */
+    /* The carrier side: listen address, trunk, media ports, access,
+     * credentials. Strings and the allowlist are borrowed and must outlive
+     * the engine; the password may be wiped once engine_start returns. */
+    struct sip_ep_config sip;
     bool deny_private_urls;
     unsigned max_calls;
     unsigned answer_delay_ms; /* inbound calls ring this long before the answer */
@@ -49,14 +50,16 @@ struct engine_outbound {
 
 struct engine;
 
-/* Binds the SIP socket and starts the engine thread. ERR_INVALID for a bad
- * address, trunk or port range (logged), ERR_UNAVAILABLE when a socket
+/* Binds the SIP socket and starts the engine thread (and, with
+ * sip.reg, the registration). ERR_INVALID for a bad address, trunk,
+ * registrar, proxy or port range (logged), ERR_UNAVAILABLE when a socket
  * cannot be bound. */
 enum err engine_start(const struct engine_config *cfg, struct engine **out) WARN_UNUSED;
 
-/* Ends every live call (CANCEL before the answer, BYE after it), waits at
- * most grace_ms for their SIP transactions and hangup webhooks, then stops
- * the thread and frees the engine. Accepts NULL. */
+/* Ends every live call (CANCEL before the answer, BYE after it) and the
+ * registration (REGISTER with Expires: 0), waits at most grace_ms for
+ * their SIP transactions and hangup webhooks, then stops the thread and
+ * frees the engine. Accepts NULL. */
 void engine_stop(struct engine *e, int grace_ms);
 
 /* Thread-safe; called by HTTP workers on their own store connection.

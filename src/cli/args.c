@@ -14,6 +14,8 @@
 #include "core/e164.h"
 #include "core/parse.h"
 #include "http/server.h"
+#include "sip/policy.h"
+#include "sip/sip.h"
 
 enum opt_id {
     O_DB,
@@ -41,6 +43,19 @@ enum opt_id {
     O_DENY_PRIVATE,
     O_MAX_CALLS,
     O_ANSWER_DELAY,
+    O_SIP_ALLOW,
+    O_SIP_INVITE_RATE,
+    O_RTP_LATCH,
+    O_SIP_USER,
+    O_SIP_PASSWORD_FILE,
+    O_SIP_REGISTER,
+    O_SIP_REGISTRAR,
+    O_SIP_REGISTER_EXPIRES,
+    O_SIP_FROM_DOMAIN,
+    O_SIP_CALLER_ID,
+    O_SIP_OUTBOUND_PROXY,
+    O_SIP_HEADER,
+    O_DNS_SERVER,
 };
 
 #define GLOBAL 0xffffffffu
@@ -77,6 +92,21 @@ static const struct opt opts[] = {
     {"--deny-private-urls", O_DENY_PRIVATE, false, BIT(CMD_SERVE), "SFVOPI_DENY_PRIVATE_URLS"},
     {"--max-calls", O_MAX_CALLS, true, BIT(CMD_SERVE), "SFVOPI_MAX_CALLS"},
     {"--answer-delay", O_ANSWER_DELAY, true, BIT(CMD_SERVE), "SFVOPI_ANSWER_DELAY"},
+    {"--sip-allow", O_SIP_ALLOW, true, BIT(CMD_SERVE), "SFVOPI_SIP_ALLOW"},
+    {"--sip-invite-rate", O_SIP_INVITE_RATE, true, BIT(CMD_SERVE), "SFVOPI_SIP_INVITE_RATE"},
+    {"--rtp-latch", O_RTP_LATCH, false, BIT(CMD_SERVE), "SFVOPI_RTP_LATCH"},
+    {"--sip-user", O_SIP_USER, true, BIT(CMD_SERVE), "SFVOPI_SIP_USER"},
+    {"--sip-password-file", O_SIP_PASSWORD_FILE, true, BIT(CMD_SERVE), "SFVOPI_SIP_PASSWORD_FILE"},
+    {"--sip-register", O_SIP_REGISTER, false, BIT(CMD_SERVE), "SFVOPI_SIP_REGISTER"},
+    {"--sip-registrar", O_SIP_REGISTRAR, true, BIT(CMD_SERVE), "SFVOPI_SIP_REGISTRAR"},
+    {"--sip-register-expires", O_SIP_REGISTER_EXPIRES, true, BIT(CMD_SERVE),
+     "SFVOPI_SIP_REGISTER_EXPIRES"},
+    {"--sip-from-domain", O_SIP_FROM_DOMAIN, true, BIT(CMD_SERVE), "SFVOPI_SIP_FROM_DOMAIN"},
+    {"--sip-caller-id", O_SIP_CALLER_ID, true, BIT(CMD_SERVE), "SFVOPI_SIP_CALLER_ID"},
+    {"--sip-outbound-proxy", O_SIP_OUTBOUND_PROXY, true, BIT(CMD_SERVE),
+     "SFVOPI_SIP_OUTBOUND_PROXY"},
+    {"--sip-header", O_SIP_HEADER, true, BIT(CMD_SERVE), "SFVOPI_SIP_HEADER"},
+    {"--dns-server", O_DNS_SERVER, true, BIT(CMD_SERVE), "SFVOPI_DNS_SERVER"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -167,6 +197,152 @@ static bool listen_ok(const char *s, int min_port, bool numeric_host)
 
     return server_parse_listen(s, host, sizeof(host), &port) == ERR_OK && port >= min_port &&
            (!numeric_host || ip_literal(host));
+}
+
+/* A flag on the command line (value NULL); from the environment, a yes or
+ * a no. */
+static bool parse_flag(const char *value, bool *out)
+{
+    if (!value || !strcmp(value, "1") || !strcmp(value, "true") || !strcmp(value, "on") ||
+        !strcmp(value, "yes"))
+        *out = true;
+    else if (!strcmp(value, "0") || !strcmp(value, "false") || !strcmp(value, "off") ||
+             !strcmp(value, "no"))
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+/* A SIP user part as RFC 3261 writes it unescaped: letters, digits and the
+ * marks and user-unreserved characters. */
+static bool sip_user_ok(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > SIP_CRED_MAX)
+        return false;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("-_.!~*'()&=+$,;?/", c)))
+            return false;
+    }
+    return true;
+}
+
+/* A host name or an IP address (IPv6 in brackets), as a URI's host. */
+static bool host_ok(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n == 0 || n > 253)
+        return false;
+    if (s[0] == '[') {
+        char in[64];
+
+        if (n < 3 || n - 2 >= sizeof(in) || s[n - 1] != ']')
+            return false;
+        memcpy(in, s + 1, n - 2);
+        in[n - 2] = '\0';
+        return strchr(in, ':') && ip_literal(in);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* "Name: value" for --sip-header: a token name that sfvopi does not write
+ * itself, and a value of printable characters. */
+static bool sip_header_ok(const char *s, const char **why)
+{
+    static const char *const ours[] = {
+        "via",
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "contact",
+        "max-forwards",
+        "content-type",
+        "content-length",
+        "route",
+        "record-route",
+        "p-asserted-identity",
+        "authorization",
+        "proxy-authorization",
+        "user-agent",
+        "allow",
+        "supported",
+        "require",
+        "expires",
+        "v",
+        "f",
+        "t",
+        "i",
+        "m",
+        "c",
+        "l",
+        "k",
+    };
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : 0, i;
+
+    *why = "must be 'Name: value' with a header name of letters, digits and - . ! % * _ + ` ' ~";
+    if (!colon || n == 0 || strlen(s) > SIP_HEADER_LINE_MAX)
+        return false;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("-.!%*_+`'~", c)))
+            return false;
+    }
+    for (i = n + 1; s[i]; i++) {
+        if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+            return false;
+        if (s[i] == 0x7f)
+            return false;
+    }
+    for (i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+        if (strlen(ours[i]) == n && strncasecmp(s, ours[i], n) == 0) {
+            *why = "names a header that sfvopi writes itself";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "IP[:PORT][,IP[:PORT]...]" (IPv6 with a port in brackets), up to four. */
+static bool dns_servers_ok(const char *s)
+{
+    char one[80];
+    int count = 0;
+
+    while (*s) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        char host[64];
+        int port;
+
+        if (n == 0 || n >= sizeof(one) || ++count > 4)
+            return false;
+        memcpy(one, s, n);
+        one[n] = '\0';
+        if (!ip_literal(one) && !(server_parse_listen(one, host, sizeof(host), &port) == ERR_OK &&
+                                  port >= 1 && ip_literal(host)))
+            return false;
+        s = comma ? comma + 1 : s + n;
+        if (comma && !*s)
+            return false;
+    }
+    return count > 0;
 }
 
 struct seen {
@@ -281,15 +457,114 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         c->media_ip = s->value;
         break;
     case O_DENY_PRIVATE:
-        /* A flag on the command line; from the environment, a yes or a no. */
-        if (!s->value || !strcmp(s->value, "1") || !strcmp(s->value, "true") ||
-            !strcmp(s->value, "on") || !strcmp(s->value, "yes"))
-            c->deny_private_urls = true;
-        else if (!strcmp(s->value, "0") || !strcmp(s->value, "false") || !strcmp(s->value, "off") ||
-                 !strcmp(s->value, "no"))
-            c->deny_private_urls = false;
-        else
+        if (!parse_flag(s->value, &c->deny_private_urls))
             return usage_err(err, errsz, "SFVOPI_DENY_PRIVATE_URLS must be 1 or 0");
+        break;
+    case O_RTP_LATCH:
+        if (!parse_flag(s->value, &c->rtp_latch))
+            return usage_err(err, errsz, "SFVOPI_RTP_LATCH must be 1 or 0");
+        break;
+    case O_SIP_REGISTER:
+        if (!parse_flag(s->value, &c->sip_register))
+            return usage_err(err, errsz, "SFVOPI_SIP_REGISTER must be 1 or 0");
+        break;
+    case O_SIP_ALLOW: {
+        struct allowlist l;
+        char why[160];
+
+        if (allowlist_parse(s->value, &l, why, sizeof(why)) != ERR_OK)
+            return usage_err(err, errsz,
+                             "--sip-allow must be 'any' or a comma-separated list of IP "
+                             "addresses and CIDR blocks: the value %s",
+                             why);
+        c->sip_allow = s->value;
+        break;
+    }
+    case O_SIP_INVITE_RATE:
+        if (!parse_uint(s->value, 1, 100000, &v))
+            return usage_err(err, errsz,
+                             "--sip-invite-rate must be a whole number of INVITEs a second from "
+                             "1 to 100000");
+        c->sip_invite_rate = (unsigned)v;
+        break;
+    case O_SIP_USER:
+        if (!sip_user_ok(s->value))
+            return usage_err(err, errsz,
+                             "--sip-user must be 1 to %d characters of a SIP user part (letters, "
+                             "digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /)",
+                             SIP_CRED_MAX);
+        c->sip_user = s->value;
+        break;
+    case O_SIP_PASSWORD_FILE:
+        if (!printable(s->value, 4096))
+            return usage_err(err, errsz, "--sip-password-file must be a file name");
+        c->sip_password_file = s->value;
+        break;
+    case O_SIP_REGISTRAR:
+    case O_SIP_OUTBOUND_PROXY:
+        if (!printable(s->value, 300) || strncasecmp(s->value, "sip:", 4) != 0)
+            return usage_err(err, errsz, "%s must be a URI like sip:HOST[:PORT]", s->opt->name);
+        if (s->opt->id == O_SIP_REGISTRAR)
+            c->sip_registrar = s->value;
+        else
+            c->sip_outbound_proxy = s->value;
+        break;
+    case O_SIP_REGISTER_EXPIRES:
+        if (!parse_uint(s->value, 1, 86400, &v))
+            return usage_err(err, errsz,
+                             "--sip-register-expires must be a whole number of seconds from 1 "
+                             "to 86400");
+        c->sip_register_expires = (unsigned)v;
+        break;
+    case O_SIP_FROM_DOMAIN:
+        if (!host_ok(s->value))
+            return usage_err(err, errsz,
+                             "--sip-from-domain must be a host name or an IP address (IPv6 in "
+                             "brackets)");
+        c->sip_from_domain = s->value;
+        break;
+    case O_SIP_CALLER_ID:
+        if (strcmp(s->value, "from") != 0 && strcmp(s->value, "pai") != 0)
+            return usage_err(err, errsz, "--sip-caller-id must be from or pai");
+        c->sip_caller_id_pai = strcmp(s->value, "pai") == 0;
+        break;
+    case O_SIP_HEADER: {
+        /* Repeatable; the environment variable holds one header a line. */
+        const char *p = s->value, *why;
+        char line[SIP_HEADER_LINE_MAX + 2];
+
+        while (*p) {
+            const char *nl = strchr(p, '\n');
+            size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+            if (n && p[n - 1] == '\r')
+                n--;
+            if (n >= sizeof(line) || c->nsip_headers == CLI_SIP_HEADERS_MAX)
+                return usage_err(err, errsz,
+                                 "--sip-header: at most %d headers of at most %d bytes each",
+                                 CLI_SIP_HEADERS_MAX, SIP_HEADER_LINE_MAX);
+            memcpy(line, p, n);
+            line[n] = '\0';
+            if (n) {
+                if (!sip_header_ok(line, &why))
+                    return usage_err(err, errsz, "--sip-header '%.80s' %s", line, why);
+                /* Each line in a copy of its own, for the life of the process. */
+                char *copy = strndup(p, n);
+
+                if (!copy)
+                    return usage_err(err, errsz, "out of memory");
+                c->sip_headers[c->nsip_headers++] = copy;
+            }
+            p = nl ? nl + 1 : p + strlen(p);
+        }
+        break;
+    }
+    case O_DNS_SERVER:
+        if (!dns_servers_ok(s->value))
+            return usage_err(err, errsz,
+                             "--dns-server must be up to four IP[:PORT], comma-separated (IPv6 "
+                             "with a port as [::1]:53)");
+        c->dns_server = s->value;
         break;
     case O_MAX_CALLS:
         if (!parse_uint(s->value, 1, 100000, &v))
@@ -485,6 +760,8 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
     c->rtp_low = CLI_DEFAULT_RTP_LOW;
     c->rtp_high = CLI_DEFAULT_RTP_HIGH;
     c->max_calls = CLI_DEFAULT_MAX_CALLS;
+    c->sip_invite_rate = CLI_DEFAULT_INVITE_RATE;
+    c->sip_register_expires = CLI_DEFAULT_REGISTER_EXPIRES;
     for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
         struct seen from_env;
 
@@ -518,5 +795,19 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
         c->listen = "127.0.0.1:8080";
     if (!c->log_level || !*c->log_level)
         c->log_level = "info";
+    if (c->cmd == CMD_SERVE) {
+        const char *pw = env("SFVOPI_SIP_PASSWORD");
+
+        if (c->sip_password_file && pw && *pw)
+            return usage_err(err, errsz,
+                             "give the trunk password once: SFVOPI_SIP_PASSWORD or "
+                             "--sip-password-file, not both");
+        if (c->sip_register && !c->sip_user)
+            return usage_err(err, errsz, "--sip-register needs --sip-user");
+        if (c->sip_register && !c->sip_trunk && !c->sip_registrar)
+            return usage_err(err, errsz, "--sip-register needs --sip-trunk or --sip-registrar");
+        if (c->sip_caller_id_pai && !c->sip_user)
+            return usage_err(err, errsz, "--sip-caller-id pai needs --sip-user");
+    }
     return check_required(c, err, errsz);
 }

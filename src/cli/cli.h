@@ -15,6 +15,10 @@
 #define CLI_DEFAULT_RTP_LOW 20000
 #define CLI_DEFAULT_RTP_HIGH 20999
 #define CLI_DEFAULT_MAX_CALLS 500
+#define CLI_DEFAULT_INVITE_RATE 200
+#define CLI_DEFAULT_REGISTER_EXPIRES 600
+/* --sip-header may be given this often. */
+#define CLI_SIP_HEADERS_MAX 16
 
 /* Exit codes. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
@@ -61,6 +65,20 @@ struct cli {
     bool deny_private_urls;
     unsigned max_calls;
     unsigned answer_delay_ms;
+    const char *sip_allow; /* NULL: the trunk's, registrar's and proxy's addresses */
+    unsigned sip_invite_rate;
+    bool rtp_latch;
+    const char *sip_user;
+    const char *sip_password_file; /* the password itself only via SFVOPI_SIP_PASSWORD */
+    bool sip_register;
+    const char *sip_registrar;
+    unsigned sip_register_expires;
+    const char *sip_from_domain;
+    bool sip_caller_id_pai;
+    const char *sip_outbound_proxy;
+    const char *sip_headers[CLI_SIP_HEADERS_MAX];
+    int nsip_headers;
+    const char *dns_server;
     /* admin */
     const char *name;
     const char *provider;

@@ -37,6 +37,12 @@ static const char *const *names;
 static int nroutes;
 static const char *build_version = "unknown";
 static int64_t in_flight;
+static void (*calls_read)(struct metrics_calls *out);
+
+void metrics_set_calls(void (*read)(struct metrics_calls *out))
+{
+    calls_read = read;
+}
 
 void metrics_init(const char *const *route_names, int n, const char *version)
 {
@@ -210,6 +216,22 @@ enum err metrics_render(struct buf *b)
     OUT("# HELP sfvopi_keycache_misses_total API keys looked up in the database.\n"
         "# TYPE sfvopi_keycache_misses_total counter\nsfvopi_keycache_misses_total %llu\n",
         (unsigned long long)t->misses);
+    if (calls_read) {
+        struct metrics_calls mc = {0};
+
+        calls_read(&mc);
+        OUT("# HELP sfvopi_sip_denied_total SIP datagrams and requests from sources not allowed "
+            "by --sip-allow, dropped unanswered.\n# TYPE sfvopi_sip_denied_total counter\n"
+            "sfvopi_sip_denied_total %llu\n",
+            (unsigned long long)mc.sip_denied);
+        OUT("# HELP sfvopi_sip_registered 1 while a registration with the registrar is "
+            "active.\n# TYPE sfvopi_sip_registered gauge\nsfvopi_sip_registered %d\n",
+            mc.sip_registered ? 1 : 0);
+        OUT("# HELP sfvopi_rtp_dropped_total RTP packets dropped, by reason.\n"
+            "# TYPE sfvopi_rtp_dropped_total counter\n"
+            "sfvopi_rtp_dropped_total{reason=\"source\"} %llu\n",
+            (unsigned long long)mc.rtp_dropped_source);
+    }
 #undef OUT
     free(t);
     return e;

@@ -24,6 +24,17 @@ void metrics_db_error(void);
 /* An API key was resolved from the cache (hit) or the database (miss). */
 void metrics_keycache(bool hit);
 
+/* The call engine's counters, read at each scrape (SIP.md section 6). */
+struct metrics_calls {
+    uint64_t sip_denied;         /* SIP from sources not allowed, dropped */
+    uint64_t rtp_dropped_source; /* RTP not from the party, dropped */
+    bool sip_registered;         /* a registration binding is active */
+};
+
+/* Where the call metrics come from: read fills them in, from any thread.
+ * Without it (no call engine) they are not exported. Call before serving. */
+void metrics_set_calls(void (*read)(struct metrics_calls *out));
+
 /* Appends the exposition text to b. */
 enum err metrics_render(struct buf *b) WARN_UNUSED;
 

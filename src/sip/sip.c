@@ -4,8 +4,10 @@
  * the engine and carries out the engine's orders. Every report to the
  * engine is made from a timer of its own, never from inside a libre
  * callback, so the engine may free a leg whenever it likes. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 
 #include <re.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "sip/sip.h"
 
@@ -201,7 +204,32 @@ void sip_queue_free(struct sip_queue *q)
     free(q);
 }
 
+/* --- counters --- */
+
+static atomic_uint_fast64_t stat_denied;
+static atomic_uint_fast64_t stat_rtp_dropped_source;
+static atomic_bool stat_registered;
+
+void sip_stats_get(struct sip_stats *out)
+{
+    out->denied = atomic_load(&stat_denied);
+    out->rtp_dropped_source = atomic_load(&stat_rtp_dropped_source);
+    out->registered = atomic_load(&stat_registered);
+}
+
 /* --- the endpoint --- */
+
+/* The default allowlist is resolved again this often (SIP.md section 1). */
+#define RESOLVE_INTERVAL_MS 60000
+/* DNS queries one resolution round may make: NAPTR, SRV, A and AAAA for
+ * three names, and A and AAAA for a handful of SRV targets. */
+#define RESOLVE_QUERIES_MAX 32
+/* Names the default allowlist is resolved from: trunk, registrar, proxy. */
+#define RESOLVE_NAMES_MAX 3
+/* A host name as a URI carries it, plus NUL. */
+#define HOST_MAX 256
+/* The random Call-ID of the datagram the endpoint sends itself at start. */
+#define PROBE_TOKEN_LEN 32
 
 struct sip_leg {
     struct sip_ep *ep;
@@ -219,10 +247,13 @@ struct sip_leg {
     struct sip_media media_info;
     uint32_t tx_ts;
     bool tx_started;
+    bool latched; /* rtp_latch: latch holds the party's RTP source */
+    struct sa latch;
     /* Reports waiting for the engine, delivered by report_tmr in order. */
     int pending_progress[4];
     int npending_progress;
     bool pending_answered;
+    bool pending_confirmed;
     bool pending_closed;
     int closed_code, closed_cause;
     bool closed_timeout;
@@ -230,16 +261,67 @@ struct sip_leg {
     struct tmr reap_tmr;
 };
 
+/* A name the default allowlist comes from. */
+struct resolve_name {
+    char host[HOST_MAX];
+    bool has_port; /* a port was given: A/AAAA only (RFC 3263 4.2) */
+};
+
+struct resolve_query {
+    struct sip_ep *ep;
+    struct dns_query *q;
+};
+
+/* A SIP URI of the configuration (trunk, registrar, proxy), split. */
+struct conf_uri {
+    char host[HOST_MAX]; /* IPv6 in brackets */
+    char hostport[HOST_MAX + 8];
+    char params[64]; /* ";transport=udp" or "" */
+    bool has_port;
+    bool literal;   /* host is an IP address */
+    struct sa addr; /* when literal */
+};
+
 struct sip_ep {
     struct sip *sip;
     struct sipsess_sock *sock;
+    struct sip_lsnr *gate; /* the first request listener: access and admission */
+    struct sip_lsnr *last; /* the last one: answers what nothing else took */
+    struct udp_helper *helper;
     struct dnsc *dnsc;
     struct sa laddr;
     struct sa media_addr;
     char contact_host[80]; /* "IP:PORT" or "[IP6]:PORT" for URIs */
-    char trunk_hostport[300];
+    char probe_token[PROBE_TOKEN_LEN + 1];
+    /* The trunk and how outbound INVITEs look. */
     bool has_trunk;
+    char trunk_target[HOST_MAX + 80]; /* host[:port][;params] of Request-URIs */
+    char from_domain[HOST_MAX];
+    char route[HOST_MAX + 96]; /* "<sip:...;lr>", "" without a proxy */
+    char *headers;             /* "Name: value\r\n" lines, "" for none */
+    bool caller_id_pai;
+    char user[SIP_CRED_MAX + 1];
+    char password[SIP_CRED_MAX + 1];
+    char cuser[SIP_CRED_MAX + 1]; /* Contact user: the trunk user, else "sfvopi" */
+    bool rtp_latch;
     int rtp_low, rtp_high;
+    /* Who may send. */
+    bool allow_default; /* allow is resolved from names[], not the operator's */
+    struct allowlist allow;
+    struct admission admission;
+    struct loglimit loglimit;
+    struct challenges challenges;
+    /* Resolution of the default allowlist. */
+    struct resolve_name names[RESOLVE_NAMES_MAX];
+    int nnames;
+    struct allowlist resolving;
+    struct resolve_query rq[RESOLVE_QUERIES_MAX];
+    int rq_pending, rq_used;
+    struct tmr resolve_tmr;
+    /* Registration. */
+    struct sipreg *reg;
+    bool reg_logged_up;
+    bool unregistering;
     struct sip_ep_handlers h;
     struct sip_leg *legs;
 };
@@ -293,6 +375,528 @@ static int msg_reason_cause(const struct sip_msg *msg)
     return hd ? sip_reason_cause(hd->val.p, hd->val.l) : 0;
 }
 
+static void copy_pl(const struct pl *pl, char *out, size_t size)
+{
+    size_t n = pl->l < size - 1 ? pl->l : size - 1;
+
+    if (n)
+        memcpy(out, pl->p, n);
+    out[n] = '\0';
+}
+
+/* What sfvopi reads of a decoded message; shared by the INVITE handler,
+ * the datagram hook and the fuzz harness, so that all read alike. */
+static void msg_peek(const struct sip_msg *msg, const char *sip_user, struct sip_peek *out)
+{
+    char ruri_user[SIP_USER_MAX], to_user[SIP_USER_MAX];
+
+    memset(out, 0, sizeof(*out));
+    out->request = msg->req;
+    out->code = msg->req ? 0 : msg->scode;
+    copy_pl(&msg->met, out->method, sizeof(out->method));
+    copy_pl(&msg->cseq.met, out->cseq_method, sizeof(out->cseq_method));
+    out->cseq = msg->cseq.num;
+    copy_pl(&msg->callid, out->call_id, sizeof(out->call_id));
+    out->call_id_len = msg->callid.l;
+    out->to_tag = pl_isset(&msg->to.tag);
+    copy_pl(&msg->uri.user, ruri_user, sizeof(ruri_user));
+    copy_pl(&msg->to.uri.user, to_user, sizeof(to_user));
+    snprintf(out->called, sizeof(out->called), "%s",
+             msg->req ? policy_called_user(ruri_user, to_user, sip_user) : "");
+    copy_pl(&msg->from.uri.user, out->from, sizeof(out->from));
+    out->reason_cause = msg_reason_cause(msg);
+}
+
+enum err sip_peek(const uint8_t *buf, size_t len, const char *sip_user, struct sip_peek *out)
+{
+    struct sip_msg *msg = NULL;
+    struct mbuf *mb;
+    enum err e = ERR_INVALID;
+
+    if (!len)
+        return ERR_INVALID;
+    mb = mbuf_alloc(len);
+    if (!mb)
+        return ERR_NOMEM;
+    if (mbuf_write_mem(mb, buf, len) == 0) {
+        mb->pos = 0;
+        if (sip_msg_decode(&msg, mb) == 0) {
+            msg_peek(msg, sip_user, out);
+            e = ERR_OK;
+        }
+    }
+    mem_deref(msg);
+    mem_deref(mb);
+    return e;
+}
+
+/* --- access: who may send SIP, and how fast --- */
+
+static bool sa_to_policy_ip(const struct sa *sa, struct policy_ip *ip)
+{
+    switch (sa_af(sa)) {
+    case AF_INET: return policy_ip_from_bytes((const uint8_t *)&sa->u.in.sin_addr, 4, ip) == ERR_OK;
+    case AF_INET6: {
+        uint8_t b[16];
+
+        sa_in6(sa, b);
+        return policy_ip_from_bytes(b, 16, ip) == ERR_OK;
+    }
+    default: return false;
+    }
+}
+
+static bool ep_allowed(const struct sip_ep *ep, const struct sa *src)
+{
+    struct policy_ip ip;
+
+    return sa_to_policy_ip(src, &ip) && allowlist_match(&ep->allow, &ip);
+}
+
+/* A datagram or request from a source not allowed: counted, and logged at
+ * most once a minute per source (and LOGLIMIT_LINES times a minute in all). */
+static void ep_deny(struct sip_ep *ep, const struct sa *src)
+{
+    struct policy_ip ip;
+    char text[POLICY_IP_TEXT];
+    uint64_t unlogged = 0;
+
+    atomic_fetch_add(&stat_denied, 1);
+    if (!sa_to_policy_ip(src, &ip))
+        return;
+    if (!loglimit_allow(&ep->loglimit, &ip, clock_mono_ms(), &unlogged))
+        return;
+    policy_ip_format(&ip, text);
+    log_warn("msg=\"SIP dropped: source not allowed by --sip-allow\" src=%s "
+             "dropped_unlogged=%llu",
+             text, (unsigned long long)unlogged);
+}
+
+/* A challenge (401/407) to a request that has answered one already ends
+ * the request. libre answers every stale=true challenge again (up to 16
+ * times) and REGISTER's challenges without limit, and offers no hook
+ * between a response and its retry; so the response is made final here,
+ * before libre reads it, by turning its status into 403 (which every
+ * libre client ends on, and which CALLS.md maps to cause 21 like 401 and
+ * 407). */
+static void ep_check_response(struct sip_ep *ep, struct mbuf *mb)
+{
+    uint8_t *p = mbuf_buf(mb);
+    size_t n = mbuf_get_left(mb);
+    struct sip_peek pk;
+    bool challenge;
+
+    if (n < 12 || memcmp(p, "SIP/2.0 ", 8) != 0)
+        return;
+    challenge = !memcmp(p + 8, "401 ", 4) || !memcmp(p + 8, "407 ", 4);
+    if (!challenge && !ep->unregistering)
+        return;
+    if (sip_peek(p, n, NULL, &pk) != ERR_OK || pk.request)
+        return;
+    if (challenge && challenges_second(&ep->challenges, pk.call_id, strlen(pk.call_id),
+                                       pk.cseq_method, strlen(pk.cseq_method), pk.cseq)) {
+        log_warn("msg=\"digest challenge to a request that answered one already: the request "
+                 "ends\" method=%s code=%d",
+                 pk.cseq_method, pk.code);
+        memcpy(p + 8, "403", 3);
+        pk.code = 403;
+        challenge = false;
+    }
+    if (ep->unregistering && !challenge && pk.code >= 200 && !strcmp(pk.cseq_method, "REGISTER")) {
+        ep->unregistering = false;
+        log_info("msg=\"unregistered\" code=%d", pk.code);
+    }
+}
+
+/* Every datagram on the SIP socket, before libre parses it: a source not
+ * allowed gets nothing at all (no SIP answer, no STUN answer, no log line
+ * from the library). */
+static bool on_datagram(struct sa *src, struct mbuf *mb, void *arg)
+{
+    struct sip_ep *ep = arg;
+
+    if (!ep_allowed(ep, src)) {
+        ep_deny(ep, src);
+        return true;
+    }
+    ep_check_response(ep, mb);
+    return false;
+}
+
+/* The datagram hook needs libre's socket, which sip_transp_add keeps to
+ * itself; every received message carries it, so the endpoint sends one
+ * datagram to itself at start and takes the socket from it. Until then
+ * (microseconds) the request listener below still refuses other sources. */
+static enum err ep_send_probe(struct sip_ep *ep)
+{
+    struct sa dst = ep->laddr;
+    struct mbuf *mb;
+    char ip[64];
+    int rc;
+
+    if (sa_is_any(&dst))
+        (void)sa_set_str(&dst, sa_af(&dst) == AF_INET6 ? "::1" : "127.0.0.1", sa_port(&ep->laddr));
+    rand_str(ep->probe_token, sizeof(ep->probe_token));
+    if (sa_ntop(&dst, ip, sizeof(ip)) != 0)
+        return ERR_INTERNAL;
+    mb = mbuf_alloc(512);
+    if (!mb)
+        return ERR_NOMEM;
+    rc = mbuf_printf(mb,
+                     "OPTIONS sip:probe@%s SIP/2.0\r\n"
+                     "Via: SIP/2.0/UDP %s;branch=z9hG4bK%s\r\n"
+                     "From: <sip:probe@%s>;tag=%s\r\n"
+                     "To: <sip:probe@%s>\r\n"
+                     "Call-ID: %s\r\n"
+                     "CSeq: 1 OPTIONS\r\n"
+                     "Max-Forwards: 0\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     ep->contact_host, ep->contact_host, ep->probe_token, ip, ep->probe_token, ip,
+                     ep->probe_token);
+    mb->pos = 0;
+    if (!rc)
+        rc = sip_send(ep->sip, NULL, SIP_TRANSP_UDP, &dst, mb);
+    mem_deref(mb);
+    return rc ? ERR_INTERNAL : ERR_OK;
+}
+
+static bool on_gate(const struct sip_msg *msg, void *arg)
+{
+    struct sip_ep *ep = arg;
+    struct policy_ip ip;
+
+    if (!ep->helper && msg->tp == SIP_TRANSP_UDP && !pl_strcmp(&msg->callid, ep->probe_token)) {
+        if (udp_register_helper(&ep->helper, msg->sock, 0, NULL, on_datagram, ep) != 0)
+            log_error("msg=\"SIP datagram hook not installed: refused sources are dropped "
+                      "after parsing\"");
+        return true;
+    }
+    if (!ep_allowed(ep, &msg->src)) {
+        ep_deny(ep, &msg->src);
+        return true;
+    }
+    if (!pl_strcmp(&msg->met, "OPTIONS")) {
+        (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 200, "OK",
+                          "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n"
+                          "Accept: application/sdp\r\n"
+                          "Content-Length: 0\r\n\r\n");
+        return true;
+    }
+    if (!pl_strcmp(&msg->met, "INVITE") && !pl_isset(&msg->to.tag) &&
+        sa_to_policy_ip(&msg->src, &ip) && !admission_take(&ep->admission, &ip, clock_mono_ms())) {
+        uint64_t unlogged = 0;
+
+        if (loglimit_allow(&ep->loglimit, &ip, clock_mono_ms(), &unlogged)) {
+            char text[POLICY_IP_TEXT];
+
+            policy_ip_format(&ip, text);
+            log_warn("msg=\"INVITE refused: over --sip-invite-rate\" src=%s", text);
+        }
+        (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 503, "Service Unavailable",
+                          "Retry-After: 1\r\nContent-Length: 0\r\n\r\n");
+        return true;
+    }
+    return false;
+}
+
+/* After every other listener: what none of them took gets its answer here
+ * rather than from libre, which would also print to stderr for each. */
+static bool on_unhandled(const struct sip_msg *msg, void *arg)
+{
+    struct sip_ep *ep = arg;
+
+    if (!pl_strcmp(&msg->met, "ACK"))
+        return true;
+    if (!pl_strcmp(&msg->met, "CANCEL"))
+        (void)sip_reply(ep->sip, msg, 481, "Transaction Does Not Exist");
+    else
+        (void)sip_reply(ep->sip, msg, 501, "Not Implemented");
+    return true;
+}
+
+/* --- the default allowlist: the addresses the trunk, registrar and proxy
+ * resolve to --- */
+
+static void resolve_query(struct sip_ep *ep, const char *name, uint16_t type);
+
+/* One host rule; a full list (ALLOW_MAX addresses) keeps the first ones. */
+static void add_rule(struct allowlist *l, const struct policy_ip *ip)
+{
+    if (allowlist_add(l, ip, ip->v6 ? 128 : 32) == ERR_TOO_LARGE)
+        log_warn("msg=\"--sip-allow default: more than %d addresses, the rest ignored\"",
+                 ALLOW_MAX);
+}
+
+static void resolve_done(struct sip_ep *ep)
+{
+    char list[POLICY_IP_TEXT * 4 + 16] = "";
+    size_t i, used = 0;
+
+    if (!ep->resolving.n) {
+        /* Keep what worked before: a DNS outage must not lock the trunk out. */
+        log_warn("msg=\"--sip-allow default: no address resolved\" kept=%zu", ep->allow.n);
+        return;
+    }
+    if (ep->resolving.n == ep->allow.n &&
+        !memcmp(ep->resolving.v, ep->allow.v, sizeof(ep->allow.v[0]) * ep->allow.n))
+        return;
+    ep->allow = ep->resolving;
+    for (i = 0; i < ep->allow.n && i < 4; i++) {
+        char text[POLICY_IP_TEXT];
+
+        policy_ip_format(&ep->allow.v[i].ip, text);
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? "," : "", text);
+    }
+    log_info("msg=\"SIP allowed from the trunk's addresses\" count=%zu addresses=%s%s", ep->allow.n,
+             list, ep->allow.n > 4 ? ",..." : "");
+}
+
+static void resolve_add_rr(struct sip_ep *ep, const struct dnsrr *rr, bool follow)
+{
+    struct policy_ip ip;
+    uint32_t a;
+
+    switch (rr->type) {
+    case DNS_TYPE_A:
+        a = htonl(rr->rdata.a.addr);
+        if (policy_ip_from_bytes((const uint8_t *)&a, 4, &ip) == ERR_OK)
+            add_rule(&ep->resolving, &ip);
+        break;
+    case DNS_TYPE_AAAA:
+        if (policy_ip_from_bytes(rr->rdata.aaaa.addr, 16, &ip) == ERR_OK)
+            add_rule(&ep->resolving, &ip);
+        break;
+    case DNS_TYPE_SRV:
+        if (follow && rr->rdata.srv.target && strcmp(rr->rdata.srv.target, ".")) {
+            resolve_query(ep, rr->rdata.srv.target, DNS_TYPE_A);
+            resolve_query(ep, rr->rdata.srv.target, DNS_TYPE_AAAA);
+        }
+        break;
+    case DNS_TYPE_NAPTR:
+        if (follow && rr->rdata.naptr.services && rr->rdata.naptr.replace &&
+            !strcasecmp(rr->rdata.naptr.services, "SIP+D2U"))
+            resolve_query(ep, rr->rdata.naptr.replace, DNS_TYPE_SRV);
+        break;
+    default: break;
+    }
+}
+
+static void on_resolved(int err, const struct dnshdr *hdr, struct list *ansl, struct list *authl,
+                        struct list *addl, void *arg)
+{
+    struct resolve_query *rq = arg;
+    struct sip_ep *ep = rq->ep;
+    struct le *le;
+
+    (void)hdr;
+    (void)authl;
+    if (!err) {
+        for (le = list_head(ansl); le; le = le->next)
+            resolve_add_rr(ep, le->data, true);
+        for (le = list_head(addl); le; le = le->next)
+            resolve_add_rr(ep, le->data, false);
+    }
+    if (--ep->rq_pending == 0)
+        resolve_done(ep);
+}
+
+static void resolve_query(struct sip_ep *ep, const char *name, uint16_t type)
+{
+    struct resolve_query *rq;
+
+    if (ep->rq_used == RESOLVE_QUERIES_MAX)
+        return;
+    rq = &ep->rq[ep->rq_used++];
+    rq->ep = ep;
+    if (dnsc_query(&rq->q, ep->dnsc, name, type, DNS_CLASS_IN, true, on_resolved, rq) == 0)
+        ep->rq_pending++;
+}
+
+static void on_resolve_tmr(void *arg)
+{
+    struct sip_ep *ep = arg;
+    char srv[HOST_MAX + 16];
+    int i;
+
+    tmr_start(&ep->resolve_tmr, RESOLVE_INTERVAL_MS, on_resolve_tmr, ep);
+    if (ep->rq_pending)
+        return; /* the last round is still waiting for DNS */
+    for (i = 0; i < ep->rq_used; i++)
+        ep->rq[i].q = mem_deref(ep->rq[i].q);
+    ep->rq_used = 0;
+    memset(&ep->resolving, 0, sizeof(ep->resolving));
+    for (i = 0; i < ep->nnames; i++) {
+        const struct resolve_name *n = &ep->names[i];
+
+        if (!n->has_port) {
+            resolve_query(ep, n->host, DNS_TYPE_NAPTR);
+            snprintf(srv, sizeof(srv), "_sip._udp.%s", n->host);
+            resolve_query(ep, srv, DNS_TYPE_SRV);
+        }
+        resolve_query(ep, n->host, DNS_TYPE_A);
+        resolve_query(ep, n->host, DNS_TYPE_AAAA);
+    }
+    if (!ep->rq_pending && ep->nnames)
+        resolve_done(ep);
+}
+
+/* Adds the trunk, registrar or proxy to the default allowlist: an address
+ * at once, a name through DNS. */
+static void ep_allow_uri(struct sip_ep *ep, const struct conf_uri *u)
+{
+    struct policy_ip ip;
+    const char *h = u->host;
+    size_t n = strlen(h);
+
+    if (u->literal) {
+        if (sa_to_policy_ip(&u->addr, &ip))
+            add_rule(&ep->allow, &ip);
+        return;
+    }
+    if (ep->nnames == RESOLVE_NAMES_MAX || n >= HOST_MAX)
+        return;
+    memcpy(ep->names[ep->nnames].host, h, n + 1);
+    ep->names[ep->nnames].has_port = u->has_port;
+    ep->nnames++;
+}
+
+/* --- configuration --- */
+
+/* "sip:HOST[:PORT][;transport=udp]" without user part or headers. */
+static enum err conf_uri_parse(const char *s, const char *what, struct conf_uri *out)
+{
+    struct pl pl, tp;
+    struct uri uri;
+    char host[HOST_MAX];
+
+    memset(out, 0, sizeof(*out));
+    pl_set_str(&pl, s);
+    if (uri_decode(&uri, &pl) != 0 || pl_strcasecmp(&uri.scheme, "sip") || pl_isset(&uri.user) ||
+        !pl_isset(&uri.host) || uri.host.l >= HOST_MAX - 2 || pl_isset(&uri.headers)) {
+        log_error("msg=\"bad %s, want sip:HOST[:PORT]\"", what);
+        return ERR_INVALID;
+    }
+    if (!msg_param_decode(&uri.params, "transport", &tp) && pl_strcasecmp(&tp, "udp")) {
+        log_error("msg=\"bad %s: only transport=udp is supported\"", what);
+        return ERR_INVALID;
+    }
+    if (uri.params.l >= sizeof(out->params)) {
+        log_error("msg=\"bad %s: parameters too long\"", what);
+        return ERR_INVALID;
+    }
+    copy_pl(&uri.params, out->params, sizeof(out->params));
+    copy_pl(&uri.host, host, sizeof(host));
+    out->literal = sa_set_str(&out->addr, host, uri.port ? uri.port : 5060) == 0;
+    snprintf(out->host, sizeof(out->host), uri.af == AF_INET6 ? "[%s]" : "%s", host);
+    out->has_port = uri.port != 0;
+    if (out->has_port)
+        snprintf(out->hostport, sizeof(out->hostport), "%s:%u", out->host, uri.port);
+    else
+        snprintf(out->hostport, sizeof(out->hostport), "%s", out->host);
+    return ERR_OK;
+}
+
+static enum err ep_dns(struct sip_ep *ep, const char *servers)
+{
+    struct sa nsv[4];
+    uint32_t nsn = 4;
+
+    if (servers && *servers) {
+        const char *p = servers;
+
+        nsn = 0;
+        while (*p && nsn < 4) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            char one[80];
+
+            if (n >= sizeof(one))
+                return ERR_INVALID;
+            memcpy(one, p, n);
+            one[n] = '\0';
+            if (sa_decode(&nsv[nsn], one, n) != 0 && sa_set_str(&nsv[nsn], one, 53) != 0) {
+                log_error("msg=\"bad --dns-server, want IP[:PORT]\"");
+                return ERR_INVALID;
+            }
+            nsn++;
+            p = comma ? comma + 1 : p + n;
+        }
+    } else if (dns_srv_get(NULL, 0, nsv, &nsn) != 0) {
+        nsn = 0; /* no resolver: only IP literals work */
+    }
+    return dnsc_alloc(&ep->dnsc, NULL, nsv, nsn) == 0 ? ERR_OK : ERR_NOMEM;
+}
+
+static int auth_handler(char **user, char **pass, const char *realm, void *arg)
+{
+    struct sip_ep *ep = arg;
+
+    (void)realm; /* the carrier's text: never logged */
+    if (!ep->user[0]) {
+        log_warn("msg=\"digest challenge, but no --sip-user is set\"");
+        return EAUTH;
+    }
+    log_debug("msg=\"digest challenge answered\"");
+    if (str_dup(user, ep->user) != 0 || str_dup(pass, ep->password) != 0)
+        return ENOMEM;
+    return 0;
+}
+
+/* --- registration --- */
+
+static void on_reg(int err, const struct sip_msg *msg, void *arg)
+{
+    struct sip_ep *ep = arg;
+    bool up = ep->reg && sipreg_registered(ep->reg);
+
+    atomic_store(&stat_registered, up);
+    if (err)
+        log_warn("msg=\"registration failed\" why=\"%s\"", strerror(err));
+    else if (msg && msg->scode >= 300)
+        log_warn("msg=\"registration refused\" code=%u", msg->scode);
+    else if (msg && msg->scode >= 200 && up != ep->reg_logged_up)
+        log_info("msg=\"registered\" expires=%u", ep->reg ? sipreg_proxy_expires(ep->reg) : 0);
+    else if (msg && msg->scode >= 200)
+        log_debug("msg=\"registration refreshed\" expires=%u",
+                  ep->reg ? sipreg_proxy_expires(ep->reg) : 0);
+    ep->reg_logged_up = up;
+}
+
+static enum err ep_register(struct sip_ep *ep, const struct conf_uri *registrar, unsigned expires)
+{
+    char reg_uri[HOST_MAX + 96], aor[2 * HOST_MAX];
+    const char *routev[1] = {ep->route};
+    int rc;
+
+    snprintf(reg_uri, sizeof(reg_uri), "sip:%s%s", registrar->hostport, registrar->params);
+    snprintf(aor, sizeof(aor), "sip:%s@%s", ep->user, registrar->host);
+    rc = sipreg_register(&ep->reg, ep->sip, reg_uri, aor, NULL, aor, expires ? expires : 600,
+                         ep->cuser, ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, 0,
+                         auth_handler, ep, false, on_reg, ep, NULL, NULL);
+    if (rc) {
+        log_error("msg=\"REGISTER not sent\" why=\"%s\"", strerror(rc));
+        return ERR_INVALID;
+    }
+    log_info("msg=\"registering\" registrar=%s user=%s expires=%u", registrar->hostport, ep->user,
+             expires ? expires : 600);
+    return ERR_OK;
+}
+
+void sip_ep_unregister(struct sip_ep *ep)
+{
+    if (!ep || !ep->reg)
+        return;
+    ep->unregistering = sipreg_registered(ep->reg);
+    /* libre sends REGISTER with Expires: 0 from the destructor and keeps
+     * the registration alive until it is answered. */
+    ep->reg = mem_deref(ep->reg);
+    atomic_store(&stat_registered, false);
+}
+
+bool sip_ep_unregistering(const struct sip_ep *ep)
+{
+    return ep && ep->unregistering;
+}
 static void leg_unlink(struct sip_leg *leg)
 {
     if (leg->prev)
@@ -320,6 +924,11 @@ static void leg_report(void *arg)
     if (leg->pending_answered && !leg->dead) {
         leg->pending_answered = false;
         ep->h.answered(leg->arg);
+    }
+    if (leg->pending_confirmed && !leg->dead) {
+        leg->pending_confirmed = false;
+        if (ep->h.confirmed)
+            ep->h.confirmed(leg->arg);
     }
     if (leg->pending_closed && !leg->dead) {
         leg->pending_closed = false;
@@ -359,14 +968,57 @@ void sip_leg_hangup(struct sip_leg *leg)
     tmr_start(&leg->reap_tmr, 0, leg_reap, leg);
 }
 
-/* Packets from any source port are taken (carriers and NATs often send
- * from another port than the SDP says); what is sent goes to the SDP. */
+static bool pt_negotiated(const struct sip_leg *leg, int pt)
+{
+    int k;
+
+    if (pt == leg->media_info.audio_pt)
+        return true;
+    for (k = 0; k < leg->media_info.ndtmf; k++) {
+        if (pt == leg->media_info.dtmf_pt[k])
+            return true;
+    }
+    return false;
+}
+
+/* Whether an RTP packet comes from the party (SIP.md section 2): from the
+ * address of its SDP (any port: carriers often send from another port than
+ * they receive on), or, with --rtp-latch, from the one source latched on the
+ * first packet with a negotiated payload type. */
+static bool rtp_from_party(struct sip_leg *leg, const struct sa *src, int pt)
+{
+    const struct sa *sdp;
+
+    if (!leg->media_info.ready)
+        return false;
+    if (leg->latched)
+        return sa_cmp(src, &leg->latch, SA_ALL);
+    if (leg->ep->rtp_latch) {
+        char ip[64] = "";
+
+        if (!pt_negotiated(leg, pt))
+            return false;
+        leg->latch = *src;
+        leg->latched = true;
+        (void)sa_ntop(src, ip, sizeof(ip));
+        log_info("msg=\"RTP latched\" src=%s port=%u", ip, sa_port(src));
+        return true;
+    }
+    sdp = sdp_media_raddr(leg->media);
+    return sdp && sa_isset(sdp, SA_ADDR) && sa_cmp(src, sdp, SA_ADDR);
+}
+
 static void on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mbuf *mb, void *arg)
 {
     struct sip_leg *leg = arg;
 
-    (void)src;
-    if (leg->dead || !leg->ep->h.rtp)
+    if (leg->dead)
+        return;
+    if (!rtp_from_party(leg, src, hdr->pt)) {
+        atomic_fetch_add(&stat_rtp_dropped_source, 1);
+        return;
+    }
+    if (!leg->ep->h.rtp)
         return;
     leg->ep->h.rtp(leg->arg, hdr->pt, hdr->ts, hdr->m, mbuf_buf(mb), mbuf_get_left(mb));
 }
@@ -421,7 +1073,7 @@ enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t 
 
     if (leg->dead || !leg->media_info.ready || !len)
         return ERR_UNAVAILABLE;
-    dst = sdp_media_raddr(leg->media);
+    dst = leg->latched ? &leg->latch : sdp_media_raddr(leg->media);
     if (!dst || !sa_isset(dst, SA_ALL))
         return ERR_UNAVAILABLE;
     mb = mbuf_alloc(RTP_HEADER_SIZE + len);
@@ -527,10 +1179,11 @@ static void on_estab(const struct sip_msg *msg, void *arg)
 
     (void)msg;
     leg->established = true;
-    if (leg->outbound) {
+    if (leg->outbound)
         leg->pending_answered = true;
-        leg_schedule(leg);
-    }
+    else
+        leg->pending_confirmed = true; /* the caller's ACK */
+    leg_schedule(leg);
 }
 
 static void on_close(int err, const struct sip_msg *msg, void *arg)
@@ -601,15 +1254,6 @@ const char *sip_incoming_from(const struct sip_incoming *in)
     return in->from;
 }
 
-static void copy_user(const struct pl *pl, char *out)
-{
-    size_t n = pl->l < SIP_USER_MAX - 1 ? pl->l : SIP_USER_MAX - 1;
-
-    if (n)
-        memcpy(out, pl->p, n);
-    out[n] = '\0';
-}
-
 enum err sip_leg_answer(struct sip_leg *leg)
 {
     struct mbuf *desc = NULL;
@@ -648,7 +1292,7 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
         e = ERR_INVALID;
         goto out_leg;
     }
-    rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing", "sfvopi", "application/sdp",
+    rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing", ep->cuser, "application/sdp",
                         NULL, NULL, NULL, false, on_offer, on_answer, on_estab, NULL, NULL,
                         on_close, leg, NULL);
     if (rc) {
@@ -675,28 +1319,33 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
 {
     struct sip_leg *leg;
     struct mbuf *desc = NULL;
-    char to_uri[400], from_uri[200];
+    char to_uri[HOST_MAX + 160], from_uri[2 * HOST_MAX], pai[2 * HOST_MAX + 40] = "";
+    const char *routev[1] = {ep->route};
     enum err e;
     int rc;
 
     if (!ep->has_trunk)
         return ERR_UNAVAILABLE;
-    if (snprintf(to_uri, sizeof(to_uri), "sip:%s@%s", to_user, ep->trunk_hostport) >=
+    if (snprintf(to_uri, sizeof(to_uri), "sip:%s@%s", to_user, ep->trunk_target) >=
             (int)sizeof(to_uri) ||
-        snprintf(from_uri, sizeof(from_uri), "sip:%s@%s", from_user, ep->contact_host) >=
-            (int)sizeof(from_uri))
+        snprintf(from_uri, sizeof(from_uri), "sip:%s@%s", ep->caller_id_pai ? ep->user : from_user,
+                 ep->from_domain) >= (int)sizeof(from_uri))
+        return ERR_INVALID;
+    if (ep->caller_id_pai && snprintf(pai, sizeof(pai), "P-Asserted-Identity: <sip:%s@%s>\r\n",
+                                      from_user, ep->from_domain) >= (int)sizeof(pai))
         return ERR_INVALID;
     e = leg_new(ep, leg_arg, true, &leg);
     if (e != ERR_OK)
         return e;
     rc = sdp_encode(&desc, leg->sdp, true);
     if (!rc)
-        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, "sfvopi", NULL, 0,
-                             "application/sdp", desc, NULL, NULL, false, on_offer, on_answer,
-                             on_progress, on_estab, NULL, NULL, on_close, leg, NULL);
+        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep->cuser,
+                             ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
+                             desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
+                             on_estab, NULL, NULL, on_close, leg, "%s%s", pai, ep->headers);
     mem_deref(desc);
     if (rc) {
-        log_warn("msg=\"INVITE not sent\" err=%d", rc);
+        log_warn("msg=\"INVITE not sent\" why=\"%s\"", strerror(rc));
         leg_unlink(leg);
         leg->dead = true;
         leg_reap(leg);
@@ -716,10 +1365,12 @@ static void on_conn(const struct sip_msg *msg, void *arg)
 {
     struct sip_ep *ep = arg;
     struct sip_incoming in = {.msg = msg};
+    struct sip_peek pk;
     int code;
 
-    copy_user(&msg->uri.user, in.to);
-    copy_user(&msg->from.uri.user, in.from);
+    msg_peek(msg, ep->user, &pk);
+    snprintf(in.to, sizeof(in.to), "%s", pk.called);
+    snprintf(in.from, sizeof(in.from), "%s", pk.from);
     code = ep->h.invite(ep->h.arg, &in);
     if (in.accepted)
         return;
@@ -747,21 +1398,95 @@ static enum err parse_hostport(const char *s, struct sa *out)
     return ERR_OK;
 }
 
+/* The trunk, the identity of outbound INVITEs, the proxy, the headers and
+ * the credentials, from the configuration. */
+static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
+                             struct conf_uri *trunk, struct conf_uri *registrar)
+{
+    struct conf_uri proxy;
+    size_t i, len = 1;
+
+    if (cfg->user && strlen(cfg->user) > SIP_CRED_MAX)
+        return ERR_INVALID;
+    if (cfg->password && strlen(cfg->password) > SIP_CRED_MAX)
+        return ERR_INVALID;
+    snprintf(ep->user, sizeof(ep->user), "%s", cfg->user ? cfg->user : "");
+    snprintf(ep->password, sizeof(ep->password), "%s", cfg->password ? cfg->password : "");
+    snprintf(ep->cuser, sizeof(ep->cuser), "%s", ep->user[0] ? ep->user : "sfvopi");
+    ep->caller_id_pai = cfg->caller_id_pai;
+    if (cfg->trunk && *cfg->trunk) {
+        if (conf_uri_parse(cfg->trunk, "--sip-trunk", trunk) != ERR_OK)
+            return ERR_INVALID;
+        snprintf(ep->trunk_target, sizeof(ep->trunk_target), "%s%s", trunk->hostport,
+                 trunk->params);
+        snprintf(ep->from_domain, sizeof(ep->from_domain), "%s", trunk->host);
+        ep->has_trunk = true;
+    }
+    if (cfg->from_domain && *cfg->from_domain)
+        snprintf(ep->from_domain, sizeof(ep->from_domain), "%s", cfg->from_domain);
+    if (cfg->registrar && *cfg->registrar) {
+        if (conf_uri_parse(cfg->registrar, "--sip-registrar", registrar) != ERR_OK)
+            return ERR_INVALID;
+    } else if (ep->has_trunk) {
+        *registrar = *trunk;
+    }
+    if (cfg->outbound_proxy && *cfg->outbound_proxy) {
+        if (conf_uri_parse(cfg->outbound_proxy, "--sip-outbound-proxy", &proxy) != ERR_OK)
+            return ERR_INVALID;
+        snprintf(ep->route, sizeof(ep->route), "<sip:%s%s;lr>", proxy.hostport, proxy.params);
+    }
+    for (i = 0; i < cfg->nheaders; i++)
+        len += strlen(cfg->headers[i]) + 2;
+    ep->headers = calloc(1, len);
+    if (!ep->headers)
+        return ERR_NOMEM;
+    for (i = 0, len = 0; i < cfg->nheaders; i++) {
+        size_t n = strlen(cfg->headers[i]);
+
+        memcpy(ep->headers + len, cfg->headers[i], n); /* sized above */
+        memcpy(ep->headers + len + n, "\r\n", 2);
+        len += n + 2;
+    }
+    /* The default allowlist: the peers this endpoint talks to. */
+    ep->allow_default = !cfg->allow;
+    if (cfg->allow) {
+        ep->allow = *cfg->allow;
+    } else {
+        if (ep->has_trunk)
+            ep_allow_uri(ep, trunk);
+        if (registrar->host[0] && (cfg->registrar && *cfg->registrar))
+            ep_allow_uri(ep, registrar);
+        if (ep->route[0])
+            ep_allow_uri(ep, &proxy);
+        if (!ep->has_trunk && !ep->route[0] && !(cfg->registrar && *cfg->registrar))
+            log_warn("msg=\"no --sip-allow, --sip-trunk, --sip-registrar or "
+                     "--sip-outbound-proxy: every inbound SIP request is refused\"");
+    }
+    return ERR_OK;
+}
+
 enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handlers *h,
                     struct sip_ep **out)
 {
     struct sip_ep *ep = calloc(1, sizeof(*ep));
-    struct sa nsv[4];
-    uint32_t nsn = 4;
+    struct conf_uri trunk, registrar;
+    uint64_t seed;
     char ip[64];
     enum err e = ERR_INVALID;
     int rc;
 
     if (!ep)
         return ERR_NOMEM;
+    memset(&registrar, 0, sizeof(registrar));
     ep->h = *h;
     ep->rtp_low = cfg->rtp_low;
     ep->rtp_high = cfg->rtp_high;
+    ep->rtp_latch = cfg->rtp_latch;
+    tmr_init(&ep->resolve_tmr);
+    seed = rand_u64();
+    admission_init(&ep->admission, cfg->invite_rate ? cfg->invite_rate : 200, seed);
+    loglimit_init(&ep->loglimit, seed >> 1);
+    challenges_init(&ep->challenges);
     if (parse_hostport(cfg->listen, &ep->laddr) != ERR_OK || !sa_port(&ep->laddr)) {
         log_error("msg=\"bad --sip-listen, want HOST:PORT\"");
         goto out_ep;
@@ -779,51 +1504,64 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
         goto out_ep;
     snprintf(ep->contact_host, sizeof(ep->contact_host),
              sa_af(&ep->laddr) == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, sa_port(&ep->laddr));
-    if (cfg->trunk && *cfg->trunk) {
-        struct pl pl;
-        struct uri uri;
-
-        pl_set_str(&pl, cfg->trunk);
-        if (uri_decode(&uri, &pl) != 0 || pl_strcasecmp(&uri.scheme, "sip") ||
-            pl_isset(&uri.user) || !pl_isset(&uri.host) || uri.host.l > 255) {
-            log_error("msg=\"bad --sip-trunk, want sip:HOST[:PORT]\"");
-            goto out_ep;
-        }
-        if (uri.af == AF_INET6)
-            snprintf(ep->trunk_hostport, sizeof(ep->trunk_hostport), "[%.*s]:%u", (int)uri.host.l,
-                     uri.host.p, uri.port ? uri.port : 5060);
-        else
-            snprintf(ep->trunk_hostport, sizeof(ep->trunk_hostport), "%.*s:%u", (int)uri.host.l,
-                     uri.host.p, uri.port ? uri.port : 5060);
-        ep->has_trunk = true;
-    }
-    e = ERR_INTERNAL;
-    /* A trunk named by host name needs DNS; the system's resolvers, else none. */
-    if (dns_srv_get(NULL, 0, nsv, &nsn) != 0)
-        nsn = 0;
-    if (dnsc_alloc(&ep->dnsc, NULL, nsv, nsn) != 0)
+    e = ep_configure(ep, cfg, &trunk, &registrar);
+    if (e != ERR_OK)
         goto out_ep;
+    if (cfg->reg && (!ep->user[0] || !registrar.host[0])) {
+        log_error("msg=\"registration needs --sip-user and a trunk or --sip-registrar\"");
+        e = ERR_INVALID;
+        goto out_ep;
+    }
+    e = ep_dns(ep, cfg->dns_server);
+    if (e != ERR_OK)
+        goto out_ep;
+    e = ERR_INTERNAL;
     rc = sip_alloc(&ep->sip, ep->dnsc, 32, 32, 32, "sfvopi", on_sip_exit, ep);
     if (rc)
         goto out_dns;
+    /* Before sipsess's listener: refused sources, OPTIONS and admission are
+     * settled before any dialog is looked at. */
+    if (sip_listen(&ep->gate, ep->sip, true, on_gate, ep) != 0)
+        goto out_sip;
     rc = sip_transp_add(ep->sip, SIP_TRANSP_UDP, &ep->laddr);
     if (rc) {
-        log_error("msg=\"cannot bind the SIP socket\" err=%d", rc);
+        log_error("msg=\"cannot bind the SIP socket\" why=\"%s\"", strerror(rc));
         e = ERR_UNAVAILABLE;
         goto out_sip;
     }
     sip_set_trace_handler(ep->sip, on_trace);
     if (sipsess_listen(&ep->sock, ep->sip, 32, on_conn, ep) != 0)
         goto out_sip;
+    if (sip_listen(&ep->last, ep->sip, true, on_unhandled, ep) != 0)
+        goto out_sock;
+    if (ep_send_probe(ep) != ERR_OK)
+        log_warn("msg=\"SIP datagram hook not installed: refused sources are dropped after "
+                 "parsing\"");
+    if (ep->allow_default && ep->nnames)
+        on_resolve_tmr(ep);
+    if (cfg->reg && ep_register(ep, &registrar, cfg->reg_expires) != ERR_OK) {
+        e = ERR_INVALID;
+        goto out_sock;
+    }
     *out = ep;
     return ERR_OK;
 
+out_sock:
+    ep->sock = mem_deref(ep->sock);
 out_sip:
+    tmr_cancel(&ep->resolve_tmr);
+    for (rc = 0; rc < ep->rq_used; rc++)
+        ep->rq[rc].q = mem_deref(ep->rq[rc].q);
+    ep->helper = mem_deref(ep->helper);
+    ep->last = mem_deref(ep->last);
+    ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);
     mem_deref(ep->sip);
 out_dns:
     mem_deref(ep->dnsc);
 out_ep:
+    explicit_bzero(ep->password, sizeof(ep->password));
+    free(ep->headers);
     free(ep);
     return e;
 }
@@ -835,13 +1573,25 @@ bool sip_ep_can_dial(const struct sip_ep *ep)
 
 void sip_ep_free(struct sip_ep *ep)
 {
+    int i;
+
     if (!ep)
         return;
     while (ep->legs)
         sip_leg_hangup(ep->legs);
+    ep->reg = mem_deref(ep->reg);
+    atomic_store(&stat_registered, false);
+    tmr_cancel(&ep->resolve_tmr);
+    for (i = 0; i < ep->rq_used; i++)
+        ep->rq[i].q = mem_deref(ep->rq[i].q);
     mem_deref(ep->sock);
+    ep->helper = mem_deref(ep->helper);
+    ep->last = mem_deref(ep->last);
+    ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);
     mem_deref(ep->sip);
     mem_deref(ep->dnsc);
+    explicit_bzero(ep->password, sizeof(ep->password));
+    free(ep->headers);
     free(ep);
 }

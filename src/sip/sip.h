@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "sip/policy.h"
 
 /* A SIP user part as we keep it (cut to fit), plus NUL. */
 #define SIP_USER_MAX 65
@@ -63,11 +64,39 @@ struct sip_leg;
 /* An inbound INVITE being decided, valid only during the invite callback. */
 struct sip_incoming;
 
+/* Longest user name and password accepted for a trunk (--sip-user, the
+ * password from the environment or --sip-password-file). */
+#define SIP_CRED_MAX 128
+/* Most --sip-header lines, and the longest one. */
+#define SIP_HEADERS_MAX 16
+#define SIP_HEADER_LINE_MAX 512
+
 struct sip_ep_config {
     const char *listen; /* "HOST:PORT" (IPv6 in brackets), UDP */
-    const char *trunk;  /* "sip:HOST[:PORT]"; NULL: no outbound calls */
+    /* "sip:HOST[:PORT][;transport=udp]"; NULL: no outbound calls. Without a
+     * port the host is resolved as RFC 3263 says (NAPTR, SRV, A/AAAA). */
+    const char *trunk;
     int rtp_low, rtp_high;
     const char *media_ip; /* SDP address; NULL: the listen address */
+    /* Who may send SIP (SIP.md section 1). NULL: every address the trunk,
+     * registrar and outbound proxy resolve to, re-resolved every minute. */
+    const struct allowlist *allow;
+    unsigned invite_rate; /* new INVITEs a second per source; 0: 200 */
+    bool rtp_latch;       /* symmetric RTP: send to where the party's RTP comes from */
+    /* Trunk credentials: the digest user (also the Contact user), NULL for
+     * none, and its password (NULL: empty). The password is copied; the
+     * caller may wipe its own copy once sip_ep_new returns. */
+    const char *user;
+    const char *password;
+    bool reg;                   /* keep a registration with the registrar */
+    const char *registrar;      /* "sip:HOST[:PORT]"; NULL: the trunk */
+    unsigned reg_expires;       /* seconds asked for; 0: 600 */
+    const char *from_domain;    /* host of From on outbound INVITEs; NULL: the trunk's */
+    bool caller_id_pai;         /* From user = user, the number in P-Asserted-Identity */
+    const char *outbound_proxy; /* "sip:HOST[:PORT]", a pre-loaded Route; NULL: none */
+    const char *const *headers; /* "Name: value" lines added to outbound INVITEs */
+    size_t nheaders;
+    const char *dns_server; /* "IP[:PORT][,...]"; NULL: the system's resolvers */
 };
 
 struct sip_ep_handlers {
@@ -80,13 +109,19 @@ struct sip_ep_handlers {
     void (*progress)(void *leg_arg, int code);
     /* Outbound: the callee answered (200 OK, our ACK sent). */
     void (*answered)(void *leg_arg);
+    /* Inbound: the caller's ACK for our 200 OK arrived: the call is
+     * established. Without it, libre gives up after 64 * T1 (32 s) and the
+     * leg is reported closed with timeout true. */
+    void (*confirmed)(void *leg_arg);
     /* The leg ended from the other side or the network: a final error
      * response to our INVITE (code 300-699, cause from its Reason header,
      * else 0), the party's BYE or CANCEL (code 0, cause from its Reason
      * header, else 0), or a transaction timeout (timeout true). The engine
      * must still free the leg (sip_leg_hangup). */
     void (*closed)(void *leg_arg, int code, int cause, bool timeout);
-    /* An RTP packet arrived on the leg's media port, from any source:
+    /* An RTP packet arrived on the leg's media port from the party (the
+     * address of its SDP, or the latched source with rtp_latch); packets
+     * from anywhere else are dropped before this and counted:
      * pt is the payload type, ts the RTP timestamp. Called straight from
      * the socket's handler (not deferred): it must not hang up the leg.
      * May be NULL. */
@@ -104,18 +139,29 @@ struct sip_media {
     int ndtmf;
 };
 
-/* Binds the SIP socket. ERR_INVALID for a bad address or trunk (logged),
- * ERR_UNAVAILABLE when the socket cannot be bound. */
+/* Binds the SIP socket, starts resolving the default allowlist and, with
+ * reg, registering. ERR_INVALID for a bad address, trunk, registrar, proxy,
+ * header or DNS server (logged), ERR_UNAVAILABLE when the socket cannot be
+ * bound. */
 enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handlers *h,
                     struct sip_ep **out) WARN_UNUSED;
+/* Starts the end of the registration (REGISTER with Expires: 0) when one
+ * is active. Loop thread. */
+void sip_ep_unregister(struct sip_ep *ep);
+/* True while a REGISTER of the endpoint's still waits for its final
+ * response after sip_ep_unregister: the engine keeps the loop running
+ * (within its grace period) so that the binding is removed. */
+bool sip_ep_unregistering(const struct sip_ep *ep);
 /* Stops listening and frees the endpoint; legs must be hung up first.
  * Accepts NULL. */
 void sip_ep_free(struct sip_ep *ep);
 /* True when outbound calls can be made (a trunk is configured). */
 bool sip_ep_can_dial(const struct sip_ep *ep);
 
-/* The INVITE's Request-URI user part and From user part (as sent, cut to
- * SIP_USER_MAX - 1 bytes). */
+/* The user part naming the called number (policy_called_user: the To
+ * user when the Request-URI user is the configured --sip-user, else the
+ * Request-URI user) and the From user part, as sent, cut to
+ * SIP_USER_MAX - 1 bytes. */
 const char *sip_incoming_to(const struct sip_incoming *in);
 const char *sip_incoming_from(const struct sip_incoming *in);
 
@@ -149,6 +195,38 @@ void sip_leg_media(const struct sip_leg *leg, struct sip_media *out);
  * of the party's SDP; the RTP timestamp advances by len samples (G.711:
  * one byte a sample). ERR_UNAVAILABLE before the SDP answer. */
 enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t len) WARN_UNUSED;
+
+/* Counters of the carrier edge since the process started (SIP.md section
+ * 6). Any thread. */
+struct sip_stats {
+    uint64_t denied;             /* datagrams and requests from sources not allowed */
+    uint64_t rtp_dropped_source; /* RTP packets not from the party */
+    bool registered;             /* a registration binding is active */
+};
+void sip_stats_get(struct sip_stats *out);
+
+/* What the carrier edge reads of one SIP message (the datagram hook, the
+ * INVITE handler and the fuzz harness read through the same code). */
+struct sip_peek {
+    bool request;
+    int code;        /* a response's status, 0 for a request */
+    char method[16]; /* a request's method, cut to fit */
+    char cseq_method[16];
+    uint32_t cseq;
+    char call_id[128];         /* cut to fit */
+    size_t call_id_len;        /* as sent */
+    bool to_tag;               /* the To header has a tag (inside a dialog) */
+    char called[SIP_USER_MAX]; /* requests: policy_called_user of R-URI and To users */
+    char from[SIP_USER_MAX];   /* the From user part */
+    int reason_cause;          /* Q.850 cause of a Reason header, 0 if none */
+};
+
+/* Decodes one SIP message (a datagram's bytes) with libre's parser and
+ * reads it as above; sip_user as --sip-user for the called-number rule
+ * (NULL: none). ERR_INVALID when it is not a SIP message, ERR_NOMEM.
+ * Pure apart from allocation; any thread. */
+enum err sip_peek(const uint8_t *buf, size_t len, const char *sip_user,
+                  struct sip_peek *out) WARN_UNUSED;
 
 /* Parses the Q.850 cause of a Reason header value ("Q.850;cause=17;..."),
  * 1-127, 0 when absent or malformed. Pure; exposed for tests. */

@@ -389,12 +389,17 @@ static void inbound_life_and_cancel(void **state)
     assert_int_equal(send_ev(&sm, CALLSM_EV_CANCEL_RECEIVED, 900), ERR_OK);
     expect_final(&sm, CALL_STATUS_CANCELED, "16");
 
-    /* Answered (our 200 OK): the answer webhook, then streaming. */
+    /* Answered (our 200 OK, then the caller's ACK): the answer webhook,
+     * then streaming; the time limit counts from the 200 OK. */
     assert_int_equal(callsm_init(&sm, &cfg, 700), ERR_OK);
     assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 750), ERR_OK);
+    expect_acts(END);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ACK, 755), ERR_OK);
     expect_acts(CALLSM_ACT_ANSWER_WEBHOOK, END);
+    assert_int_equal(sm.answered_at_ms, 750);
     assert_int_equal(callsm_deadline(&sm), 750 + 3600 * 1000);
     assert_int_equal(send_ev(&sm, CALLSM_EV_CANCEL_RECEIVED, 760), ERR_CONFLICT);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ACK, 770), ERR_CONFLICT);
     assert_int_equal(send_ok(&sm, CALLSM_EV_ANSWER_RESULT, true, 800), ERR_OK);
     expect_acts(CALLSM_ACT_OPEN_STREAM, END);
     assert_int_equal(send_ev(&sm, CALLSM_EV_LOCAL_HANGUP, 10750), ERR_OK);
@@ -405,6 +410,66 @@ static void inbound_life_and_cancel(void **state)
     expect_acts(CALLSM_ACT_HANGUP_WEBHOOK, CALLSM_ACT_FREE, END);
     expect_final(&sm, CALL_STATUS_COMPLETED, "16");
     assert_int_equal(callsm_duration_s(&sm), 10);
+}
+
+/* SIP.md section 1: the answer webhook fires on the caller's ACK; a 200 OK
+ * never acknowledged ends FAILED "102" with a BYE, unanswered, and nothing
+ * but the hangup webhook reaches the customer. */
+static void inbound_needs_ack(void **state)
+{
+    struct callsm_config cfg = config(CALL_DIR_INBOUND);
+    struct call_sm sm;
+
+    (void)state;
+    assert_int_equal(callsm_init(&sm, &cfg, 1000), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 1200), ERR_OK);
+    expect_acts(END);
+    assert_int_equal(sm.state, CALL_STATE_CONFIRMING);
+    assert_false(sm.answered);
+    assert_int_equal(callsm_status(&sm), CALL_STATUS_RINGING);
+    assert_int_equal(callsm_deadline(&sm), 1200 + CALLSM_ACK_TIMEOUT_MS);
+    /* Nothing before the deadline. */
+    assert_int_equal(send_ev(&sm, CALLSM_EV_TICK, 1200 + CALLSM_ACK_TIMEOUT_MS - 1), ERR_OK);
+    expect_acts(END);
+    /* No answer result, stream or BYE makes sense before the ACK. */
+    assert_int_equal(send_ok(&sm, CALLSM_EV_ANSWER_RESULT, true, 1300), ERR_CONFLICT);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_BYE_RECEIVED, 1300), ERR_CONFLICT);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_TICK, 1200 + CALLSM_ACK_TIMEOUT_MS), ERR_OK);
+    expect_acts(CALLSM_ACT_SEND_BYE, END);
+    expect_final(&sm, CALL_STATUS_FAILED, "102");
+    assert_int_equal(sm.state, CALL_STATE_ENDING);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_CLOSED, 1200 + CALLSM_ACK_TIMEOUT_MS + 10), ERR_OK);
+    expect_acts(CALLSM_ACT_HANGUP_WEBHOOK, CALLSM_ACT_FREE, END);
+    expect_final(&sm, CALL_STATUS_FAILED, "102");
+    assert_false(sm.answered);
+    assert_int_equal(callsm_duration_s(&sm), 0);
+
+    /* libre's own give-up (its transaction timeout) ends it the same way. */
+    assert_int_equal(callsm_init(&sm, &cfg, 1000), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 1200), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_TIMEOUT, 33200), ERR_OK);
+    expect_acts(CALLSM_ACT_SEND_BYE, END);
+    expect_final(&sm, CALL_STATUS_FAILED, "102");
+
+    /* The caller's BYE before its ACK: it left before the call began. */
+    assert_int_equal(callsm_init(&sm, &cfg, 1000), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 1200), ERR_OK);
+    assert_int_equal(send_code(&sm, CALLSM_EV_CANCEL_RECEIVED, 0, 0, 1300), ERR_OK);
+    expect_acts(CALLSM_ACT_HANGUP_WEBHOOK, CALLSM_ACT_FREE, END);
+    expect_final(&sm, CALL_STATUS_CANCELED, "16");
+    assert_int_equal(callsm_duration_s(&sm), 0);
+
+    /* Shutdown or app deletion before the ACK: our BYE, CANCELED 16. */
+    assert_int_equal(callsm_init(&sm, &cfg, 1000), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 1200), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_LOCAL_HANGUP, 1300), ERR_OK);
+    expect_acts(CALLSM_ACT_SEND_BYE, END);
+    expect_final(&sm, CALL_STATUS_CANCELED, "16");
+
+    /* Outbound calls have no ACK to wait for. */
+    cfg = config(CALL_DIR_OUTBOUND);
+    outbound_ringing(&sm, &cfg, true);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ACK, 2500), ERR_CONFLICT);
 }
 
 static void engine_cancel(void **state)
@@ -495,6 +560,7 @@ static void answer_and_fallback_fail(void **state)
     (void)state;
     assert_int_equal(callsm_init(&sm, &cfg, 0), ERR_OK);
     assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 100), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ACK, 110), ERR_OK);
     assert_int_equal(send_ok(&sm, CALLSM_EV_ANSWER_RESULT, false, 10100), ERR_OK);
     expect_acts(CALLSM_ACT_FALLBACK_WEBHOOK, END);
     assert_int_equal(send_ok(&sm, CALLSM_EV_FALLBACK_RESULT, false, 20100), ERR_OK);
@@ -506,6 +572,7 @@ static void answer_and_fallback_fail(void **state)
     /* The party hangs up while we wait: COMPLETED; the late result is ignored. */
     assert_int_equal(callsm_init(&sm, &cfg, 0), ERR_OK);
     assert_int_equal(send_ev(&sm, CALLSM_EV_ANSWERED, 100), ERR_OK);
+    assert_int_equal(send_ev(&sm, CALLSM_EV_ACK, 110), ERR_OK);
     assert_int_equal(send_ev(&sm, CALLSM_EV_BYE_RECEIVED, 3100), ERR_OK);
     expect_acts(CALLSM_ACT_HANGUP_WEBHOOK, CALLSM_ACT_FREE, END);
     expect_final(&sm, CALL_STATUS_COMPLETED, "16");
@@ -755,6 +822,7 @@ int main(void)
         cmocka_unit_test(answer_crossing_cancel),
         cmocka_unit_test(transaction_timeout),
         cmocka_unit_test(inbound_life_and_cancel),
+        cmocka_unit_test(inbound_needs_ack),
         cmocka_unit_test(engine_cancel),
         cmocka_unit_test(answer_fails_fallback_ok),
         cmocka_unit_test(answer_fails_no_fallback_url),
