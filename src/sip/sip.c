@@ -285,8 +285,9 @@ struct conf_uri {
 struct sip_ep {
     struct sip *sip;
     struct sipsess_sock *sock;
-    struct sip_lsnr *gate; /* the first request listener: access and admission */
-    struct sip_lsnr *last; /* the last one: answers what nothing else took */
+    struct sip_lsnr *gate;  /* the first request listener: access and admission */
+    struct sip_lsnr *last;  /* the last one: answers what nothing else took */
+    struct sip_lsnr *stray; /* the last response listener: drops what no transaction took */
     struct udp_helper *helper;
     struct dnsc *dnsc;
     struct sa laddr;
@@ -508,19 +509,42 @@ static void ep_check_response(struct sip_ep *ep, struct mbuf *mb)
     }
 }
 
-/* Every datagram on the SIP socket, before libre parses it: a source not
- * allowed gets nothing at all (no SIP answer, no STUN answer, no log line
- * from the library). */
+/* True when the datagram is a SIP response (not a request, not STUN). */
+static bool is_response(const struct mbuf *mb)
+{
+    return mbuf_get_left(mb) >= 8 && !memcmp(mbuf_buf(mb), "SIP/2.0 ", 8);
+}
+
+/* Every datagram on the SIP socket, before libre parses it: a request (or
+ * STUN, or anything else) from a source not allowed gets nothing at all (no
+ * SIP answer, no STUN answer, no log line from the library). Responses go
+ * on from anywhere: --sip-allow names who may call in, and the trunk a call
+ * goes out to need not be among them; libre takes a response only when it
+ * matches a transaction of ours, and on_stray drops the rest. */
 static bool on_datagram(struct sa *src, struct mbuf *mb, void *arg)
 {
     struct sip_ep *ep = arg;
 
+    if (is_response(mb)) {
+        ep_check_response(ep, mb);
+        return false;
+    }
     if (!ep_allowed(ep, src)) {
         ep_deny(ep, src);
         return true;
     }
-    ep_check_response(ep, mb);
     return false;
+}
+
+/* A response no transaction of ours took (libre would print it to stderr):
+ * dropped, and counted when its source is not allowed. */
+static bool on_stray(const struct sip_msg *msg, void *arg)
+{
+    struct sip_ep *ep = arg;
+
+    if (!ep_allowed(ep, &msg->src))
+        ep_deny(ep, &msg->src);
+    return true;
 }
 
 /* The datagram hook needs libre's socket, which sip_transp_add keeps to
@@ -1433,7 +1457,8 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
     if (cfg->outbound_proxy && *cfg->outbound_proxy) {
         if (conf_uri_parse(cfg->outbound_proxy, "--sip-outbound-proxy", &proxy) != ERR_OK)
             return ERR_INVALID;
-        snprintf(ep->route, sizeof(ep->route), "<sip:%s%s;lr>", proxy.hostport, proxy.params);
+        /* libre writes it as "Route: <URI;lr>". */
+        snprintf(ep->route, sizeof(ep->route), "sip:%s%s", proxy.hostport, proxy.params);
     }
     for (i = 0; i < cfg->nheaders; i++)
         len += strlen(cfg->headers[i]) + 2;
@@ -1450,7 +1475,13 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
     /* The default allowlist: the peers this endpoint talks to. */
     ep->allow_default = !cfg->allow;
     if (cfg->allow) {
+        struct policy_ip ip;
+
         ep->allow = *cfg->allow;
+        if (ep->has_trunk && trunk->literal && sa_to_policy_ip(&trunk->addr, &ip) &&
+            !allowlist_match(&ep->allow, &ip))
+            log_warn("msg=\"--sip-allow does not include the trunk's address: requests from "
+                     "it (a callee's BYE) get no answer\"");
     } else {
         if (ep->has_trunk)
             ep_allow_uri(ep, trunk);
@@ -1532,7 +1563,8 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
     sip_set_trace_handler(ep->sip, on_trace);
     if (sipsess_listen(&ep->sock, ep->sip, 32, on_conn, ep) != 0)
         goto out_sip;
-    if (sip_listen(&ep->last, ep->sip, true, on_unhandled, ep) != 0)
+    if (sip_listen(&ep->last, ep->sip, true, on_unhandled, ep) != 0 ||
+        sip_listen(&ep->stray, ep->sip, false, on_stray, ep) != 0)
         goto out_sock;
     if (ep_send_probe(ep) != ERR_OK)
         log_warn("msg=\"SIP datagram hook not installed: refused sources are dropped after "
@@ -1553,6 +1585,7 @@ out_sip:
     for (rc = 0; rc < ep->rq_used; rc++)
         ep->rq[rc].q = mem_deref(ep->rq[rc].q);
     ep->helper = mem_deref(ep->helper);
+    ep->stray = mem_deref(ep->stray);
     ep->last = mem_deref(ep->last);
     ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);
@@ -1586,6 +1619,7 @@ void sip_ep_free(struct sip_ep *ep)
         ep->rq[i].q = mem_deref(ep->rq[i].q);
     mem_deref(ep->sock);
     ep->helper = mem_deref(ep->helper);
+    ep->stray = mem_deref(ep->stray);
     ep->last = mem_deref(ep->last);
     ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);

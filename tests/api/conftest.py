@@ -94,6 +94,19 @@ def base_env(**extra):
 STRICT = os.environ.get("SFVOPI_TEST_STRICT") == "1"
 
 
+def _is_asan(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# The binary under test is the sanitizer build (slow checks run outside it; memory figures
+# mean nothing under it).
+ASAN = _is_asan(BIN)
+
+
 def skip_unless_strict(reason):
     """Skips a test whose tool is missing here; under SFVOPI_TEST_STRICT=1 (CI) that fails it
     instead, so that a check cannot silently stop running."""

@@ -174,10 +174,12 @@ class Sipp:
 
     remote: "host:port" for a UAC scenario (SIPp sends the INVITE); None for a UAS one, which
     listens on `port`. keys: generic keywords (-key NAME VALUE) such as caller or cause.
+    local_ip: the loopback address SIPp binds and sends from (127.0.0.2, 127.0.0.3... are all
+    loopback, which lets allowlist tests use several sources).
     """
 
     def __init__(self, scenario, workdir, *, remote=None, service=None, port=None, keys=None,
-                 duration_ms=None, global_timeout_s=45, extra=()):
+                 duration_ms=None, global_timeout_s=45, extra=(), local_ip="127.0.0.1"):
         if SIPP is None:
             raise RuntimeError("sipp is not installed")
         path = Path(scenario)
@@ -192,7 +194,8 @@ class Sipp:
         self.log_file = self.workdir / f"{tag}.logs.log"
         self.err_file = self.workdir / f"{tag}.errors.log"
         self.out_file = self.workdir / f"{tag}.screen.log"
-        self.argv = [SIPP, "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.port),
+        self.local_ip = local_ip
+        self.argv = [SIPP, "-sf", str(path), "-i", local_ip, "-p", str(self.port),
                      "-mp", str(self.media_port), "-m", "1", "-nostdin",
                      "-timeout", f"{global_timeout_s}s", "-timeout_error",
                      "-trace_msg", "-message_file", str(self.msg_file),
@@ -227,7 +230,7 @@ class Sipp:
                                      + self.report())
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                s.bind(("127.0.0.1", self.port))
+                s.bind((self.local_ip, self.port))
             except OSError:
                 return self
             finally:

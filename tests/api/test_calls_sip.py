@@ -76,17 +76,20 @@ RECORD_FIELDS = HANGUP_FIELDS | {"request_uuid", "org_id", "app_id", "answer_at"
 # Fixtures.
 
 @contextlib.contextmanager
-def engine_server(tmp, *extra):
+def engine_server(tmp, *extra, env=None, trunk=True):
     """A server with the call engine on a fresh database: SIP on a free UDP port, the trunk at
-    .trunk_port (where outbound tests start their SIPp UAS), media on a free port range."""
+    .trunk_port (where outbound tests start their SIPp UAS), media on a free port range.
+    trunk: True for that trunk, False for none, or a --sip-trunk URI of the caller's."""
     sip_port, trunk_port = free_udp_port(), free_udp_port()
     rtp = free_rtp_range(100, step=7)
     with fresh_db(tmp, "calls") as url:
         argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
                 "--sip-listen", f"127.0.0.1:{sip_port}",
-                "--sip-trunk", f"sip:127.0.0.1:{trunk_port}",
                 "--rtp-ports", f"{rtp[0]}-{rtp[1]}", *extra]
-        s = Server(url, tmp, argv=argv).start()
+        if trunk:
+            argv += ["--sip-trunk",
+                     trunk if isinstance(trunk, str) else f"sip:127.0.0.1:{trunk_port}"]
+        s = Server(url, tmp, argv=argv, env=env).start()
         s.sip_port, s.trunk_port, s.rtp = sip_port, trunk_port, rtp
         try:
             if not wait_until(lambda: port_taken(sip_port), timeout=5, interval=0.05):

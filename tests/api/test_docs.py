@@ -540,3 +540,85 @@ def test_readme_echo_agent_answers_a_call(tmp_path):
             agent.kill()
             agent.wait()
     assert "Traceback" not in agent_log.read_text(errors="replace"), agent_log.read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# "Connecting a carrier": the serve commands and the firewall rule.
+
+CARRIER_HEADING = "## Connecting a carrier"
+
+
+def test_readme_carrier_commands_use_real_options():
+    """Each `sfvopi serve` command of the section uses only options `serve --help` lists."""
+    section = doc_section(README.read_text(encoding="utf-8"), CARRIER_HEADING)
+    help_cp = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL)
+    listed = set(re.findall(r"^\s+(--[a-z][a-z-]*)", help_cp.stdout, flags=re.M))
+    commands = [s for lang, body, _ in fenced(section) if lang == "sh"
+                for s in logical_lines(body) if s.startswith("sfvopi serve ")]
+    assert len(commands) == 2, commands
+    for command in commands:
+        used = set(re.findall(r"(?<!\S)(--[a-z][a-z-]*)", command))
+        assert used and not used - listed, f"not in `serve --help`: {used - listed}"
+    assert "SFVOPI_SIP_PASSWORD" in section and "--sip-password" not in " ".join(commands)
+
+
+_NFT_PROBE = r"""
+import json, socket, sys
+port = int(sys.argv[1])
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.bind(("0.0.0.0", port))
+rx.settimeout(1.0)
+got = []
+for src in sys.argv[2:]:
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.bind((src, 0))
+    tx.sendto(src.encode(), ("192.0.2.10", port))
+    tx.close()
+while True:
+    try:
+        got.append(rx.recv(100).decode())
+    except socket.timeout:
+        break
+print(json.dumps(got))
+"""
+
+
+def test_readme_nftables_rule_drops_other_sources(tmp_path):
+    """The rule, loaded as written into a network namespace of the test's own: on port 5060
+    datagrams from the listed address and block arrive, others do not; other ports are
+    untouched."""
+    section = doc_section(README.read_text(encoding="utf-8"), CARRIER_HEADING)
+    rules = [body for lang, body, _ in fenced(section) if lang == "" and "table inet" in body]
+    assert len(rules) == 1, "expected one nftables block in 'Connecting a carrier'"
+    for tool in ("ip", "nft"):
+        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
+            skip_unless_strict(f"{tool} is not installed (iproute2, nftables)")
+    if os.geteuid() != 0:
+        skip_unless_strict("network namespaces need root")
+    rule = tmp_path / "sfvopi.nft"
+    rule.write_text(rules[0])
+    probe = tmp_path / "probe.py"
+    probe.write_text(_NFT_PROBE)
+    ns = f"sfvopi-nft-{os.getpid()}"
+    sources = ["192.0.2.10", "198.51.100.77", "203.0.113.5"]
+
+    def run(*argv):
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        assert cp.returncode == 0, f"{argv}: {cp.stderr}"
+        return cp.stdout
+
+    run("ip", "netns", "add", ns)
+    try:
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        for a in sources:
+            run("ip", "-n", ns, "addr", "add", f"{a}/32", "dev", "lo")
+        run("ip", "netns", "exec", ns, "nft", "-f", str(rule))
+        got = json.loads(run("ip", "netns", "exec", ns, "/usr/bin/python3", str(probe), "5060",
+                             *sources))
+        assert sorted(got) == ["192.0.2.10", "198.51.100.77"], got
+        other = json.loads(run("ip", "netns", "exec", ns, "/usr/bin/python3", str(probe), "5080",
+                               *sources))
+        assert sorted(other) == sorted(sources), other
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)

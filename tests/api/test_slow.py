@@ -15,21 +15,10 @@ import time
 import pytest
 import requests
 
-from conftest import BIN, Server, fresh_db
+from conftest import ASAN, BIN, Server, fresh_db
 
 IDLE = 2  # --idle-timeout of the module's server
 MAX_CONN = 300
-
-
-def _is_asan(path):
-    try:
-        with open(path, "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-ASAN = _is_asan(BIN)
 
 
 def start_server(db_url, workdir, *extra):
