@@ -295,7 +295,7 @@ static bool sip_header_ok(const char *s, const char **why)
     size_t n = colon ? (size_t)(colon - s) : 0, i;
 
     *why = "must be 'Name: value' with a header name of letters, digits and - . ! % * _ + ` ' ~";
-    if (!colon || n == 0 || strlen(s) > SIP_HEADER_LINE_MAX)
+    if (!colon || n == 0 || strlen(s) > CLI_SIP_HEADER_MAX)
         return false;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -531,7 +531,7 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
     case O_SIP_HEADER: {
         /* Repeatable; the environment variable holds one header a line. */
         const char *p = s->value, *why;
-        char line[SIP_HEADER_LINE_MAX + 2];
+        char line[CLI_SIP_HEADER_MAX + 1];
 
         while (*p) {
             const char *nl = strchr(p, '\n');
@@ -539,20 +539,18 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
 
             if (n && p[n - 1] == '\r')
                 n--;
-            if (n >= sizeof(line) || c->nsip_headers == CLI_SIP_HEADERS_MAX)
+            if (n > CLI_SIP_HEADER_MAX || c->nsip_headers == CLI_SIP_HEADERS_MAX)
                 return usage_err(err, errsz,
                                  "--sip-header: at most %d headers of at most %d bytes each",
-                                 CLI_SIP_HEADERS_MAX, SIP_HEADER_LINE_MAX);
+                                 CLI_SIP_HEADERS_MAX, CLI_SIP_HEADER_MAX);
             memcpy(line, p, n);
             line[n] = '\0';
             if (n) {
                 if (!sip_header_ok(line, &why))
                     return usage_err(err, errsz, "--sip-header '%.80s' %s", line, why);
-                /* Each line in a copy of its own, for the life of the process. */
-                char *copy = strndup(p, n);
+                char *copy = c->sip_header_text[c->nsip_headers];
 
-                if (!copy)
-                    return usage_err(err, errsz, "out of memory");
+                memcpy(copy, line, n + 1);
                 c->sip_headers[c->nsip_headers++] = copy;
             }
             p = nl ? nl + 1 : p + strlen(p);

@@ -19,6 +19,8 @@
 #define CLI_DEFAULT_REGISTER_EXPIRES 600
 /* --sip-header may be given this often. */
 #define CLI_SIP_HEADERS_MAX 16
+/* The longest --sip-header line, "Name: value". */
+#define CLI_SIP_HEADER_MAX 512
 
 /* Exit codes. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
@@ -76,8 +78,9 @@ struct cli {
     const char *sip_from_domain;
     bool sip_caller_id_pai;
     const char *sip_outbound_proxy;
-    const char *sip_headers[CLI_SIP_HEADERS_MAX];
+    const char *sip_headers[CLI_SIP_HEADERS_MAX]; /* into sip_header_text */
     int nsip_headers;
+    char sip_header_text[CLI_SIP_HEADERS_MAX][CLI_SIP_HEADER_MAX + 1];
     const char *dns_server;
     /* admin */
     const char *name;

@@ -67,9 +67,6 @@ struct sip_incoming;
 /* Longest user name and password accepted for a trunk (--sip-user, the
  * password from the environment or --sip-password-file). */
 #define SIP_CRED_MAX 128
-/* Most --sip-header lines, and the longest one. */
-#define SIP_HEADERS_MAX 16
-#define SIP_HEADER_LINE_MAX 512
 
 struct sip_ep_config {
     const char *listen; /* "HOST:PORT" (IPv6 in brackets), UDP */

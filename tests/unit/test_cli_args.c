@@ -525,6 +525,73 @@ static void test_serve_env(void **state)
     assert_usage(&r, "SFVOPI_THREADS");
 }
 
+/* The carrier edge's options (SIP.md sections 1 and 3). */
+static void test_sip_edge_options(void **state)
+{
+    static const char *const env[] = {"SFVOPI_SIP_HEADER", "X-A: 1\r\nX-B: two words\n",
+                                      "SFVOPI_RTP_LATCH", "yes", NULL};
+    static const char *const pw[] = {"SFVOPI_SIP_PASSWORD", "x", NULL};
+    struct run r;
+
+    (void)state;
+    /* Defaults. */
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_int_equal(r.cli.sip_invite_rate, 200);
+    assert_int_equal(r.cli.sip_register_expires, 600);
+    assert_null(r.cli.sip_allow);
+    assert_false(r.cli.rtp_latch || r.cli.sip_register || r.cli.sip_caller_id_pai);
+    assert_int_equal(r.cli.nsip_headers, 0);
+    /* Values. */
+    assert_int_equal(PARSE(&r, "serve", "--sip-allow", "192.0.2.0/24, any", "--sip-invite-rate",
+                           "7", "--rtp-latch", "--sip-user", "acct+1", "--sip-register",
+                           "--sip-registrar", "sip:reg.example.net", "--sip-register-expires", "90",
+                           "--sip-caller-id", "pai", "--sip-from-domain", "[2001:db8::1]",
+                           "--sip-header", "X-Telnyx-Token: abc", "--sip-header", "X-Two: 2",
+                           "--dns-server", "127.0.0.1:5353,[::1]:53,192.0.2.53"),
+                     CLI_OK);
+    assert_string_equal(r.cli.sip_allow, "192.0.2.0/24, any");
+    assert_int_equal(r.cli.sip_invite_rate, 7);
+    assert_true(r.cli.rtp_latch && r.cli.sip_register && r.cli.sip_caller_id_pai);
+    assert_string_equal(r.cli.sip_user, "acct+1");
+    assert_int_equal(r.cli.sip_register_expires, 90);
+    assert_int_equal(r.cli.nsip_headers, 2);
+    assert_string_equal(r.cli.sip_headers[0], "X-Telnyx-Token: abc");
+    assert_string_equal(r.cli.sip_headers[1], "X-Two: 2");
+    /* The variable: one header a line (CR LF or LF), flags as yes/no. */
+    fake_env = env;
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_int_equal(r.cli.nsip_headers, 2);
+    assert_string_equal(r.cli.sip_headers[0], "X-A: 1");
+    assert_string_equal(r.cli.sip_headers[1], "X-B: two words");
+    assert_true(r.cli.rtp_latch);
+    /* The option beats the variable, all of it. */
+    assert_int_equal(PARSE(&r, "serve", "--sip-header", "X-C: 3"), CLI_OK);
+    assert_int_equal(r.cli.nsip_headers, 1);
+    assert_string_equal(r.cli.sip_headers[0], "X-C: 3");
+    fake_env = no_env;
+    /* Bad values and combinations. */
+    PARSE(&r, "serve", "--sip-allow", "10.0.0.1/8");
+    assert_usage(&r, "host bits");
+    PARSE(&r, "serve", "--sip-header", "Via: SIP/2.0/UDP x");
+    assert_usage(&r, "writes itself");
+    PARSE(&r, "serve", "--sip-header", "X-Bad: a\x01b");
+    assert_usage(&r, "Name: value");
+    PARSE(&r, "serve", "--dns-server", "127.0.0.1:0");
+    assert_usage(&r, "--dns-server");
+    PARSE(&r, "serve", "--dns-server", "1.1.1.1,");
+    assert_usage(&r, "--dns-server");
+    PARSE(&r, "serve", "--sip-user", "a@b");
+    assert_usage(&r, "--sip-user");
+    PARSE(&r, "serve", "--sip-register", "--sip-user", "a");
+    assert_usage(&r, "--sip-trunk or --sip-registrar");
+    PARSE(&r, "serve", "--sip-caller-id", "pai");
+    assert_usage(&r, "needs --sip-user");
+    fake_env = pw;
+    PARSE(&r, "serve", "--sip-password-file", "/run/secret");
+    assert_usage(&r, "not both");
+    fake_env = no_env;
+}
+
 /* "An option beats its environment variable" (CLI.md): a malformed
  * variable that an option overrides is never used, so it is no error. */
 static void test_option_beats_bad_env(void **state)
@@ -663,6 +730,7 @@ int main(void)
         T(test_default_country_code_env),
         T(test_serve_env),
         T(test_option_beats_bad_env),
+        T(test_sip_edge_options),
         T(test_serve_values),
         T(test_names_and_providers),
         T(test_number_add_many),
