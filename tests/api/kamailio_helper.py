@@ -40,7 +40,7 @@ The configuration is tests/kamailio/registrar.cfg.in with its placeholders fille
   registers().
 
 Kamailio runs in the foreground (`-DD -E`) in its own session, so stop() can kill its whole
-process group (nine processes with children=2 and TCP; if the main process dies, the others
+process group (several processes; if the main process dies, the others
 keep running and answering kamcmd until killed); start() first checks the configuration
 (`kamailio -c`) and raises with its output, then waits, bounded, until the SIP port is bound and
 `kamcmd core.version` answers on the ctl socket (about 0.06 s). It runs as root without
@@ -235,12 +235,14 @@ class Kamailio:
     qop: challenge with qop="auth" (else no qop); bad_auth_reply: 401 (challenge again) or 403
     for a wrong password or an unknown user; route_to_user: see the module docstring;
     port: a fixed port (default: a free one); tcp: listen on TCP too, same port; children: SIP
-    worker processes per listener. Files go to a new kamailio-* directory under `workdir`.
+    worker processes per listener (default 1: with two UDP workers a 180 and the 200 that
+    follows it at once are read by different processes and can be relayed in either order, as
+    with any parallel proxy; a scenario that requires the 180 then fails now and then). Files go to a new kamailio-* directory under `workdir`.
     """
 
     def __init__(self, workdir, users, *, domain="127.0.0.1", min_expires=2,
                  default_expires=60, max_expires=3600, reply_423=False, qop=True,
-                 bad_auth_reply=401, route_to_user=None, port=None, tcp=True, children=2):
+                 bad_auth_reply=401, route_to_user=None, port=None, tcp=True, children=1):
         if KAMAILIO is None or KAMCMD is None:
             raise RuntimeError("kamailio/kamcmd are not installed (Debian package kamailio)")
         # db_text separates fields with ':' and rows with newlines, and the names go into the
