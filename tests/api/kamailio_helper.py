@@ -237,7 +237,8 @@ class Kamailio:
     port: a fixed port (default: a free one); tcp: listen on TCP too, same port; children: SIP
     worker processes per listener (default 1: with two UDP workers a 180 and the 200 that
     follows it at once are read by different processes and can be relayed in either order, as
-    with any parallel proxy; a scenario that requires the 180 then fails now and then). Files go to a new kamailio-* directory under `workdir`.
+    with any parallel proxy; a scenario that requires the 180 then fails now and then).
+    Files go to a new kamailio-* directory under `workdir`.
     """
 
     def __init__(self, workdir, users, *, domain="127.0.0.1", min_expires=2,
