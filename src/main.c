@@ -186,6 +186,13 @@ static int serve(const struct cli *cli)
                     .headers = cli->sip_headers,
                     .nheaders = (size_t)cli->nsip_headers,
                     .dns_server = cli->dns_server,
+                    .tls_cert = cli->sip_tls_cert,
+                    .tls_key = cli->sip_tls_key,
+                    .tls_ca = cli->sip_tls_ca,
+                    .srtp = cli->srtp == CLI_SRTP_REQUIRE ? SIP_SRTP_REQUIRE
+                            : cli->srtp == CLI_SRTP_OFFER ? SIP_SRTP_OFFER
+                                                          : SIP_SRTP_OFF,
+                    .advertise = cli->sip_advertise,
                 },
             .deny_private_urls = cli->deny_private_urls,
             .max_calls = cli->max_calls,

@@ -56,6 +56,11 @@ enum opt_id {
     O_SIP_OUTBOUND_PROXY,
     O_SIP_HEADER,
     O_DNS_SERVER,
+    O_SIP_TLS_CERT,
+    O_SIP_TLS_KEY,
+    O_SIP_TLS_CA,
+    O_SRTP,
+    O_SIP_ADVERTISE,
 };
 
 #define GLOBAL 0xffffffffu
@@ -107,6 +112,11 @@ static const struct opt opts[] = {
      "SFVOPI_SIP_OUTBOUND_PROXY"},
     {"--sip-header", O_SIP_HEADER, true, BIT(CMD_SERVE), "SFVOPI_SIP_HEADER"},
     {"--dns-server", O_DNS_SERVER, true, BIT(CMD_SERVE), "SFVOPI_DNS_SERVER"},
+    {"--sip-tls-cert", O_SIP_TLS_CERT, true, BIT(CMD_SERVE), "SFVOPI_SIP_TLS_CERT"},
+    {"--sip-tls-key", O_SIP_TLS_KEY, true, BIT(CMD_SERVE), "SFVOPI_SIP_TLS_KEY"},
+    {"--sip-tls-ca", O_SIP_TLS_CA, true, BIT(CMD_SERVE), "SFVOPI_SIP_TLS_CA"},
+    {"--srtp", O_SRTP, true, BIT(CMD_SERVE), "SFVOPI_SRTP"},
+    {"--sip-advertise", O_SIP_ADVERTISE, true, BIT(CMD_SERVE), "SFVOPI_SIP_ADVERTISE"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -137,8 +147,6 @@ static const struct cmd_def cmds[] = {
     {CMD_NUMBER_ENABLE, "number", "enable", 1, 1, "NUMBER"},
 };
 
-static int usage_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 static int usage_err(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -424,17 +432,58 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
             return usage_err(err, errsz, "--rate-burst must be a whole number from 1 to 1000000");
         c->rate_burst = (unsigned)v;
         break;
-    case O_SIP_LISTEN:
-        if (!listen_ok(s->value, 1, true))
+    case O_SIP_LISTEN: {
+        struct listen_list l;
+        char why[160];
+
+        if (listen_list_parse(s->value, &l, why, sizeof(why)) != ERR_OK)
             return usage_err(err, errsz,
-                             "--sip-listen must be IP:PORT, port 1 to 65535 (IPv6 as "
-                             "[::1]:5060)");
+                             "--sip-listen must be a comma-separated list of "
+                             "[udp:|tcp:|tls:]IP:PORT (IPv6 as [::1]:5060): the value %s",
+                             why);
         c->sip_listen = s->value;
+        c->sip_listen_tls = listen_list_has(&l, POLICY_TP_TLS);
         break;
-    case O_SIP_TRUNK:
-        if (!printable(s->value, 300) || strncasecmp(s->value, "sip:", 4) != 0)
-            return usage_err(err, errsz, "--sip-trunk must be a URI like sip:HOST[:PORT]");
+    }
+    case O_SIP_TRUNK: {
+        enum policy_tp tp;
+
+        if (!printable(s->value, 300) || policy_uri_transport(s->value, &tp) != ERR_OK)
+            return usage_err(err, errsz,
+                             "--sip-trunk must be a URI like sip:HOST[:PORT][;transport=udp|tcp|"
+                             "tls] or sips:HOST[:PORT]");
         c->sip_trunk = s->value;
+        c->sip_trunk_tls = tp == POLICY_TP_TLS;
+        break;
+    }
+    case O_SIP_TLS_CERT:
+    case O_SIP_TLS_KEY:
+    case O_SIP_TLS_CA:
+        if (!printable(s->value, 4096))
+            return usage_err(err, errsz, "%s must be a file name", s->opt->name);
+        if (s->opt->id == O_SIP_TLS_CERT)
+            c->sip_tls_cert = s->value;
+        else if (s->opt->id == O_SIP_TLS_KEY)
+            c->sip_tls_key = s->value;
+        else
+            c->sip_tls_ca = s->value;
+        break;
+    case O_SRTP:
+        if (!strcmp(s->value, "off"))
+            c->srtp = CLI_SRTP_OFF;
+        else if (!strcmp(s->value, "offer"))
+            c->srtp = CLI_SRTP_OFFER;
+        else if (!strcmp(s->value, "require"))
+            c->srtp = CLI_SRTP_REQUIRE;
+        else
+            return usage_err(err, errsz, "--srtp must be off, offer or require");
+        break;
+    case O_SIP_ADVERTISE:
+        if (!ip_literal(s->value))
+            return usage_err(err, errsz,
+                             "--sip-advertise must be an IP address (the public address of the "
+                             "NAT in front of sfvopi)");
+        c->sip_advertise = s->value;
         break;
     case O_RTP_PORTS: {
         const char *dash = strchr(s->value, '-');
@@ -501,14 +550,23 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         c->sip_password_file = s->value;
         break;
     case O_SIP_REGISTRAR:
-    case O_SIP_OUTBOUND_PROXY:
-        if (!printable(s->value, 300) || strncasecmp(s->value, "sip:", 4) != 0)
-            return usage_err(err, errsz, "%s must be a URI like sip:HOST[:PORT]", s->opt->name);
-        if (s->opt->id == O_SIP_REGISTRAR)
+    case O_SIP_OUTBOUND_PROXY: {
+        enum policy_tp tp;
+
+        if (!printable(s->value, 300) || policy_uri_transport(s->value, &tp) != ERR_OK)
+            return usage_err(err, errsz,
+                             "%s must be a URI like sip:HOST[:PORT][;transport=udp|tcp|tls] or "
+                             "sips:HOST[:PORT]",
+                             s->opt->name);
+        if (s->opt->id == O_SIP_REGISTRAR) {
             c->sip_registrar = s->value;
-        else
+            c->sip_registrar_tls = tp == POLICY_TP_TLS;
+        } else {
             c->sip_outbound_proxy = s->value;
+            c->sip_proxy_tls = tp == POLICY_TP_TLS;
+        }
         break;
+    }
     case O_SIP_REGISTER_EXPIRES:
         if (!parse_uint(s->value, 1, 86400, &v))
             return usage_err(err, errsz,
@@ -589,6 +647,39 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         c->user = v;
         break;
     }
+    return CLI_OK;
+}
+
+/* The rules between the transport options (SIP.md section 3): TLS needs
+ * its certificate and key; a TLS trunk, registrar or proxy needs a tls:
+ * listener (libre starts client TLS on the listener's context); SDES keys
+ * travel only on TLS, so --srtp offer/require needs a tls: listener and a
+ * TLS trunk when a trunk is set. */
+static int check_sip_tls(const struct cli *c, char *err, size_t errsz)
+{
+    if (!c->sip_tls_cert != !c->sip_tls_key)
+        return usage_err(err, errsz, "--sip-tls-cert and --sip-tls-key go together");
+    if (c->sip_listen_tls && !c->sip_tls_cert)
+        return usage_err(err, errsz, "a tls: listener needs --sip-tls-cert and --sip-tls-key");
+    if (c->sip_tls_cert && !c->sip_listen_tls)
+        return usage_err(err, errsz, "--sip-tls-cert needs a tls: listener in --sip-listen");
+    if ((c->sip_trunk_tls || c->sip_registrar_tls || c->sip_proxy_tls) && !c->sip_listen_tls)
+        return usage_err(err, errsz,
+                         "a TLS trunk, registrar or outbound proxy needs a tls: listener in "
+                         "--sip-listen");
+    if (c->sip_tls_ca && !c->sip_listen_tls)
+        return usage_err(err, errsz, "--sip-tls-ca needs a tls: listener in --sip-listen");
+    if (c->srtp != CLI_SRTP_OFF && !c->sip_listen_tls)
+        return usage_err(err, errsz,
+                         "--srtp %s needs a tls: listener: SDES keys must not travel in clear",
+                         c->srtp == CLI_SRTP_OFFER ? "offer" : "require");
+    if (c->srtp != CLI_SRTP_OFF && c->sip_trunk && !c->sip_trunk_tls)
+        return usage_err(err, errsz,
+                         "--srtp %s needs a TLS trunk (sips: or ;transport=tls): SDES keys must "
+                         "not travel in clear",
+                         c->srtp == CLI_SRTP_OFFER ? "offer" : "require");
+    if ((c->sip_listen_tls || c->srtp != CLI_SRTP_OFF || c->sip_advertise) && !c->sip_listen)
+        return usage_err(err, errsz, "the SIP transport options need --sip-listen");
     return CLI_OK;
 }
 
@@ -806,6 +897,9 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
             return usage_err(err, errsz, "--sip-register needs --sip-trunk or --sip-registrar");
         if (c->sip_caller_id_pai && !c->sip_user)
             return usage_err(err, errsz, "--sip-caller-id pai needs --sip-user");
+        rc = check_sip_tls(c, err, errsz);
+        if (rc != CLI_OK)
+            return rc;
     }
     return check_required(c, err, errsz);
 }

@@ -22,6 +22,9 @@
 /* The longest --sip-header line, "Name: value". */
 #define CLI_SIP_HEADER_MAX 512
 
+/* --srtp */
+enum cli_srtp { CLI_SRTP_OFF, CLI_SRTP_OFFER, CLI_SRTP_REQUIRE };
+
 /* Exit codes. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
@@ -82,6 +85,12 @@ struct cli {
     int nsip_headers;
     char sip_header_text[CLI_SIP_HEADERS_MAX][CLI_SIP_HEADER_MAX + 1];
     const char *dns_server;
+    /* Transports (SIP.md section 3). */
+    bool sip_listen_tls; /* --sip-listen has a tls: listener */
+    bool sip_trunk_tls, sip_registrar_tls, sip_proxy_tls;
+    const char *sip_tls_cert, *sip_tls_key, *sip_tls_ca;
+    enum cli_srtp srtp;
+    const char *sip_advertise; /* NULL: Contact, Via and SDP carry the bound address */
     /* admin */
     const char *name;
     const char *provider;

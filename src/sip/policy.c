@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sip/policy.h"
 
@@ -376,4 +377,169 @@ const char *policy_called_user(const char *ruri_user, const char *to_user, const
     if (sip_user && *sip_user && strcmp(ruri_user, sip_user) == 0)
         return to_user;
     return ruri_user;
+}
+
+/* --- transports --- */
+
+const char *policy_tp_name(enum policy_tp tp)
+{
+    switch (tp) {
+    case POLICY_TP_TCP: return "tcp";
+    case POLICY_TP_TLS: return "tls";
+    default: return "udp";
+    }
+}
+
+/* "IP:PORT" or "[IP6]:PORT", port 1-65535. */
+static bool hostport_ok(const char *s, size_t n)
+{
+    char host[LISTEN_HOSTPORT_MAX];
+    unsigned char addr[16];
+    const char *colon;
+    size_t hn;
+    long port = 0;
+    size_t i;
+
+    if (n == 0 || n >= LISTEN_HOSTPORT_MAX)
+        return false;
+    if (s[0] == '[') {
+        const char *end = memchr(s, ']', n);
+
+        if (!end || (size_t)(end - s) + 1 >= n || end[1] != ':')
+            return false;
+        hn = (size_t)(end - s) - 1;
+        memcpy(host, s + 1, hn);
+        host[hn] = '\0';
+        colon = end + 1;
+        if (inet_pton(AF_INET6, host, addr) != 1)
+            return false;
+    } else {
+        colon = NULL;
+        for (i = 0; i < n; i++) {
+            if (s[i] == ':')
+                colon = s + i;
+        }
+        if (!colon)
+            return false;
+        hn = (size_t)(colon - s);
+        memcpy(host, s, hn);
+        host[hn] = '\0';
+        if (inet_pton(AF_INET, host, addr) != 1)
+            return false;
+    }
+    i = (size_t)(colon - s) + 1;
+    if (i >= n || n - i > 5)
+        return false;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        port = port * 10 + (s[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+enum err listen_list_parse(const char *s, struct listen_list *out, char *why, size_t whysz)
+{
+    struct listen_list l;
+    size_t len = strnlen(s, LISTEN_TEXT_MAX + 1);
+    const char *p = s, *end = s + len;
+
+    memset(&l, 0, sizeof(l));
+    if (len > LISTEN_TEXT_MAX) {
+        snprintf(why, whysz, "is longer than %d bytes", LISTEN_TEXT_MAX);
+        return ERR_INVALID;
+    }
+    while (p <= end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *a = p, *b = comma ? comma : end;
+        struct listen_spec sp = {.tp = POLICY_TP_UDP};
+        size_t k;
+
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (a == b) {
+            snprintf(why, whysz, "has an empty item");
+            return ERR_INVALID;
+        }
+        if (b - a > 4 && (!strncasecmp(a, "udp:", 4) || !strncasecmp(a, "tcp:", 4) ||
+                          !strncasecmp(a, "tls:", 4))) {
+            sp.tp = !strncasecmp(a, "udp:", 4)   ? POLICY_TP_UDP
+                    : !strncasecmp(a, "tcp:", 4) ? POLICY_TP_TCP
+                                                 : POLICY_TP_TLS;
+            a += 4;
+        }
+        if (!hostport_ok(a, (size_t)(b - a))) {
+            snprintf(why, whysz, "'%.*s' is not [udp:|tcp:|tls:]IP:PORT with a port from 1 to 65535",
+                     (int)(b - p < 80 ? b - p : 80), p);
+            return ERR_INVALID;
+        }
+        memcpy(sp.hostport, a, (size_t)(b - a));
+        sp.hostport[b - a] = '\0';
+        for (k = 0; k < l.n; k++) {
+            if (l.v[k].tp == sp.tp && !strcmp(l.v[k].hostport, sp.hostport)) {
+                snprintf(why, whysz, "names %s:%s twice", policy_tp_name(sp.tp), sp.hostport);
+                return ERR_INVALID;
+            }
+        }
+        if (l.n == LISTEN_MAX) {
+            snprintf(why, whysz, "has more than %d listeners", LISTEN_MAX);
+            return ERR_INVALID;
+        }
+        l.v[l.n++] = sp;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *out = l;
+    return ERR_OK;
+}
+
+bool listen_list_has(const struct listen_list *l, enum policy_tp tp)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++) {
+        if (l->v[i].tp == tp)
+            return true;
+    }
+    return false;
+}
+
+enum err policy_uri_transport(const char *uri, enum policy_tp *out)
+{
+    const char *p;
+    size_t n;
+
+    if (!strncasecmp(uri, "sips:", 5)) {
+        *out = POLICY_TP_TLS;
+        return ERR_OK;
+    }
+    if (strncasecmp(uri, "sip:", 4) != 0)
+        return ERR_INVALID;
+    *out = POLICY_TP_UDP;
+    /* URI parameters start at the first ';' (before any '?' headers). */
+    p = strchr(uri, ';');
+    while (p) {
+        const char *next = strchr(p + 1, ';');
+        const char *q = strchr(p + 1, '?');
+
+        n = next ? (size_t)(next - p - 1) : q ? (size_t)(q - p - 1) : strlen(p + 1);
+        if (n > 10 && !strncasecmp(p + 1, "transport=", 10)) {
+            const char *v = p + 11;
+            size_t vn = n - 10;
+
+            if (vn == 3 && !strncasecmp(v, "udp", 3))
+                *out = POLICY_TP_UDP;
+            else if (vn == 3 && !strncasecmp(v, "tcp", 3))
+                *out = POLICY_TP_TCP;
+            else if (vn == 3 && !strncasecmp(v, "tls", 3))
+                *out = POLICY_TP_TLS;
+            else
+                return ERR_INVALID;
+        }
+        p = next;
+    }
+    return ERR_OK;
 }

@@ -157,4 +157,42 @@ bool challenges_second(struct challenges *c, const char *call_id, size_t call_id
  * the two pointers given. */
 const char *policy_called_user(const char *ruri_user, const char *to_user, const char *sip_user);
 
+/* --- transports: --sip-listen and the transport a URI asks for --- */
+
+enum policy_tp { POLICY_TP_UDP, POLICY_TP_TCP, POLICY_TP_TLS };
+
+/* Listeners one --sip-listen may name; its longest value. */
+#define LISTEN_MAX 8
+#define LISTEN_TEXT_MAX 1024
+/* "[ffff:...:ffff]:65535", NUL. */
+#define LISTEN_HOSTPORT_MAX 56
+
+struct listen_spec {
+    enum policy_tp tp;
+    char hostport[LISTEN_HOSTPORT_MAX]; /* "IP:PORT", IPv6 in brackets */
+};
+
+struct listen_list {
+    size_t n;
+    struct listen_spec v[LISTEN_MAX];
+};
+
+/* Parses a comma-separated list of [udp:|tcp:|tls:]IP:PORT (udp when no
+ * scheme; IPv6 in brackets; port 1-65535; spaces around items ignored).
+ * A listener named twice (same transport and address) is refused. On
+ * ERR_INVALID why holds a one-line reason naming the bad item and *out is
+ * untouched. */
+enum err listen_list_parse(const char *s, struct listen_list *out, char *why,
+                           size_t whysz) WARN_UNUSED;
+/* True when the list has a listener of transport tp. */
+bool listen_list_has(const struct listen_list *l, enum policy_tp tp);
+/* "udp", "tcp" or "tls". */
+const char *policy_tp_name(enum policy_tp tp);
+
+/* The transport a configuration URI (trunk, registrar, proxy) asks for:
+ * TLS for sips:, else its transport parameter (udp, tcp or tls, any case),
+ * else UDP. ERR_INVALID for another scheme or transport. Reads only the
+ * scheme and the URI parameters; the caller checks the rest. */
+enum err policy_uri_transport(const char *uri, enum policy_tp *out) WARN_UNUSED;
+
 #endif

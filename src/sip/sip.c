@@ -12,8 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 #include <sys/resource.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+/* libre declares tls_openssl_context only under USE_OPENSSL (Debian builds it
+ * with OpenSSL); re_sha.h then takes OpenSSL's SHA1, the same library. */
+#define USE_OPENSSL 1
 #include <re.h>
 
 #include "core/clock.h"
@@ -265,6 +272,7 @@ struct sip_leg {
 struct resolve_name {
     char host[HOST_MAX];
     bool has_port; /* a port was given: A/AAAA only (RFC 3263 4.2) */
+    enum policy_tp tp;
 };
 
 struct resolve_query {
@@ -276,10 +284,22 @@ struct resolve_query {
 struct conf_uri {
     char host[HOST_MAX]; /* IPv6 in brackets */
     char hostport[HOST_MAX + 8];
-    char params[64]; /* ";transport=udp" or "" */
+    char params[64]; /* ";transport=tls" or "" */
+    bool sips;       /* sips: scheme */
+    enum policy_tp tp;
     bool has_port;
     bool literal;   /* host is an IP address */
     struct sa addr; /* when literal */
+};
+
+/* A UDP listener's datagram hook: refused sources are dropped before
+ * libre parses them and, behind NAT, the advertised address is written
+ * over the bound one in what is sent. */
+struct udp_hook {
+    struct sip_ep *ep;
+    struct udp_helper *uh;
+    char bound[LISTEN_HOSTPORT_MAX]; /* "IP:PORT" as libre prints the socket's address */
+    char adv[LISTEN_HOSTPORT_MAX];   /* the advertised "IP:PORT"; "" without --sip-advertise */
 };
 
 struct sip_ep {
@@ -288,15 +308,31 @@ struct sip_ep {
     struct sip_lsnr *gate;  /* the first request listener: access and admission */
     struct sip_lsnr *last;  /* the last one: answers what nothing else took */
     struct sip_lsnr *stray; /* the last response listener: drops what no transaction took */
-    struct udp_helper *helper;
+    struct udp_hook hooks[LISTEN_MAX];
+    struct sa listeners_sa[LISTEN_MAX]; /* the local address of each hook's socket */
+    int nhooks;
+    struct listen_list listeners;
+    /* The tls: listeners' context, also the one libre starts client TLS on. */
+    struct tls *tls;
+    char tls_peer[HOST_MAX]; /* the name (or address) a TLS peer we call must prove */
+    bool tls_peer_ip;
+    enum sip_srtp srtp;
+    bool has_adv;
+    struct sa adv; /* --sip-advertise, port 0 */
+    /* Contact URIs of TCP and TLS legs ("sip:USER@HOST:PORT;transport=tls"):
+     * the listener's port, not the connection's. "" without such a listener. */
+    char contact_tcp[SIP_CRED_MAX + HOST_MAX + 32];
+    char contact_tls[SIP_CRED_MAX + HOST_MAX + 32];
     struct dnsc *dnsc;
     struct sa laddr;
     struct sa media_addr;
-    char contact_host[80]; /* "IP:PORT" or "[IP6]:PORT" for URIs */
+    char contact_host[80]; /* the first UDP listener's "IP:PORT" ("[IP6]:PORT") */
     char probe_token[PROBE_TOKEN_LEN + 1];
     /* The trunk and how outbound INVITEs look. */
     bool has_trunk;
     char trunk_target[HOST_MAX + 80]; /* host[:port][;params] of Request-URIs */
+    bool trunk_sips;
+    enum policy_tp dial_tp; /* the first hop's transport: the proxy's, else the trunk's */
     char from_domain[HOST_MAX];
     char route[HOST_MAX + 96]; /* "<sip:...;lr>", "" without a proxy */
     char *headers;             /* "Name: value\r\n" lines, "" for none */
@@ -523,7 +559,7 @@ static bool is_response(const struct mbuf *mb)
  * matches a transaction of ours, and on_stray drops the rest. */
 static bool on_datagram(struct sa *src, struct mbuf *mb, void *arg)
 {
-    struct sip_ep *ep = arg;
+    struct sip_ep *ep = ((struct udp_hook *)arg)->ep;
 
     if (is_response(mb)) {
         ep_check_response(ep, mb);
@@ -547,22 +583,97 @@ static bool on_stray(const struct sip_msg *msg, void *arg)
     return true;
 }
 
-/* The datagram hook needs libre's socket, which sip_transp_add keeps to
- * itself; every received message carries it, so the endpoint sends one
- * datagram to itself at start and takes the socket from it. Until then
- * (microseconds) the request listener below still refuses other sources. */
-static enum err ep_send_probe(struct sip_ep *ep)
+/* Replaces, in the header part of a message, each whole occurrence of
+ * from with to (to is never shorter than from in practice, but any length
+ * works). Returns a malloc'd copy and its length, or NULL when nothing was
+ * replaced (or on allocation failure: the message then goes out as it is). */
+static uint8_t *rewrite_headers(const uint8_t *p, size_t len, const char *from, const char *to,
+                                size_t *outlen)
 {
-    struct sa dst = ep->laddr;
+    size_t fl = strlen(from), tl = strlen(to), hl = len, i, n = 0, o = 0;
+    const uint8_t *end = NULL;
+    uint8_t *out;
+
+    for (i = 0; i + 4 <= len; i++) {
+        if (!memcmp(p + i, "\r\n\r\n", 4)) {
+            end = p + i;
+            break;
+        }
+    }
+    if (end)
+        hl = (size_t)(end - p);
+    /* A whole address: not inside a longer number or name. */
+#define WHOLE_AT(i)                                                                                \
+    ((i) + fl <= hl && !memcmp(p + (i), from, fl) &&                                              \
+     ((i) == 0 || !(isalnum(p[(i)-1]) || p[(i)-1] == '.')) &&                                     \
+     ((i) + fl == hl || !isdigit(p[(i) + fl])))
+    for (i = 0; i + fl <= hl; i++) {
+        if (WHOLE_AT(i))
+            n++;
+    }
+    if (!n)
+        return NULL;
+    out = malloc(len - n * fl + n * tl);
+    if (!out)
+        return NULL;
+    for (i = 0; i < len;) {
+        if (i < hl && WHOLE_AT(i)) {
+            memcpy(out + o, to, tl);
+            o += tl;
+            i += fl;
+        } else {
+            out[o++] = p[i++];
+        }
+    }
+#undef WHOLE_AT
+    *outlen = o;
+    return out;
+}
+
+/* Every datagram sent from a UDP listener: behind NAT (--sip-advertise),
+ * the bound address in Via and Contact becomes the advertised one. libre
+ * writes both from the socket's address and offers no other hook; a
+ * retransmission finds the buffer already rewritten. */
+static bool on_datagram_send(int *err, struct sa *dst, struct mbuf *mb, void *arg)
+{
+    struct udp_hook *hk = arg;
+    size_t start = mb->pos, n;
+    uint8_t *copy;
+
+    (void)dst;
+    if (!hk->adv[0])
+        return false;
+    copy = rewrite_headers(mbuf_buf(mb), mbuf_get_left(mb), hk->bound, hk->adv, &n);
+    if (!copy)
+        return false;
+    mb->end = start;
+    mb->pos = start;
+    *err = mbuf_write_mem(mb, copy, n);
+    mb->pos = start;
+    free(copy);
+    return false;
+}
+
+/* The datagram hooks need libre's sockets, which sip_transp_add keeps to
+ * itself; every received message carries its socket, so the endpoint
+ * sends one datagram to each of its UDP listeners at start and takes the
+ * socket from it. Until then (microseconds) the request listener below
+ * still refuses other sources. */
+static enum err ep_send_probe(struct sip_ep *ep, const struct sa *laddr)
+{
+    struct sa dst = *laddr;
     struct mbuf *mb;
-    char ip[64];
+    char ip[64], host[80];
     int rc;
 
     if (sa_is_any(&dst))
-        (void)sa_set_str(&dst, sa_af(&dst) == AF_INET6 ? "::1" : "127.0.0.1", sa_port(&ep->laddr));
-    rand_str(ep->probe_token, sizeof(ep->probe_token));
+        (void)sa_set_str(&dst, sa_af(&dst) == AF_INET6 ? "::1" : "127.0.0.1", sa_port(laddr));
+    if (!ep->probe_token[0])
+        rand_str(ep->probe_token, sizeof(ep->probe_token));
     if (sa_ntop(&dst, ip, sizeof(ip)) != 0)
         return ERR_INTERNAL;
+    snprintf(host, sizeof(host), sa_af(&dst) == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+             sa_port(&dst));
     mb = mbuf_alloc(512);
     if (!mb)
         return ERR_NOMEM;
@@ -575,8 +686,7 @@ static enum err ep_send_probe(struct sip_ep *ep)
                      "CSeq: 1 OPTIONS\r\n"
                      "Max-Forwards: 0\r\n"
                      "Content-Length: 0\r\n\r\n",
-                     ep->contact_host, ep->contact_host, ep->probe_token, ip, ep->probe_token, ip,
-                     ep->probe_token);
+                     host, host, ep->probe_token, host, ep->probe_token, host, ep->probe_token);
     mb->pos = 0;
     if (!rc)
         rc = sip_send(ep->sip, NULL, SIP_TRANSP_UDP, &dst, mb);
@@ -584,15 +694,49 @@ static enum err ep_send_probe(struct sip_ep *ep)
     return rc ? ERR_INTERNAL : ERR_OK;
 }
 
+/* "IP:PORT" or "[IP6]:PORT", as libre's %J prints an address. */
+static void sa_hostport(const struct sa *sa, uint16_t port, char *out, size_t size)
+{
+    char ip[64] = "";
+
+    (void)sa_ntop(sa, ip, sizeof(ip));
+    snprintf(out, size, sa_af(sa) == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
+/* The probe arrived on a UDP listener: installs its hook. */
+static void ep_hook_socket(struct sip_ep *ep, const struct sip_msg *msg)
+{
+    struct udp_hook *hk;
+    int i;
+
+    for (i = 0; i < ep->nhooks; i++) {
+        if (sa_cmp(&msg->dst, &ep->listeners_sa[i], SA_ALL) && ep->hooks[i].uh)
+            return;
+    }
+    if (ep->nhooks == LISTEN_MAX)
+        return;
+    hk = &ep->hooks[ep->nhooks];
+    hk->ep = ep;
+    sa_hostport(&msg->dst, sa_port(&msg->dst), hk->bound, sizeof(hk->bound));
+    if (ep->has_adv)
+        sa_hostport(&ep->adv, sa_port(&msg->dst), hk->adv, sizeof(hk->adv));
+    if (udp_register_helper(&hk->uh, msg->sock, 0, on_datagram_send, on_datagram, hk) != 0) {
+        log_error("msg=\"SIP datagram hook not installed: refused sources are dropped "
+                  "after parsing\"");
+        return;
+    }
+    ep->listeners_sa[ep->nhooks] = msg->dst;
+    ep->nhooks++;
+}
+
 static bool on_gate(const struct sip_msg *msg, void *arg)
 {
     struct sip_ep *ep = arg;
     struct policy_ip ip;
 
-    if (!ep->helper && msg->tp == SIP_TRANSP_UDP && !pl_strcmp(&msg->callid, ep->probe_token)) {
-        if (udp_register_helper(&ep->helper, msg->sock, 0, NULL, on_datagram, ep) != 0)
-            log_error("msg=\"SIP datagram hook not installed: refused sources are dropped "
-                      "after parsing\"");
+    if (msg->tp == SIP_TRANSP_UDP && ep->probe_token[0] &&
+        !pl_strcmp(&msg->callid, ep->probe_token)) {
+        ep_hook_socket(ep, msg);
         return true;
     }
     if (!ep_allowed(ep, &msg->src)) {
@@ -698,7 +842,9 @@ static void resolve_add_rr(struct sip_ep *ep, const struct dnsrr *rr, bool follo
         break;
     case DNS_TYPE_NAPTR:
         if (follow && rr->rdata.naptr.services && rr->rdata.naptr.replace &&
-            !strcasecmp(rr->rdata.naptr.services, "SIP+D2U"))
+            (!strcasecmp(rr->rdata.naptr.services, "SIP+D2U") ||
+             !strcasecmp(rr->rdata.naptr.services, "SIP+D2T") ||
+             !strcasecmp(rr->rdata.naptr.services, "SIPS+D2T")))
             resolve_query(ep, rr->rdata.naptr.replace, DNS_TYPE_SRV);
         break;
     default: break;
@@ -754,7 +900,11 @@ static void on_resolve_tmr(void *arg)
 
         if (!n->has_port) {
             resolve_query(ep, n->host, DNS_TYPE_NAPTR);
-            snprintf(srv, sizeof(srv), "_sip._udp.%s", n->host);
+            snprintf(srv, sizeof(srv), "%s.%s",
+                     n->tp == POLICY_TP_TLS   ? "_sips._tcp"
+                     : n->tp == POLICY_TP_TCP ? "_sip._tcp"
+                                              : "_sip._udp",
+                     n->host);
             resolve_query(ep, srv, DNS_TYPE_SRV);
         }
         resolve_query(ep, n->host, DNS_TYPE_A);
@@ -781,6 +931,7 @@ static void ep_allow_uri(struct sip_ep *ep, const struct conf_uri *u)
         return;
     memcpy(ep->names[ep->nnames].host, h, n + 1);
     ep->names[ep->nnames].has_port = u->has_port;
+    ep->names[ep->nnames].tp = u->tp;
     ep->nnames++;
 }
 
@@ -795,14 +946,24 @@ static enum err conf_uri_parse(const char *s, const char *what, struct conf_uri 
 
     memset(out, 0, sizeof(*out));
     pl_set_str(&pl, s);
-    if (uri_decode(&uri, &pl) != 0 || pl_strcasecmp(&uri.scheme, "sip") || pl_isset(&uri.user) ||
-        !pl_isset(&uri.host) || uri.host.l >= HOST_MAX - 2 || pl_isset(&uri.headers)) {
-        log_error("msg=\"bad %s, want sip:HOST[:PORT]\"", what);
+    if (uri_decode(&uri, &pl) != 0 ||
+        (pl_strcasecmp(&uri.scheme, "sip") && pl_strcasecmp(&uri.scheme, "sips")) ||
+        pl_isset(&uri.user) || !pl_isset(&uri.host) || uri.host.l >= HOST_MAX - 2 ||
+        pl_isset(&uri.headers)) {
+        log_error("msg=\"bad %s, want sip:HOST[:PORT] or sips:HOST[:PORT]\"", what);
         return ERR_INVALID;
     }
-    if (!msg_param_decode(&uri.params, "transport", &tp) && pl_strcasecmp(&tp, "udp")) {
-        log_error("msg=\"bad %s: only transport=udp is supported\"", what);
-        return ERR_INVALID;
+    out->sips = !pl_strcasecmp(&uri.scheme, "sips");
+    out->tp = out->sips ? POLICY_TP_TLS : POLICY_TP_UDP;
+    if (!msg_param_decode(&uri.params, "transport", &tp)) {
+        if (!pl_strcasecmp(&tp, "tcp") && !out->sips)
+            out->tp = POLICY_TP_TCP;
+        else if (!pl_strcasecmp(&tp, "tls"))
+            out->tp = POLICY_TP_TLS;
+        else if (pl_strcasecmp(&tp, "udp") || out->sips) {
+            log_error("msg=\"bad %s: transport must be udp, tcp or tls (sips: is TLS)\"", what);
+            return ERR_INVALID;
+        }
     }
     if (uri.params.l >= sizeof(out->params)) {
         log_error("msg=\"bad %s: parameters too long\"", what);
@@ -892,7 +1053,8 @@ static enum err ep_register(struct sip_ep *ep, const struct conf_uri *registrar,
     const char *routev[1] = {ep->route};
     int rc;
 
-    snprintf(reg_uri, sizeof(reg_uri), "sip:%s%s", registrar->hostport, registrar->params);
+    snprintf(reg_uri, sizeof(reg_uri), "%s:%s%s", registrar->sips ? "sips" : "sip",
+             registrar->hostport, registrar->params);
     snprintf(aor, sizeof(aor), "sip:%s@%s", ep->user, registrar->host);
     rc = sipreg_register(&ep->reg, ep->sip, reg_uri, aor, NULL, aor, expires ? expires : 600,
                          ep->cuser, ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, 0,
@@ -1210,6 +1372,18 @@ static void on_estab(const struct sip_msg *msg, void *arg)
     leg_schedule(leg);
 }
 
+/* The Contact of a leg on transport tp: libre prints a bare user with the
+ * address the message went out from (UDP: rewritten when advertising), a
+ * full URI as it is. */
+static const char *ep_cuser(const struct sip_ep *ep, enum policy_tp tp)
+{
+    if (tp == POLICY_TP_TCP && ep->contact_tcp[0])
+        return ep->contact_tcp;
+    if (tp == POLICY_TP_TLS && ep->contact_tls[0])
+        return ep->contact_tls;
+    return ep->cuser;
+}
+
 static void on_close(int err, const struct sip_msg *msg, void *arg)
 {
     struct sip_leg *leg = arg;
@@ -1225,6 +1399,12 @@ static void on_close(int err, const struct sip_msg *msg, void *arg)
         leg->closed_cause = msg_reason_cause(msg);
     } else if (err == ETIMEDOUT) {
         leg->closed_timeout = true;
+    } else if (err && !msg && leg->outbound && !leg->established) {
+        /* A transport error before any final response (a TCP or TLS
+         * connection refused or reset, a certificate not accepted): as
+         * RFC 3261 section 8.1.3.1 says, a 503. */
+        log_warn("msg=\"INVITE not delivered: transport error\" why=\"%s\"", strerror(err));
+        leg->closed_code = 503;
     } else {
         /* The party's BYE or CANCEL: libre tells them apart no further. */
         leg->closed_cause = leg->remote_cause;
@@ -1316,7 +1496,11 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
         e = ERR_INVALID;
         goto out_leg;
     }
-    rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing", ep->cuser, "application/sdp",
+    rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing",
+                        ep_cuser(ep, in->msg->tp == SIP_TRANSP_TLS   ? POLICY_TP_TLS
+                                     : in->msg->tp == SIP_TRANSP_TCP ? POLICY_TP_TCP
+                                                                     : POLICY_TP_UDP),
+                        "application/sdp",
                         NULL, NULL, NULL, false, on_offer, on_answer, on_estab, NULL, NULL,
                         on_close, leg, NULL);
     if (rc) {
@@ -1350,7 +1534,8 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
 
     if (!ep->has_trunk)
         return ERR_UNAVAILABLE;
-    if (snprintf(to_uri, sizeof(to_uri), "sip:%s@%s", to_user, ep->trunk_target) >=
+    if (snprintf(to_uri, sizeof(to_uri), "%s:%s@%s", ep->trunk_sips ? "sips" : "sip", to_user,
+                 ep->trunk_target) >=
             (int)sizeof(to_uri) ||
         snprintf(from_uri, sizeof(from_uri), "sip:%s@%s", ep->caller_id_pai ? ep->user : from_user,
                  ep->from_domain) >= (int)sizeof(from_uri))
@@ -1363,7 +1548,7 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
         return e;
     rc = sdp_encode(&desc, leg->sdp, true);
     if (!rc)
-        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep->cuser,
+        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),
                              ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
                              desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
                              on_estab, NULL, NULL, on_close, leg, "%s%s", pai, ep->headers);
@@ -1445,6 +1630,8 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
                  trunk->params);
         snprintf(ep->from_domain, sizeof(ep->from_domain), "%s", trunk->host);
         ep->has_trunk = true;
+        ep->trunk_sips = trunk->sips;
+        ep->dial_tp = trunk->tp;
     }
     if (cfg->from_domain && *cfg->from_domain)
         snprintf(ep->from_domain, sizeof(ep->from_domain), "%s", cfg->from_domain);
@@ -1458,7 +1645,35 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
         if (conf_uri_parse(cfg->outbound_proxy, "--sip-outbound-proxy", &proxy) != ERR_OK)
             return ERR_INVALID;
         /* libre writes it as "Route: <URI;lr>". */
-        snprintf(ep->route, sizeof(ep->route), "sip:%s%s", proxy.hostport, proxy.params);
+        snprintf(ep->route, sizeof(ep->route), "%s:%s%s", proxy.sips ? "sips" : "sip",
+                 proxy.hostport, proxy.params);
+    }
+    if (ep->route[0])
+        ep->dial_tp = proxy.tp;
+    /* The name a TLS peer we call must prove: the first hop's (RFC 5922
+     * section 4: the host of the URI, not an SRV target). */
+    {
+        const struct conf_uri *hop = ep->route[0] && proxy.tp == POLICY_TP_TLS ? &proxy
+                                     : ep->has_trunk && trunk->tp == POLICY_TP_TLS ? trunk
+                                     : registrar->host[0] && registrar->tp == POLICY_TP_TLS
+                                         ? registrar
+                                         : NULL;
+
+        if (hop) {
+            const char *h = hop->host;
+            size_t hn = strlen(h);
+
+            if (h[0] == '[' && hn > 2) {
+                h++;
+                hn -= 2;
+            }
+            snprintf(ep->tls_peer, sizeof(ep->tls_peer), "%.*s", (int)hn, h);
+            ep->tls_peer_ip = hop->literal;
+        }
+        if ((hop || (registrar->host[0] && registrar->tp == POLICY_TP_TLS)) && !ep->tls) {
+            log_error("msg=\"a TLS trunk, registrar or outbound proxy needs a tls: listener\"");
+            return ERR_INVALID;
+        }
     }
     for (i = 0; i < cfg->nheaders; i++)
         len += strlen(cfg->headers[i]) + 2;
@@ -1496,14 +1711,174 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
     return ERR_OK;
 }
 
+/* --- TLS --- */
+
+/* A certificate chain a TLS peer we call presents, judged by OpenSSL:
+ * the reason it was refused is logged (the call then fails as a transport
+ * error: 503, FAILED "41"). */
+static int tls_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+    if (!ok) {
+        int err = X509_STORE_CTX_get_error(xs);
+        SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+        struct sip_ep *ep = ssl ? SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) : NULL;
+
+        log_warn("msg=\"TLS certificate of the peer refused: nothing is sent to it\" "
+                 "expected=%s why=\"%s\" depth=%d",
+                 ep ? ep->tls_peer : "?", X509_verify_cert_error_string(err),
+                 X509_STORE_CTX_get_error_depth(xs));
+    }
+    return ok;
+}
+
+/* libre 1.1.0 starts client TLS on the listener's shared context without
+ * a host name (tls_start_tcp with no server name), and offers no hook per
+ * connection. OpenSSL's info callback runs on every connection of the
+ * context at the start of its handshake, before the ClientHello is
+ * written: there each client connection gets SNI and the name its
+ * certificate must carry (RFC 5922; an address for an IP literal), with
+ * verification on. Server connections (carriers calling in) are left
+ * alone: no client certificate is asked for. */
+static void tls_info_cb(const SSL *cssl, int where, int ret)
+{
+    SSL *ssl = (SSL *)cssl; /* OpenSSL passes the connection it is handshaking */
+    struct sip_ep *ep;
+    X509_VERIFY_PARAM *vp;
+
+    (void)ret;
+    if (!(where & SSL_CB_HANDSHAKE_START) || SSL_is_server(ssl))
+        return;
+    ep = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, tls_verify_cb);
+    vp = SSL_get0_param(ssl);
+    if (!ep || !ep->tls_peer[0]) {
+        /* No name to check against: nothing we call over TLS is trusted. */
+        X509_VERIFY_PARAM_set1_host(vp, "invalid.invalid", 0);
+        return;
+    }
+    if (ep->tls_peer_ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(vp, ep->tls_peer);
+    } else {
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        X509_VERIFY_PARAM_set1_host(vp, ep->tls_peer, 0);
+        SSL_set_tlsext_host_name(ssl, ep->tls_peer);
+    }
+}
+
+/* Logs OpenSSL's last error reason (file and line left out) and clears
+ * the queue. */
+static void tls_log_error(const char *what, const char *file)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[160] = "unknown";
+
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    log_error("msg=\"%s\" file=\"%s\" why=\"%s\"", what, file, buf);
+}
+
+/* The context of the tls: listeners, which libre also starts client TLS
+ * on: TLS 1.2 or later, the certificate chain and key, the CAs peers we
+ * call are verified against. */
+static enum err ep_tls_new(struct sip_ep *ep, const struct sip_ep_config *cfg)
+{
+    SSL_CTX *ctx;
+
+    if (!cfg->tls_cert || !cfg->tls_key) {
+        log_error("msg=\"a tls: listener needs --sip-tls-cert and --sip-tls-key\"");
+        return ERR_INVALID;
+    }
+    if (tls_alloc(&ep->tls, TLS_METHOD_SSLV23, NULL, NULL) != 0)
+        return ERR_NOMEM;
+    ctx = tls_openssl_context(ep->tls);
+    if (!ctx)
+        return ERR_INTERNAL;
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+        tls_log_error("TLS 1.2 cannot be made the minimum", "");
+        return ERR_INTERNAL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        tls_log_error("cannot read the TLS certificate (--sip-tls-cert)", cfg->tls_cert);
+        return ERR_INVALID;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+        tls_log_error("cannot read the TLS key (--sip-tls-key)", cfg->tls_key);
+        return ERR_INVALID;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        tls_log_error("the TLS key does not belong to the certificate", cfg->tls_key);
+        return ERR_INVALID;
+    }
+    if (cfg->tls_ca && *cfg->tls_ca) {
+        if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca, NULL) != 1) {
+            tls_log_error("cannot read the CA file (--sip-tls-ca)", cfg->tls_ca);
+            return ERR_INVALID;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        tls_log_error("cannot load the system's CAs", "");
+        return ERR_INTERNAL;
+    }
+    SSL_CTX_set_app_data(ctx, ep);
+    SSL_CTX_set_info_callback(ctx, tls_info_cb);
+    return ERR_OK;
+}
+
+/* The Contact URI of a TCP or TLS leg: the listener's port (a connection's
+ * own port takes nothing in), the advertised address behind NAT. */
+static void ep_contacts(struct sip_ep *ep)
+{
+    size_t i;
+
+    for (i = 0; i < ep->listeners.n; i++) {
+        const struct listen_spec *l = &ep->listeners.v[i];
+        char *dst = l->tp == POLICY_TP_TCP ? ep->contact_tcp : ep->contact_tls;
+        size_t size = l->tp == POLICY_TP_TCP ? sizeof(ep->contact_tcp) : sizeof(ep->contact_tls);
+        char hp[LISTEN_HOSTPORT_MAX];
+        struct sa la;
+
+        if (l->tp == POLICY_TP_UDP || dst[0] || parse_hostport(l->hostport, &la) != ERR_OK)
+            continue;
+        sa_hostport(ep->has_adv ? &ep->adv : &la, sa_port(&la), hp, sizeof(hp));
+        snprintf(dst, size, "sip:%s@%s;transport=%s", ep->cuser, hp, policy_tp_name(l->tp));
+    }
+}
+
+/* Binds every listener of --sip-listen. */
+static enum err ep_listen(struct sip_ep *ep)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < ep->listeners.n; i++) {
+        const struct listen_spec *l = &ep->listeners.v[i];
+        struct sa la;
+
+        if (parse_hostport(l->hostport, &la) != ERR_OK)
+            return ERR_INVALID;
+        switch (l->tp) {
+        case POLICY_TP_TCP: rc = sip_transp_add(ep->sip, SIP_TRANSP_TCP, &la); break;
+        case POLICY_TP_TLS: rc = sip_transp_add(ep->sip, SIP_TRANSP_TLS, &la, ep->tls); break;
+        default: rc = sip_transp_add(ep->sip, SIP_TRANSP_UDP, &la); break;
+        }
+        if (rc) {
+            log_error("msg=\"cannot bind the SIP socket\" listener=%s:%s why=\"%s\"",
+                      policy_tp_name(l->tp), l->hostport, strerror(rc));
+            return ERR_UNAVAILABLE;
+        }
+    }
+    ep_contacts(ep);
+    return ERR_OK;
+}
+
 enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handlers *h,
                     struct sip_ep **out)
 {
     struct sip_ep *ep = calloc(1, sizeof(*ep));
     struct conf_uri trunk, registrar;
     uint64_t seed;
-    char ip[64];
     enum err e = ERR_INVALID;
+    size_t i;
     int rc;
 
     if (!ep)
@@ -1518,9 +1893,28 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
     admission_init(&ep->admission, cfg->invite_rate ? cfg->invite_rate : 200, seed);
     loglimit_init(&ep->loglimit, seed >> 1);
     challenges_init(&ep->challenges);
-    if (parse_hostport(cfg->listen, &ep->laddr) != ERR_OK || !sa_port(&ep->laddr)) {
-        log_error("msg=\"bad --sip-listen, want HOST:PORT\"");
-        goto out_ep;
+    {
+        char why[160];
+
+        if (listen_list_parse(cfg->listen, &ep->listeners, why, sizeof(why)) != ERR_OK ||
+            parse_hostport(ep->listeners.v[0].hostport, &ep->laddr) != ERR_OK) {
+            log_error("msg=\"bad --sip-listen\" why=\"the value %s\"", why);
+            goto out_ep;
+        }
+    }
+    ep->srtp = cfg->srtp;
+    if (cfg->advertise && *cfg->advertise) {
+        if (sa_set_str(&ep->adv, cfg->advertise, 0) != 0) {
+            log_error("msg=\"bad --sip-advertise, want an IP address\"");
+            goto out_ep;
+        }
+        ep->has_adv = true;
+    }
+    if (listen_list_has(&ep->listeners, POLICY_TP_TLS)) {
+        e = ep_tls_new(ep, cfg);
+        if (e != ERR_OK)
+            goto out_ep;
+        e = ERR_INVALID;
     }
     if (cfg->media_ip && *cfg->media_ip) {
         if (sa_set_str(&ep->media_addr, cfg->media_ip, 0) != 0) {
@@ -1528,13 +1922,10 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
             goto out_ep;
         }
     } else {
-        ep->media_addr = ep->laddr;
+        ep->media_addr = ep->has_adv ? ep->adv : ep->laddr;
         sa_set_port(&ep->media_addr, 0);
     }
-    if (sa_ntop(&ep->laddr, ip, sizeof(ip)) != 0)
-        goto out_ep;
-    snprintf(ep->contact_host, sizeof(ep->contact_host),
-             sa_af(&ep->laddr) == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, sa_port(&ep->laddr));
+    sa_hostport(&ep->laddr, sa_port(&ep->laddr), ep->contact_host, sizeof(ep->contact_host));
     e = ep_configure(ep, cfg, &trunk, &registrar);
     if (e != ERR_OK)
         goto out_ep;
@@ -1554,21 +1945,26 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
      * settled before any dialog is looked at. */
     if (sip_listen(&ep->gate, ep->sip, true, on_gate, ep) != 0)
         goto out_sip;
-    rc = sip_transp_add(ep->sip, SIP_TRANSP_UDP, &ep->laddr);
-    if (rc) {
-        log_error("msg=\"cannot bind the SIP socket\" why=\"%s\"", strerror(rc));
-        e = ERR_UNAVAILABLE;
+    e = ep_listen(ep);
+    if (e != ERR_OK)
         goto out_sip;
-    }
+    e = ERR_INTERNAL;
     sip_set_trace_handler(ep->sip, on_trace);
     if (sipsess_listen(&ep->sock, ep->sip, 32, on_conn, ep) != 0)
         goto out_sip;
     if (sip_listen(&ep->last, ep->sip, true, on_unhandled, ep) != 0 ||
         sip_listen(&ep->stray, ep->sip, false, on_stray, ep) != 0)
         goto out_sock;
-    if (ep_send_probe(ep) != ERR_OK)
-        log_warn("msg=\"SIP datagram hook not installed: refused sources are dropped after "
-                 "parsing\"");
+    for (i = 0; i < ep->listeners.n; i++) {
+        struct sa la;
+
+        if (ep->listeners.v[i].tp != POLICY_TP_UDP ||
+            parse_hostport(ep->listeners.v[i].hostport, &la) != ERR_OK)
+            continue;
+        if (ep_send_probe(ep, &la) != ERR_OK)
+            log_warn("msg=\"SIP datagram hook not installed: refused sources are dropped "
+                     "after parsing\"");
+    }
     if (ep->allow_default && ep->nnames)
         on_resolve_tmr(ep);
     if (cfg->reg && ep_register(ep, &registrar, cfg->reg_expires) != ERR_OK) {
@@ -1584,7 +1980,8 @@ out_sip:
     tmr_cancel(&ep->resolve_tmr);
     for (rc = 0; rc < ep->rq_used; rc++)
         ep->rq[rc].q = mem_deref(ep->rq[rc].q);
-    ep->helper = mem_deref(ep->helper);
+    for (rc = 0; rc < ep->nhooks; rc++)
+        ep->hooks[rc].uh = mem_deref(ep->hooks[rc].uh);
     ep->stray = mem_deref(ep->stray);
     ep->last = mem_deref(ep->last);
     ep->gate = mem_deref(ep->gate);
@@ -1593,6 +1990,7 @@ out_sip:
 out_dns:
     mem_deref(ep->dnsc);
 out_ep:
+    mem_deref(ep->tls);
     explicit_bzero(ep->password, sizeof(ep->password));
     free(ep->headers);
     free(ep);
@@ -1618,13 +2016,15 @@ void sip_ep_free(struct sip_ep *ep)
     for (i = 0; i < ep->rq_used; i++)
         ep->rq[i].q = mem_deref(ep->rq[i].q);
     mem_deref(ep->sock);
-    ep->helper = mem_deref(ep->helper);
+    for (i = 0; i < ep->nhooks; i++)
+        ep->hooks[i].uh = mem_deref(ep->hooks[i].uh);
     ep->stray = mem_deref(ep->stray);
     ep->last = mem_deref(ep->last);
     ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);
     mem_deref(ep->sip);
     mem_deref(ep->dnsc);
+    mem_deref(ep->tls);
     explicit_bzero(ep->password, sizeof(ep->password));
     free(ep->headers);
     free(ep);

@@ -68,11 +68,28 @@ struct sip_incoming;
  * password from the environment or --sip-password-file). */
 #define SIP_CRED_MAX 128
 
+/* --srtp: whether media is SRTP keyed by SDES (SIP.md section 3). */
+enum sip_srtp {
+    SIP_SRTP_OFF,     /* plain RTP; offers with crypto are answered plain */
+    SIP_SRTP_OFFER,   /* SRTP when the party takes it, else plain RTP */
+    SIP_SRTP_REQUIRE, /* SRTP on TLS or no call: 488 in, FAILED "88" out */
+};
+
 struct sip_ep_config {
-    const char *listen; /* "HOST:PORT" (IPv6 in brackets), UDP */
-    /* "sip:HOST[:PORT][;transport=udp]"; NULL: no outbound calls. Without a
-     * port the host is resolved as RFC 3263 says (NAPTR, SRV, A/AAAA). */
+    /* "[udp:|tcp:|tls:]IP:PORT[,...]" (IPv6 in brackets; listen_list_parse).
+     * RTP binds to the first listener's address. */
+    const char *listen;
+    /* "sip:HOST[:PORT][;transport=udp|tcp|tls]" or "sips:HOST[:PORT]"; NULL:
+     * no outbound calls. Without a port the host is resolved as RFC 3263
+     * says (NAPTR, SRV, A/AAAA). A TLS trunk needs a tls: listener. */
     const char *trunk;
+    /* The tls: listeners' certificate chain and key (PEM files), and the CAs
+     * a TLS peer we call is verified against (NULL: the system's). */
+    const char *tls_cert, *tls_key, *tls_ca;
+    enum sip_srtp srtp;
+    /* The public address written into Contact, Via and (unless media_ip)
+     * SDP; NULL: the bound address. */
+    const char *advertise;
     int rtp_low, rtp_high;
     const char *media_ip; /* SDP address; NULL: the listen address */
     /* Who may send SIP (SIP.md section 1). NULL: every address the trunk,

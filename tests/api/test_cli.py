@@ -339,7 +339,9 @@ def test_usage_errors_exit_2(db, args):
     (["serve", "--listen", "garbage"],
      "sfvopi: --listen must be HOST:PORT, port 0 to 65535 (IPv6 as [::1]:8080)"),
     (["serve", "--sip-listen", "127.0.0.1:0"],
-     "sfvopi: --sip-listen must be IP:PORT, port 1 to 65535 (IPv6 as [::1]:5060)"),
+     "sfvopi: --sip-listen must be a comma-separated list of [udp:|tcp:|tls:]IP:PORT (IPv6 as "
+     "[::1]:5060): the value '127.0.0.1:0' is not [udp:|tcp:|tls:]IP:PORT with a port from 1 to "
+     "65535"),
     (["serve", "--media-ip", "media.example.net"], "sfvopi: --media-ip must be an IP address"),
     (["--db", "mysql://db/x", "org", "list"], "sfvopi: --db must be sqlite:PATH or postgresql://..."),
 ])

@@ -322,7 +322,9 @@ def test_log_level_off_writes_no_access_lines(start):
     ([], {"SFVOPI_LISTEN": "8080"}, "--listen must be HOST:PORT"),
     ([], {"SFVOPI_ADMIN_LISTEN": "x:y"}, "--admin-listen must be HOST:PORT"),
     ([], {"SFVOPI_SIP_LISTEN": "127.0.0.1"},
-     "--sip-listen must be IP:PORT, port 1 to 65535 (IPv6 as [::1]:5060) (from SFVOPI_SIP_LISTEN)"),
+     "--sip-listen must be a comma-separated list of [udp:|tcp:|tls:]IP:PORT (IPv6 as [::1]:5060): "
+     "the value '127.0.0.1' is not [udp:|tcp:|tls:]IP:PORT with a port from 1 to 65535 "
+     "(from SFVOPI_SIP_LISTEN)"),
     ([], {"SFVOPI_SIP_TRUNK": "carrier:5060"}, "--sip-trunk must be a URI"),
     ([], {"SFVOPI_RTP_PORTS": "30000"}, "--rtp-ports must be LOW-HIGH"),
     ([], {"SFVOPI_MEDIA_IP": "media"}, "--media-ip must be an IP address"),
