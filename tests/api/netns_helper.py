@@ -110,8 +110,13 @@ class NatTopology:
     """The three namespaces (see the module docstring); a context manager that builds them on
     entry and always removes them on exit, also when building failed half way."""
 
-    def __init__(self, rtp_ports=(20000, 20099)):
+    def __init__(self, rtp_ports=(20000, 20099), udp_timeout=None):
+        """rtp_ports: the (low, high) UDP range forwarded besides 5060. udp_timeout: seconds
+        after which the NAT box forgets an idle UDP flow (net.netfilter.nf_conntrack_udp_timeout
+        and _stream of its namespace; kernel defaults 30 and 120 when None), so that a test can
+        make a later datagram rely on the DNAT rule instead of the masquerade's entry."""
         self.rtp_ports = tuple(rtp_ports)
+        self.udp_timeout = udp_timeout
         base = f"sfv{os.getpid()}-{secrets.token_hex(3)}"
         self.priv, self.nat, self.carrier = (f"{base}-{n}" for n in ("priv", "nat", "carrier"))
         self.names = [self.priv, self.nat, self.carrier]
@@ -162,6 +167,10 @@ class NatTopology:
                             timeout=20)
         if cp.returncode != 0:
             raise RuntimeError(f"nft -f in {nat}: {cp.stderr.strip()}")
+        if self.udp_timeout is not None:  # the conntrack sysctls exist once nft loaded it
+            for key in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
+                _run("ip", "netns", "exec", nat, "sysctl", "-q", "-w",
+                     f"net.netfilter.{key}={int(self.udp_timeout)}")
         # The interfaces are up when their addresses are usable (no DAD for IPv4, but the
         # carrier of a veth comes up asynchronously).
         deadline = time.monotonic() + 5
