@@ -71,6 +71,14 @@ def test_in_wait_bye_against_out_answer(tmp_path):
     assert uas.received(status=200, cseq="BYE")
 
 
+def test_out_answer_bye_target_sends_the_bye_to_the_contact(tmp_path):
+    """The BYE goes to the INVITE's Contact (here the UAC's own address), found and logged."""
+    uas, uac = pair(tmp_path, "out_answer_bye_target", "in_wait_bye",
+                    uas_kw={"duration_ms": 300})
+    assert f"TARGET 127.0.0.1:{uac.port} " in uas.logs(), uas.logs()
+    assert len(uac.received("BYE")) == 1 and uas.received(status=200, cseq="BYE")
+
+
 def test_in_cancel_against_out_no_answer_is_canceled(tmp_path):
     uas, uac = pair(tmp_path, "out_no_answer", "in_cancel", uac_kw={"keys": {"cause": 31}})
     assert "OUTCOME canceled" in uac.logs()
