@@ -147,7 +147,6 @@ static const struct cmd_def cmds[] = {
     {CMD_NUMBER_ENABLE, "number", "enable", 1, 1, "NUMBER"},
 };
 
-
 static int usage_err(char *err, size_t errsz, const char *fmt, ...)
 {
     va_list ap;

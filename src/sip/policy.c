@@ -471,7 +471,8 @@ enum err listen_list_parse(const char *s, struct listen_list *out, char *why, si
             a += 4;
         }
         if (!hostport_ok(a, (size_t)(b - a))) {
-            snprintf(why, whysz, "'%.*s' is not [udp:|tcp:|tls:]IP:PORT with a port from 1 to 65535",
+            snprintf(why, whysz,
+                     "'%.*s' is not [udp:|tcp:|tls:]IP:PORT with a port from 1 to 65535",
                      (int)(b - p < 80 ? b - p : 80), p);
             return ERR_INVALID;
         }

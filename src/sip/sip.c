@@ -5,6 +5,7 @@
  * engine is made from a timer of its own, never from inside a libre
  * callback, so the engine may free a leg whenever it likes. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <ctype.h>
 #include <sys/resource.h>
 
 #include <openssl/err.h>
@@ -331,8 +331,7 @@ struct sip_ep {
     /* The trunk and how outbound INVITEs look. */
     bool has_trunk;
     char trunk_target[HOST_MAX + 80]; /* host[:port][;params] of Request-URIs */
-    bool trunk_sips;
-    enum policy_tp dial_tp; /* the first hop's transport: the proxy's, else the trunk's */
+    enum policy_tp dial_tp;           /* the first hop's transport: the proxy's, else the trunk's */
     char from_domain[HOST_MAX];
     char route[HOST_MAX + 96]; /* "<sip:...;lr>", "" without a proxy */
     char *headers;             /* "Name: value\r\n" lines, "" for none */
@@ -602,10 +601,10 @@ static uint8_t *rewrite_headers(const uint8_t *p, size_t len, const char *from, 
     }
     if (end)
         hl = (size_t)(end - p);
-    /* A whole address: not inside a longer number or name. */
+        /* A whole address: not inside a longer number or name. */
 #define WHOLE_AT(i)                                                                                \
-    ((i) + fl <= hl && !memcmp(p + (i), from, fl) &&                                              \
-     ((i) == 0 || !(isalnum(p[(i)-1]) || p[(i)-1] == '.')) &&                                     \
+    ((i) + fl <= hl && !memcmp(p + (i), from, fl) &&                                               \
+     ((i) == 0 || !(isalnum(p[(i)-1]) || p[(i)-1] == '.')) &&                                      \
      ((i) + fl == hl || !isdigit(p[(i) + fl])))
     for (i = 0; i + fl <= hl; i++) {
         if (WHOLE_AT(i))
@@ -672,8 +671,7 @@ static enum err ep_send_probe(struct sip_ep *ep, const struct sa *laddr)
         rand_str(ep->probe_token, sizeof(ep->probe_token));
     if (sa_ntop(&dst, ip, sizeof(ip)) != 0)
         return ERR_INTERNAL;
-    snprintf(host, sizeof(host), sa_af(&dst) == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
-             sa_port(&dst));
+    snprintf(host, sizeof(host), sa_af(&dst) == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, sa_port(&dst));
     mb = mbuf_alloc(512);
     if (!mb)
         return ERR_NOMEM;
@@ -970,6 +968,16 @@ static enum err conf_uri_parse(const char *s, const char *what, struct conf_uri 
         return ERR_INVALID;
     }
     copy_pl(&uri.params, out->params, sizeof(out->params));
+    /* libre 1.1.0 routes only sip: URIs (a sips: one fails with ENOSYS):
+     * a sips: URI is dialled as sip:...;transport=tls, which takes TLS to
+     * the same host (SRV _sips._tcp without a port). */
+    if (out->sips && msg_param_decode(&uri.params, "transport", &tp)) {
+        if (strlen(out->params) + 15 >= sizeof(out->params)) {
+            log_error("msg=\"bad %s: parameters too long\"", what);
+            return ERR_INVALID;
+        }
+        strcat(out->params, ";transport=tls");
+    }
     copy_pl(&uri.host, host, sizeof(host));
     out->literal = sa_set_str(&out->addr, host, uri.port ? uri.port : 5060) == 0;
     snprintf(out->host, sizeof(out->host), uri.af == AF_INET6 ? "[%s]" : "%s", host);
@@ -1053,8 +1061,7 @@ static enum err ep_register(struct sip_ep *ep, const struct conf_uri *registrar,
     const char *routev[1] = {ep->route};
     int rc;
 
-    snprintf(reg_uri, sizeof(reg_uri), "%s:%s%s", registrar->sips ? "sips" : "sip",
-             registrar->hostport, registrar->params);
+    snprintf(reg_uri, sizeof(reg_uri), "sip:%s%s", registrar->hostport, registrar->params);
     snprintf(aor, sizeof(aor), "sip:%s@%s", ep->user, registrar->host);
     rc = sipreg_register(&ep->reg, ep->sip, reg_uri, aor, NULL, aor, expires ? expires : 600,
                          ep->cuser, ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, 0,
@@ -1500,9 +1507,8 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
                         ep_cuser(ep, in->msg->tp == SIP_TRANSP_TLS   ? POLICY_TP_TLS
                                      : in->msg->tp == SIP_TRANSP_TCP ? POLICY_TP_TCP
                                                                      : POLICY_TP_UDP),
-                        "application/sdp",
-                        NULL, NULL, NULL, false, on_offer, on_answer, on_estab, NULL, NULL,
-                        on_close, leg, NULL);
+                        "application/sdp", NULL, NULL, NULL, false, on_offer, on_answer, on_estab,
+                        NULL, NULL, on_close, leg, NULL);
     if (rc) {
         e = ERR_INTERNAL;
         goto out_leg;
@@ -1534,8 +1540,7 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
 
     if (!ep->has_trunk)
         return ERR_UNAVAILABLE;
-    if (snprintf(to_uri, sizeof(to_uri), "%s:%s@%s", ep->trunk_sips ? "sips" : "sip", to_user,
-                 ep->trunk_target) >=
+    if (snprintf(to_uri, sizeof(to_uri), "sip:%s@%s", to_user, ep->trunk_target) >=
             (int)sizeof(to_uri) ||
         snprintf(from_uri, sizeof(from_uri), "sip:%s@%s", ep->caller_id_pai ? ep->user : from_user,
                  ep->from_domain) >= (int)sizeof(from_uri))
@@ -1548,10 +1553,11 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
         return e;
     rc = sdp_encode(&desc, leg->sdp, true);
     if (!rc)
-        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),
-                             ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
-                             desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
-                             on_estab, NULL, NULL, on_close, leg, "%s%s", pai, ep->headers);
+        rc =
+            sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),
+                            ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
+                            desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
+                            on_estab, NULL, NULL, on_close, leg, "%s%s", pai, ep->headers);
     mem_deref(desc);
     if (rc) {
         log_warn("msg=\"INVITE not sent\" why=\"%s\"", strerror(rc));
@@ -1630,7 +1636,6 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
                  trunk->params);
         snprintf(ep->from_domain, sizeof(ep->from_domain), "%s", trunk->host);
         ep->has_trunk = true;
-        ep->trunk_sips = trunk->sips;
         ep->dial_tp = trunk->tp;
     }
     if (cfg->from_domain && *cfg->from_domain)
@@ -1645,15 +1650,14 @@ static enum err ep_configure(struct sip_ep *ep, const struct sip_ep_config *cfg,
         if (conf_uri_parse(cfg->outbound_proxy, "--sip-outbound-proxy", &proxy) != ERR_OK)
             return ERR_INVALID;
         /* libre writes it as "Route: <URI;lr>". */
-        snprintf(ep->route, sizeof(ep->route), "%s:%s%s", proxy.sips ? "sips" : "sip",
-                 proxy.hostport, proxy.params);
+        snprintf(ep->route, sizeof(ep->route), "sip:%s%s", proxy.hostport, proxy.params);
     }
     if (ep->route[0])
         ep->dial_tp = proxy.tp;
     /* The name a TLS peer we call must prove: the first hop's (RFC 5922
      * section 4: the host of the URI, not an SRV target). */
     {
-        const struct conf_uri *hop = ep->route[0] && proxy.tp == POLICY_TP_TLS ? &proxy
+        const struct conf_uri *hop = ep->route[0] && proxy.tp == POLICY_TP_TLS     ? &proxy
                                      : ep->has_trunk && trunk->tp == POLICY_TP_TLS ? trunk
                                      : registrar->host[0] && registrar->tp == POLICY_TP_TLS
                                          ? registrar
