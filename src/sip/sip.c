@@ -246,6 +246,7 @@ struct sip_leg {
     struct sdp_session *sdp;
     struct sdp_media *media;
     struct rtp_sock *rtp;
+    struct sip_keepalive *ka; /* CRLF keep-alive of a TCP or TLS dialog's connection */
     char callid[128];
     bool outbound;
     bool established;
@@ -1142,6 +1143,7 @@ static void leg_reap(void *arg)
     tmr_cancel(&leg->report_tmr);
     /* Dereferencing an established session sends its BYE, an unanswered
      * outbound one its CANCEL; libre finishes those transactions itself. */
+    leg->ka = mem_deref(leg->ka);
     leg->sess = mem_deref(leg->sess);
     leg->rtp = mem_deref(leg->rtp);
     leg->sdp = mem_deref(leg->sdp);
@@ -1366,11 +1368,34 @@ static void on_progress(const struct sip_msg *msg, void *arg)
     leg_schedule(leg);
 }
 
+/* The connection of an established TCP or TLS dialog died: its CRLF ping
+ * went unanswered (RFC 5626 section 4.4.1) or it closed. The party can no
+ * longer reach us in the dialog, so the call ends as on a timer's expiry. */
+static void on_keepalive(int err, void *arg)
+{
+    struct sip_leg *leg = arg;
+
+    leg->ka = NULL; /* libre has freed it */
+    if (leg->dead || leg->pending_closed)
+        return;
+    log_warn("msg=\"SIP connection of a call lost: the call ends\" call_id=%s why=\"%s\"",
+             leg->callid, strerror(err ? err : ECONNRESET));
+    leg->pending_closed = true;
+    leg->closed_code = 0;
+    leg->closed_cause = 102;
+    leg->closed_timeout = false;
+    leg_schedule(leg);
+}
+
 static void on_estab(const struct sip_msg *msg, void *arg)
 {
     struct sip_leg *leg = arg;
 
-    (void)msg;
+    /* Over TCP and TLS, a ping every two minutes or so keeps NAT and
+     * firewall state and notices a dead connection. */
+    if (msg && !leg->ka && (msg->tp == SIP_TRANSP_TCP || msg->tp == SIP_TRANSP_TLS) &&
+        sip_keepalive_start(&leg->ka, leg->ep->sip, msg, 0, on_keepalive, leg) != 0)
+        log_warn("msg=\"SIP keep-alive not started for a call\"");
     leg->established = true;
     if (leg->outbound)
         leg->pending_answered = true;

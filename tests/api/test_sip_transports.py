@@ -397,3 +397,23 @@ def test_unreadable_tls_certificate_fails_serve_with_a_reason(tmp_path, pki):
 @pytest.fixture
 def work(tmp_path):
     return tmp_path
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_crlf_keepalive_ping_gets_its_pong(tmp_path, pki, transport):
+    """RFC 5626 section 3.5.1: a double CRLF on a connection is answered with a single one, on
+    the TCP and the TLS listener alike (carriers ping to keep their NAT and firewall state)."""
+    port = free_port()
+    with transport_server(tmp_path, f"{transport}:127.0.0.1:{port}", "--sip-allow", "127.0.0.1",
+                          *(tls_args(pki) if transport == "tls" else [])):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if transport == "tls":
+            ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+            conn = ctx.wrap_socket(raw, server_hostname="sfvopi.test")
+            assert conn.version() in ("TLSv1.2", "TLSv1.3"), conn.version()
+        else:
+            conn = raw
+        with conn:
+            for _ in range(2):
+                conn.sendall(b"\r\n\r\n")
+                assert conn.recv(16) == b"\r\n"
