@@ -30,7 +30,7 @@ OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
-PKGS := libmicrohttpd jansson sqlite3 libsodium libpq libcurl libre libwebsockets speexdsp openssl
+PKGS := libmicrohttpd jansson sqlite3 libsodium libpq libcurl libre libwebsockets speexdsp openssl libsrtp2
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
         -Wimplicit-fallthrough
 ifeq ($(WERROR),1)
@@ -100,10 +100,14 @@ $(BIN): $(BUILD)/obj/src/main.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 	@echo "built $@"
 
+# A unit test that needs a library the program does not: test_srtp checks
+# libsrtp2's output against AES and HMAC-SHA1 computed by OpenSSL's libcrypto.
+TEST_PKGS_test_srtp := libcrypto
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(LIB) \
-		$(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka $(TEST_PKGS_$*)) -o $@ $< \
+		$(LIB) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka $(TEST_PKGS_$*))
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
 	@mkdir -p $(dir $@)

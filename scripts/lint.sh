@@ -18,6 +18,7 @@ fi
 for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
             "libpq-fe.h:src/store/store_pg.c" "curl/curl.h:src/call/deliver.c" \
             "libwebsockets.h:src/ws/ws.c" "speex/speex_resampler.h:src/media/resample.c" \
+            "srtp2/srtp.h:src/media/srtp.c" \
             "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
     hdr=${pair%%:*}
     owner=${pair#*:}
