@@ -25,6 +25,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "media/srtp.h"
 #include "sip/sip.h"
 
 /* --- the loop --- */
@@ -215,12 +216,16 @@ void sip_queue_free(struct sip_queue *q)
 
 static atomic_uint_fast64_t stat_denied;
 static atomic_uint_fast64_t stat_rtp_dropped_source;
+static atomic_uint_fast64_t stat_srtp_dropped;  /* SRTP packets that did not authenticate */
+static atomic_uint_fast64_t stat_srtp_replayed; /* SRTP packets seen before */
 static atomic_bool stat_registered;
 
 void sip_stats_get(struct sip_stats *out)
 {
     out->denied = atomic_load(&stat_denied);
     out->rtp_dropped_source = atomic_load(&stat_rtp_dropped_source);
+    out->srtp_dropped = atomic_load(&stat_srtp_dropped);
+    out->srtp_replayed = atomic_load(&stat_srtp_replayed);
     out->registered = atomic_load(&stat_registered);
 }
 
@@ -247,6 +252,14 @@ struct sip_leg {
     struct sdp_media *media;
     struct rtp_sock *rtp;
     struct sip_keepalive *ka; /* CRLF keep-alive of a TCP or TLS dialog's connection */
+    /* SRTP (SDES): the session once both keys are known, the RTP socket's
+     * hook that protects and unprotects, and our crypto line (its key is
+     * wiped when the leg goes). */
+    struct srtpsess *srtp;
+    struct udp_helper *srtp_uh;
+    struct sdes_crypto crypto_ours;
+    bool srtp_offered; /* our offer carries a=crypto */
+    bool srtp_refused; /* --srtp require and the answer has no acceptable crypto */
     char callid[128];
     bool outbound;
     bool established;
@@ -1145,7 +1158,10 @@ static void leg_reap(void *arg)
      * outbound one its CANCEL; libre finishes those transactions itself. */
     leg->ka = mem_deref(leg->ka);
     leg->sess = mem_deref(leg->sess);
+    leg->srtp_uh = mem_deref(leg->srtp_uh);
     leg->rtp = mem_deref(leg->rtp);
+    srtpsess_free(leg->srtp);
+    explicit_bzero(&leg->crypto_ours, sizeof(leg->crypto_ours));
     leg->sdp = mem_deref(leg->sdp);
     free(leg);
 }
@@ -1258,6 +1274,209 @@ static void media_settle(struct sip_leg *leg)
 void sip_leg_media(const struct sip_leg *leg, struct sip_media *out)
 {
     *out = leg->media_info;
+    out->srtp = leg->srtp != NULL;
+}
+
+/* --- SRTP (SDES, RFC 4568) --- */
+
+/* A copy for libsrtp2, which wants packets 4-byte aligned; the loop's
+ * thread only. */
+static _Alignas(8) uint8_t srtp_scratch[SRTPSESS_PACKET_MAX];
+
+/* Every datagram on a leg's RTP socket, before libre reads it as RTP:
+ * with SRTP, unprotected in place; one that does not authenticate (a
+ * stranger's, a replay) is dropped and counted. */
+static bool on_srtp_recv(struct sa *src, struct mbuf *mb, void *arg)
+{
+    struct sip_leg *leg = arg;
+    uint8_t *p = mbuf_buf(mb);
+    size_t len = mbuf_get_left(mb), n = 0;
+    bool copy = ((uintptr_t)p & 3) != 0;
+    enum err e;
+
+    (void)src;
+    if (!leg->srtp)
+        return false;
+    if (len > sizeof(srtp_scratch)) {
+        atomic_fetch_add(&stat_srtp_dropped, 1);
+        return true;
+    }
+    if (copy)
+        memcpy(srtp_scratch, p, len);
+    e = srtpsess_unprotect(leg->srtp, copy ? srtp_scratch : p, len, &n);
+    if (e != ERR_OK) {
+        atomic_fetch_add(e == ERR_CONFLICT ? &stat_srtp_replayed : &stat_srtp_dropped, 1);
+        return true;
+    }
+    if (copy)
+        memcpy(p, srtp_scratch, n);
+    mb->end = mb->pos + n;
+    return false;
+}
+
+/* Every RTP packet the leg sends: with SRTP, protected in place (the tag
+ * appended). A packet that cannot be protected is not sent. */
+static bool on_srtp_send(int *err, struct sa *dst, struct mbuf *mb, void *arg)
+{
+    struct sip_leg *leg = arg;
+    size_t len = mbuf_get_left(mb), tag, n = 0;
+    uint8_t *p;
+    bool copy;
+
+    (void)dst;
+    if (!leg->srtp)
+        return false;
+    tag = srtpsess_tag_len(leg->srtp);
+    if (mb->size - mb->pos < len + tag && mbuf_resize(mb, mb->pos + len + tag) != 0) {
+        *err = ENOMEM;
+        return true;
+    }
+    p = mbuf_buf(mb);
+    copy = ((uintptr_t)p & 3) != 0;
+    if (copy) {
+        if (len + tag > sizeof(srtp_scratch)) {
+            *err = EMSGSIZE;
+            return true;
+        }
+        memcpy(srtp_scratch, p, len);
+    }
+    if (srtpsess_protect(leg->srtp, copy ? srtp_scratch : p, len,
+                         copy ? sizeof(srtp_scratch) : mb->size - mb->pos, &n) != ERR_OK) {
+        *err = EPROTO;
+        return true;
+    }
+    if (copy)
+        memcpy(p, srtp_scratch, n);
+    mb->end = mb->pos + n;
+    return false;
+}
+
+/* The a=crypto values of the party's SDP for this leg's audio. */
+struct crypto_vals {
+    const char *v[8];
+    size_t l[8];
+    size_t n;
+};
+
+static bool crypto_val(const char *name, const char *value, void *arg)
+{
+    struct crypto_vals *cv = arg;
+
+    (void)name;
+    if (value && cv->n < sizeof(cv->v) / sizeof(cv->v[0])) {
+        cv->v[cv->n] = value;
+        cv->l[cv->n] = strlen(value);
+        cv->n++;
+    }
+    return false;
+}
+
+static void crypto_vals_get(const struct sip_leg *leg, struct crypto_vals *cv)
+{
+    memset(cv, 0, sizeof(*cv));
+    (void)sdp_media_rattr_apply(leg->media, "crypto", crypto_val, cv);
+}
+
+/* Our crypto line into the leg's SDP. */
+static int leg_crypto_lattr(struct sip_leg *leg)
+{
+    char line[SDES_FORMAT_MAX];
+    size_t n;
+    int rc;
+
+    if (sdes_format(&leg->crypto_ours, line, sizeof(line), &n) != ERR_OK)
+        return EINVAL;
+    rc = sdp_media_set_lattr(leg->media, true, "crypto", "%s", line);
+    explicit_bzero(line, sizeof(line));
+    return rc;
+}
+
+/* Both keys known: the session, and the hook that uses it. */
+static enum err leg_srtp_start(struct sip_leg *leg, const struct sdes_crypto *theirs)
+{
+    enum err e =
+        srtpsess_new(leg->crypto_ours.suite, leg->crypto_ours.key, theirs->key, &leg->srtp);
+
+    if (e != ERR_OK) {
+        log_warn("msg=\"SRTP session not created\" err=%s", err_str(e));
+        return e;
+    }
+    if (udp_register_helper(&leg->srtp_uh, rtp_sock(leg->rtp), 0, on_srtp_send, on_srtp_recv,
+                            leg) != 0) {
+        srtpsess_free(leg->srtp);
+        leg->srtp = NULL;
+        return ERR_NOMEM;
+    }
+    log_info("msg=\"SRTP\" call_id=%s suite=%s", leg->callid,
+             leg->crypto_ours.suite == SDES_AES_CM_128_HMAC_SHA1_32 ? "AES_CM_128_HMAC_SHA1_32"
+                                                                    : "AES_CM_128_HMAC_SHA1_80");
+    return ERR_OK;
+}
+
+/* Outbound: the answer's crypto, for the line we offered (same tag and
+ * suite). Without it, --srtp offer goes on in plain RTP; --srtp require
+ * ends the call (FAILED "88") and sends no audio. */
+static void leg_srtp_answered(struct sip_leg *leg)
+{
+    struct crypto_vals cv;
+    struct sdes_crypto theirs;
+    size_t i;
+    bool found = false;
+
+    if (!leg->srtp_offered || leg->srtp)
+        return;
+    crypto_vals_get(leg, &cv);
+    for (i = 0; i < cv.n && !found; i++) {
+        found = sdes_parse(cv.v[i], cv.l[i], &theirs) == ERR_OK &&
+                theirs.tag == leg->crypto_ours.tag && theirs.suite == leg->crypto_ours.suite;
+    }
+    if (found && leg_srtp_start(leg, &theirs) == ERR_OK) {
+        explicit_bzero(&theirs, sizeof(theirs));
+        return;
+    }
+    explicit_bzero(&theirs, sizeof(theirs));
+    if (leg->ep->srtp == SIP_SRTP_REQUIRE) {
+        log_warn("msg=\"answer without acceptable SRTP crypto: the call ends (--srtp require)\" "
+                 "call_id=%s",
+                 leg->callid);
+        leg->srtp_refused = true;
+        leg->media_info.ready = false; /* not one packet in clear */
+    } else {
+        log_info("msg=\"answer without SRTP crypto: plain RTP\" call_id=%s", leg->callid);
+    }
+}
+
+/* Inbound: the offer's crypto. Returns false when the INVITE must be
+ * refused with 488 (--srtp require without TLS or acceptable crypto, or
+ * an RTP/SAVP offer none of whose lines we take). */
+static bool leg_srtp_offered(struct sip_leg *leg, const struct sip_msg *msg)
+{
+    struct crypto_vals cv;
+    struct sdes_crypto theirs;
+    const char *proto = sdp_media_proto(leg->media);
+    bool savp = proto && !strcasecmp(proto, "RTP/SAVP");
+    bool ok;
+
+    if (leg->ep->srtp == SIP_SRTP_OFF)
+        return true; /* an RTP/SAVP offer matched no media of ours: no codec, 488 */
+    if (leg->ep->srtp == SIP_SRTP_REQUIRE && msg->tp != SIP_TRANSP_TLS) {
+        log_warn("msg=\"INVITE refused (488): --srtp require and it did not come over TLS\"");
+        return false;
+    }
+    crypto_vals_get(leg, &cv);
+    ok = cv.n && sdes_choose(cv.v, cv.l, cv.n, &theirs, &leg->crypto_ours) == ERR_OK;
+    if (ok) {
+        ok = leg_crypto_lattr(leg) == 0 && leg_srtp_start(leg, &theirs) == ERR_OK;
+        explicit_bzero(&theirs, sizeof(theirs));
+        return ok;
+    }
+    if (leg->ep->srtp == SIP_SRTP_REQUIRE || savp) {
+        log_warn("msg=\"INVITE refused (488): no acceptable SRTP crypto in the offer\" "
+                 "crypto_lines=%zu",
+                 cv.n);
+        return false;
+    }
+    return true; /* --srtp offer, an RTP/AVP offer: plain RTP */
 }
 
 enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t len)
@@ -1310,7 +1529,11 @@ static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct 
     }
     rc = sdp_session_alloc(&leg->sdp, &ep->media_addr);
     if (!rc)
-        rc = sdp_media_add(&leg->media, leg->sdp, "audio", sa_port(rtp_local(leg->rtp)), "RTP/AVP");
+        rc = sdp_media_add(&leg->media, leg->sdp, "audio", sa_port(rtp_local(leg->rtp)),
+                           outbound && ep->srtp == SIP_SRTP_REQUIRE ? "RTP/SAVP" : "RTP/AVP");
+    /* An offer of SRTP (RTP/SAVP) is read only when SRTP is on. */
+    if (!rc && !outbound && ep->srtp != SIP_SRTP_OFF)
+        rc = sdp_media_set_alt_protos(leg->media, 2, "RTP/AVP", "RTP/SAVP");
     if (!rc)
         rc = sdp_format_add(NULL, leg->media, false, "8", "PCMA", 8000, 1, NULL, NULL, NULL, false,
                             NULL);
@@ -1354,8 +1577,10 @@ static int on_answer(const struct sip_msg *msg, void *arg)
     struct sip_leg *leg = arg;
     int rc = sdp_decode(leg->sdp, msg->mb, false);
 
-    if (!rc)
+    if (!rc) {
         media_settle(leg);
+        leg_srtp_answered(leg);
+    }
     return rc;
 }
 
@@ -1397,7 +1622,13 @@ static void on_estab(const struct sip_msg *msg, void *arg)
         sip_keepalive_start(&leg->ka, leg->ep->sip, msg, 0, on_keepalive, leg) != 0)
         log_warn("msg=\"SIP keep-alive not started for a call\"");
     leg->established = true;
-    if (leg->outbound)
+    if (leg->outbound && leg->srtp_refused && !leg->pending_closed) {
+        /* Answered without the SRTP --srtp require asks for: as a 488. */
+        leg->pending_closed = true;
+        leg->closed_code = 488;
+        leg->closed_cause = 0;
+        leg->closed_timeout = false;
+    } else if (leg->outbound)
         leg->pending_answered = true;
     else
         leg->pending_confirmed = true; /* the caller's ACK */
@@ -1523,7 +1754,7 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
     rc = sdp_decode(leg->sdp, in->msg->mb, true);
     if (!rc)
         media_settle(leg);
-    if (rc || !leg->media_info.ready) {
+    if (rc || !leg->media_info.ready || !leg_srtp_offered(leg, in->msg)) {
         in->no_codec = true;
         e = ERR_INVALID;
         goto out_leg;
@@ -1576,7 +1807,14 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
     e = leg_new(ep, leg_arg, true, &leg);
     if (e != ERR_OK)
         return e;
-    rc = sdp_encode(&desc, leg->sdp, true);
+    rc = 0;
+    if (ep->srtp != SIP_SRTP_OFF) {
+        sdes_generate(&leg->crypto_ours, 1, SDES_AES_CM_128_HMAC_SHA1_80);
+        rc = leg_crypto_lattr(leg);
+        leg->srtp_offered = rc == 0;
+    }
+    if (!rc)
+        rc = sdp_encode(&desc, leg->sdp, true);
     if (!rc)
         rc =
             sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),

@@ -151,6 +151,7 @@ struct sip_media {
     int audio_pt;   /* the payload type to send audio with */
     int dtmf_pt[4]; /* payload types read as RFC 4733 telephone events */
     int ndtmf;
+    bool srtp; /* media is SRTP (SDES) */
 };
 
 /* Binds the SIP socket, starts resolving the default allowlist and, with
@@ -215,6 +216,8 @@ enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t 
 struct sip_stats {
     uint64_t denied;             /* datagrams and requests from sources not allowed */
     uint64_t rtp_dropped_source; /* RTP packets not from the party */
+    uint64_t srtp_dropped;       /* SRTP packets that did not authenticate (or malformed) */
+    uint64_t srtp_replayed;      /* SRTP packets received before (replays) */
     bool registered;             /* a registration binding is active */
 };
 void sip_stats_get(struct sip_stats *out);
