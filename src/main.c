@@ -13,10 +13,10 @@
 #include "call/engine.h"
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/rand.h"
 #include "http/metrics.h"
 #include "http/server.h"
-#include "sip/policy.h"
 #include "sip/sip.h"
 #include "store/store.h"
 

@@ -12,9 +12,9 @@
 
 #include "cli/cli.h"
 #include "core/e164.h"
+#include "core/netaddr.h"
 #include "core/parse.h"
 #include "http/server.h"
-#include "sip/policy.h"
 #include "sip/sip.h"
 
 enum opt_id {
