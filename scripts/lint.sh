@@ -18,7 +18,7 @@ fi
 for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
             "libpq-fe.h:src/store/store_pg.c" "curl/curl.h:src/call/deliver.c" \
             "libwebsockets.h:src/ws/ws.c" "speex/speex_resampler.h:src/media/resample.c" \
-            "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
+            "gnutls/[a-z]+\.h:src/http/tls.c" "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
     hdr=${pair%%:*}
     owner=${pair#*:}
     others=$(grep -lE "#include <$hdr>" $files | grep -vE "^$owner\$" || true)

@@ -82,6 +82,10 @@ struct cli {
     int nsip_headers;
     char sip_header_text[CLI_SIP_HEADERS_MAX][CLI_SIP_HEADER_MAX + 1];
     const char *dns_server;
+    /* HTTPS: both or neither of each pair (PEM files). */
+    const char *tls_cert, *tls_key;
+    const char *admin_tls_cert, *admin_tls_key;
+    const char *trusted_proxy; /* NULL: X-Forwarded-For is ignored */
     /* admin */
     const char *name;
     const char *provider;

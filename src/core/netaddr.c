@@ -26,6 +26,28 @@ enum err policy_ip_from_bytes(const uint8_t *b, size_t len, struct policy_ip *ou
     return ERR_OK;
 }
 
+enum err policy_ip_parse(const char *s, size_t len, struct policy_ip *out)
+{
+    char text[INET6_ADDRSTRLEN + 2];
+    uint8_t b[16];
+
+    if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+        s++;
+        len -= 2;
+        if (!memchr(s, ':', len))
+            return ERR_INVALID;
+    }
+    if (len == 0 || len >= sizeof(text) || memchr(s, '\0', len))
+        return ERR_INVALID;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    if (inet_pton(AF_INET, text, b) == 1)
+        return policy_ip_from_bytes(b, 4, out);
+    if (inet_pton(AF_INET6, text, b) == 1)
+        return policy_ip_from_bytes(b, 16, out);
+    return ERR_INVALID;
+}
+
 void policy_ip_format(const struct policy_ip *ip, char out[POLICY_IP_TEXT])
 {
     if (!inet_ntop(ip->v6 ? AF_INET6 : AF_INET, ip->b, out, POLICY_IP_TEXT))

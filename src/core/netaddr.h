@@ -26,6 +26,10 @@ struct policy_ip {
  * (an IPv4-mapped IPv6 address becomes IPv4). ERR_INVALID for any other
  * length. */
 enum err policy_ip_from_bytes(const uint8_t *b, size_t len, struct policy_ip *out) WARN_UNUSED;
+/* One address as text, s[0..len) (no NUL needed): IPv4, or IPv6 with or
+ * without brackets; an IPv4-mapped IPv6 address becomes IPv4, as from a
+ * socket. ERR_INVALID for anything else (ports and prefixes included). */
+enum err policy_ip_parse(const char *s, size_t len, struct policy_ip *out) WARN_UNUSED;
 /* "192.0.2.1" or "2001:db8::1" into out (POLICY_IP_TEXT bytes). */
 void policy_ip_format(const struct policy_ip *ip, char out[POLICY_IP_TEXT]);
 bool policy_ip_equal(const struct policy_ip *a, const struct policy_ip *b);

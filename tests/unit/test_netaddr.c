@@ -202,13 +202,44 @@ static void test_ip_helpers(void **state)
     assert_int_equal(policy_ip_from_bytes(junk, sizeof(junk), &c), ERR_INVALID);
 }
 
+static void test_ip_parse(void **state)
+{
+    static const char *const bad[] = {
+        "",         "1.2.3",    "1.2.3.4.5", "1.2.3.4:80",    "[1.2.3.4]",
+        "[::1",     "::1]",     "[]",        "2001:db8::/32", "host",
+        " 1.2.3.4", "1.2.3.4 ", "256.1.1.1", "1.2.3.4/32",    "::g",
+    };
+    char text[POLICY_IP_TEXT];
+    struct policy_ip ip;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(policy_ip_parse("192.0.2.1", 9, &ip), ERR_OK);
+    policy_ip_format(&ip, text);
+    assert_string_equal(text, "192.0.2.1");
+    assert_int_equal(policy_ip_parse("[2001:db8::1]", 13, &ip), ERR_OK);
+    assert_int_equal(ip.v6, 1);
+    policy_ip_format(&ip, text);
+    assert_string_equal(text, "2001:db8::1");
+    assert_int_equal(policy_ip_parse("::ffff:10.1.2.3", 15, &ip), ERR_OK);
+    assert_int_equal(ip.v6, 0);
+    /* The length is what counts, not a NUL. */
+    assert_int_equal(policy_ip_parse("10.0.0.1,junk", 8, &ip), ERR_OK);
+    policy_ip_format(&ip, text);
+    assert_string_equal(text, "10.0.0.1");
+    assert_int_equal(policy_ip_parse("10.0.0.1\0", 9, &ip), ERR_INVALID);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (policy_ip_parse(bad[i], strlen(bad[i]), &ip) != ERR_INVALID)
+            fail_msg("'%s' accepted", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_allow_match),
-        cmocka_unit_test(test_allow_refused),
-        cmocka_unit_test(test_allow_limits),
-        cmocka_unit_test(test_ip_helpers),
+        cmocka_unit_test(test_allow_match),  cmocka_unit_test(test_allow_refused),
+        cmocka_unit_test(test_allow_limits), cmocka_unit_test(test_ip_helpers),
+        cmocka_unit_test(test_ip_parse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
