@@ -30,7 +30,7 @@ OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDOPT := -pie -Wl,-z,relro,-z,now
 endif
 
-PKGS := libmicrohttpd jansson sqlite3 libsodium libpq libcurl libre libwebsockets speexdsp openssl libsrtp2
+PKGS := libmicrohttpd gnutls jansson sqlite3 libsodium libpq libcurl libre libwebsockets speexdsp openssl libsrtp2
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
         -Wimplicit-fallthrough
 ifeq ($(WERROR),1)

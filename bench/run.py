@@ -9,7 +9,13 @@ and appends a report to bench/RESULTS.md. wrk, the server and nginx share the
 machine's cores, so figures are given as ratios to the baseline measured in
 the same run.
 
-usage: bench/run.py [--duration 10] [--large-orgs 5000] [--small-orgs 5] [--out bench/RESULTS.md]
+With --tls it measures HTTPS instead: list numbers and healthz on the small
+database over plain HTTP, over sfvopi's own TLS (--tls-cert, a throwaway
+P-256 certificate) and through nginx terminating TLS in front of plain
+sfvopi (the README's reverse-proxy block), and appends that report.
+
+usage: bench/run.py [--duration 10] [--large-orgs 5000] [--small-orgs 5] [--tls]
+                    [--out bench/RESULTS.md]
 """
 
 import argparse
@@ -109,11 +115,11 @@ def parse_wrk(out):
     }
 
 
-def wrk(port, path, key, duration, script=None, env=None):
+def wrk(port, path, key, duration, script=None, env=None, scheme="http"):
     cmd = WRK + [f"-d{duration}s", "-H", f"X-API-Key: {key}"]
     if script:
         cmd += ["-s", script]
-    cmd.append(f"http://127.0.0.1:{port}{path}")
+    cmd.append(f"{scheme}://127.0.0.1:{port}{path}")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          env={**os.environ, **(env or {})}).stdout
     r = parse_wrk(out)
@@ -209,16 +215,146 @@ def run_size(label, orgs, duration, workdir):
             "bodies": bodies, "scenarios": scenarios}
 
 
+NGINX_TLS = """worker_processes 1;
+daemon off;
+pid @DIR@/nginx-tls.pid;
+error_log @DIR@/nginx-tls-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream sfvopi {
+        server 127.0.0.1:@UPSTREAM@;
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:@PORT@ ssl;
+        ssl_certificate @DIR@/cert.pem;
+        ssl_certificate_key @DIR@/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://sfvopi;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }
+    }
+}
+"""
+
+
+def run_tls(a):
+    """Plain HTTP, sfvopi's TLS and nginx's TLS in front, on the small database."""
+    workdir = tempfile.mkdtemp(prefix="sfvopi-bench-tls.")
+    os.chmod(workdir, 0o755)  # nginx's workers are not root
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    db = os.path.join(workdir, "small.db")
+    ids = seed(db, a.small_orgs)
+    key_, app = ids["KEY"], ids["APP"]
+    paths = {"list numbers (10 links)": f"/sfvopi/apps/{app}/numbers",
+             "healthz (no key, no database)": "/healthz"}
+    res = {}
+    procs = []
+    try:
+        plain, pport, _ = start_server(db)
+        procs.append(plain)
+        tls, tport, _ = start_server(db, ["--tls-cert", cert, "--tls-key", key])
+        procs.append(tls)
+        nport = free_port()
+        conf = os.path.join(workdir, "nginx-tls.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_TLS.replace("@DIR@", workdir).replace("@PORT@", str(nport))
+                    .replace("@UPSTREAM@", str(pport)))
+        nginx = subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stderr=subprocess.DEVNULL)
+        procs.append(nginx)
+        targets = (("plain HTTP", pport, "http"), ("sfvopi TLS", tport, "https"),
+                   ("nginx TLS -> plain sfvopi", nport, "https"))
+        for name, path in paths.items():
+            want = fetch(pport, "GET", path, key_)[1]
+            for label, port, scheme in targets:
+                for _ in range(100):
+                    got = subprocess.run(["curl", "-sk", "-H", f"X-API-Key: {key_}",
+                                          f"{scheme}://127.0.0.1:{port}{path}"],
+                                         capture_output=True).stdout
+                    if got:
+                        break
+                    time.sleep(0.05)
+                if got != want:
+                    raise SystemExit(f"{label} answers {path} differently: {got[:200]!r}")
+                res[(name, label)] = wrk(port, path, key_, a.duration, scheme=scheme)
+                assert res[(name, label)]["non2xx"] == 0, res[(name, label)]
+    finally:
+        for i, p in enumerate(procs):  # the servers, then nginx (SIGQUIT: graceful)
+            p.send_signal(signal.SIGQUIT if i == 2 else signal.SIGTERM)
+            p.wait(timeout=15)
+        if os.environ.get("BENCH_KEEP") is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report_tls(a, ids, paths, targets, res)
+
+
+def report_tls(a, ids, paths, targets, res):
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    lines = [f"## {now} — commit {rev}: HTTPS", "",
+             f"Machine: {os.cpu_count()} cores, {cpu}. wrk (2 threads), the server (threads = "
+             "cores) and nginx (1 worker) share these cores.",
+             f"Command: `bench/run.py --tls --duration {a.duration} --small-orgs "
+             f"{a.small_orgs}`; each row: `wrk -t2 -c64 -d{a.duration}s --latency -H "
+             "'X-API-Key: KEY' URL` with URL `http://` or `https://` (64 connections, each "
+             "kept alive for the whole run, so one handshake per connection); server: `sfvopi "
+             "serve --log-level warn --rate-limit 0`, plus `--tls-cert cert.pem --tls-key "
+             "key.pem` (a P-256 certificate) for sfvopi TLS; nginx TLS: nginx-light with the "
+             "README's reverse-proxy block (upstream keepalive 16) in front of the plain server.",
+             f"Database: small, {ids['NUMBERS']} numbers / {ids['APPS']} apps.", "",
+             "| scenario | transport | req/s | p50 ms | p99 ms | × plain HTTP |",
+             "|---|---|---|---|---|---|"]
+    for name in paths:
+        base = res[(name, "plain HTTP")]["rps"]
+        for label, _, _ in targets:
+            r = res[(name, label)]
+            lines.append(f"| {name} | {label} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+                         f"{r['p99_ms']:.2f} | {r['rps'] / base:.2f} |")
+    lines.append("")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    header = "# Benchmark results\n\nNewest first. Produced by `make bench` (bench/run.py).\n\n"
+    old = ""
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            old = f.read()
+        if old.startswith(header):
+            old = old[len(header):]
+    with open(a.out, "w") as f:
+        f.write(header + text + "\n" + old)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--small-orgs", type=int, default=5)
     ap.add_argument("--large-orgs", type=int, default=5000)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "RESULTS.md"))
+    ap.add_argument("--tls", action="store_true", help="measure HTTPS (see the top)")
     a = ap.parse_args()
-    for tool in ("wrk", "nginx", "curl"):
+    for tool in ("wrk", "nginx", "curl") + (("openssl",) if a.tls else ()):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install -y wrk nginx-light curl")
+            raise SystemExit(f"{tool} is missing: apt-get install -y wrk nginx-light curl "
+                             "openssl")
+    if a.tls:
+        run_tls(a)
+        return
     workdir = tempfile.mkdtemp(prefix="sfvopi-bench.")
     try:
         small = run_size("small", a.small_orgs, a.duration, workdir)

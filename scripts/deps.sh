@@ -3,8 +3,8 @@
 # Usage: deps.sh build [test]
 set -eu
 
-pkgs_build="gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libpq-dev libcurl4-openssl-dev libre-dev libwebsockets-dev libspeexdsp-dev libssl-dev libsrtp2-dev"
-pkgs_test="clang libclang-rt-14-dev libcmocka-dev python3 python3-pytest python3-requests curl postgresql sip-tester python3-websockets systemd kamailio nftables iproute2 baresip-core tcpdump openssl"
+pkgs_build="gcc make pkg-config libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libsodium-dev libpq-dev libcurl4-openssl-dev libre-dev libwebsockets-dev libspeexdsp-dev libssl-dev libsrtp2-dev"
+pkgs_test="clang openssl nginx-light libclang-rt-14-dev libcmocka-dev python3 python3-pytest python3-requests curl postgresql sip-tester python3-websockets systemd kamailio nftables iproute2 baresip-core tcpdump"
 
 want=""
 for goal in "$@"; do

@@ -18,8 +18,8 @@ fi
 for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
             "libpq-fe.h:src/store/store_pg.c" "curl/curl.h:src/call/deliver.c" \
             "libwebsockets.h:src/ws/ws.c" "speex/speex_resampler.h:src/media/resample.c" \
-            "srtp2/srtp.h:src/media/srtp.c" \
-            "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
+            "srtp2/srtp.h:src/media/srtp.c" "gnutls/[a-z]+\.h:src/http/tls.c" \
+            "openssl/[a-z0-9]+\.h:src/sip/sip.c" "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
     hdr=${pair%%:*}
     owner=${pair#*:}
     others=$(grep -lE "#include <$hdr>" $files | grep -vE "^$owner\$" || true)

@@ -12,11 +12,13 @@
 #include "call/deliver.h"
 #include "call/engine.h"
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/rand.h"
 #include "http/metrics.h"
 #include "http/server.h"
-#include "sip/policy.h"
+#include "http/tls.h"
 #include "sip/sip.h"
 #include "store/store.h"
 
@@ -96,6 +98,42 @@ static void calls_metrics(struct metrics_calls *out)
     out->sip_registered = st.registered;
 }
 
+/* Loads one listener's certificate and key; a failure is one line on
+ * stderr naming the files and the cause. */
+static int tls_load(const char *cert, const char *key, const char *opts, struct tls_creds **out)
+{
+    char why[512];
+
+    if (tls_creds_load(cert, key, out, why, sizeof(why)) != ERR_OK) {
+        fprintf(stderr, "sfvopi: cannot use %s: %s\n", opts, why);
+        return CLI_FAILED;
+    }
+    return CLI_OK;
+}
+
+/* SIGHUP: reads a listener's certificate and key files again. A failure
+ * keeps the certificate in use and says why. Runs on the main thread, in
+ * the signal loop, never in a signal handler. */
+static void tls_reload(struct tls_creds *c, const char *listener)
+{
+    char why[512], q[600], serial[TLS_SERIAL_TEXT], until[CLOCK_ISO_LEN + 1];
+    long long not_after;
+
+    if (!c)
+        return;
+    if (tls_creds_reload(c, why, sizeof(why)) != ERR_OK) {
+        log_quote(q, sizeof(q), why, strlen(why));
+        log_warn("msg=\"tls reload failed, the old certificate stays in use\" listener=%s "
+                 "reason=%s",
+                 listener, q);
+        return;
+    }
+    tls_creds_describe(c, serial, &not_after);
+    clock_format_iso((int64_t)not_after * 1000, until);
+    log_info("msg=\"tls certificate reloaded\" listener=%s serial=%s not_after=%s", listener,
+             serial, until);
+}
+
 static int serve(const struct cli *cli)
 {
     struct server_config cfg;
@@ -104,6 +142,8 @@ static int serve(const struct cli *cli)
     struct store *store = NULL;
     struct ratelimit *limiter = NULL;
     struct server *admin = NULL;
+    struct tls_creds *tls = NULL, *admin_tls = NULL;
+    static struct allowlist trusted;
     const char *const *names;
     int nnames;
     char bound[300], abound[300];
@@ -118,13 +158,29 @@ static int serve(const struct cli *cli)
     log_set_level(level);
     log_set_format(cli->log_json ? LOG_JSON : LOG_TEXT);
 
-    /* Block the stop signals before any thread starts, so that every
-     * thread inherits the mask and only sigwait below sees them. */
+    /* Block the stop and reload signals before any thread starts, so that
+     * every thread inherits the mask and only sigwait below sees them. */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    if (cli->trusted_proxy) {
+        char why[160];
+
+        if (allowlist_parse(cli->trusted_proxy, &trusted, why, sizeof(why)) != ERR_OK)
+            return CLI_USAGE; /* cli_parse checked it */
+    }
+    /* The files are read once here (and again on SIGHUP). */
+    if (cli->tls_cert && tls_load(cli->tls_cert, cli->tls_key, "--tls-cert/--tls-key", &tls))
+        return CLI_FAILED;
+    if (cli->admin_tls_cert && tls_load(cli->admin_tls_cert, cli->admin_tls_key,
+                                        "--admin-tls-cert/--admin-tls-key", &admin_tls)) {
+        tls_creds_free(tls);
+        return CLI_FAILED;
+    }
 
     e = store_open(cli->db, &store);
     if (e == ERR_INVALID) {
@@ -132,11 +188,11 @@ static int serve(const struct cli *cli)
                 "sfvopi: cannot use database '%s': expected sqlite:PATH or "
                 "postgresql://...\n",
                 cli->db);
-        return CLI_FAILED;
+        goto out_tls;
     }
     if (e != ERR_OK) {
         fprintf(stderr, "sfvopi: cannot open database: %s\n", err_str(e));
-        return CLI_FAILED;
+        goto out_tls;
     }
 
     memset(&cfg, 0, sizeof(cfg));
@@ -145,6 +201,8 @@ static int serve(const struct cli *cli)
     cfg.threads = cli->threads ? cli->threads : (unsigned)(cores > 0 ? cores : 1);
     cfg.conn_limit = cli->max_connections ? cli->max_connections : DEFAULT_MAX_CONNECTIONS;
     cfg.conn_timeout_s = cli->idle_timeout_s ? cli->idle_timeout_s : DEFAULT_IDLE_TIMEOUT_S;
+    cfg.tls = tls;
+    cfg.trusted_proxy = cli->trusted_proxy ? &trusted : NULL;
     cfg.api.store = store;
     snprintf(cfg.api.default_cc, sizeof(cfg.api.default_cc), "%s", cli->default_cc);
     cfg.api.key_cache_ttl_ms = KEYCACHE_TTL_MS;
@@ -153,7 +211,7 @@ static int serve(const struct cli *cli)
         if (!limiter) {
             store_free(store);
             fprintf(stderr, "sfvopi: out of memory\n");
-            return CLI_FAILED;
+            goto out_tls;
         }
     }
     cfg.api.ratelimit = limiter;
@@ -206,6 +264,8 @@ static int serve(const struct cli *cli)
             if (allowlist_parse(cli->sip_allow, &allow, why, sizeof(why)) != ERR_OK) {
                 ratelimit_free(limiter);
                 store_free(store);
+                tls_creds_free(tls);
+                tls_creds_free(admin_tls);
                 return CLI_USAGE; /* cli_parse checked it */
             }
             ecfg.sip.allow = &allow;
@@ -213,7 +273,7 @@ static int serve(const struct cli *cli)
         if (cli->sip_password_file && password_from_file(cli->sip_password_file) != CLI_OK) {
             ratelimit_free(limiter);
             store_free(store);
-            return CLI_FAILED;
+            goto out_tls;
         }
         e = engine_start(&ecfg, &engine);
         explicit_bzero(sip_password, sizeof(sip_password)); /* the engine has its copy */
@@ -225,7 +285,7 @@ static int serve(const struct cli *cli)
                                      : "address unavailable");
             ratelimit_free(limiter);
             store_free(store);
-            return CLI_FAILED;
+            goto out_tls;
         }
     }
     if (engine)
@@ -241,7 +301,7 @@ static int serve(const struct cli *cli)
         engine_stop(engine, 0);
         ratelimit_free(limiter);
         store_free(store);
-        return CLI_FAILED;
+        goto out_tls;
     }
     /* The API's address first: scripts wait for this exact line. */
     fprintf(stderr, "listening on %s\n", bound);
@@ -256,6 +316,7 @@ static int serve(const struct cli *cli)
         acfg.api.ratelimit = NULL;
         acfg.api.metrics = !cli->metrics_off;
         acfg.api.admin_only = true;
+        acfg.tls = admin_tls;
         e = server_start(&acfg, &admin, abound, sizeof(abound));
         if (e != ERR_OK) {
             fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->admin_listen,
@@ -264,17 +325,29 @@ static int serve(const struct cli *cli)
             engine_stop(engine, 0);
             ratelimit_free(limiter);
             store_free(store);
-            return CLI_FAILED;
+            goto out_tls;
         }
         fprintf(stderr, "admin listening on %s\n", abound);
     }
 
-    log_info("msg=started version=%s listen=%s threads=%u db=%s rate_limit=%u rate_burst=%u",
+    log_info("msg=started version=%s listen=%s threads=%u db=%s rate_limit=%u rate_burst=%u "
+             "tls=%s admin_tls=%s trusted_proxy=%s",
              SFVOPI_VERSION, bound, cfg.threads,
              strncmp(cli->db, "sqlite:", 7) == 0 ? "sqlite" : "postgresql", cli->rate_limit,
-             cli->rate_burst);
+             cli->rate_burst, tls ? "on" : "off", admin_tls ? "on" : "off",
+             cli->trusted_proxy ? "on" : "off");
 
-    while (sigwait(&sigs, &sig) != 0) {
+    /* SIGHUP reloads the certificates (plain HTTP has none: it is only
+     * logged); SIGINT and SIGTERM stop. */
+    for (;;) {
+        while (sigwait(&sigs, &sig) != 0) {
+        }
+        if (sig != SIGHUP)
+            break;
+        if (!tls && !admin_tls)
+            log_info("msg=\"SIGHUP: no TLS listener, nothing to reload\"");
+        tls_reload(tls, "api");
+        tls_reload(admin_tls, "admin");
     }
     log_info("msg=\"stopping\" signal=%d", sig);
     server_stop(admin, 0);
@@ -284,8 +357,15 @@ static int serve(const struct cli *cli)
     engine_stop(engine, SHUTDOWN_GRACE_MS);
     ratelimit_free(limiter);
     store_free(store);
+    tls_creds_free(tls);
+    tls_creds_free(admin_tls);
     log_info("msg=stopped");
     return CLI_OK;
+
+out_tls:
+    tls_creds_free(tls);
+    tls_creds_free(admin_tls);
+    return CLI_FAILED;
 }
 
 int main(int argc, char **argv)

@@ -12,9 +12,9 @@
 
 #include "cli/cli.h"
 #include "core/e164.h"
+#include "core/netaddr.h"
 #include "core/parse.h"
 #include "http/server.h"
-#include "sip/policy.h"
 #include "sip/sip.h"
 
 enum opt_id {
@@ -61,6 +61,11 @@ enum opt_id {
     O_SIP_TLS_CA,
     O_SRTP,
     O_SIP_ADVERTISE,
+    O_TLS_CERT,
+    O_TLS_KEY,
+    O_ADMIN_TLS_CERT,
+    O_ADMIN_TLS_KEY,
+    O_TRUSTED_PROXY,
 };
 
 #define GLOBAL 0xffffffffu
@@ -117,6 +122,11 @@ static const struct opt opts[] = {
     {"--sip-tls-ca", O_SIP_TLS_CA, true, BIT(CMD_SERVE), "SFVOPI_SIP_TLS_CA"},
     {"--srtp", O_SRTP, true, BIT(CMD_SERVE), "SFVOPI_SRTP"},
     {"--sip-advertise", O_SIP_ADVERTISE, true, BIT(CMD_SERVE), "SFVOPI_SIP_ADVERTISE"},
+    {"--tls-cert", O_TLS_CERT, true, BIT(CMD_SERVE), "SFVOPI_TLS_CERT"},
+    {"--tls-key", O_TLS_KEY, true, BIT(CMD_SERVE), "SFVOPI_TLS_KEY"},
+    {"--admin-tls-cert", O_ADMIN_TLS_CERT, true, BIT(CMD_SERVE), "SFVOPI_ADMIN_TLS_CERT"},
+    {"--admin-tls-key", O_ADMIN_TLS_KEY, true, BIT(CMD_SERVE), "SFVOPI_ADMIN_TLS_KEY"},
+    {"--trusted-proxy", O_TRUSTED_PROXY, true, BIT(CMD_SERVE), "SFVOPI_TRUSTED_PROXY"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -621,6 +631,36 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
                              "with a port as [::1]:53)");
         c->dns_server = s->value;
         break;
+    case O_TLS_CERT:
+    case O_TLS_KEY:
+    case O_ADMIN_TLS_CERT:
+    case O_ADMIN_TLS_KEY:
+        if (!printable(s->value, 4096))
+            return usage_err(err, errsz, "%s must be a file name", s->opt->name);
+        if (s->opt->id == O_TLS_CERT)
+            c->tls_cert = s->value;
+        else if (s->opt->id == O_TLS_KEY)
+            c->tls_key = s->value;
+        else if (s->opt->id == O_ADMIN_TLS_CERT)
+            c->admin_tls_cert = s->value;
+        else
+            c->admin_tls_key = s->value;
+        break;
+    case O_TRUSTED_PROXY: {
+        struct allowlist l;
+        char why[160];
+
+        if (allowlist_parse(s->value, &l, why, sizeof(why)) != ERR_OK)
+            return usage_err(err, errsz,
+                             "--trusted-proxy must be a comma-separated list of IP addresses "
+                             "and CIDR blocks: the value %s",
+                             why);
+        if (l.any)
+            return usage_err(err, errsz,
+                             "--trusted-proxy does not take 'any': name the proxies' addresses");
+        c->trusted_proxy = s->value;
+        break;
+    }
     case O_MAX_CALLS:
         if (!parse_uint(s->value, 1, 100000, &v))
             return usage_err(err, errsz, "--max-calls must be a whole number from 1 to 100000");
@@ -899,6 +939,17 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
         rc = check_sip_tls(c, err, errsz);
         if (rc != CLI_OK)
             return rc;
+        if (!c->tls_cert != !c->tls_key)
+            return usage_err(err, errsz, "%s",
+                             c->tls_cert ? "--tls-cert needs --tls-key"
+                                         : "--tls-key needs --tls-cert");
+        if (!c->admin_tls_cert != !c->admin_tls_key)
+            return usage_err(err, errsz, "%s",
+                             c->admin_tls_cert ? "--admin-tls-cert needs --admin-tls-key"
+                                               : "--admin-tls-key needs --admin-tls-cert");
+        if (c->admin_tls_cert && !c->admin_listen)
+            return usage_err(err, errsz,
+                             "--admin-tls-cert and --admin-tls-key need --admin-listen");
     }
     return check_required(c, err, errsz);
 }

@@ -91,6 +91,10 @@ struct cli {
     const char *sip_tls_cert, *sip_tls_key, *sip_tls_ca;
     enum cli_srtp srtp;
     const char *sip_advertise; /* NULL: Contact, Via and SDP carry the bound address */
+    /* HTTPS: both or neither of each pair (PEM files). */
+    const char *tls_cert, *tls_key;
+    const char *admin_tls_cert, *admin_tls_key;
+    const char *trusted_proxy; /* NULL: X-Forwarded-For is ignored */
     /* admin */
     const char *name;
     const char *provider;

@@ -147,3 +147,43 @@ bool http_content_type_is_json(const char *ct)
         ct++;
     return *ct == '\0' || *ct == ';';
 }
+
+void http_client_addr(const struct policy_ip *peer, const struct allowlist *trusted,
+                      const char *const *xff, const size_t *xff_len, size_t n,
+                      struct policy_ip *client)
+{
+    unsigned hops = 0;
+    size_t h;
+
+    *client = *peer;
+    if (!trusted || !allowlist_match(trusted, peer))
+        return;
+    for (h = n; h-- > 0;) {
+        const char *v = xff[h];
+        size_t end = xff_len[h];
+
+        while (end > 0) {
+            size_t start = end, a, b;
+            struct policy_ip ip;
+
+            while (start > 0 && v[start - 1] != ',')
+                start--;
+            a = start;
+            b = end;
+            while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                a++;
+            while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                b--;
+            if (b > a) {
+                if (++hops > HTTP_XFF_HOPS_MAX || policy_ip_parse(v + a, b - a, &ip) != ERR_OK)
+                    return;
+                *client = ip;
+                if (!allowlist_match(trusted, &ip))
+                    return;
+            }
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
+    }
+}

@@ -12,11 +12,16 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/netaddr.h"
 
 #define HTTP_BODY_MAX (64 * 1024)     /* request bodies; larger is 413 */
 #define HTTP_RESPONSE_MAX (64u << 20) /* response bodies */
 #define HTTP_REQUEST_ID_MAX 128
 #define HTTP_QUERY_MAX 16 /* query arguments kept per request */
+/* X-Forwarded-For: the last this many header lines are kept, and at most
+ * this many addresses are walked; a longer chain ends the walk there. */
+#define HTTP_XFF_HEADERS_MAX 8
+#define HTTP_XFF_HOPS_MAX 32
 
 enum http_method {
     HTTP_OTHER,
@@ -89,6 +94,21 @@ void http_response_set_request_id(struct http_response *r, const char *client_id
  * length. */
 enum err http_path_decode(const char *in, size_t len, char *out, size_t outsz,
                           size_t *outlen) WARN_UNUSED;
+
+/* The address of the client behind a request that arrived from peer. It is
+ * peer itself unless trusted (the --trusted-proxy list; NULL: none) holds
+ * peer; then the X-Forwarded-For values are walked from the right (xff[n-1]
+ * is the last header line, xff_len[i] the length of xff[i], each a
+ * comma-separated list of addresses) and the client is the first address
+ * trusted does not hold. When every address is trusted, it is the
+ * left-most one. An item that is not a bare IP address (a port, a name,
+ * "unknown"), or one past the first HTTP_XFF_HOPS_MAX addresses, ends the
+ * walk at the last address taken, so that what a client wrote beyond the
+ * proxies is never believed. Empty items are skipped. Pure, thread-safe;
+ * any bytes may be given. */
+void http_client_addr(const struct policy_ip *peer, const struct allowlist *trusted,
+                      const char *const *xff, const size_t *xff_len, size_t n,
+                      struct policy_ip *client);
 
 /* True when the Content-Type value names JSON: "application/json",
  * case-insensitive, optionally followed by parameters. */

@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "http/metrics.h"
+#include "http/tls.h"
 
 #define LISTEN_BACKLOG 1024
 #define PATH_LOG_MAX 200
@@ -66,6 +67,7 @@ struct req_state {
     bool early;    /* the answer is ready, to be sent on the next call */
     bool answered; /* the answer was queued */
     char path_log[PATH_LOG_MAX + 8];
+    char client_log[POLICY_IP_TEXT];
 };
 
 struct header_scan {
@@ -76,6 +78,12 @@ struct header_scan {
     int api_key;
     const char *api_key_value;
     size_t api_key_len;
+    /* X-Forwarded-For lines, the last HTTP_XFF_HEADERS_MAX of them, kept
+     * only when want_xff (a trusted proxy is configured). */
+    bool want_xff;
+    size_t nxff;
+    const char *xff[HTTP_XFF_HEADERS_MAX];
+    size_t xff_len[HTTP_XFF_HEADERS_MAX];
 };
 
 static void deadline_set(struct conn_track *ct, int64_t deadline_ms)
@@ -162,6 +170,16 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->api_key++;
         h->api_key_value = value;
         h->api_key_len = value_size;
+    } else if (h->want_xff && value && strcasecmp(key, "X-Forwarded-For") == 0) {
+        if (h->nxff == HTTP_XFF_HEADERS_MAX) {
+            /* The right-most lines are the ones that count: drop the first. */
+            memmove(h->xff, h->xff + 1, sizeof(h->xff[0]) * (HTTP_XFF_HEADERS_MAX - 1));
+            memmove(h->xff_len, h->xff_len + 1, sizeof(h->xff_len[0]) * (HTTP_XFF_HEADERS_MAX - 1));
+            h->nxff--;
+        }
+        h->xff[h->nxff] = value;
+        h->xff_len[h->nxff] = value_size;
+        h->nxff++;
     }
     return MHD_YES;
 }
@@ -255,6 +273,31 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, struct req_state *rs,
     return send_response(conn, rs);
 }
 
+/* The client's address for the access log: the peer's, or the one its
+ * X-Forwarded-For names when the peer is a trusted proxy. */
+static void client_format(struct server *s, struct MHD_Connection *conn,
+                          const struct header_scan *h, char out[POLICY_IP_TEXT])
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    struct policy_ip peer, client;
+    enum err e = ERR_INVALID;
+
+    if (sa && sa->sa_family == AF_INET)
+        e = policy_ip_from_bytes((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, 4,
+                                 &peer);
+    else if (sa && sa->sa_family == AF_INET6)
+        e = policy_ip_from_bytes((const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr, 16,
+                                 &peer);
+    if (e != ERR_OK) {
+        snprintf(out, POLICY_IP_TEXT, "-");
+        return;
+    }
+    http_client_addr(&peer, s->cfg.trusted_proxy, h->xff, h->xff_len, h->nxff, &client);
+    policy_ip_format(&client, out);
+}
+
 /* Starts a request: reads headers, checks framing, runs the API's first
  * phase. Returns the MHD result; rs is already attached to the connection. */
 static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, struct req_state *rs,
@@ -269,9 +312,12 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     req->path = url;
     req->path_len = strlen(url);
     req->content_length = -1;
-    if (log_enabled(LOG_INFO))
-        log_quote(rs->path_log, sizeof(rs->path_log), url, req->path_len);
+    h.want_xff = s->cfg.trusted_proxy && log_enabled(LOG_INFO);
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
+    if (log_enabled(LOG_INFO)) {
+        log_quote(rs->path_log, sizeof(rs->path_log), url, req->path_len);
+        client_format(s, conn, &h, rs->client_log);
+    }
     req->api_key = h.api_key_value;
     req->api_key_len = h.api_key_len;
     req->api_key_count = h.api_key;
@@ -366,10 +412,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         int64_t us = dur_ns / 1000;
 
         log_info("msg=access method=%s path=%s route=%s status=%d dur_ms=%lld.%03lld "
-                 "bytes=%zu org=%lld req_id=%s%s",
+                 "bytes=%zu org=%lld client=%s req_id=%s%s",
                  http_method_name(rs->req.method), rs->path_log, rs->resp.route, rs->resp.status,
                  (long long)(us / 1000), (long long)(us % 1000), rs->resp.body.len,
-                 (long long)rs->resp.org_id, rs->resp.request_id,
+                 (long long)rs->resp.org_id, rs->client_log, rs->resp.request_id,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     }
     buf_release(&rs->body);
@@ -576,6 +622,41 @@ static void on_mhd_panic(void *cls, const char *file, unsigned int line, const c
     abort();
 }
 
+/* Starts libmicrohttpd on the socket already listening. The numbers go
+ * through an option array; the callbacks, and with TLS the certificate
+ * callback and the protocol versions, are passed as they are, since
+ * libmicrohttpd reads TLS options only when MHD_USE_TLS is set. The logger
+ * comes first so that MHD's own warnings about the options that follow go
+ * through it. A pool of one thread is no pool: MHD then runs its single
+ * internal polling thread. */
+static struct MHD_Daemon *start_daemon(struct server *s, const struct server_config *cfg)
+{
+    const unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_LISTEN_SOCKET, (intptr_t)s->fd, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->conn_limit, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->conn_timeout_s, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+
+    MHD_set_panic_func(on_mhd_panic, NULL);
+    if (cfg->threads <= 1)
+        opts[3].option = MHD_OPTION_END;
+    if (cfg->tls)
+        return MHD_start_daemon(
+            flags | MHD_USE_TLS, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+            NULL, MHD_OPTION_HTTPS_CERT_CALLBACK, tls_creds_callback(cfg->tls),
+            MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_ARRAY, opts,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_END);
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                            MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_END);
+}
+
 enum err server_start(const struct server_config *cfg, struct server **out, char *bound,
                       size_t boundsz)
 {
@@ -597,26 +678,7 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
     e = listen_on(cfg->listen, &s->fd, bound, boundsz);
     if (e != ERR_OK)
         goto out_key;
-    {
-        /* The logger comes first so that MHD's own warnings about the
-         * options that follow go through it. A pool of one thread is no
-         * pool: MHD then runs its single internal polling thread. */
-        struct MHD_OptionItem pool[] = {
-            {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)(cfg->threads > 1 ? cfg->threads : 0), NULL},
-            {MHD_OPTION_END, 0, NULL},
-        };
-
-        MHD_set_panic_func(on_mhd_panic, NULL);
-        s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                                    MHD_USE_ERROR_LOG,
-                                0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                                NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd, MHD_OPTION_ARRAY,
-                                cfg->threads > 1 ? pool : pool + 1, MHD_OPTION_CONNECTION_LIMIT,
-                                (unsigned int)cfg->conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-                                (unsigned int)cfg->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-                                on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                                MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL, MHD_OPTION_END);
-    }
+    s->d = start_daemon(s, cfg);
     if (!s->d) {
         log_error("msg=\"cannot start http server\"");
         e = ERR_INTERNAL;

@@ -1,7 +1,9 @@
 /* server: the HTTP/1.1 server (libmicrohttpd, thread pool on epoll,
  * keep-alive and pipelining) in front of the API. It turns wire requests
  * into struct http_request, refuses ambiguous framing itself, enforces the
- * body cap while reading, and writes one access-log line per request.
+ * body cap while reading, and writes one access-log line per request
+ * (with the client's address, from X-Forwarded-For only when the peer is a
+ * trusted proxy). It speaks HTTPS when given TLS credentials.
  * server.c is the only file that includes microhttpd.h. */
 #ifndef SFVOPI_HTTP_SERVER_H
 #define SFVOPI_HTTP_SERVER_H
@@ -10,12 +12,20 @@
 
 #include "api/api.h"
 #include "core/err.h"
+#include "core/netaddr.h"
+#include "http/tls.h"
 
 struct server_config {
     const char *listen;      /* "HOST:PORT", "[::1]:PORT"; port 0 picks one */
     unsigned threads;        /* worker threads, >= 1 */
     unsigned conn_limit;     /* concurrent connections */
     unsigned conn_timeout_s; /* idle connection timeout */
+    /* HTTPS with these credentials (owned by the caller, kept alive until
+     * server_stop returns); NULL: plain HTTP. */
+    struct tls_creds *tls;
+    /* Peers whose X-Forwarded-For names the client in the access log
+     * (owned by the caller, as long as the server runs); NULL: none. */
+    const struct allowlist *trusted_proxy;
     struct api_config api;
 };
 

@@ -74,6 +74,7 @@ REQUIRED = [
     ("Service", "SystemCallFilter", "@system-service"),
     ("Service", "Restart", "on-failure"),
     ("Service", "KillSignal", "SIGTERM"),
+    ("Service", "ExecReload", "/bin/kill -HUP $MAINPID"),
     ("Service", "TimeoutStopSec", "15"),
     ("Service", "CapabilityBoundingSet", ""),
     ("Install", "WantedBy", "multi-user.target"),

@@ -592,6 +592,83 @@ static void test_sip_edge_options(void **state)
     fake_env = no_env;
 }
 
+/* HTTPS and the trusted proxies: each certificate needs its key and the
+ * other way round, the admin pair needs --admin-listen, and --trusted-proxy
+ * is an address list without 'any'. */
+static void test_tls_options(void **state)
+{
+    static const char *const env[] = {"SFVOPI_TLS_CERT",
+                                      "/e/cert.pem",
+                                      "SFVOPI_TLS_KEY",
+                                      "/e/key.pem",
+                                      "SFVOPI_ADMIN_LISTEN",
+                                      "127.0.0.1:9090",
+                                      "SFVOPI_ADMIN_TLS_CERT",
+                                      "/e/acert.pem",
+                                      "SFVOPI_ADMIN_TLS_KEY",
+                                      "/e/akey.pem",
+                                      "SFVOPI_TRUSTED_PROXY",
+                                      "10.0.0.0/8,::1",
+                                      NULL};
+    static const char *const half_env[] = {"SFVOPI_TLS_KEY", "/e/key.pem", NULL};
+    struct run r;
+
+    (void)state;
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_null(r.cli.tls_cert);
+    assert_null(r.cli.tls_key);
+    assert_null(r.cli.admin_tls_cert);
+    assert_null(r.cli.trusted_proxy);
+    assert_int_equal(PARSE(&r, "serve", "--tls-cert", "c.pem", "--tls-key", "k.pem",
+                           "--admin-listen", "127.0.0.1:0", "--admin-tls-cert", "ac.pem",
+                           "--admin-tls-key", "ak.pem", "--trusted-proxy",
+                           "127.0.0.1, 192.0.2.0/24"),
+                     CLI_OK);
+    assert_string_equal(r.cli.tls_cert, "c.pem");
+    assert_string_equal(r.cli.tls_key, "k.pem");
+    assert_string_equal(r.cli.admin_tls_cert, "ac.pem");
+    assert_string_equal(r.cli.admin_tls_key, "ak.pem");
+    assert_string_equal(r.cli.trusted_proxy, "127.0.0.1, 192.0.2.0/24");
+    fake_env = env;
+    assert_int_equal(PARSE(&r, "serve", "--tls-cert", "opt.pem"), CLI_OK);
+    assert_string_equal(r.cli.tls_cert, "opt.pem");
+    assert_string_equal(r.cli.tls_key, "/e/key.pem");
+    assert_string_equal(r.cli.admin_tls_cert, "/e/acert.pem");
+    assert_string_equal(r.cli.admin_tls_key, "/e/akey.pem");
+    assert_string_equal(r.cli.trusted_proxy, "10.0.0.0/8,::1");
+    /* One of a pair alone, from options or from the environment. */
+    fake_env = no_env;
+    PARSE(&r, "serve", "--tls-cert", "c.pem");
+    assert_usage(&r, "--tls-cert needs --tls-key");
+    PARSE(&r, "serve", "--tls-key", "k.pem");
+    assert_usage(&r, "--tls-key needs --tls-cert");
+    fake_env = half_env;
+    PARSE(&r, "serve");
+    assert_usage(&r, "--tls-key needs --tls-cert");
+    fake_env = no_env;
+    PARSE(&r, "serve", "--admin-listen", "127.0.0.1:0", "--admin-tls-cert", "c.pem");
+    assert_usage(&r, "--admin-tls-cert needs --admin-tls-key");
+    PARSE(&r, "serve", "--admin-listen", "127.0.0.1:0", "--admin-tls-key", "k.pem");
+    assert_usage(&r, "--admin-tls-key needs --admin-tls-cert");
+    PARSE(&r, "serve", "--admin-tls-cert", "c.pem", "--admin-tls-key", "k.pem");
+    assert_usage(&r, "need --admin-listen");
+    PARSE(&r, "serve", "--tls-cert", "", "--tls-key", "k.pem");
+    assert_usage(&r, "--tls-cert must be a file name");
+    PARSE(&r, "serve", "--tls-cert", "c.pem", "--tls-key", "k\x01.pem");
+    assert_usage(&r, "--tls-key must be a file name");
+    PARSE(&r, "org", "list", "--tls-cert", "c.pem");
+    assert_usage(&r, "does not apply");
+    /* The trusted proxies. */
+    PARSE(&r, "serve", "--trusted-proxy", "any");
+    assert_usage(&r, "does not take 'any'");
+    PARSE(&r, "serve", "--trusted-proxy", "127.0.0.1,proxy.example");
+    assert_usage(&r, "proxy.example");
+    PARSE(&r, "serve", "--trusted-proxy", "10.0.0.1/8");
+    assert_usage(&r, "host bits");
+    PARSE(&r, "serve", "--trusted-proxy", "127.0.0.1,");
+    assert_usage(&r, "empty item");
+}
+
 /* "An option beats its environment variable" (CLI.md): a malformed
  * variable that an option overrides is never used, so it is no error. */
 static void test_option_beats_bad_env(void **state)
@@ -731,6 +808,7 @@ int main(void)
         T(test_serve_env),
         T(test_option_beats_bad_env),
         T(test_sip_edge_options),
+        T(test_tls_options),
         T(test_serve_values),
         T(test_names_and_providers),
         T(test_number_add_many),

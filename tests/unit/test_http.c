@@ -1,7 +1,8 @@
 /* test_http: the request/response helpers free of any server library:
  * method names, X-Request-Id (API.md "Responses": 1-128 characters of
  * [A-Za-z0-9._:-], else a new random one), percent-decoding and the JSON
- * content-type check (API.md "Requests"). */
+ * content-type check (API.md "Requests"), and the client address behind
+ * trusted proxies (X-Forwarded-For). */
 /* cmocka needs these before <cmocka.h>. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/rand.h"
@@ -293,6 +295,96 @@ static void test_content_type_is_json(void **state)
     }
 }
 
+/* The client's address from peer and the X-Forwarded-For lines (separated
+ * by '|' here), with 127.0.0.1 and 10.0.0.0/8 trusted. */
+static const char *client_of(const char *peer, const char *lines, bool with_list)
+{
+    static char out[POLICY_IP_TEXT];
+    static char copy[1024];
+    const char *xff[HTTP_XFF_HEADERS_MAX];
+    size_t len[HTTP_XFF_HEADERS_MAX], n = 0;
+    struct allowlist trusted;
+    struct policy_ip p, c;
+    char why[160], *s = copy, *bar;
+
+    assert_int_equal(allowlist_parse("127.0.0.1, 10.0.0.0/8, ::1", &trusted, why, sizeof(why)),
+                     ERR_OK);
+    assert_int_equal(policy_ip_parse(peer, strlen(peer), &p), ERR_OK);
+    if (lines) {
+        assert_true(strlen(lines) < sizeof(copy));
+        memcpy(copy, lines, strlen(lines) + 1);
+        for (;;) {
+            bar = strchr(s, '|');
+            if (bar)
+                *bar = '\0';
+            assert_true(n < HTTP_XFF_HEADERS_MAX);
+            xff[n] = s;
+            len[n++] = strlen(s);
+            if (!bar)
+                break;
+            s = bar + 1;
+        }
+    }
+    http_client_addr(&p, with_list ? &trusted : NULL, xff, len, n, &c);
+    policy_ip_format(&c, out);
+    return out;
+}
+
+static void test_client_addr(void **state)
+{
+    static const struct {
+        const char *peer, *xff, *want;
+    } cases[] = {
+        /* No header, or a peer that is not a proxy: the peer. */
+        {"127.0.0.1", NULL, "127.0.0.1"},
+        {"203.0.113.5", "198.51.100.1", "203.0.113.5"},
+        {"192.0.2.1", "10.0.0.1, 127.0.0.1", "192.0.2.1"},
+        /* The right-most address that is not a proxy. */
+        {"127.0.0.1", "198.51.100.1", "198.51.100.1"},
+        {"127.0.0.1", "198.51.100.1, 203.0.113.7", "203.0.113.7"},
+        {"127.0.0.1", "203.0.113.7, 10.1.2.3", "203.0.113.7"},
+        {"10.9.9.9", "1.1.1.1,203.0.113.7,10.1.2.3 ,127.0.0.1", "203.0.113.7"},
+        /* Several header lines: the last is the right-most. */
+        {"127.0.0.1", "198.51.100.1|203.0.113.7, 10.0.0.2", "203.0.113.7"},
+        {"127.0.0.1", "198.51.100.1|10.0.0.2", "198.51.100.1"},
+        {"127.0.0.1", "198.51.100.1|", "198.51.100.1"},
+        /* Every address a proxy: the left-most. */
+        {"127.0.0.1", "10.0.0.3, 10.0.0.2", "10.0.0.3"},
+        /* Not an address: the walk ends at the last address taken. */
+        {"127.0.0.1", "garbage", "127.0.0.1"},
+        {"127.0.0.1", "198.51.100.1, unknown", "127.0.0.1"},
+        {"127.0.0.1", "unknown, 10.0.0.2", "10.0.0.2"},
+        {"127.0.0.1", "198.51.100.1:8080", "127.0.0.1"},
+        {"127.0.0.1", "198.51.100.0/24", "127.0.0.1"},
+        /* Spaces, tabs, empty items, IPv6 with and without brackets. */
+        {"127.0.0.1", " ,\t198.51.100.1\t, ,", "198.51.100.1"},
+        {"127.0.0.1", "2001:db8::7", "2001:db8::7"},
+        {"127.0.0.1", "[2001:db8::8]", "2001:db8::8"},
+        {"127.0.0.1", "::ffff:198.51.100.9", "198.51.100.9"},
+        {"::1", "198.51.100.1", "198.51.100.1"},
+        {"::ffff:127.0.0.1", "198.51.100.1", "198.51.100.1"},
+    };
+    char chain[2048];
+    size_t i, n;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = client_of(cases[i].peer, cases[i].xff, true);
+
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("peer %s xff '%s': got %s, want %s", cases[i].peer,
+                     cases[i].xff ? cases[i].xff : "(none)", got, cases[i].want);
+    }
+    /* Without a list X-Forwarded-For is never read. */
+    assert_string_equal(client_of("127.0.0.1", "198.51.100.1", false), "127.0.0.1");
+    /* A chain of proxies longer than HTTP_XFF_HOPS_MAX is not followed to its
+     * end: the walk stops at the last proxy it took. */
+    n = (size_t)snprintf(chain, sizeof(chain), "198.51.100.1");
+    for (i = 0; i < HTTP_XFF_HOPS_MAX; i++)
+        n += (size_t)snprintf(chain + n, sizeof(chain) - n, ",10.0.%zu.%zu", i / 250, i % 250 + 1);
+    assert_string_equal(client_of("127.0.0.1", chain, true), "10.0.0.1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_path_decode),
         cmocka_unit_test(test_path_decode_bounds),
         cmocka_unit_test(test_content_type_is_json),
+        cmocka_unit_test(test_client_addr),
     };
 
     return cmocka_run_group_tests(tests, group_setup, NULL);
