@@ -124,8 +124,9 @@ enum err srtpsess_init(void) WARN_UNUSED;
  * (the party's), each SDES_KEY_LEN bytes (master key then salt). Copies
  * the keys; the caller may wipe its own copies afterwards. The replay
  * window is 128 packets. Each SSRC we send from costs a small stream
- * state until srtpsess_free: send from one (or a few) per call. ERR_INVALID for an unknown suite,
- * ERR_NOMEM, ERR_INTERNAL when libsrtp2 refuses. *out is set only on success. */
+ * state until srtpsess_free: send from one (or a few) per call.
+ * ERR_INVALID for an unknown suite, ERR_NOMEM, ERR_INTERNAL when libsrtp2
+ * refuses. *out is set only on success. */
 enum err srtpsess_new(enum sdes_suite suite, const uint8_t *tx_key, const uint8_t *rx_key,
                       struct srtpsess **out) WARN_UNUSED;
 

@@ -986,11 +986,13 @@ static enum err conf_uri_parse(const char *s, const char *what, struct conf_uri 
      * a sips: URI is dialled as sip:...;transport=tls, which takes TLS to
      * the same host (SRV _sips._tcp without a port). */
     if (out->sips && msg_param_decode(&uri.params, "transport", &tp)) {
-        if (strlen(out->params) + 15 >= sizeof(out->params)) {
+        size_t used = strlen(out->params);
+
+        if (snprintf(out->params + used, sizeof(out->params) - used, ";transport=tls") >=
+            (int)(sizeof(out->params) - used)) {
             log_error("msg=\"bad %s: parameters too long\"", what);
             return ERR_INVALID;
         }
-        strcat(out->params, ";transport=tls");
     }
     copy_pl(&uri.host, host, sizeof(host));
     out->literal = sa_set_str(&out->addr, host, uri.port ? uri.port : 5060) == 0;
