@@ -95,6 +95,8 @@ static void calls_metrics(struct metrics_calls *out)
     sip_stats_get(&st);
     out->sip_denied = st.denied;
     out->rtp_dropped_source = st.rtp_dropped_source;
+    out->srtp_dropped = st.srtp_dropped;
+    out->srtp_replayed = st.srtp_replayed;
     out->sip_registered = st.registered;
 }
 

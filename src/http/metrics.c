@@ -229,8 +229,11 @@ enum err metrics_render(struct buf *b)
             mc.sip_registered ? 1 : 0);
         OUT("# HELP sfvopi_rtp_dropped_total RTP packets dropped, by reason.\n"
             "# TYPE sfvopi_rtp_dropped_total counter\n"
-            "sfvopi_rtp_dropped_total{reason=\"source\"} %llu\n",
-            (unsigned long long)mc.rtp_dropped_source);
+            "sfvopi_rtp_dropped_total{reason=\"source\"} %llu\n"
+            "sfvopi_rtp_dropped_total{reason=\"srtp_auth\"} %llu\n"
+            "sfvopi_rtp_dropped_total{reason=\"srtp_replay\"} %llu\n",
+            (unsigned long long)mc.rtp_dropped_source, (unsigned long long)mc.srtp_dropped,
+            (unsigned long long)mc.srtp_replayed);
     }
 #undef OUT
     free(t);

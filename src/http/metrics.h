@@ -28,6 +28,8 @@ void metrics_keycache(bool hit);
 struct metrics_calls {
     uint64_t sip_denied;         /* SIP from sources not allowed, dropped */
     uint64_t rtp_dropped_source; /* RTP not from the party, dropped */
+    uint64_t srtp_dropped;       /* SRTP that did not authenticate (or malformed), dropped */
+    uint64_t srtp_replayed;      /* SRTP received before, dropped */
     bool sip_registered;         /* a registration binding is active */
 };
 

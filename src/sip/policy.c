@@ -315,7 +315,7 @@ enum err policy_uri_transport(const char *uri, enum policy_tp *out)
         const char *q = strchr(p + 1, '?');
 
         n = next ? (size_t)(next - p - 1) : q ? (size_t)(q - p - 1) : strlen(p + 1);
-        if (n > 10 && !strncasecmp(p + 1, "transport=", 10)) {
+        if (n >= 10 && !strncasecmp(p + 1, "transport=", 10)) {
             const char *v = p + 11;
             size_t vn = n - 10;
 

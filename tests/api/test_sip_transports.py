@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -126,13 +127,15 @@ class TlsTrunk:
     the first bytes before any TLS (peeked), completes the handshake when the client accepts the
     certificate, reads SIP requests and answers each INVITE with `status` (and nothing else)."""
 
-    def __init__(self, cert, key, status="486 Busy Here", min_version=ssl.TLSVersion.TLSv1_2):
+    def __init__(self, cert, key, status="486 Busy Here", min_version=ssl.TLSVersion.TLSv1_2,
+                 sdp=None):
         self.port = free_port()
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.minimum_version = min_version
         self.ctx.load_cert_chain(cert, key)
         self.ctx.sni_callback = self._sni
         self.status = status
+        self.sdp = sdp  # the body of a 2xx answer (with a Contact), if any
         self.sni = []
         self.raw_first = []  # the first bytes of each connection, before TLS
         self.requests = []  # decrypted SIP requests
@@ -190,20 +193,27 @@ class TlsTrunk:
                         msg, buf = head + b"\r\n\r\n" + rest[:n], rest[n:]
                         self.requests.append(msg.decode("utf-8", "replace"))
                         if msg.startswith(b"INVITE "):
-                            tls.sendall(self._reply(head.decode()))
+                            tls.sendall(self._reply(head.decode(), self.status, self.sdp))
+                        elif msg.startswith(b"BYE "):
+                            tls.sendall(self._reply(head.decode(), "200 OK"))
         except (ssl.SSLError, OSError) as e:
             self.errors.append(repr(e))
         finally:
             conn.close()
 
-    def _reply(self, head):
+    def _reply(self, head, status, sdp=None):
         lines = head.split("\r\n")
         keep = [ln for ln in lines[1:]
                 if ln.split(":", 1)[0].strip().lower() in ("via", "from", "to", "call-id",
                                                            "cseq")]
-        keep = [ln + ";tag=trunk1" if ln.lower().startswith("to:") else ln for ln in keep]
-        return ("SIP/2.0 " + self.status + "\r\n" + "\r\n".join(keep)
-                + "\r\nContent-Length: 0\r\n\r\n").encode()
+        keep = [ln + ";tag=trunk1" if ln.lower().startswith("to:") and "tag=" not in ln else ln
+                for ln in keep]
+        if sdp is not None:
+            keep += [f"Contact: <sip:trunk@127.0.0.1:{self.port};transport=tls>",
+                     "Content-Type: application/sdp"]
+        body = sdp or ""
+        return ("SIP/2.0 " + status + "\r\n" + "\r\n".join(keep)
+                + f"\r\nContent-Length: {len(body)}\r\n\r\n" + body).encode()
 
     def invites(self):
         return [r for r in self.requests if r.startswith("INVITE ")]
@@ -237,6 +247,27 @@ def test_tcp_inbound_call_answered_then_caller_hangs_up(tmp_path, work):
         h = base.check_payload(hangup, "hangup", direction="INBOUND", frm=base.CALLER,
                                to=line.number, status="COMPLETED", cause="16")
         base.check_record(line, h)
+
+
+def test_tcp_connection_lost_ends_the_call_102(tmp_path, work):
+    """The carrier's TCP connection of an answered call goes away (its process dies): the call
+    ends COMPLETED with cause "102" at once, not at its time limit."""
+    udp, tcp = free_port(), free_port()
+    with transport_server(tmp_path, f"udp:127.0.0.1:{udp},tcp:127.0.0.1:{tcp}",
+                          "--sip-allow", "127.0.0.1") as srv, \
+            base.FakeCustomer(default=base.reply_stream()) as fc:
+        line = base.Line(srv, fc)
+        with Sipp("in_wait_bye", work, remote=f"127.0.0.1:{tcp}", port=free_port(),
+                  service=line.number, keys={"caller": base.CALLER}, extra=["-t", "t1"]) as c:
+            fc.wait_for(1, path="/answer", timeout=10)
+            assert wait_until(lambda: c.sent("ACK"), timeout=5), base.diag(srv, c)
+            c.kill()
+            killed = time.monotonic()
+        hangup = fc.wait_for(1, path="/hangup", timeout=10)[0]
+        assert time.monotonic() - killed < 5
+        assert (hangup.payload["call_status"], hangup.payload["hangup_cause"]) == \
+            ("COMPLETED", "102"), hangup.payload
+        assert "SIP connection of a call lost" in srv.log
 
 
 def test_tcp_outbound_calls_reuse_one_connection(tmp_path, work):
@@ -360,6 +391,37 @@ def test_tls_trunk_below_tls_1_2_is_refused(tmp_path, pki):
             line, rec = tls_call(srv, fc)
             assert (rec["call_status"], rec["hangup_cause"]) == ("FAILED", "41"), rec
     assert trunk.requests == [] and trunk.versions == [], (trunk.requests, trunk.versions)
+
+
+PLAIN_SDP = ("v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio 40000 RTP/SAVP 8\r\na=rtpmap:8 PCMA/8000\r\n")
+
+
+def test_srtp_required_and_the_answer_has_no_crypto_fails_88(tmp_path, pki):
+    """--srtp require: the trunk answers 200 OK with SDP but no a=crypto. The call ends FAILED
+    with cause "88" (as a 488), the dialog is closed with ACK then BYE, no answer webhook fires
+    and not one RTP packet leaves in clear."""
+    tls = free_port()
+    with TlsTrunk(pki / "trunk.pem", pki / "trunk.key", status="200 OK", sdp=PLAIN_SDP) as trunk:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
+            media.bind(("127.0.0.1", 40000))
+            media.settimeout(0.5)
+            with transport_server(tmp_path, f"tls:127.0.0.1:{tls}", *tls_args(pki), "--srtp",
+                                  "require", trunk=f"sips:127.0.0.1:{trunk.port}") as srv, \
+                    base.FakeCustomer(default=base.reply_stream()) as fc:
+                line, rec = tls_call(srv, fc)
+                assert (rec["call_status"], rec["hangup_cause"]) == ("FAILED", "88"), rec
+                assert wait_until(lambda: any(r.startswith("BYE ") for r in trunk.requests),
+                                  timeout=5), trunk.requests
+                assert [h.path for h in fc.hits] == ["/hangup"], fc.hits
+                assert "answer without acceptable SRTP crypto" in srv.log
+                inv = trunk.invites()[0]
+                assert "m=audio " in inv and " RTP/SAVP " in inv and "a=crypto:1 " \
+                    "AES_CM_128_HMAC_SHA1_80 inline:" in inv, inv
+            with pytest.raises(socket.timeout):
+                media.recv(2048)
+    assert [r.split(" ", 1)[0] for r in trunk.requests] == ["INVITE", "ACK", "BYE"], \
+        trunk.requests
 
 
 @pytest.mark.parametrize("argv,msg", [

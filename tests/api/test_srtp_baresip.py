@@ -20,11 +20,15 @@ Run once, in the plain build's SQLite pass (SRTP does not depend on the database
 import base64
 import json
 import os
+import re
 import shutil
+import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import ASAN, skip_unless_strict
 
@@ -90,6 +94,23 @@ def agent_audio(agent):
     return g711_decode(raw, law)
 
 
+def metric(srv, name):
+    text = requests.get(srv.url + "/metrics", timeout=5).text
+    m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
+    assert m, f"{name} not in /metrics"
+    return float(m.group(1))
+
+
+def sfvopi_rtp_port(srv):
+    """The media port of sfvopi's one live call: its even UDP port in the --rtp-ports range
+    (libre binds the odd one above it for RTCP)."""
+    out = subprocess.run(["ss", "-Huan"], capture_output=True, text=True, timeout=10).stdout
+    ports = {int(m) for m in re.findall(r"127\.0\.0\.1:(\d+)\s", out)
+             if srv.rtp[0] <= int(m) <= srv.rtp[1] and int(m) % 2 == 0}
+    assert len(ports) == 1, (ports, out)
+    return ports.pop()
+
+
 def sfvopi_args(pki, srtp="require"):
     c = pki["sfvopi"]
     return ["--sip-tls-cert", str(c.cert), "--sip-tls-key", str(c.key), "--sip-tls-ca",
@@ -124,6 +145,18 @@ def test_inbound_tls_srtp_call_from_baresip(work, pki):
             assert carrier.wait_srtp(10) == SUITE, carrier.report()
             carrier.wait_established(10)
             agent.wait_start(10)
+            # A stranger's packets on the call's media port, from the carrier's own address:
+            # without the key they fail authentication and reach nobody.
+            before = metric(srv, "sfvopi_rtp_dropped_total{reason=\"srtp_auth\"}")
+            forged = bytes(range(160))
+            port = sfvopi_rtp_port(srv)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(20):
+                    s.sendto(bytes([0x80, 8]) + (i + 1).to_bytes(2, "big") + bytes(8) + forged
+                             + bytes(10), ("127.0.0.1", port))
+            assert wait_until(lambda: metric(
+                srv, "sfvopi_rtp_dropped_total{reason=\"srtp_auth\"}") - before >= 20,
+                timeout=5), "forged SRTP not counted"
             assert carrier.wait_exit(20) == 0, carrier.report()
         finally:
             cap.stop()
@@ -133,6 +166,8 @@ def test_inbound_tls_srtp_call_from_baresip(work, pki):
     # baresip -> sfvopi: the agent heard the carrier's tone.
     heard = agent_audio(agent)
     assert tone_ratio(heard, 440, OTHERS) > 20, "the agent did not hear 440 Hz"
+    assert bytes(range(160)) not in b"".join(base64.b64decode(m["media"]["payload"]) for _, m
+                                             in agent.events("media", "inbound"))
     # sfvopi -> baresip: the echo came back through sfvopi's SRTP and baresip's.
     assert tone_ratio(carrier.heard(), 440, OTHERS) > 20, "baresip did not hear the echo"
     check_capture(cap, 440)

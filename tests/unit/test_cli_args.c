@@ -781,6 +781,72 @@ static void test_double_dash(void **state)
     assert_string_equal(r.cli.db, "sqlite:sfvopi.db");
 }
 
+static void test_sip_transport_options(void **state)
+{
+    static const char *const env[] = {"SFVOPI_SIP_LISTEN",
+                                      "udp:10.0.0.5:5060,tls:10.0.0.5:5061",
+                                      "SFVOPI_SIP_TLS_CERT",
+                                      "/e/c.pem",
+                                      "SFVOPI_SIP_TLS_KEY",
+                                      "/e/k.pem",
+                                      "SFVOPI_SRTP",
+                                      "offer",
+                                      "SFVOPI_SIP_TRUNK",
+                                      "sips:carrier.example.net",
+                                      "SFVOPI_SIP_ADVERTISE",
+                                      "203.0.113.7",
+                                      NULL};
+    struct run r;
+
+    (void)state;
+    assert_int_equal(PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060"), CLI_OK);
+    assert_int_equal(r.cli.srtp, CLI_SRTP_OFF);
+    assert_false(r.cli.sip_listen_tls);
+    assert_null(r.cli.sip_advertise);
+    fake_env = env;
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_true(r.cli.sip_listen_tls);
+    assert_true(r.cli.sip_trunk_tls);
+    assert_int_equal(r.cli.srtp, CLI_SRTP_OFFER);
+    assert_string_equal(r.cli.sip_tls_cert, "/e/c.pem");
+    assert_string_equal(r.cli.sip_advertise, "203.0.113.7");
+    assert_int_equal(PARSE(&r, "serve", "--srtp", "require", "--sip-trunk",
+                           "sip:carrier.example.net:5061;transport=TLS", "--sip-tls-ca", "ca.pem"),
+                     CLI_OK);
+    assert_int_equal(r.cli.srtp, CLI_SRTP_REQUIRE);
+    assert_true(r.cli.sip_trunk_tls);
+    assert_string_equal(r.cli.sip_tls_ca, "ca.pem");
+    /* SDES keys never travel in clear: a plain trunk under --srtp is refused. */
+    PARSE(&r, "serve", "--sip-trunk", "sip:carrier.example.net;transport=tcp");
+    assert_usage(&r, "--srtp offer needs a TLS trunk");
+    fake_env = no_env;
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--srtp", "require");
+    assert_usage(&r, "--srtp require needs a tls: listener");
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--srtp", "maybe");
+    assert_usage(&r, "--srtp must be off, offer or require");
+    PARSE(&r, "serve", "--sip-listen", "tls:127.0.0.1:5061");
+    assert_usage(&r, "a tls: listener needs --sip-tls-cert and --sip-tls-key");
+    PARSE(&r, "serve", "--sip-listen", "tls:127.0.0.1:5061", "--sip-tls-cert", "c.pem");
+    assert_usage(&r, "--sip-tls-cert and --sip-tls-key go together");
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--sip-tls-cert", "c.pem", "--sip-tls-key",
+          "k.pem");
+    assert_usage(&r, "--sip-tls-cert needs a tls: listener");
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--sip-trunk", "sips:carrier.test");
+    assert_usage(&r, "a TLS trunk, registrar or outbound proxy needs a tls: listener");
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--sip-outbound-proxy",
+          "sip:proxy.test;transport=tls");
+    assert_usage(&r, "needs a tls: listener");
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--sip-trunk",
+          "sip:carrier.test;transport=sctp");
+    assert_usage(&r, "--sip-trunk must be a URI like");
+    PARSE(&r, "serve", "--sip-trunk", "sip:carrier.test", "--sip-advertise", "203.0.113.7");
+    assert_usage(&r, "the SIP transport options need --sip-listen");
+    PARSE(&r, "serve", "--sip-listen", "127.0.0.1:5060", "--sip-advertise", "nat.example");
+    assert_usage(&r, "--sip-advertise must be an IP address");
+    PARSE(&r, "serve", "--sip-listen", "udp:127.0.0.1:5060,,tcp:127.0.0.1:5060");
+    assert_usage(&r, "empty item");
+}
+
 #define T(fn) cmocka_unit_test_setup(fn, reset_env)
 
 int main(void)
@@ -809,6 +875,7 @@ int main(void)
         T(test_option_beats_bad_env),
         T(test_sip_edge_options),
         T(test_tls_options),
+        T(test_sip_transport_options),
         T(test_serve_values),
         T(test_names_and_providers),
         T(test_number_add_many),

@@ -173,12 +173,85 @@ static void test_called_user(void **state)
     assert_string_equal(policy_called_user("", "+918000000001", "alice"), "");
 }
 
+static void test_listen_list(void **state)
+{
+    struct listen_list l;
+    char why[160];
+    char many[LISTEN_TEXT_MAX + 8];
+    int i;
+
+    (void)state;
+    assert_int_equal(listen_list_parse("127.0.0.1:5060", &l, why, sizeof(why)), ERR_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.v[0].tp, POLICY_TP_UDP);
+    assert_string_equal(l.v[0].hostport, "127.0.0.1:5060");
+    assert_int_equal(listen_list_parse(" udp:10.0.0.5:5060 , TCP:10.0.0.5:5060,tls:[::1]:5061 ", &l,
+                                       why, sizeof(why)),
+                     ERR_OK);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.v[1].tp, POLICY_TP_TCP);
+    assert_int_equal(l.v[2].tp, POLICY_TP_TLS);
+    assert_string_equal(l.v[2].hostport, "[::1]:5061");
+    assert_true(listen_list_has(&l, POLICY_TP_TLS));
+    /* Refused, *out untouched, the item named. */
+    l.n = 99;
+    assert_int_equal(listen_list_parse("udp:10.0.0.5:0", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(l.n, 99);
+    assert_non_null(strstr(why, "'udp:10.0.0.5:0'"));
+    assert_int_equal(listen_list_parse("sctp:10.0.0.5:5060", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("host.example:5060", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("10.0.0.5", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("10.0.0.5:65536", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("10.0.0.5:5060x", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("::1:5060", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("[::1]5060", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("10.0.0.5:5060,", &l, why, sizeof(why)), ERR_INVALID);
+    assert_int_equal(listen_list_parse("tcp:10.0.0.5:5060,tcp:10.0.0.5:5060", &l, why, sizeof(why)),
+                     ERR_INVALID);
+    assert_non_null(strstr(why, "twice"));
+    /* The same address on two transports is two listeners. */
+    assert_int_equal(listen_list_parse("udp:10.0.0.5:5060,tcp:10.0.0.5:5060", &l, why, sizeof(why)),
+                     ERR_OK);
+    /* Bounded: at most LISTEN_MAX listeners, LISTEN_TEXT_MAX bytes. */
+    many[0] = '\0';
+    for (i = 0; i <= LISTEN_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s10.0.0.%d:5060", i ? "," : "",
+                 i + 1);
+    assert_int_equal(listen_list_parse(many, &l, why, sizeof(why)), ERR_INVALID);
+    memset(many, '1', sizeof(many) - 1);
+    many[sizeof(many) - 1] = '\0';
+    assert_int_equal(listen_list_parse(many, &l, why, sizeof(why)), ERR_INVALID);
+}
+
+static void test_uri_transport(void **state)
+{
+    enum policy_tp tp;
+
+    (void)state;
+    assert_int_equal(policy_uri_transport("sip:carrier.test", &tp), ERR_OK);
+    assert_int_equal(tp, POLICY_TP_UDP);
+    assert_int_equal(policy_uri_transport("SIPS:carrier.test:5061", &tp), ERR_OK);
+    assert_int_equal(tp, POLICY_TP_TLS);
+    assert_int_equal(policy_uri_transport("sip:carrier.test;lr;transport=tcp", &tp), ERR_OK);
+    assert_int_equal(tp, POLICY_TP_TCP);
+    assert_int_equal(policy_uri_transport("sip:carrier.test;transport=TLS;lr", &tp), ERR_OK);
+    assert_int_equal(tp, POLICY_TP_TLS);
+    assert_int_equal(policy_uri_transport("sip:carrier.test;transport=udp", &tp), ERR_OK);
+    assert_int_equal(tp, POLICY_TP_UDP);
+    assert_int_equal(policy_uri_transport("sip:carrier.test;transport=sctp", &tp), ERR_INVALID);
+    assert_int_equal(policy_uri_transport("sip:carrier.test;transport=", &tp), ERR_INVALID);
+    assert_int_equal(policy_uri_transport("tel:+14155550100", &tp), ERR_INVALID);
+    assert_string_equal(policy_tp_name(POLICY_TP_TLS), "tls");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_admission),   cmocka_unit_test(test_admission_table_full),
-        cmocka_unit_test(test_loglimit),    cmocka_unit_test(test_challenges),
-        cmocka_unit_test(test_called_user),
+        cmocka_unit_test(test_admission),     cmocka_unit_test(test_admission_table_full),
+        cmocka_unit_test(test_loglimit),      cmocka_unit_test(test_challenges),
+        cmocka_unit_test(test_called_user),   cmocka_unit_test(test_listen_list),
+        cmocka_unit_test(test_uri_transport),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
