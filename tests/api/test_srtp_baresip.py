@@ -11,6 +11,7 @@
 - in both, a capture on lo (tcpdump) of the SIP and RTP ports holds no cleartext SIP and no RTP
   payload carrying the plain G.711 audio of the tone (the harness's self-test shows that the
   same checks find both in a plain call).
+- the same inbound call over UDP and over TCP in plain RTP (interop on every transport).
 - --srtp require refuses a plain offer (baresip without mediaenc) with 488, and --srtp offer
   takes the same call in plain RTP.
 
@@ -227,3 +228,28 @@ def test_plain_offer_under_require_is_488_and_under_offer_plain(work, pki, mode,
             agent.wait_start(10)
             assert wait_until(lambda: agent.events("media", "inbound"), timeout=5)
         carrier.wait_exit(15)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_inbound_plain_call_from_baresip_over(work, pki, transport):
+    """The same call over UDP and over TCP in plain RTP (--srtp off): baresip's tone reaches the
+    agent and its echo reaches baresip."""
+    d = work / f"plain-{transport}"
+    d.mkdir()
+    port = free_port()
+    tone = write_tone(d / "tone440.wav", 440, 60)
+    with transport_server(d, f"{transport}:127.0.0.1:{port}", "--sip-allow",
+                          "127.0.0.1") as srv, \
+            FakeCustomer() as fc, echo_agent() as agent:
+        line = base.Line(srv, fc)
+        fc.on("/answer", reply_json({"stream": {"url": agent.url(), "bidirectional": True}}))
+        carrier = Baresip(d, "carrier", user="carrier", transport=transport, mediaenc=None,
+                          tone=tone)
+        carrier.start(dial=f"sip:{line.number.lstrip('+')}@127.0.0.1:{port}", seconds=5)
+        carrier.wait_established(10)
+        agent.wait_start(10)
+        assert carrier.wait_exit(20) == 0, carrier.report()
+        hangup = fc.wait_for(1, path="/hangup", timeout=10)[0]
+        assert hangup.payload["call_status"] == "COMPLETED", hangup.payload
+    assert tone_ratio(agent_audio(agent), 440, OTHERS) > 20, "the agent did not hear 440 Hz"
+    assert tone_ratio(carrier.heard(), 440, OTHERS) > 20, "baresip did not hear the echo"
