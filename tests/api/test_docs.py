@@ -556,7 +556,7 @@ def test_readme_carrier_commands_use_real_options():
     listed = set(re.findall(r"^\s+(--[a-z][a-z-]*)", help_cp.stdout, flags=re.M))
     commands = [s for lang, body, _ in fenced(section) if lang == "sh"
                 for s in logical_lines(body) if s.startswith("sfvopi serve ")]
-    assert len(commands) == 2, commands
+    assert len(commands) == 4, commands
     for command in commands:
         used = set(re.findall(r"(?<!\S)(--[a-z][a-z-]*)", command))
         assert used and not used - listed, f"not in `serve --help`: {used - listed}"

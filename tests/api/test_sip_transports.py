@@ -9,7 +9,8 @@ TCP or TLS, and a TLS trunk whose certificate must match its host name.
   over TLS; a certificate for another name, or an expired one, fails the call (FAILED "41") with
   a log line saying why, and no SIP byte is sent.
 
-Run once, in the plain build's SQLite pass: transports do not depend on the database.
+Run in the SQLite passes (plain and ASan+UBSan builds): transports do not depend on the
+database.
 """
 
 import contextlib
@@ -30,13 +31,10 @@ if os.environ.get("SFVOPI_TEST_PG_URL"):
                 allow_module_level=True)
 
 import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
-from conftest import ASAN, BIN, Server, fresh_db, wait_until  # noqa: E402
+from conftest import BIN, Server, fresh_db, wait_until  # noqa: E402
 from dns_helper import DnsServer  # noqa: E402
 from sipp_helper import Sipp, free_rtp_range, port_taken  # noqa: E402
 
-ONCE = not ASAN  # the plain build's SQLite pass only
-pytestmark = pytest.mark.skipif(not ONCE, reason="SIP transports: run once, in the plain "
-                                "build's SQLite pass")
 if SIPP is None:
     pytest.skip("sipp (package sip-tester) is not installed", allow_module_level=True)
 
