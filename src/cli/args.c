@@ -158,6 +158,9 @@ static const struct cmd_def cmds[] = {
 };
 
 static int usage_err(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int usage_err(char *err, size_t errsz, const char *fmt, ...)
 {
     va_list ap;
 
