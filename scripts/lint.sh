@@ -18,7 +18,7 @@ fi
 for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c" \
             "libpq-fe.h:src/store/store_pg.c" "curl/curl.h:src/call/deliver.c" \
             "libwebsockets.h:src/ws/ws.c" "speex/speex_resampler.h:src/media/resample.c" \
-            "srtp2/srtp.h:src/media/srtp.c" "gnutls/[a-z]+\.h:src/http/tls.c" \
+            "srtp2/srtp.h:src/sip/srtp.c" "gnutls/[a-z]+\.h:src/http/tls.c" \
             "openssl/[a-z0-9]+\.h:src/sip/sip.c" "re(_[a-z]+)?\.h:src/sip/[a-z_]+\.c"; do
     hdr=${pair%%:*}
     owner=${pair#*:}
@@ -27,6 +27,30 @@ for pair in "microhttpd.h:src/http/server.c" "sqlite3.h:src/store/store_sqlite.c
         echo "lint: <$hdr> may only be included by $owner, also in: $others" >&2
         status=1
     fi
+done
+# Modules depend one way (docs/ARCHITECTURE.md): each may include only the
+# modules listed for it; api reaches call only through call/outbound.h.
+for rule in "core:core" "media:core media" "ws:core ws" "sip:core sip" "json:core json" \
+            "store:core store" "http:core http" "auth:core store auth" \
+            "call:core media ws sip json store http call" \
+            "api:core json store http auth api call/outbound.h" \
+            "cli:core json store http auth sip call api cli"; do
+    dir=${rule%%:*}
+    allowed=${rule#*:}
+    for inc in $(grep -ho '#include "[a-z_]*/[a-z_]*\.h"' src/$dir/*.c src/$dir/*.h 2>/dev/null |
+                 sed 's/#include "//; s/"$//' | sort -u); do
+        ok=0
+        for a in $allowed; do
+            case "$a" in
+            *.h) [ "$inc" = "$a" ] && ok=1 ;;
+            *) [ "${inc%%/*}" = "$a" ] && ok=1 ;;
+            esac
+        done
+        if [ $ok = 0 ]; then
+            echo "lint: src/$dir/ includes $inc, against the layering of docs/ARCHITECTURE.md" >&2
+            status=1
+        fi
+    done
 done
 if command -v cppcheck >/dev/null 2>&1; then
     cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \

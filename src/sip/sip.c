@@ -25,8 +25,8 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "media/srtp.h"
 #include "sip/sip.h"
+#include "sip/srtp.h"
 
 /* --- the loop --- */
 

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/rand.h"
-#include "media/srtp.h"
+#include "sip/srtp.h"
 
 /* ---- helpers ---- */
 

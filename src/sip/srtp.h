@@ -17,8 +17,8 @@
  * thread-safe; srtpsess_init is thread-safe; one session belongs to one
  * thread at a time, and distinct sessions may be used on distinct threads
  * at once. */
-#ifndef SFVOPI_MEDIA_SRTP_H
-#define SFVOPI_MEDIA_SRTP_H
+#ifndef SFVOPI_SIP_SRTP_H
+#define SFVOPI_SIP_SRTP_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* srtp: SDES a=crypto lines and SRTP sessions over libsrtp2. The only file
  * that includes <srtp2/srtp.h>; no logging (keys must never reach a log),
  * no sockets. See srtp.h for why nothing here is named srtp_*. */
-#include "media/srtp.h"
+#include "sip/srtp.h"
 
 #include <assert.h>
 #include <pthread.h>
