@@ -21,23 +21,7 @@ static void add_error(struct field_errors *fe, const char *field, const char *re
 
 bool stream_url_valid(const char *s, size_t len, const char **reason)
 {
-    /* RFC 6455 3: a WebSocket URI has no fragment. */
-    static const struct url_rule rule = {
-        STREAM_URL_MAX, {"ws://", "wss://", NULL}, "must be a ws or wss URL", false};
-
-    return url_valid(&rule, s, len, reason);
-}
-
-bool stream_rate_allowed(enum stream_codec codec, long long rate)
-{
-    switch (codec) {
-    case STREAM_CODEC_PCMA:
-    case STREAM_CODEC_PCMU: return rate == 8000;
-    case STREAM_CODEC_L16:
-        return rate == 8000 || rate == 16000 || rate == 24000 || rate == 32000 || rate == 44100 ||
-               rate == 48000;
-    }
-    return false;
+    return url_ws_valid(s, len, reason);
 }
 
 static const char *const codec_names[] = {"PCMA", "PCMU", "L16"};

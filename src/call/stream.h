@@ -12,11 +12,13 @@
 
 #include "core/err.h"
 #include "core/fields.h"
+#include "core/url.h"
+#include "media/codec.h"
 
 /* Larger replies are invalid before any parsing (API.md's body limit). */
 #define STREAM_BODY_MAX (64 * 1024)
 /* stream.url, in bytes. */
-#define STREAM_URL_MAX 2048
+#define STREAM_URL_MAX URL_WS_MAX
 #define STREAM_TIMEOUT_MIN 1
 #define STREAM_TIMEOUT_MAX 86400
 #define STREAM_TIMEOUT_DEFAULT 86400
@@ -28,12 +30,6 @@
 #define ULID_TIME_MAX 281474976710655LL /* 2^48 - 1 */
 /* "SFV_STRM_OUT_" + ULID + NUL, the longest streamId. */
 #define STREAM_ID_MAX (13 + ULID_LEN + 1)
-
-enum stream_codec {
-    STREAM_CODEC_PCMA,
-    STREAM_CODEC_PCMU,
-    STREAM_CODEC_L16,
-};
 
 enum stream_direction {
     STREAM_DIR_INBOUND,  /* the party's audio */
@@ -57,10 +53,6 @@ struct stream_config {
  * fragment ('#', which RFC 6455 forbids). The authority follows the rule of
  * validate_url exactly. On false, *reason (static text) says why. */
 bool stream_url_valid(const char *s, size_t len, const char **reason);
-
-/* True when rate (Hz) is allowed for codec: PCMA and PCMU only 8000; L16
- * 8000, 16000, 24000, 32000, 44100 or 48000. */
-bool stream_rate_allowed(enum stream_codec codec, long long rate);
 
 /* Parses body[0..len), the answer webhook's reply: a JSON object holding a
  * "stream" object whose fields follow section 6 (defaults applied, unknown

@@ -83,3 +83,11 @@ bool url_valid(const struct url_rule *rule, const char *s, size_t len, const cha
         end++;
     return authority_valid(s, scheme, end, reason);
 }
+
+bool url_ws_valid(const char *s, size_t len, const char **reason)
+{
+    static const struct url_rule rule = {
+        URL_WS_MAX, {"ws://", "wss://", NULL}, "must be a ws or wss URL", false};
+
+    return url_valid(&rule, s, len, reason);
+}

@@ -22,4 +22,12 @@ struct url_rule {
  * says why. */
 bool url_valid(const struct url_rule *rule, const char *s, size_t len, const char **reason);
 
+/* The longest WebSocket URL accepted, in bytes. */
+#define URL_WS_MAX 2048
+
+/* True when s[0..len) is a ws:// or wss:// URL (scheme in any case) under
+ * url_valid's rules, at most URL_WS_MAX bytes and without a fragment ('#',
+ * which RFC 6455 section 3 forbids). On false, *reason says why. */
+bool url_ws_valid(const char *s, size_t len, const char **reason);
+
 #endif

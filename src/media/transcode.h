@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "call/stream.h"
 #include "core/err.h"
+#include "media/codec.h"
 
 /* The party's RTP payload, as negotiated in SDP. */
 enum party_codec {

@@ -22,10 +22,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "call/stream.h"
-#include "call/webhook.h"
+#include "core/addrclass.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/url.h"
 
 /* A DNS name is at most 253 bytes; an IPv6 literal with brackets far less. */
 #define HOST_MAX 256
@@ -193,7 +193,7 @@ static const char *pick_addresses(const struct addrinfo *res, bool deny_private,
 {
     out->n = 0;
     for (const struct addrinfo *a = res; a; a = a->ai_next) {
-        enum webhook_addr_class cls;
+        enum addr_class cls;
         struct sockaddr_in sin;
         struct sockaddr_in6 sin6;
         const void *raw;
@@ -202,20 +202,20 @@ static const char *pick_addresses(const struct addrinfo *res, bool deny_private,
         if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(sin)) {
             memcpy(&sin, a->ai_addr, sizeof(sin));
             raw = &sin.sin_addr;
-            cls = webhook_addr_classify_raw(4, raw);
+            cls = addr_classify_raw(4, raw);
         } else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(sin6)) {
             memcpy(&sin6, a->ai_addr, sizeof(sin6));
             raw = &sin6.sin6_addr;
-            cls = webhook_addr_classify_raw(6, raw);
+            cls = addr_classify_raw(6, raw);
         } else {
             continue;
         }
         switch (cls) {
-        case WEBHOOK_ADDR_PUBLIC: refuse = false; break;
-        case WEBHOOK_ADDR_LOOPBACK:
-        case WEBHOOK_ADDR_PRIVATE: refuse = deny_private; break;
-        case WEBHOOK_ADDR_LINK_LOCAL:
-        case WEBHOOK_ADDR_INVALID:
+        case ADDR_PUBLIC: refuse = false; break;
+        case ADDR_LOOPBACK:
+        case ADDR_PRIVATE: refuse = deny_private; break;
+        case ADDR_LINK_LOCAL:
+        case ADDR_INVALID:
         default: refuse = true; break;
         }
         if (refuse) {
@@ -901,7 +901,7 @@ void ws_hub_free(struct ws_hub *h)
     hub_unref(h);
 }
 
-/* Splits a URL that stream_url_valid accepted into c's host, port and path.
+/* Splits a URL that url_ws_valid accepted into c's host, port and path.
  * ERR_INVALID when a part does not fit. */
 static enum err url_split(const char *url, struct ws_conn *c)
 {
@@ -1000,8 +1000,7 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     bool wake;
 
     *out = NULL;
-    if (!h || !url || !cb || connect_timeout_ms <= 0 ||
-        !stream_url_valid(url, strlen(url), &reason)) {
+    if (!h || !url || !cb || connect_timeout_ms <= 0 || !url_ws_valid(url, strlen(url), &reason)) {
         return ERR_INVALID;
     }
     c = calloc(1, sizeof(*c));

@@ -70,7 +70,7 @@ enum err ws_hub_new(bool deny_private_urls, struct ws_hub **out) WARN_UNUSED;
 void ws_hub_free(struct ws_hub *h);
 
 /* Starts connecting to url (ws:// or wss://, checked with
- * stream_url_valid): resolves the host off the hub thread, refuses the whole
+ * url_ws_valid): resolves the host off the hub thread, refuses the whole
  * host when any address it resolves to is refused by section 5, tries its
  * addresses in getaddrinfo's order (at most 4) until one connects, sends
  * the URL's host (and port) as Host, and for wss uses it for SNI and the
