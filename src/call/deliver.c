@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "call/stream.h"
+#include "core/addrclass.h"
 #include "core/buf.h"
 #include "core/log.h"
 
@@ -133,7 +134,7 @@ static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct c
     /* a->addr is declared as a struct sockaddr but libcurl stores the whole
      * address (up to addrlen bytes) behind it. */
     const unsigned char *raw = (const unsigned char *)&a->addr;
-    enum webhook_addr_class cls = WEBHOOK_ADDR_INVALID;
+    enum addr_class cls = ADDR_INVALID;
     bool refuse;
 
     if (purpose == CURLSOCKTYPE_IPCXN && a->family == AF_INET &&
@@ -141,20 +142,20 @@ static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct c
         struct sockaddr_in sin;
 
         memcpy(&sin, raw, sizeof(sin));
-        cls = webhook_addr_classify_raw(4, (const unsigned char *)&sin.sin_addr);
+        cls = addr_classify_raw(4, (const unsigned char *)&sin.sin_addr);
     } else if (purpose == CURLSOCKTYPE_IPCXN && a->family == AF_INET6 &&
                a->addrlen >= sizeof(struct sockaddr_in6)) {
         struct sockaddr_in6 sin6;
 
         memcpy(&sin6, raw, sizeof(sin6));
-        cls = webhook_addr_classify_raw(6, (const unsigned char *)&sin6.sin6_addr);
+        cls = addr_classify_raw(6, (const unsigned char *)&sin6.sin6_addr);
     }
     switch (cls) {
-    case WEBHOOK_ADDR_PUBLIC: refuse = false; break;
-    case WEBHOOK_ADDR_LOOPBACK:
-    case WEBHOOK_ADDR_PRIVATE: refuse = j->d->deny_private; break;
-    case WEBHOOK_ADDR_LINK_LOCAL:
-    case WEBHOOK_ADDR_INVALID:
+    case ADDR_PUBLIC: refuse = false; break;
+    case ADDR_LOOPBACK:
+    case ADDR_PRIVATE: refuse = j->d->deny_private; break;
+    case ADDR_LINK_LOCAL:
+    case ADDR_INVALID:
     default: refuse = true; break;
     }
     if (refuse || j->refused) {

@@ -123,34 +123,4 @@ struct webhook_headers {
 enum err webhook_headers_make(bool post, const char *version, const struct webhook_call *c,
                               const char *delivery_id, struct webhook_headers *hs) WARN_UNUSED;
 
-/* What a resolved address is, for the host rules of section 5. */
-enum webhook_addr_class {
-    WEBHOOK_ADDR_PUBLIC,
-    WEBHOOK_ADDR_LOOPBACK,   /* 127/8, ::1; also 0/8 and :: (they reach this host) */
-    WEBHOOK_ADDR_PRIVATE,    /* 10/8, 172.16/12, 192.168/16, fc00::/7 */
-    WEBHOOK_ADDR_LINK_LOCAL, /* 169.254/16, fe80::/10 */
-    WEBHOOK_ADDR_INVALID,    /* not a numeric address */
-};
-
-/* Classifies a numeric IPv4 (dotted quad) or IPv6 address, optionally in
- * brackets and with a "%zone" suffix. IPv4-mapped (::ffff:a.b.c.d),
- * IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) addresses are
- * classified by the IPv4 address they carry. */
-enum webhook_addr_class webhook_addr_classify(const char *ip);
-
-/* Same, for a raw address: family 4 with 4 bytes, 6 with 16 bytes (network
- * order). Any other family is INVALID. */
-enum webhook_addr_class webhook_addr_classify_raw(int family, const unsigned char *addr);
-
-/* True when ip must never be called: link-local (cloud metadata), or not a
- * numeric address at all (fail closed). */
-bool webhook_addr_blocked(const char *ip);
-
-/* True when ip is refused under --deny-private-urls: loopback, private,
- * link-local, or not numeric. */
-bool webhook_addr_private(const char *ip);
-
-/* The whole rule: blocked, or private while deny_private is set. */
-bool webhook_addr_refused(const char *ip, bool deny_private);
-
 #endif

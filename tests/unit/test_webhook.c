@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "call/webhook.h"
+#include "core/addrclass.h"
 
 #define T0 1770028200000LL /* 2026-02-02T10:30:00.000Z */
 
@@ -397,109 +398,109 @@ static void test_headers(void **state)
 
 struct addr_case {
     const char *ip;
-    enum webhook_addr_class want;
+    enum addr_class want;
 };
 
 static void test_addr_classify(void **state)
 {
     static const struct addr_case cases[] = {
         /* Public. */
-        {"8.8.8.8", WEBHOOK_ADDR_PUBLIC},
-        {"1.1.1.1", WEBHOOK_ADDR_PUBLIC},
-        {"169.253.255.255", WEBHOOK_ADDR_PUBLIC},
-        {"169.255.0.0", WEBHOOK_ADDR_PUBLIC},
-        {"172.15.255.255", WEBHOOK_ADDR_PUBLIC},
-        {"172.32.0.0", WEBHOOK_ADDR_PUBLIC},
-        {"192.167.255.255", WEBHOOK_ADDR_PUBLIC},
-        {"192.169.0.0", WEBHOOK_ADDR_PUBLIC},
-        {"11.0.0.0", WEBHOOK_ADDR_PUBLIC},
-        {"9.255.255.255", WEBHOOK_ADDR_PUBLIC},
-        {"128.0.0.1", WEBHOOK_ADDR_PUBLIC},
-        {"255.255.255.255", WEBHOOK_ADDR_PUBLIC},
-        {"2001:db8::1", WEBHOOK_ADDR_PUBLIC},
-        {"2606:4700:4700::1111", WEBHOOK_ADDR_PUBLIC},
-        {"fec0::1", WEBHOOK_ADDR_PUBLIC}, /* just past fe80::/10 */
-        {"fe7f::1", WEBHOOK_ADDR_PUBLIC},
-        {"fb00::1", WEBHOOK_ADDR_PUBLIC},
-        {"fe00::1", WEBHOOK_ADDR_PUBLIC},
-        {"::ffff:8.8.8.8", WEBHOOK_ADDR_PUBLIC},
-        {"::808:808", WEBHOOK_ADDR_PUBLIC}, /* ::8.8.8.8, IPv4-compatible */
-        {"::2", WEBHOOK_ADDR_LOOPBACK},     /* ::0.0.0.2: in 0/8 */
-        {"[2001:db8::1]", WEBHOOK_ADDR_PUBLIC},
+        {"8.8.8.8", ADDR_PUBLIC},
+        {"1.1.1.1", ADDR_PUBLIC},
+        {"169.253.255.255", ADDR_PUBLIC},
+        {"169.255.0.0", ADDR_PUBLIC},
+        {"172.15.255.255", ADDR_PUBLIC},
+        {"172.32.0.0", ADDR_PUBLIC},
+        {"192.167.255.255", ADDR_PUBLIC},
+        {"192.169.0.0", ADDR_PUBLIC},
+        {"11.0.0.0", ADDR_PUBLIC},
+        {"9.255.255.255", ADDR_PUBLIC},
+        {"128.0.0.1", ADDR_PUBLIC},
+        {"255.255.255.255", ADDR_PUBLIC},
+        {"2001:db8::1", ADDR_PUBLIC},
+        {"2606:4700:4700::1111", ADDR_PUBLIC},
+        {"fec0::1", ADDR_PUBLIC}, /* just past fe80::/10 */
+        {"fe7f::1", ADDR_PUBLIC},
+        {"fb00::1", ADDR_PUBLIC},
+        {"fe00::1", ADDR_PUBLIC},
+        {"::ffff:8.8.8.8", ADDR_PUBLIC},
+        {"::808:808", ADDR_PUBLIC}, /* ::8.8.8.8, IPv4-compatible */
+        {"::2", ADDR_LOOPBACK},     /* ::0.0.0.2: in 0/8 */
+        {"[2001:db8::1]", ADDR_PUBLIC},
         /* Loopback (and what reaches this host). */
-        {"127.0.0.1", WEBHOOK_ADDR_LOOPBACK},
-        {"127.255.255.254", WEBHOOK_ADDR_LOOPBACK},
-        {"0.0.0.0", WEBHOOK_ADDR_LOOPBACK},
-        {"0.1.2.3", WEBHOOK_ADDR_LOOPBACK},
-        {"::1", WEBHOOK_ADDR_LOOPBACK},
-        {"::", WEBHOOK_ADDR_LOOPBACK},
-        {"[::1]", WEBHOOK_ADDR_LOOPBACK},
-        {"0:0:0:0:0:0:0:1", WEBHOOK_ADDR_LOOPBACK},
-        {"::ffff:127.0.0.1", WEBHOOK_ADDR_LOOPBACK},
-        {"::ffff:7f00:1", WEBHOOK_ADDR_LOOPBACK},
-        {"::127.0.0.1", WEBHOOK_ADDR_LOOPBACK},
+        {"127.0.0.1", ADDR_LOOPBACK},
+        {"127.255.255.254", ADDR_LOOPBACK},
+        {"0.0.0.0", ADDR_LOOPBACK},
+        {"0.1.2.3", ADDR_LOOPBACK},
+        {"::1", ADDR_LOOPBACK},
+        {"::", ADDR_LOOPBACK},
+        {"[::1]", ADDR_LOOPBACK},
+        {"0:0:0:0:0:0:0:1", ADDR_LOOPBACK},
+        {"::ffff:127.0.0.1", ADDR_LOOPBACK},
+        {"::ffff:7f00:1", ADDR_LOOPBACK},
+        {"::127.0.0.1", ADDR_LOOPBACK},
         /* Private. */
-        {"10.0.0.1", WEBHOOK_ADDR_PRIVATE},
-        {"10.255.255.255", WEBHOOK_ADDR_PRIVATE},
-        {"172.16.0.0", WEBHOOK_ADDR_PRIVATE},
-        {"172.31.255.255", WEBHOOK_ADDR_PRIVATE},
-        {"192.168.0.1", WEBHOOK_ADDR_PRIVATE},
-        {"192.168.255.255", WEBHOOK_ADDR_PRIVATE},
-        {"fc00::1", WEBHOOK_ADDR_PRIVATE},
-        {"fd12:3456::1", WEBHOOK_ADDR_PRIVATE},
-        {"fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", WEBHOOK_ADDR_PRIVATE},
-        {"::ffff:10.1.2.3", WEBHOOK_ADDR_PRIVATE},
-        {"::ffff:192.168.1.1", WEBHOOK_ADDR_PRIVATE},
-        {"64:ff9b::10.0.0.1", WEBHOOK_ADDR_PRIVATE},
+        {"10.0.0.1", ADDR_PRIVATE},
+        {"10.255.255.255", ADDR_PRIVATE},
+        {"172.16.0.0", ADDR_PRIVATE},
+        {"172.31.255.255", ADDR_PRIVATE},
+        {"192.168.0.1", ADDR_PRIVATE},
+        {"192.168.255.255", ADDR_PRIVATE},
+        {"fc00::1", ADDR_PRIVATE},
+        {"fd12:3456::1", ADDR_PRIVATE},
+        {"fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ADDR_PRIVATE},
+        {"::ffff:10.1.2.3", ADDR_PRIVATE},
+        {"::ffff:192.168.1.1", ADDR_PRIVATE},
+        {"64:ff9b::10.0.0.1", ADDR_PRIVATE},
         /* Link-local. */
-        {"169.254.169.254", WEBHOOK_ADDR_LINK_LOCAL},
-        {"169.254.0.0", WEBHOOK_ADDR_LINK_LOCAL},
-        {"169.254.255.255", WEBHOOK_ADDR_LINK_LOCAL},
-        {"fe80::1", WEBHOOK_ADDR_LINK_LOCAL},
-        {"fe80::1%eth0", WEBHOOK_ADDR_LINK_LOCAL},
-        {"[fe80::1%25eth0]", WEBHOOK_ADDR_LINK_LOCAL},
-        {"febf:ffff::1", WEBHOOK_ADDR_LINK_LOCAL},
-        {"FE80::ABCD", WEBHOOK_ADDR_LINK_LOCAL},
-        {"::ffff:169.254.169.254", WEBHOOK_ADDR_LINK_LOCAL},
-        {"::ffff:a9fe:a9fe", WEBHOOK_ADDR_LINK_LOCAL},
-        {"0:0:0:0:0:ffff:169.254.1.1", WEBHOOK_ADDR_LINK_LOCAL},
-        {"::169.254.169.254", WEBHOOK_ADDR_LINK_LOCAL},
-        {"64:ff9b::169.254.169.254", WEBHOOK_ADDR_LINK_LOCAL},
-        {"fd00:ec2::254", WEBHOOK_ADDR_PRIVATE}, /* AWS's IPv6 metadata is ULA */
+        {"169.254.169.254", ADDR_LINK_LOCAL},
+        {"169.254.0.0", ADDR_LINK_LOCAL},
+        {"169.254.255.255", ADDR_LINK_LOCAL},
+        {"fe80::1", ADDR_LINK_LOCAL},
+        {"fe80::1%eth0", ADDR_LINK_LOCAL},
+        {"[fe80::1%25eth0]", ADDR_LINK_LOCAL},
+        {"febf:ffff::1", ADDR_LINK_LOCAL},
+        {"FE80::ABCD", ADDR_LINK_LOCAL},
+        {"::ffff:169.254.169.254", ADDR_LINK_LOCAL},
+        {"::ffff:a9fe:a9fe", ADDR_LINK_LOCAL},
+        {"0:0:0:0:0:ffff:169.254.1.1", ADDR_LINK_LOCAL},
+        {"::169.254.169.254", ADDR_LINK_LOCAL},
+        {"64:ff9b::169.254.169.254", ADDR_LINK_LOCAL},
+        {"fd00:ec2::254", ADDR_PRIVATE}, /* AWS's IPv6 metadata is ULA */
         /* Not numeric. */
-        {"", WEBHOOK_ADDR_INVALID},
-        {"localhost", WEBHOOK_ADDR_INVALID},
-        {"metadata.google.internal", WEBHOOK_ADDR_INVALID},
-        {"169.254.169.254.nip.io", WEBHOOK_ADDR_INVALID},
-        {"2852039166", WEBHOOK_ADDR_INVALID}, /* 169.254.169.254 as one number */
-        {"0xa9.0xfe.0xa9.0xfe", WEBHOOK_ADDR_INVALID},
-        {"169.254.43518", WEBHOOK_ADDR_INVALID},
-        {"127.1", WEBHOOK_ADDR_INVALID},
-        {"256.1.1.1", WEBHOOK_ADDR_INVALID},
-        {" 8.8.8.8", WEBHOOK_ADDR_INVALID},
-        {"8.8.8.8 ", WEBHOOK_ADDR_INVALID},
-        {"[]", WEBHOOK_ADDR_INVALID},
-        {"[8.8.8.8", WEBHOOK_ADDR_INVALID},
-        {"%eth0", WEBHOOK_ADDR_INVALID},
-        {"1:2:3:4:5:6:7:8:9", WEBHOOK_ADDR_INVALID},
-        {"0000:0000:0000:0000:0000:ffff:169.254.169.254:1", WEBHOOK_ADDR_INVALID},
+        {"", ADDR_INVALID},
+        {"localhost", ADDR_INVALID},
+        {"metadata.google.internal", ADDR_INVALID},
+        {"169.254.169.254.nip.io", ADDR_INVALID},
+        {"2852039166", ADDR_INVALID}, /* 169.254.169.254 as one number */
+        {"0xa9.0xfe.0xa9.0xfe", ADDR_INVALID},
+        {"169.254.43518", ADDR_INVALID},
+        {"127.1", ADDR_INVALID},
+        {"256.1.1.1", ADDR_INVALID},
+        {" 8.8.8.8", ADDR_INVALID},
+        {"8.8.8.8 ", ADDR_INVALID},
+        {"[]", ADDR_INVALID},
+        {"[8.8.8.8", ADDR_INVALID},
+        {"%eth0", ADDR_INVALID},
+        {"1:2:3:4:5:6:7:8:9", ADDR_INVALID},
+        {"0000:0000:0000:0000:0000:ffff:169.254.169.254:1", ADDR_INVALID},
     };
     size_t i;
 
     (void)state;
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum webhook_addr_class got = webhook_addr_classify(cases[i].ip);
-        bool link = cases[i].want == WEBHOOK_ADDR_LINK_LOCAL;
-        bool invalid = cases[i].want == WEBHOOK_ADDR_INVALID;
-        bool pub = cases[i].want == WEBHOOK_ADDR_PUBLIC;
+        enum addr_class got = addr_classify(cases[i].ip);
+        bool link = cases[i].want == ADDR_LINK_LOCAL;
+        bool invalid = cases[i].want == ADDR_INVALID;
+        bool pub = cases[i].want == ADDR_PUBLIC;
 
         if (got != cases[i].want)
             print_error("case %zu: '%s' gave %d, want %d\n", i, cases[i].ip, got, cases[i].want);
         assert_int_equal(got, cases[i].want);
-        assert_int_equal(webhook_addr_blocked(cases[i].ip), link || invalid);
-        assert_int_equal(webhook_addr_private(cases[i].ip), !pub);
-        assert_int_equal(webhook_addr_refused(cases[i].ip, false), link || invalid);
-        assert_int_equal(webhook_addr_refused(cases[i].ip, true), !pub);
+        assert_int_equal(addr_blocked(cases[i].ip), link || invalid);
+        assert_int_equal(addr_private(cases[i].ip), !pub);
+        assert_int_equal(addr_refused(cases[i].ip, false), link || invalid);
+        assert_int_equal(addr_refused(cases[i].ip, true), !pub);
     }
 }
 
@@ -511,11 +512,11 @@ static void test_addr_raw(void **state)
     static const unsigned char v6pub[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
 
     (void)state;
-    assert_int_equal(webhook_addr_classify_raw(4, v4), WEBHOOK_ADDR_LINK_LOCAL);
-    assert_int_equal(webhook_addr_classify_raw(4, v4pub), WEBHOOK_ADDR_PUBLIC);
-    assert_int_equal(webhook_addr_classify_raw(6, v6), WEBHOOK_ADDR_LINK_LOCAL);
-    assert_int_equal(webhook_addr_classify_raw(6, v6pub), WEBHOOK_ADDR_PUBLIC);
-    assert_int_equal(webhook_addr_classify_raw(5, v6), WEBHOOK_ADDR_INVALID);
+    assert_int_equal(addr_classify_raw(4, v4), ADDR_LINK_LOCAL);
+    assert_int_equal(addr_classify_raw(4, v4pub), ADDR_PUBLIC);
+    assert_int_equal(addr_classify_raw(6, v6), ADDR_LINK_LOCAL);
+    assert_int_equal(addr_classify_raw(6, v6pub), ADDR_PUBLIC);
+    assert_int_equal(addr_classify_raw(5, v6), ADDR_INVALID);
 }
 
 static void test_direction_names(void **state)
