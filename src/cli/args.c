@@ -14,7 +14,6 @@
 #include "core/e164.h"
 #include "core/netaddr.h"
 #include "core/parse.h"
-#include "http/server.h"
 #include "sip/sip.h"
 
 enum opt_id {
@@ -215,7 +214,7 @@ static bool listen_ok(const char *s, int min_port, bool numeric_host)
     char host[256];
     int port;
 
-    return server_parse_listen(s, host, sizeof(host), &port) == ERR_OK && port >= min_port &&
+    return parse_listen_addr(s, host, sizeof(host), &port) == ERR_OK && port >= min_port &&
            (!numeric_host || ip_literal(host));
 }
 
@@ -355,7 +354,7 @@ static bool dns_servers_ok(const char *s)
             return false;
         memcpy(one, s, n);
         one[n] = '\0';
-        if (!ip_literal(one) && !(server_parse_listen(one, host, sizeof(host), &port) == ERR_OK &&
+        if (!ip_literal(one) && !(parse_listen_addr(one, host, sizeof(host), &port) == ERR_OK &&
                                   port >= 1 && ip_literal(host)))
             return false;
         s = comma ? comma + 1 : s + n;
