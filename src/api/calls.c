@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "api/internal.h"
-#include "call/engine.h"
+#include "call/outbound.h"
 #include "core/parse.h"
 #include "http/metrics.h"
 

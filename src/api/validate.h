@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "call/engine.h"
+#include "call/outbound.h"
 #include "core/e164.h"
 #include "core/fields.h"
 #include "store/store.h"

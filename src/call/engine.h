@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "call/outbound.h"
 #include "core/e164.h"
 #include "core/err.h"
 #include "sip/sip.h"
@@ -26,26 +27,6 @@ struct engine_config {
     struct store *store;      /* borrowed; must outlive the engine */
     const char *default_cc;
     const char *version; /* for User-Agent */
-};
-
-/* An outbound call as POST /sfvopi/calls asks for it, validated and with
- * the from-number's app already looked up. Strings are NUL-terminated;
- * "" means not set. */
-struct engine_outbound {
-    int64_t org_id;
-    char app_id[APP_ID_LEN + 1];
-    char from[E164_MAX];
-    char to[E164_MAX];
-    char answer_url[APP_URL_MAX + 1];
-    char answer_method[METHOD_MAX + 1];
-    char ring_url[APP_URL_MAX + 1];
-    char ring_method[METHOD_MAX + 1];
-    char hangup_url[APP_URL_MAX + 1]; /* the request's, else the app's */
-    char hangup_method[METHOD_MAX + 1];
-    char fallback_url[APP_URL_MAX + 1]; /* the app's */
-    char fallback_method[METHOD_MAX + 1];
-    unsigned call_time_limit_s; /* 1-86400 */
-    unsigned ring_timeout_s;    /* 1-600 */
 };
 
 struct engine;
