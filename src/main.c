@@ -139,6 +139,7 @@ static void tls_reload(struct tls_creds *c, const char *listener)
 static int serve(const struct cli *cli)
 {
     struct server_config cfg;
+    struct api_config api_cfg, admin_api;
     struct server *srv = NULL;
     struct engine *engine = NULL;
     struct store *store = NULL;
@@ -198,6 +199,7 @@ static int serve(const struct cli *cli)
     }
 
     memset(&cfg, 0, sizeof(cfg));
+    memset(&api_cfg, 0, sizeof(api_cfg));
     cfg.listen = cli->listen;
     cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg.threads = cli->threads ? cli->threads : (unsigned)(cores > 0 ? cores : 1);
@@ -205,9 +207,9 @@ static int serve(const struct cli *cli)
     cfg.conn_timeout_s = cli->idle_timeout_s ? cli->idle_timeout_s : DEFAULT_IDLE_TIMEOUT_S;
     cfg.tls = tls;
     cfg.trusted_proxy = cli->trusted_proxy ? &trusted : NULL;
-    cfg.api.store = store;
-    snprintf(cfg.api.default_cc, sizeof(cfg.api.default_cc), "%s", cli->default_cc);
-    cfg.api.key_cache_ttl_ms = KEYCACHE_TTL_MS;
+    api_cfg.store = store;
+    snprintf(api_cfg.default_cc, sizeof(api_cfg.default_cc), "%s", cli->default_cc);
+    api_cfg.key_cache_ttl_ms = KEYCACHE_TTL_MS;
     if (cli->rate_limit) {
         limiter = ratelimit_new(cli->rate_limit, cli->rate_burst);
         if (!limiter) {
@@ -216,8 +218,8 @@ static int serve(const struct cli *cli)
             goto out_tls;
         }
     }
-    cfg.api.ratelimit = limiter;
-    cfg.api.metrics = !cli->metrics_off && !cli->admin_listen;
+    api_cfg.ratelimit = limiter;
+    api_cfg.metrics = !cli->metrics_off && !cli->admin_listen;
     names = api_route_names(&nnames);
     metrics_init(names, nnames, SFVOPI_VERSION);
 
@@ -292,9 +294,10 @@ static int serve(const struct cli *cli)
     }
     if (engine)
         metrics_set_calls(calls_metrics);
-    cfg.api.engine = engine;
-    cfg.api.place_call = engine ? engine_call_place : NULL;
-    cfg.api.app_deleted = engine ? engine_app_deleted : NULL;
+    api_cfg.engine = engine;
+    api_cfg.place_call = engine ? engine_call_place : NULL;
+    api_cfg.app_deleted = engine ? engine_app_deleted : NULL;
+    api_server_app(&api_cfg, &cfg.app);
 
     e = server_start(&cfg, &srv, bound, sizeof(bound));
     if (e != ERR_OK) {
@@ -315,9 +318,11 @@ static int serve(const struct cli *cli)
         acfg.listen = cli->admin_listen;
         acfg.threads = 1;
         acfg.conn_limit = 64;
-        acfg.api.ratelimit = NULL;
-        acfg.api.metrics = !cli->metrics_off;
-        acfg.api.admin_only = true;
+        admin_api = api_cfg;
+        admin_api.ratelimit = NULL;
+        admin_api.metrics = !cli->metrics_off;
+        admin_api.admin_only = true;
+        api_server_app(&admin_api, &acfg.app);
         acfg.tls = admin_tls;
         e = server_start(&acfg, &admin, abound, sizeof(abound));
         if (e != ERR_OK) {

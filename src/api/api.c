@@ -430,3 +430,35 @@ void api_handle(struct api_worker *w, const struct http_request *req, struct htt
     if (!api_begin(w, req, &call, resp))
         api_finish(w, req, &call, resp);
 }
+
+static void *app_worker_new(void *arg)
+{
+    return api_worker_new(arg);
+}
+
+static void app_worker_free(void *worker)
+{
+    api_worker_free(worker);
+}
+
+static bool app_begin(void *worker, const struct http_request *req, void *call,
+                      struct http_response *resp)
+{
+    return api_begin(worker, req, call, resp);
+}
+
+static void app_finish(void *worker, const struct http_request *req, void *call,
+                       struct http_response *resp)
+{
+    api_finish(worker, req, call, resp);
+}
+
+void api_server_app(const struct api_config *cfg, struct server_app *out)
+{
+    out->arg = (void *)cfg; /* read only by api_worker_new */
+    out->call_size = sizeof(struct api_call);
+    out->worker_new = app_worker_new;
+    out->worker_free = app_worker_free;
+    out->begin = app_begin;
+    out->finish = app_finish;
+}

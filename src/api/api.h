@@ -16,6 +16,7 @@
 #include "auth/keycache.h"
 #include "core/ratelimit.h"
 #include "http/http.h"
+#include "http/server.h"
 #include "store/store.h"
 
 struct engine;
@@ -75,5 +76,9 @@ void api_finish(struct api_worker *w, const struct http_request *req, struct api
                 struct http_response *resp);
 /* Both phases. */
 void api_handle(struct api_worker *w, const struct http_request *req, struct http_response *resp);
+
+/* The API as the HTTP server's application: workers made from cfg, which
+ * must outlive the server. */
+void api_server_app(const struct api_config *cfg, struct server_app *out);
 
 #endif

@@ -61,13 +61,13 @@ struct server {
 struct req_state {
     struct http_request req;
     struct http_response resp;
-    struct api_call call;
     struct buf body;
     int64_t start_ns;
     bool early;    /* the answer is ready, to be sent on the next call */
     bool answered; /* the answer was queued */
     char path_log[PATH_LOG_MAX + 8];
     char client_log[POLICY_IP_TEXT];
+    _Alignas(max_align_t) unsigned char call[]; /* the application's, app.call_size bytes */
 };
 
 struct header_scan {
@@ -100,23 +100,39 @@ static struct conn_track *track_of(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
+/* A pool thread's worker, with how to free it when the thread ends (a
+ * thread-specific value's destructor sees nothing else). */
+struct worker_slot {
+    void (*free)(void *worker);
+    void *worker;
+};
+
 static void worker_release(void *p)
 {
-    api_worker_free(p);
+    struct worker_slot *slot = p;
+
+    slot->free(slot->worker);
+    free(slot);
 }
 
-static struct api_worker *worker_get(struct server *s)
+static void *worker_get(struct server *s)
 {
-    struct api_worker *w = pthread_getspecific(s->worker_key);
+    struct worker_slot *slot = pthread_getspecific(s->worker_key);
 
-    if (!w) {
-        w = api_worker_new(&s->cfg.api);
-        if (w && pthread_setspecific(s->worker_key, w) != 0) {
-            api_worker_free(w);
-            w = NULL;
-        }
+    if (slot)
+        return slot->worker;
+    slot = calloc(1, sizeof(*slot));
+    if (!slot)
+        return NULL;
+    slot->free = s->cfg.app.worker_free;
+    slot->worker = s->cfg.app.worker_new(s->cfg.app.arg);
+    if (!slot->worker || pthread_setspecific(s->worker_key, slot) != 0) {
+        if (slot->worker)
+            slot->free(slot->worker);
+        free(slot);
+        return NULL;
     }
-    return w;
+    return slot->worker;
 }
 
 /* Leaves the URL as the client sent it; the router decodes parameters one
@@ -305,7 +321,7 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
 {
     struct header_scan h = {0};
     struct http_request *req = &rs->req;
-    struct api_worker *w;
+    void *w;
     const char *cl;
 
     req->method = http_method_parse(method);
@@ -337,7 +353,7 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     w = worker_get(s);
     if (!w)
         return MHD_NO;
-    if (api_begin(w, req, &rs->call, &rs->resp)) {
+    if (s->cfg.app.begin(w, req, rs->call, &rs->resp)) {
         /* Answered on the headers. A request without a body is answered on
          * the next call, once MHD has finished reading it, which keeps the
          * connection alive; a body is left unread, so that connection
@@ -358,11 +374,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct server *s = cls;
     struct req_state *rs = *con_cls;
-    struct api_worker *w;
+    void *w;
 
     (void)version;
     if (!rs) {
-        rs = calloc(1, sizeof(*rs));
+        rs = calloc(1, sizeof(*rs) + s->cfg.app.call_size);
         if (!rs)
             return MHD_NO;
         *con_cls = rs;
@@ -393,7 +409,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     w = worker_get(s);
     if (!w)
         return MHD_NO;
-    api_finish(w, &rs->req, &rs->call, &rs->resp);
+    s->cfg.app.finish(w, &rs->req, rs->call, &rs->resp);
     return send_response(conn, rs);
 }
 
@@ -526,36 +542,6 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-enum err server_parse_listen(const char *s, char *host, size_t hostsz, int *port)
-{
-    const char *colon;
-    size_t hl;
-    int64_t p;
-
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-
-        if (!end || end[1] != ':')
-            return ERR_INVALID;
-        hl = (size_t)(end - s - 1);
-        colon = end + 1;
-        s++;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return ERR_INVALID;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl))
-            return ERR_INVALID; /* a bare IPv6 address needs brackets */
-    }
-    if (hl == 0 || hl >= hostsz || parse_i64(colon + 1, 0, 65535, &p) != ERR_OK)
-        return ERR_INVALID;
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return ERR_OK;
-}
-
 /* Creates the listening socket ourselves so that "port 0" and IPv6 work and
  * the real address can be reported. */
 static enum err listen_on(const char *spec, int *fd_out, char *bound, size_t boundsz)
@@ -566,7 +552,7 @@ static enum err listen_on(const char *spec, int *fd_out, char *bound, size_t bou
     char host[256], portstr[8], addr[INET6_ADDRSTRLEN];
     int port, fd = -1, one = 1, rc;
 
-    if (server_parse_listen(spec, host, sizeof(host), &port) != ERR_OK)
+    if (parse_listen_addr(spec, host, sizeof(host), &port) != ERR_OK)
         return ERR_INVALID;
     snprintf(portstr, sizeof(portstr), "%d", port);
     hints.ai_family = AF_UNSPEC;

@@ -8,12 +8,33 @@
 #ifndef SFVOPI_HTTP_SERVER_H
 #define SFVOPI_HTTP_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "api/api.h"
 #include "core/err.h"
 #include "core/netaddr.h"
+#include "http/http.h"
 #include "http/tls.h"
+
+/* The application the server answers with (the API; tests may give
+ * another). The server knows it only through these functions: one worker
+ * per pool thread, made lazily and freed when the thread ends, and per
+ * request call_size bytes of the application's own state (zeroed, aligned
+ * for any type), carried from begin to finish. */
+struct server_app {
+    void *arg; /* handed to worker_new */
+    size_t call_size;
+    /* A worker for the calling thread; NULL on allocation failure. */
+    void *(*worker_new)(void *arg);
+    void (*worker_free)(void *worker);
+    /* On the headers: true when resp is the final answer (the body, if
+     * any, is not needed), false when finish must follow. */
+    bool (*begin)(void *worker, const struct http_request *req, void *call,
+                  struct http_response *resp);
+    /* With req->body complete (or req->body_too_large set). */
+    void (*finish)(void *worker, const struct http_request *req, void *call,
+                   struct http_response *resp);
+};
 
 struct server_config {
     const char *listen;      /* "HOST:PORT", "[::1]:PORT"; port 0 picks one */
@@ -26,7 +47,7 @@ struct server_config {
     /* Peers whose X-Forwarded-For names the client in the access log
      * (owned by the caller, as long as the server runs); NULL: none. */
     const struct allowlist *trusted_proxy;
-    struct api_config api;
+    struct server_app app;
 };
 
 struct server;
@@ -40,9 +61,5 @@ enum err server_start(const struct server_config *cfg, struct server **out, char
 /* Stops accepting, lets requests in flight finish for at most grace_ms,
  * then closes every connection and frees the server. */
 void server_stop(struct server *s, int grace_ms);
-
-/* Splits "HOST:PORT" or "[V6]:PORT" into host and port (port in 0..65535).
- * ERR_INVALID otherwise. Pure; exposed for tests. */
-enum err server_parse_listen(const char *s, char *host, size_t hostsz, int *port) WARN_UNUSED;
 
 #endif
