@@ -1492,7 +1492,8 @@ enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t 
     dst = leg->latched ? &leg->latch : sdp_media_raddr(leg->media);
     if (!dst || !sa_isset(dst, SA_ALL))
         return ERR_UNAVAILABLE;
-    mb = mbuf_alloc(RTP_HEADER_SIZE + len);
+    /* Room for an SRTP tag too, so that protecting never reallocates. */
+    mb = mbuf_alloc(RTP_HEADER_SIZE + len + SRTPSESS_TAG_80);
     if (!mb)
         return ERR_NOMEM;
     mb->pos = RTP_HEADER_SIZE;
