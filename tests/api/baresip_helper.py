@@ -337,6 +337,17 @@ def g711_decode(data, law="alaw"):
     return list(struct.unpack(f"<{len(raw) // 2}h", raw))
 
 
+def missing_tools():
+    """Why a TLS/SRTP interop test cannot run here (baresip, tcpdump, openssl, root for a
+    capture on lo), as reasons; empty when everything is there."""
+    why = [f"{name} is not installed"
+           for name, path in (("baresip (package baresip-core)", BARESIP), ("tcpdump", TCPDUMP),
+                              ("openssl", OPENSSL)) if path is None]
+    if os.geteuid() != 0:
+        why.append("capturing on lo needs root")
+    return why
+
+
 # ---------------------------------------------------------------------------------------------
 # baresip.
 

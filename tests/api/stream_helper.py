@@ -213,6 +213,17 @@ class Agent:
         self.stop()
 
 
+def echo_agent():
+    """An agent that plays every inbound frame straight back (playAudio)."""
+    def on_message(agent, conn, msg):
+        if msg.get("event") == "media" and msg["media"]["track"] == "inbound":
+            md = msg["media"]
+            agent.loop.create_task(conn.ws.send(json.dumps({"event": "playAudio", "media": {
+                "contentType": md["contentType"], "sampleRate": md["sampleRate"],
+                "payload": md["payload"]}})))
+    return Agent(on_message=on_message)
+
+
 # ---------------------------------------------------------------------------------------------
 # The party's RTP endpoint.
 

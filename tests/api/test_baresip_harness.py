@@ -34,7 +34,8 @@ if os.environ.get("SFVOPI_TEST_PG_URL") or ASAN:
                 allow_module_level=True)
 
 from baresip_helper import (  # noqa: E402
-    BARESIP, OPENSSL, TCPDUMP, Baresip, Capture, dominant, find_cleartext_sip, find_plain_audio,
+    OPENSSL, missing_tools,
+    Baresip, Capture, dominant, find_cleartext_sip, find_plain_audio,
     g711, g711_decode, looks_rtp, make_ca, read_wav, sine, tone_ratio, wav_tone_ratio,
     write_tone, write_wav,
 )
@@ -45,12 +46,8 @@ SUITE = "AES_CM_128_HMAC_SHA1_80"
 
 
 def _require_tools():
-    for name, path in (("baresip (package baresip-core)", BARESIP), ("tcpdump", TCPDUMP),
-                       ("openssl", OPENSSL)):
-        if path is None:
-            skip_unless_strict(f"{name} is not installed")
-    if os.geteuid() != 0:
-        skip_unless_strict("capturing on lo needs root")
+    for why in missing_tools():
+        skip_unless_strict(why)
 
 
 @pytest.fixture(scope="module")

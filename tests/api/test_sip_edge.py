@@ -16,7 +16,6 @@ bounded: SIPp by its scenario timeouts and -timeout, the rest by wait timeouts.
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -41,7 +40,7 @@ from dns_helper import DnsServer  # noqa: E402
 from fake_customer import FakeCustomer, reply_json, reply_stream  # noqa: E402
 from conftest import Server, fresh_db  # noqa: E402
 from sipp_helper import SCENARIOS, Sipp, free_rtp_range, free_udp_port, render  # noqa: E402
-from stream_helper import FRAME, Agent, Party, b64, pattern  # noqa: E402
+from stream_helper import FRAME, Agent, Party, b64, echo_agent, pattern  # noqa: E402
 
 CALLER = base.CALLER
 CALLEE = base.CALLEE
@@ -125,17 +124,6 @@ def party_scenario(work, scenario, ip, name):
 
 def log_lines(srv, needle):
     return [line for line in srv.log.splitlines() if needle in line]
-
-
-def echo_agent():
-    """An agent that plays every inbound frame straight back (playAudio)."""
-    def on_message(agent, conn, msg):
-        if msg.get("event") == "media" and msg["media"]["track"] == "inbound":
-            md = msg["media"]
-            agent.loop.create_task(conn.ws.send(json.dumps({"event": "playAudio", "media": {
-                "contentType": md["contentType"], "sampleRate": md["sampleRate"],
-                "payload": md["payload"]}})))
-    return Agent(on_message=on_message)
 
 
 def check_digest(msg, header, method, password=PASSWORD):

@@ -32,6 +32,7 @@ if os.environ.get("SFVOPI_TEST_PG_URL"):
 
 import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
 from conftest import BIN, Server, fresh_db, wait_until  # noqa: E402
+from baresip_helper import make_ca  # noqa: E402
 from dns_helper import DnsServer  # noqa: E402
 from sipp_helper import Sipp, free_rtp_range, port_taken  # noqa: E402
 
@@ -52,50 +53,16 @@ def free_port():
 
 
 # ---------------------------------------------------------------------------------------------
-# A test PKI, made with the openssl command line.
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_cert(pki, name, *, dns=None, ip=None, days=30, expired=False):
-    """A leaf certificate signed by the test CA in `pki`: NAME.pem (certificate), NAME.key."""
-    sans = [f"DNS:{d}" for d in (dns or [])] + [f"IP:{a}" for a in (ip or [])]
-    ext = pki / f"{name}.ext"
-    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth,clientAuth\n"
-                   + (f"subjectAltName={','.join(sans)}\n" if sans else ""))
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=pki)
-    if expired:
-        # x509 -req cannot back-date: a CA-signed certificate valid from 2001 to 2002.
-        _openssl("ca", "-batch", "-config", "ca.cnf", "-in", f"{name}.csr", "-out",
-                 f"{name}.pem", "-startdate", "20010101000000Z", "-enddate", "20020101000000Z",
-                 "-extfile", f"{name}.ext", "-notext", cwd=pki)
-    else:
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", str(days), "-extfile", f"{name}.ext", "-out",
-                 f"{name}.pem", cwd=pki)
-    return pki / f"{name}.pem", pki / f"{name}.key"
-
+# A test PKI (baresip_helper's throwaway CA): pki[NAME] is a Cert (.cert, .key), pki["ca"] the CA.
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=sfvopi test CA",
-             cwd=d)
-    (d / "index.txt").write_text("")
-    (d / "serial").write_text("1000\n")
-    (d / "ca.cnf").write_text(
-        "[ca]\ndefault_ca=test\n[test]\ndir=.\ndatabase=index.txt\nserial=serial\n"
-        "new_certs_dir=.\ncertificate=ca.pem\nprivate_key=ca.key\ndefault_md=sha256\n"
-        "policy=any\n[any]\ncommonName=supplied\n")
-    make_cert(d, "sfvopi", dns=["sfvopi.test"], ip=["127.0.0.1"])
-    make_cert(d, "trunk", dns=["trunk.test"], ip=["127.0.0.1"])
-    make_cert(d, "other", dns=["other.test"])
-    make_cert(d, "expired", dns=["trunk.test"], expired=True)
-    return d
+    ca = make_ca(tmp_path_factory.mktemp("pki"))
+    return {"ca": ca,
+            "sfvopi": ca.issue("sfvopi", dns=["sfvopi.test"], ips=["127.0.0.1"]),
+            "trunk": ca.issue("trunk", dns=["trunk.test"], ips=["127.0.0.1"]),
+            "other": ca.issue("other", dns=["other.test"]),
+            "expired": ca.issue("expired", dns=["trunk.test"], expired=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,14 +276,14 @@ def tls_call(srv, fc, status_wait=10):
 
 
 def tls_args(pki, *, ca=True):
-    out = ["--sip-tls-cert", str(pki / "sfvopi.pem"), "--sip-tls-key", str(pki / "sfvopi.key")]
-    return out + (["--sip-tls-ca", str(pki / "ca.pem")] if ca else [])
+    out = ["--sip-tls-cert", str(pki["sfvopi"].cert), "--sip-tls-key", str(pki["sfvopi"].key)]
+    return out + (["--sip-tls-ca", str(pki["ca"].cert)] if ca else [])
 
 
 @pytest.mark.parametrize("by", ["name", "address"])
 def test_tls_trunk_with_the_right_certificate(tmp_path, pki, by):
     tls = free_port()
-    with TlsTrunk(pki / "trunk.pem", pki / "trunk.key") as trunk, DnsServer() as dns:
+    with TlsTrunk(pki["trunk"].cert, pki["trunk"].key) as trunk, DnsServer() as dns:
         dns.add_a("trunk.test", "127.0.0.1")
         host = "trunk.test" if by == "name" else "127.0.0.1"
         with transport_server(tmp_path, f"tls:127.0.0.1:{tls}", *tls_args(pki), "--dns-server",
@@ -344,7 +311,7 @@ def test_tls_trunk_with_the_right_certificate(tmp_path, pki, by):
                                       ("expired", "certificate has expired")])
 def test_tls_trunk_with_a_wrong_certificate_fails_the_call(tmp_path, pki, cert, why):
     tls = free_port()
-    with TlsTrunk(pki / f"{cert}.pem", pki / f"{cert}.key") as trunk, DnsServer() as dns:
+    with TlsTrunk(pki[cert].cert, pki[cert].key) as trunk, DnsServer() as dns:
         dns.add_a("trunk.test", "127.0.0.1")
         with transport_server(tmp_path, f"tls:127.0.0.1:{tls}", *tls_args(pki), "--dns-server",
                               dns.addr, trunk=f"sips:trunk.test:{trunk.port}") as srv, \
@@ -363,7 +330,7 @@ def test_tls_trunk_with_a_wrong_certificate_fails_the_call(tmp_path, pki, cert, 
 def test_tls_trunk_is_verified_against_the_system_cas_without_sip_tls_ca(tmp_path, pki):
     """The test CA is not among the system's: without --sip-tls-ca the call fails."""
     tls = free_port()
-    with TlsTrunk(pki / "trunk.pem", pki / "trunk.key") as trunk:
+    with TlsTrunk(pki["trunk"].cert, pki["trunk"].key) as trunk:
         with transport_server(tmp_path, f"tls:127.0.0.1:{tls}", *tls_args(pki, ca=False),
                               trunk=f"sips:127.0.0.1:{trunk.port}") as srv, \
                 base.FakeCustomer(default=base.reply_stream()) as fc:
@@ -376,7 +343,7 @@ def test_tls_trunk_is_verified_against_the_system_cas_without_sip_tls_ca(tmp_pat
 def test_tls_trunk_below_tls_1_2_is_refused(tmp_path, pki):
     """A trunk that speaks at most TLS 1.1 gets no call (TLS 1.2 or later only)."""
     tls = free_port()
-    trunk = TlsTrunk(pki / "trunk.pem", pki / "trunk.key", min_version=ssl.TLSVersion.TLSv1)
+    trunk = TlsTrunk(pki["trunk"].cert, pki["trunk"].key, min_version=ssl.TLSVersion.TLSv1)
     trunk.ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     try:
         trunk.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
@@ -400,7 +367,7 @@ def test_srtp_required_and_the_answer_has_no_crypto_fails_88(tmp_path, pki):
     with cause "88" (as a 488), the dialog is closed with ACK then BYE, no answer webhook fires
     and not one RTP packet leaves in clear."""
     tls = free_port()
-    with TlsTrunk(pki / "trunk.pem", pki / "trunk.key", status="200 OK", sdp=PLAIN_SDP) as trunk:
+    with TlsTrunk(pki["trunk"].cert, pki["trunk"].key, status="200 OK", sdp=PLAIN_SDP) as trunk:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as media:
             media.bind(("127.0.0.1", 40000))
             media.settimeout(0.5)
@@ -447,7 +414,7 @@ def test_unreadable_tls_certificate_fails_serve_with_a_reason(tmp_path, pki):
     with fresh_db(tmp_path, "badcert") as url:
         cp = subprocess.run([BIN, "--db", url, "serve", "--listen", "127.0.0.1:0",
                              "--sip-listen", f"tls:127.0.0.1:{free_port()}", "--sip-tls-cert",
-                             str(bad), "--sip-tls-key", str(pki / "sfvopi.key")],
+                             str(bad), "--sip-tls-key", str(pki["sfvopi"].key)],
                             capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert cp.returncode == 1, cp.stderr
     assert "cannot read the TLS certificate (--sip-tls-cert)" in cp.stderr, cp.stderr
@@ -468,7 +435,7 @@ def test_crlf_keepalive_ping_gets_its_pong(tmp_path, pki, transport):
                           *(tls_args(pki) if transport == "tls" else [])):
         raw = socket.create_connection(("127.0.0.1", port), timeout=5)
         if transport == "tls":
-            ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+            ctx = ssl.create_default_context(cafile=str(pki["ca"].cert))
             conn = ctx.wrap_socket(raw, server_hostname="sfvopi.test")
             assert conn.version() in ("TLSv1.2", "TLSv1.3"), conn.version()
         else:

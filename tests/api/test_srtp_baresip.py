@@ -20,7 +20,6 @@ sanitizers watch the SRTP hooks and libsrtp2's use of our buffers).
 """
 
 import base64
-import json
 import os
 import re
 import shutil
@@ -40,12 +39,13 @@ if os.environ.get("SFVOPI_TEST_PG_URL"):
 
 import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
 from baresip_helper import (  # noqa: E402
-    BARESIP, OPENSSL, TCPDUMP, Baresip, Capture, find_cleartext_sip, find_plain_audio,
+    missing_tools,
+    Baresip, Capture, find_cleartext_sip, find_plain_audio,
     g711_decode, make_ca, sine, tone_ratio, write_tone,
 )
 from conftest import wait_until  # noqa: E402
 from fake_customer import FakeCustomer, reply_json  # noqa: E402
-from stream_helper import Agent  # noqa: E402
+from stream_helper import echo_agent  # noqa: E402
 from test_sip_transports import free_port, transport_server  # noqa: E402
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
@@ -53,12 +53,8 @@ OTHERS = (300, 700, 1500, 2200)  # frequencies that must not dominate
 
 
 def _require_tools():
-    for name, path in (("baresip (package baresip-core)", BARESIP), ("tcpdump", TCPDUMP),
-                       ("openssl", OPENSSL)):
-        if path is None:
-            skip_unless_strict(f"{name} is not installed")
-    if os.geteuid() != 0:
-        skip_unless_strict("capturing on lo needs root")
+    for why in missing_tools():
+        skip_unless_strict(why)
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +70,6 @@ def pki(work):
     ca = make_ca(work / "pki")
     return {"ca": ca, "sfvopi": ca.issue("sfvopi", dns=["sfvopi.test"], ips=["127.0.0.1"]),
             "carrier": ca.issue("carrier", dns=["carrier.test"], ips=["127.0.0.1"])}
-
-
-def echo_agent():
-    """Plays every inbound frame straight back, and keeps what it received."""
-    def on_message(agent, conn, msg):
-        if msg.get("event") == "media" and msg["media"]["track"] == "inbound":
-            md = msg["media"]
-            agent.loop.create_task(conn.ws.send(json.dumps({"event": "playAudio", "media": {
-                "contentType": md["contentType"], "sampleRate": md["sampleRate"],
-                "payload": md["payload"]}})))
-    return Agent(on_message=on_message)
 
 
 def agent_audio(agent):
