@@ -1,27 +1,27 @@
-/* store: picks a backend by URL scheme and hands out connections.
+/* store: picks a driver by URL scheme and hands out connections.
  * Nothing here talks to a database itself. */
 #include "store/store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "store/driver.h"
 
 struct store {
-    const struct store_backend *be;
+    const struct db_driver *be;
     void *impl;
 };
 
 enum err store_open(const char *url, struct store **out)
 {
-    const struct store_backend *be = NULL;
+    const struct db_driver *be = NULL;
     struct store *s;
     enum err e;
 
     if (strncmp(url, "sqlite:", 7) == 0) {
-        be = &store_sqlite_backend;
+        be = &db_sqlite_driver;
     } else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        be = &store_pg_backend;
+        be = &db_pg_driver;
     } else {
         return ERR_INVALID;
     }
@@ -48,7 +48,12 @@ void store_free(struct store *s)
 
 enum err store_conn_open(struct store *s, struct store_conn **out)
 {
-    return s->be->conn_open(s->impl, out);
+    struct db_conn *c = NULL;
+    enum err e = s->be->conn_open(s->impl, &c);
+
+    if (e == ERR_OK)
+        *out = &c->base;
+    return e;
 }
 
 void store_conn_close(struct store_conn *c)

@@ -1,9 +1,14 @@
 /* store: the storage interface, and the domain records it hands out.
- * The API layer sees only this header. A backend (SQLite today, PostgreSQL
- * next) provides a table of operations; each thread opens its own
- * connection (struct store_conn) and never shares it. Every operation that
- * changes more than one row runs as a single transaction. Backends must not
- * leak driver text to callers: they log it and return an enum err.
+ * Everything above store/ sees only this header. The operations are written
+ * once (ops.c) over a thin driver per database (SQLite, PostgreSQL); each
+ * thread opens its own connection (struct store_conn) and never shares it.
+ * Every operation that changes more than one row runs as a single
+ * transaction. No driver text reaches a caller: it is logged, and the
+ * caller gets an enum err.
+ *
+ * Text handed to the store is valid UTF-8 (callers check their input at
+ * their own boundary: the API, the CLI, the SIP side); the store does not
+ * check it again.
  *
  * Record fields hold fixed-size strings so that no operation allocates on
  * behalf of its caller. Timestamps are milliseconds since the Unix epoch;
@@ -261,16 +266,5 @@ void store_free(struct store *s);
 enum err store_conn_open(struct store *s, struct store_conn **out) WARN_UNUSED;
 /* Closes a connection; accepts NULL. */
 void store_conn_close(struct store_conn *c);
-
-/* Backend entry points, used by store.c only. */
-struct store_backend {
-    const char *name;
-    enum err (*open)(const char *url, void **impl);
-    void (*free)(void *impl);
-    enum err (*conn_open)(void *impl, struct store_conn **out);
-};
-
-extern const struct store_backend store_sqlite_backend;
-extern const struct store_backend store_pg_backend;
 
 #endif

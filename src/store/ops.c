@@ -1,0 +1,991 @@
+/* ops: every store operation, written once over the driver interface
+ * (driver.h): which statements of the catalogue run, in which transaction,
+ * in which order, and how rows become records. The checks behind the
+ * documented errors (store.h) live here, so both databases answer alike.
+ *
+ * Every operation runs between the driver's op_begin and op_end; those of
+ * several statements also in their own transaction (tx_begin, tx_end).
+ * Writes that can meet a serialization failure or deadlock run again while
+ * the driver says so (SQLite never does: its writers queue for one lock). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/parse.h"
+#include "store/driver.h"
+
+#define DB(base) ((struct db_conn *)(base))
+
+/* ---- arguments ---- */
+
+static void arg(struct db_args *a, enum db_type type, const void *p, int len, int64_t i)
+{
+    /* Argument counts are fixed by the catalogue, never by input. */
+    if (a->n >= DB_MAX_ARGS)
+        return;
+    a->v[a->n].type = type;
+    a->v[a->n].p = p;
+    a->v[a->n].len = len;
+    a->v[a->n].i = i;
+    a->n++;
+}
+
+static void a_text(struct db_args *a, const char *s)
+{
+    arg(a, DB_TEXT, s, 0, 0);
+}
+
+/* Binds NULL for "" (our null string). */
+static void a_text_or_null(struct db_args *a, const char *s)
+{
+    arg(a, s[0] ? DB_TEXT : DB_NULL, s, 0, 0);
+}
+
+static void a_i64(struct db_args *a, int64_t v)
+{
+    arg(a, DB_I64, NULL, 0, v);
+}
+
+/* Binds NULL for 0 (our null integer). */
+static void a_i64_or_null(struct db_args *a, int64_t v)
+{
+    arg(a, v ? DB_I64 : DB_NULL, NULL, 0, v);
+}
+
+static void a_bool(struct db_args *a, bool b)
+{
+    arg(a, DB_BOOL, NULL, 0, b);
+}
+
+static void a_blob(struct db_args *a, const void *p, int len)
+{
+    arg(a, DB_BLOB, p, len, 0);
+}
+
+/* ---- columns ---- */
+
+/* An integer column; NULL is 0. */
+static int64_t col_i64(const struct db_row *r, int i)
+{
+    const struct db_col *c = &r->col[i];
+    int64_t v = 0;
+
+    if (i >= r->n || c->null)
+        return 0;
+    if (c->is_int)
+        return c->i;
+    if (parse_i64(c->s, INT64_MIN, INT64_MAX, &v) != ERR_OK) {
+        log_error("msg=\"unexpected integer from database\" col=%d", i);
+        return 0;
+    }
+    return v;
+}
+
+/* Copies a text column into a fixed field, truncating at cap - 1 bytes
+ * (stored values are validated on the way in and always fit). NULL is "". */
+static void col_text(const struct db_row *r, int i, char *dst, size_t cap)
+{
+    const struct db_col *c = &r->col[i];
+    size_t n;
+
+    if (i >= r->n || c->null) {
+        dst[0] = '\0';
+        return;
+    }
+    if (c->is_int) {
+        snprintf(dst, cap, "%" PRId64, c->i);
+        return;
+    }
+    n = c->len < cap ? c->len : cap - 1;
+    if (n)
+        memcpy(dst, c->s, n);
+    dst[n] = '\0';
+}
+
+#define COL_TEXT(r, i, field) col_text((r), (i), (field), sizeof(field))
+
+static bool col_null(const struct db_row *r, int i)
+{
+    return i >= r->n || r->col[i].null;
+}
+
+/* The app's 13 columns from column at on (APP_COLS of the catalogue). */
+static void row_app_at(const struct db_row *r, int at, struct store_app *a)
+{
+    COL_TEXT(r, at + 0, a->app_id);
+    a->org_id = col_i64(r, at + 1);
+    COL_TEXT(r, at + 2, a->name);
+    COL_TEXT(r, at + 3, a->answer_url);
+    COL_TEXT(r, at + 4, a->answer_method);
+    COL_TEXT(r, at + 5, a->hangup_url);
+    COL_TEXT(r, at + 6, a->hangup_method);
+    COL_TEXT(r, at + 7, a->fallback_answer_url);
+    COL_TEXT(r, at + 8, a->fallback_answer_method);
+    COL_TEXT(r, at + 9, a->status);
+    a->created_by = col_i64(r, at + 10);
+    a->created_at = col_i64(r, at + 11);
+    a->updated_at = col_i64(r, at + 12);
+}
+
+static void row_org(const struct db_row *r, struct store_org *o)
+{
+    o->id = col_i64(r, 0);
+    COL_TEXT(r, 1, o->name);
+    o->created_at = col_i64(r, 2);
+}
+
+static void row_key(const struct db_row *r, struct store_key *k)
+{
+    char status[STATUS_MAX + 1];
+
+    k->id = col_i64(r, 0);
+    k->org_id = col_i64(r, 1);
+    k->user_id = col_i64(r, 2);
+    COL_TEXT(r, 3, k->name);
+    COL_TEXT(r, 4, k->prefix);
+    COL_TEXT(r, 5, status);
+    k->revoked = strcmp(status, "ACTIVE") != 0;
+    k->created_at = col_i64(r, 6);
+}
+
+static void row_link(const struct db_row *r, struct store_link *l)
+{
+    COL_TEXT(r, 0, l->app_id);
+    COL_TEXT(r, 1, l->voip_number);
+    l->org_id = col_i64(r, 2);
+    COL_TEXT(r, 3, l->status);
+    l->created_at = col_i64(r, 4);
+    l->updated_at = col_i64(r, 5);
+}
+
+static void row_number(const struct db_row *r, struct store_number *n)
+{
+    n->id = col_i64(r, 0);
+    n->org_id = col_i64(r, 1);
+    COL_TEXT(r, 2, n->voip_number);
+    COL_TEXT(r, 3, n->provider);
+    COL_TEXT(r, 4, n->status);
+    COL_TEXT(r, 5, n->linked_app_id);
+}
+
+static void row_call(const struct db_row *r, struct store_call *k)
+{
+    COL_TEXT(r, 0, k->call_uuid);
+    COL_TEXT(r, 1, k->request_uuid);
+    k->org_id = col_i64(r, 2);
+    COL_TEXT(r, 3, k->app_id);
+    COL_TEXT(r, 4, k->from);
+    COL_TEXT(r, 5, k->to);
+    COL_TEXT(r, 6, k->direction);
+    COL_TEXT(r, 7, k->status);
+    k->started_at = col_i64(r, 8);
+    k->answered_at = col_i64(r, 9);
+    k->ended_at = col_i64(r, 10);
+    k->duration = col_i64(r, 11);
+    COL_TEXT(r, 12, k->hangup_cause);
+    k->created_at = col_i64(r, 13);
+    k->seq = col_i64(r, 14);
+}
+
+/* ---- running statements ---- */
+
+static enum err run(struct db_conn *c, enum sql_id id, const struct db_args *a, const char *what,
+                    db_row_fn fn, void *ud, int64_t *changes)
+{
+    return c->drv->run(c, id, a, what, fn, ud, changes);
+}
+
+/* The first row of a statement, mapped into out by map (NULL: only seen). */
+struct one {
+    void (*map)(const struct db_row *r, void *out);
+    void *out;
+    bool found;
+};
+
+static enum err one_row(void *ud, const struct db_row *r)
+{
+    struct one *o = ud;
+
+    if (!o->found && o->map)
+        o->map(r, o->out);
+    o->found = true;
+    return ERR_OK;
+}
+
+/* Runs a statement of at most one row; ERR_NOT_FOUND when it returns none. */
+static enum err run_one(struct db_conn *c, enum sql_id id, const struct db_args *a,
+                        const char *what, void (*map)(const struct db_row *r, void *out), void *out)
+{
+    struct one o = {map, out, false};
+    enum err e = run(c, id, a, what, one_row, &o, NULL);
+
+    if (e == ERR_OK && !o.found)
+        e = ERR_NOT_FOUND;
+    return e;
+}
+
+static void map_i64(const struct db_row *r, void *out)
+{
+    *(int64_t *)out = col_i64(r, 0);
+}
+
+static void map_org(const struct db_row *r, void *out)
+{
+    row_org(r, out);
+}
+
+static void map_key(const struct db_row *r, void *out)
+{
+    row_key(r, out);
+}
+
+static void map_app(const struct db_row *r, void *out)
+{
+    row_app_at(r, 0, out);
+}
+
+static void map_link(const struct db_row *r, void *out)
+{
+    row_link(r, out);
+}
+
+static void map_call(const struct db_row *r, void *out)
+{
+    row_call(r, out);
+}
+
+/* Runs an INSERT ... RETURNING id. ERR_NOT_FOUND only for a foreign key
+ * violation (the org does not exist). */
+static enum err insert_id(struct db_conn *c, enum sql_id id, const struct db_args *a,
+                          const char *what, int64_t *out)
+{
+    struct one o = {map_i64, out, false};
+    enum err e = run(c, id, a, what, one_row, &o, NULL);
+
+    if (e == ERR_OK && !o.found)
+        e = ERR_DB; /* RETURNING always returns the row */
+    return e;
+}
+
+/* A write of one statement; ERR_NOT_FOUND when it changed no row. */
+static enum err write_some(struct db_conn *c, enum sql_id id, const struct db_args *a,
+                           const char *what)
+{
+    int64_t changes = 0;
+    enum err e = run(c, id, a, what, NULL, NULL, &changes);
+
+    if (e == ERR_OK && changes == 0)
+        e = ERR_NOT_FOUND;
+    return e;
+}
+
+static enum err begin(struct db_conn *c)
+{
+    return c->drv->op_begin(c);
+}
+
+static enum err end(struct db_conn *c, enum err e)
+{
+    return c->drv->op_end(c, e);
+}
+
+/* Runs fn as one operation, again after a serialization failure or
+ * deadlock for as long as the driver allows. */
+static enum err retrying(struct db_conn *c, enum err (*fn)(struct db_conn *c, void *ctx), void *ctx)
+{
+    int attempt = 0;
+    enum err e;
+
+    do {
+        e = begin(c);
+        if (e != ERR_OK)
+            return e;
+        e = end(c, fn(c, ctx));
+    } while (c->drv->again(c, e, &attempt));
+    return e;
+}
+
+/* Runs fn in its own transaction. */
+static enum err in_tx(struct db_conn *c, enum err (*fn)(struct db_conn *c, void *ctx), void *ctx)
+{
+    enum err e = c->drv->tx_begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    return c->drv->tx_end(c, fn(c, ctx));
+}
+
+/* ---- operations ---- */
+
+static void conn_close(struct store_conn *base)
+{
+    DB(base)->drv->conn_close(DB(base));
+}
+
+static enum err ping(struct store_conn *base)
+{
+    struct db_conn *c = DB(base);
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    return end(c, run_one(c, SQL_PING, NULL, "ping", NULL, NULL));
+}
+
+static enum err batch_begin(struct store_conn *base)
+{
+    return DB(base)->drv->batch_begin(DB(base));
+}
+
+static enum err batch_end(struct store_conn *base, bool commit)
+{
+    return DB(base)->drv->batch_end(DB(base), commit);
+}
+
+static enum err org_create(struct store_conn *base, const char *name, int64_t now, int64_t *id)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, name);
+    a_i64(&a, now);
+    return end(c, insert_id(c, SQL_ORG_INSERT, &a, "org_create", id));
+}
+
+static enum err org_get(struct store_conn *base, int64_t id, struct store_org *out)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_i64(&a, id);
+    return end(c, run_one(c, SQL_ORG_GET, &a, "org_get", map_org, out));
+}
+
+static enum err org_count(struct store_conn *base, int64_t *n)
+{
+    struct db_conn *c = DB(base);
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    e = run_one(c, SQL_ORG_COUNT, NULL, "org_count", map_i64, n);
+    return end(c, e == ERR_NOT_FOUND ? ERR_DB : e);
+}
+
+/* Lists: each row becomes a record handed to the caller's callback. */
+struct list {
+    const void *cb; /* the store_*_cb of the record type */
+    void *ud;
+};
+
+static enum err org_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+    struct store_org o;
+
+    row_org(r, &o);
+    return ((store_org_cb)l->cb)(l->ud, &o);
+}
+
+static enum err key_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+    struct store_key k;
+
+    row_key(r, &k);
+    return ((store_key_cb)l->cb)(l->ud, &k);
+}
+
+static enum err number_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+    struct store_number n;
+
+    row_number(r, &n);
+    return ((store_number_cb)l->cb)(l->ud, &n);
+}
+
+static enum err app_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+    struct store_app a;
+
+    row_app_at(r, 0, &a);
+    return ((store_app_cb)l->cb)(l->ud, &a);
+}
+
+static enum err call_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+    struct store_call k;
+
+    row_call(r, &k);
+    return ((store_call_cb)l->cb)(l->ud, &k);
+}
+
+/* A list operation: statement id with args, one operation. */
+static enum err list(struct store_conn *base, enum sql_id id, const struct db_args *a,
+                     const char *what, db_row_fn row, const void *cb, void *ud)
+{
+    struct db_conn *c = DB(base);
+    struct list l = {cb, ud};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    return end(c, run(c, id, a, what, row, &l, NULL));
+}
+
+/* A list whose one argument is the organisation. */
+static enum err list_org(struct store_conn *base, enum sql_id id, const char *what,
+                         int64_t org_id, db_row_fn row, const void *cb, void *ud)
+{
+    struct db_args a = {0};
+
+    a_i64(&a, org_id);
+    return list(base, id, &a, what, row, cb, ud);
+}
+
+static enum err org_list(struct store_conn *base, store_org_cb cb, void *ud)
+{
+    return list(base, SQL_ORG_LIST, NULL, "org_list", org_row, (const void *)cb, ud);
+}
+
+static enum err key_create(struct store_conn *base, const struct store_key *k,
+                           const unsigned char hash[KEY_HASH_LEN], int64_t *id)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_i64(&a, k->org_id);
+    a_i64_or_null(&a, k->user_id);
+    a_text_or_null(&a, k->name);
+    a_text(&a, k->prefix);
+    a_blob(&a, hash, KEY_HASH_LEN);
+    a_i64(&a, k->created_at);
+    return end(c, insert_id(c, SQL_KEY_INSERT, &a, "key_create", id));
+}
+
+static enum err key_find(struct store_conn *base, const unsigned char hash[KEY_HASH_LEN],
+                         struct store_key *out)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_blob(&a, hash, KEY_HASH_LEN);
+    return end(c, run_one(c, SQL_KEY_FIND, &a, "key_find", map_key, out));
+}
+
+static enum err key_list(struct store_conn *base, int64_t org_id, store_key_cb cb, void *ud)
+{
+    return list_org(base, SQL_KEY_LIST, "key_list", org_id, key_row, (const void *)cb, ud);
+}
+
+struct key_revoke {
+    int64_t key_id, now;
+};
+
+static enum err key_revoke_op(struct db_conn *c, void *ctx)
+{
+    struct key_revoke *k = ctx;
+    struct db_args a = {0};
+
+    a_i64(&a, k->key_id);
+    a_i64(&a, k->now);
+    return write_some(c, SQL_KEY_REVOKE, &a, "key_revoke");
+}
+
+static enum err key_revoke(struct store_conn *base, int64_t key_id, int64_t now)
+{
+    struct key_revoke k = {key_id, now};
+
+    return retrying(DB(base), key_revoke_op, &k);
+}
+
+static enum err number_add(struct store_conn *base, int64_t org_id, const char *e164,
+                           const char *provider, int64_t now, int64_t *id)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_i64(&a, org_id);
+    a_text(&a, e164);
+    a_text(&a, provider);
+    a_i64(&a, now);
+    return end(c, insert_id(c, SQL_NUM_INSERT, &a, "number_add", id));
+}
+
+static enum err number_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
+                            void *ud)
+{
+    return list_org(base, SQL_NUM_LIST, "number_list", org_id, number_row, (const void *)cb, ud);
+}
+
+static enum err number_remove_tx(struct db_conn *c, void *ctx)
+{
+    const char *e164 = ctx;
+    struct db_args a = {0};
+    int64_t id = 0;
+    enum err e;
+
+    a_text(&a, e164);
+    e = run_one(c, SQL_NUM_LOCK, &a, "number_remove", map_i64, &id);
+    if (e != ERR_OK)
+        return e;
+    a.n = 0;
+    a_i64(&a, id);
+    e = run_one(c, SQL_NUM_LINKED, &a, "number_remove", NULL, NULL);
+    if (e == ERR_OK)
+        return ERR_CONFLICT;
+    if (e != ERR_NOT_FOUND)
+        return e;
+    return run(c, SQL_NUM_DELETE, &a, "number_remove", NULL, NULL, NULL);
+}
+
+static enum err number_remove_op(struct db_conn *c, void *ctx)
+{
+    return in_tx(c, number_remove_tx, ctx);
+}
+
+static enum err number_remove(struct store_conn *base, const char *e164)
+{
+    return retrying(DB(base), number_remove_op, (void *)e164);
+}
+
+struct number_status {
+    const char *e164, *status;
+};
+
+static enum err number_set_status_op(struct db_conn *c, void *ctx)
+{
+    struct number_status *ns = ctx;
+    struct db_args a = {0};
+
+    a_text(&a, ns->e164);
+    a_text(&a, ns->status);
+    return write_some(c, SQL_NUM_SET_STATUS, &a, "number_set_status");
+}
+
+static enum err number_set_status(struct store_conn *base, const char *e164, const char *status)
+{
+    struct number_status ns = {e164, status};
+
+    return retrying(DB(base), number_set_status_op, &ns);
+}
+
+static enum err available_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
+                               void *ud)
+{
+    return list_org(base, SQL_AVAIL, "available_list", org_id, number_row, (const void *)cb, ud);
+}
+
+static enum err app_create(struct store_conn *base, const struct store_app *app)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, app->app_id);
+    a_i64(&a, app->org_id);
+    a_text(&a, app->name);
+    a_text(&a, app->answer_url);
+    a_text(&a, app->answer_method);
+    a_text_or_null(&a, app->hangup_url);
+    a_text(&a, app->hangup_method);
+    a_text_or_null(&a, app->fallback_answer_url);
+    a_text(&a, app->fallback_answer_method);
+    a_text(&a, app->status);
+    a_i64_or_null(&a, app->created_by);
+    a_i64(&a, app->created_at);
+    a_i64_or_null(&a, app->updated_at);
+    return end(c, run(c, SQL_APP_INSERT, &a, "app_create", NULL, NULL, NULL));
+}
+
+static enum err app_get(struct store_conn *base, int64_t org_id, const char *app_id,
+                        struct store_app *out)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, app_id);
+    a_i64(&a, org_id);
+    return end(c, run_one(c, SQL_APP_GET, &a, "app_get", map_app, out));
+}
+
+static enum err app_list(struct store_conn *base, int64_t org_id, store_app_cb cb, void *ud)
+{
+    return list_org(base, SQL_APP_LIST, "app_list", org_id, app_row, (const void *)cb, ud);
+}
+
+struct app_update {
+    struct db_args a;
+    struct store_app *out;
+};
+
+static enum err app_update_op(struct db_conn *c, void *ctx)
+{
+    struct app_update *u = ctx;
+
+    return run_one(c, SQL_APP_UPDATE, &u->a, "app_update", map_app, u->out);
+}
+
+static enum err app_update(struct store_conn *base, int64_t org_id, const char *app_id,
+                           const struct store_app_patch *p, int64_t now, struct store_app *out)
+{
+    const struct store_app *v = &p->vals;
+    unsigned f = p->fields;
+    struct app_update u = {.out = out};
+    struct db_args *a = &u.a;
+
+    if (f == 0)
+        return app_get(base, org_id, app_id, out);
+    a_text(a, app_id);
+    a_i64(a, org_id);
+    a_bool(a, f & APP_F_NAME);
+    a_text(a, v->name);
+    a_bool(a, f & APP_F_ANSWER_URL);
+    a_text(a, v->answer_url);
+    a_bool(a, f & APP_F_ANSWER_METHOD);
+    a_text(a, v->answer_method);
+    a_bool(a, f & APP_F_HANGUP_URL);
+    a_text_or_null(a, v->hangup_url);
+    a_bool(a, f & APP_F_HANGUP_METHOD);
+    a_text(a, v->hangup_method);
+    a_bool(a, f & APP_F_FALLBACK_URL);
+    a_text_or_null(a, v->fallback_answer_url);
+    a_bool(a, f & APP_F_FALLBACK_METHOD);
+    a_text(a, v->fallback_answer_method);
+    a_bool(a, f & APP_F_STATUS);
+    a_text(a, v->status);
+    a_i64(a, now);
+    return retrying(DB(base), app_update_op, &u);
+}
+
+struct app_ref {
+    int64_t org_id;
+    const char *app_id;
+    const char *e164;
+    int64_t now;
+    struct store_link *link;
+    enum store_miss *miss;
+};
+
+static enum err app_delete_tx(struct db_conn *c, void *ctx)
+{
+    struct app_ref *r = ctx;
+    struct db_args a = {0};
+    enum err e;
+
+    a_text(&a, r->app_id);
+    a_i64(&a, r->org_id);
+    e = write_some(c, SQL_APP_DELETE, &a, "app_delete");
+    if (e != ERR_OK)
+        return e;
+    /* A new statement sees every link committed while DELETE waited for
+     * the app's row, so none is left ACTIVE. */
+    a.n = 0;
+    a_text(&a, r->app_id);
+    a_i64(&a, r->now);
+    return run(c, SQL_LINKS_OFF_APP, &a, "app_delete", NULL, NULL, NULL);
+}
+
+static enum err app_delete_op(struct db_conn *c, void *ctx)
+{
+    return in_tx(c, app_delete_tx, ctx);
+}
+
+static enum err app_delete(struct store_conn *base, int64_t org_id, const char *app_id,
+                           int64_t now)
+{
+    struct app_ref r = {.org_id = org_id, .app_id = app_id, .now = now};
+
+    return retrying(DB(base), app_delete_op, &r);
+}
+
+/* ERR_OK when the org has the app, ERR_NOT_FOUND when not; on ERR_OK the
+ * app's row is share-locked (PostgreSQL) until the transaction ends. */
+static enum err app_lock(struct db_conn *c, const struct app_ref *r)
+{
+    struct db_args a = {0};
+
+    a_text(&a, r->app_id);
+    a_i64(&a, r->org_id);
+    return run_one(c, SQL_APP_LOCK, &a, "app_lock", NULL, NULL);
+}
+
+struct number_for_link {
+    int64_t id;
+    char status[STATUS_MAX + 1];
+};
+
+static void map_number_for_link(const struct db_row *r, void *out)
+{
+    struct number_for_link *n = out;
+
+    n->id = col_i64(r, 0);
+    COL_TEXT(r, 1, n->status);
+}
+
+/* The checks in their documented order: the app, the number in the org's
+ * inventory and ACTIVE, an ACTIVE link to another app. */
+static enum err link_create_tx(struct db_conn *c, void *ctx)
+{
+    struct app_ref *r = ctx;
+    struct store_link *out = r->link;
+    struct number_for_link num = {0};
+    struct db_args a = {0};
+    enum err e;
+
+    e = app_lock(c, r);
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, r->e164);
+    a_i64(&a, r->org_id);
+    e = run_one(c, SQL_NUM_FOR_LINK, &a, "link_create", map_number_for_link, &num);
+    if (e == ERR_NOT_FOUND || (e == ERR_OK && strcmp(num.status, "ACTIVE") != 0))
+        return ERR_INVALID;
+    if (e != ERR_OK)
+        return e;
+
+    a.n = 0;
+    a_i64(&a, num.id);
+    e = run_one(c, SQL_LINK_BY_NUM, &a, "link_create", map_link, out);
+    if (e == ERR_OK)
+        return strcmp(out->app_id, r->app_id) == 0 ? ERR_OK : ERR_CONFLICT;
+    if (e != ERR_NOT_FOUND)
+        return e;
+
+    a.n = 0;
+    a_text(&a, r->app_id);
+    a_i64(&a, r->org_id);
+    a_i64(&a, num.id);
+    a_text(&a, r->e164);
+    a_i64(&a, r->now);
+    e = run(c, SQL_LINK_INSERT, &a, "link_create", NULL, NULL, NULL);
+    if (e != ERR_OK)
+        return e;
+    snprintf(out->app_id, sizeof(out->app_id), "%s", r->app_id);
+    snprintf(out->voip_number, sizeof(out->voip_number), "%s", r->e164);
+    out->org_id = r->org_id;
+    memcpy(out->status, "ACTIVE", sizeof("ACTIVE"));
+    out->created_at = r->now;
+    out->updated_at = 0;
+    return ERR_OK;
+}
+
+static enum err link_create_op(struct db_conn *c, void *ctx)
+{
+    return in_tx(c, link_create_tx, ctx);
+}
+
+static enum err link_create(struct store_conn *base, int64_t org_id, const char *app_id,
+                            const char *e164, int64_t now, struct store_link *out)
+{
+    struct app_ref r = {org_id, app_id, e164, now, out, NULL};
+
+    return retrying(DB(base), link_create_op, &r);
+}
+
+struct link_walk {
+    store_link_cb cb;
+    void *ud;
+    bool app; /* a row came back: the app exists */
+};
+
+static enum err link_row(void *ud, const struct db_row *r)
+{
+    struct link_walk *lw = ud;
+    struct store_link l;
+
+    lw->app = true;
+    if (col_null(r, 0))
+        return ERR_OK; /* the app, without links */
+    row_link(r, &l);
+    return lw->cb(lw->ud, &l);
+}
+
+static enum err link_list(struct store_conn *base, int64_t org_id, const char *app_id,
+                          store_link_cb cb, void *ud)
+{
+    struct db_conn *c = DB(base);
+    struct link_walk lw = {cb, ud, false};
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, app_id);
+    a_i64(&a, org_id);
+    e = run(c, SQL_LINK_LIST, &a, "link_list", link_row, &lw, NULL);
+    if (e == ERR_OK && !lw.app)
+        e = ERR_NOT_FOUND;
+    return end(c, e);
+}
+
+static enum err link_delete_tx(struct db_conn *c, void *ctx)
+{
+    struct app_ref *r = ctx;
+    struct db_args a = {0};
+    enum err e;
+
+    *r->miss = STORE_MISS_NONE;
+    e = app_lock(c, r);
+    if (e == ERR_NOT_FOUND)
+        *r->miss = STORE_MISS_APP;
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, r->app_id);
+    a_text(&a, r->e164);
+    a_i64(&a, r->now);
+    e = write_some(c, SQL_LINK_OFF, &a, "link_delete");
+    if (e == ERR_NOT_FOUND)
+        *r->miss = STORE_MISS_LINK;
+    return e;
+}
+
+static enum err link_delete_op(struct db_conn *c, void *ctx)
+{
+    return in_tx(c, link_delete_tx, ctx);
+}
+
+static enum err link_delete(struct store_conn *base, int64_t org_id, const char *app_id,
+                            const char *e164, int64_t now, enum store_miss *miss)
+{
+    struct app_ref r = {org_id, app_id, e164, now, NULL, miss};
+
+    *miss = STORE_MISS_NONE;
+    return retrying(DB(base), link_delete_op, &r);
+}
+
+struct route {
+    int64_t *org_id;
+    char *number_status;
+    struct store_app *app;
+};
+
+static void map_route(const struct db_row *r, void *out)
+{
+    struct route *rt = out;
+
+    *rt->org_id = col_i64(r, 0);
+    col_text(r, 1, rt->number_status, STATUS_MAX + 1);
+    row_app_at(r, 2, rt->app);
+}
+
+static enum err number_route(struct store_conn *base, const char *e164, int64_t *org_id,
+                             char number_status[STATUS_MAX + 1], struct store_app *app)
+{
+    struct db_conn *c = DB(base);
+    struct route rt = {org_id, number_status, app};
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, e164);
+    return end(c, run_one(c, SQL_NUM_ROUTE, &a, "number_route", map_route, &rt));
+}
+
+static enum err call_create(struct store_conn *base, const struct store_call *k)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, k->call_uuid);
+    a_text_or_null(&a, k->request_uuid);
+    a_i64(&a, k->org_id);
+    a_text(&a, k->app_id);
+    a_text(&a, k->from);
+    a_text(&a, k->to);
+    a_text(&a, k->direction);
+    a_text(&a, k->status);
+    a_i64_or_null(&a, k->started_at);
+    a_i64_or_null(&a, k->answered_at);
+    a_i64_or_null(&a, k->ended_at);
+    a_i64(&a, k->duration);
+    a_text_or_null(&a, k->hangup_cause);
+    a_i64(&a, k->created_at);
+    return end(c, run(c, SQL_CALL_INSERT, &a, "call_create", NULL, NULL, NULL));
+}
+
+static enum err call_update(struct store_conn *base, const struct store_call *k)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, k->call_uuid);
+    a_text(&a, k->status);
+    a_i64_or_null(&a, k->started_at);
+    a_i64_or_null(&a, k->answered_at);
+    a_i64_or_null(&a, k->ended_at);
+    a_i64(&a, k->duration);
+    a_text_or_null(&a, k->hangup_cause);
+    return end(c, write_some(c, SQL_CALL_UPDATE, &a, "call_update"));
+}
+
+static enum err call_get(struct store_conn *base, int64_t org_id, const char *id,
+                         struct store_call *out)
+{
+    struct db_conn *c = DB(base);
+    struct db_args a = {0};
+    enum err e = begin(c);
+
+    if (e != ERR_OK)
+        return e;
+    a_i64(&a, org_id);
+    a_text(&a, id);
+    return end(c, run_one(c, SQL_CALL_GET, &a, "call_get", map_call, out));
+}
+
+static enum err call_list(struct store_conn *base, int64_t org_id, int64_t before_seq, int limit,
+                          store_call_cb cb, void *ud)
+{
+    struct db_args a = {0};
+
+    a_i64(&a, org_id);
+    a_i64(&a, before_seq);
+    a_i64(&a, limit);
+    return list(base, SQL_CALL_LIST, &a, "call_list", call_row, (const void *)cb, ud);
+}
+
+#define STORE_OPS                                                                                  \
+    .conn_close = conn_close, .ping = ping, .batch_begin = batch_begin, .batch_end = batch_end,    \
+    .org_create = org_create, .org_get = org_get, .org_count = org_count, .org_list = org_list,    \
+    .key_create = key_create, .key_find = key_find, .key_list = key_list,                          \
+    .key_revoke = key_revoke, .number_add = number_add, .number_list = number_list,                \
+    .number_remove = number_remove, .number_set_status = number_set_status,                        \
+    .available_list = available_list, .app_create = app_create, .app_get = app_get,                \
+    .app_list = app_list, .app_update = app_update, .app_delete = app_delete,                      \
+    .link_create = link_create, .link_list = link_list, .link_delete = link_delete,                \
+    .number_route = number_route, .call_create = call_create, .call_update = call_update,          \
+    .call_get = call_get, .call_list = call_list
+
+const struct store_ops store_ops_sqlite = {.name = "sqlite", STORE_OPS};
+const struct store_ops store_ops_pg = {.name = "postgresql", STORE_OPS};

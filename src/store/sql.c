@@ -1,0 +1,159 @@
+/* sql: the catalogue. Each statement is written once; the comments say why
+ * it is shaped as it is, on either database. */
+#include "store/sql.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#define APP_COLS                                                                                   \
+    "app_id, org_id, name, answer_url, answer_method, hangup_url, hangup_method, "                 \
+    "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at"
+#define KEY_COLS "id, org_id, user_id, name, prefix, status, created_at"
+#define LINK_COLS "app_id, voip_number, org_id, status, created_at, updated_at"
+#define APP_COLS_A                                                                                 \
+    "a.app_id, a.org_id, a.name, a.answer_url, a.answer_method, a.hangup_url, a.hangup_method, "   \
+    "a.fallback_answer_url, a.fallback_answer_method, a.status, a.created_by, a.created_at, "      \
+    "a.updated_at"
+#define CALL_COLS                                                                                  \
+    "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
+    "answered_at, ended_at, duration, hangup_cause, created_at, seq"
+
+#define S(id, text) [id] = {#id, text}
+
+const struct sql_stmt sql_catalogue[SQL_COUNT] = {
+    S(SQL_PING, "SELECT 1"),
+    S(SQL_ORG_INSERT, "INSERT INTO orgs(name, created_at) VALUES ($1, $2) RETURNING id"),
+    S(SQL_ORG_GET, "SELECT id, name, created_at FROM orgs WHERE id = $1"),
+    S(SQL_ORG_COUNT, "SELECT count(*) FROM orgs"),
+    S(SQL_ORG_LIST, "SELECT id, name, created_at FROM orgs ORDER BY id"),
+    S(SQL_KEY_INSERT, "INSERT INTO api_keys(org_id, user_id, name, prefix, hash, created_at) "
+                      "VALUES ($1, $2, $3, $4, $5::bytea, $6) RETURNING id"),
+    S(SQL_KEY_FIND, "SELECT " KEY_COLS " FROM api_keys WHERE hash = $1::bytea"),
+    S(SQL_KEY_LIST, "SELECT " KEY_COLS " FROM api_keys WHERE org_id = $1 ORDER BY id"),
+    S(SQL_KEY_REVOKE, "UPDATE api_keys SET status = 'REVOKED', revoked_at = coalesce(revoked_at, "
+                      "$2::bigint) WHERE id = $1"),
+    S(SQL_NUM_INSERT, "INSERT INTO numbers(org_id, e164, provider, created_at) "
+                      "VALUES ($1, $2, $3, $4) RETURNING id"),
+    S(SQL_NUM_LIST, "SELECT n.id, n.org_id, n.e164, n.provider, n.status, coalesce(l.app_id, '') "
+                    "FROM numbers n LEFT JOIN links l ON l.number_id = n.id AND l.status = "
+                    "'ACTIVE' WHERE n.org_id = $1 ORDER BY n.id"),
+    /* Removing a number locks its row first, so a concurrent link either
+     * commits before (and the number is found linked) or finds it gone. */
+    S(SQL_NUM_LOCK, "SELECT id FROM numbers WHERE e164 = $1 FOR UPDATE"),
+    S(SQL_NUM_LINKED, "SELECT 1 FROM links WHERE number_id = $1 AND status = 'ACTIVE'"),
+    S(SQL_NUM_DELETE, "DELETE FROM numbers WHERE id = $1"),
+    S(SQL_NUM_SET_STATUS, "UPDATE numbers SET status = $2 WHERE e164 = $1"),
+    S(SQL_AVAIL, "SELECT n.id, n.org_id, n.e164, n.provider, n.status, '' FROM numbers n "
+                 "WHERE n.org_id = $1 AND n.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM "
+                 "links l WHERE l.number_id = n.id AND l.status = 'ACTIVE') ORDER BY n.id"),
+    S(SQL_APP_INSERT, "INSERT INTO apps(" APP_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                      "$10, $11, $12, $13)"),
+    S(SQL_APP_GET, "SELECT " APP_COLS " FROM apps WHERE app_id = $1 AND org_id = $2"),
+    S(SQL_APP_LIST,
+      "SELECT " APP_COLS " FROM apps WHERE org_id = $1 ORDER BY created_at DESC, id DESC"),
+    /* One statement for every partial update: $3, $5, ... say whether the
+     * field that follows is set. */
+    S(SQL_APP_UPDATE, "UPDATE apps SET "
+                      "name = CASE WHEN $3::boolean THEN $4::text ELSE name END, "
+                      "answer_url = CASE WHEN $5::boolean THEN $6::text ELSE answer_url END, "
+                      "answer_method = CASE WHEN $7::boolean THEN $8::text ELSE answer_method END, "
+                      "hangup_url = CASE WHEN $9::boolean THEN $10::text ELSE hangup_url END, "
+                      "hangup_method = CASE WHEN $11::boolean THEN $12::text ELSE hangup_method "
+                      "END, "
+                      "fallback_answer_url = CASE WHEN $13::boolean THEN $14::text ELSE "
+                      "fallback_answer_url END, "
+                      "fallback_answer_method = CASE WHEN $15::boolean THEN $16::text ELSE "
+                      "fallback_answer_method END, "
+                      "status = CASE WHEN $17::boolean THEN $18::text ELSE status END, "
+                      "updated_at = $19::bigint "
+                      "WHERE app_id = $1 AND org_id = $2 RETURNING " APP_COLS),
+    S(SQL_APP_DELETE, "DELETE FROM apps WHERE app_id = $1 AND org_id = $2"),
+    /* A link holds a share lock on its app's row until it commits, so that
+     * deleting the app waits for it and then deactivates the new link too. */
+    S(SQL_APP_LOCK, "SELECT 1 FROM apps WHERE app_id = $1 AND org_id = $2 FOR KEY SHARE"),
+    S(SQL_LINKS_OFF_APP, "UPDATE links SET status = 'INACTIVE', updated_at = $2 "
+                         "WHERE app_id = $1 AND status = 'ACTIVE'"),
+    /* Linking locks the number's inventory row: concurrent links of one
+     * number, from any node, run one after the other, and each sees the
+     * links committed before it. The unique index stays the last word. */
+    S(SQL_NUM_FOR_LINK,
+      "SELECT id, status FROM numbers WHERE e164 = $1 AND org_id = $2 FOR NO KEY UPDATE"),
+    S(SQL_LINK_BY_NUM,
+      "SELECT " LINK_COLS " FROM links WHERE number_id = $1 AND status = 'ACTIVE'"),
+    S(SQL_LINK_INSERT, "INSERT INTO links(app_id, org_id, number_id, voip_number, status, "
+                       "created_at) VALUES ($1, $2, $3, $4, 'ACTIVE', $5)"),
+    /* One statement: the app's existence and its links in one snapshot (no
+     * row: no such app; one row with a NULL link: the app, without links).
+     * SQLite answers it from the covering indexes apps_id_org and
+     * links_app_cover. */
+    S(SQL_LINK_LIST, "SELECT l.app_id, l.voip_number, l.org_id, l.status, l.created_at, "
+                     "l.updated_at FROM apps a LEFT JOIN links l ON l.app_id = a.app_id AND "
+                     "l.status = 'ACTIVE' WHERE a.app_id = $1 AND a.org_id = $2 "
+                     "ORDER BY l.created_at DESC, l.id DESC"),
+    S(SQL_LINK_OFF, "UPDATE links SET status = 'INACTIVE', updated_at = $3 "
+                    "WHERE app_id = $1 AND voip_number = $2 AND status = 'ACTIVE'"),
+    /* One statement, so the number, its link and the app are one snapshot.
+     * Deleting an app deactivates its links, so an ACTIVE link has an app. */
+    S(SQL_NUM_ROUTE, "SELECT n.org_id, n.status, " APP_COLS_A " FROM numbers n "
+                     "LEFT JOIN links l ON l.number_id = n.id AND l.status = 'ACTIVE' "
+                     "LEFT JOIN apps a ON a.app_id = l.app_id WHERE n.e164 = $1"),
+    S(SQL_CALL_INSERT, "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
+                       "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
+                       "hangup_cause, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                       "$10, $11, $12, $13, $14)"),
+    S(SQL_CALL_UPDATE, "UPDATE calls SET status = $2, started_at = $3, answered_at = $4, "
+                       "ended_at = $5, duration = $6, hangup_cause = $7 WHERE call_uuid = $1"),
+    S(SQL_CALL_GET, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND (call_uuid = $2 OR "
+                    "request_uuid = $2)"),
+    /* Answered from the index calls_org_seq, newest first. */
+    S(SQL_CALL_LIST, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND seq < $2 "
+                     "ORDER BY seq DESC LIMIT $3"),
+};
+
+#undef S
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_word(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+/* The length of text without a final row lock clause. */
+static size_t without_lock(const char *text)
+{
+    static const char *const locks[] = {" FOR UPDATE", " FOR NO KEY UPDATE", " FOR SHARE",
+                                        " FOR KEY SHARE"};
+    size_t n = strlen(text), k, i;
+
+    for (i = 0; i < sizeof(locks) / sizeof(locks[0]); i++) {
+        k = strlen(locks[i]);
+        if (n >= k && strcmp(text + n - k, locks[i]) == 0)
+            return n - k;
+    }
+    return n;
+}
+
+enum err sql_for_sqlite(const char *text, char *out, size_t cap)
+{
+    size_t n = without_lock(text), i = 0, o = 0;
+
+    while (i < n) {
+        if (text[i] == ':' && text[i + 1] == ':' && is_word(text[i + 2])) {
+            for (i += 2; i < n && is_word(text[i]); i++) {
+            }
+            continue;
+        }
+        if (o + 1 >= cap)
+            return ERR_INVALID;
+        out[o++] = text[i] == '$' && is_digit(text[i + 1]) ? '?' : text[i];
+        i++;
+    }
+    if (o >= cap)
+        return ERR_INVALID;
+    out[o] = '\0';
+    return ERR_OK;
+}

@@ -1,0 +1,64 @@
+/* sql: the one catalogue of the store's SQL statements, written once in
+ * PostgreSQL's dialect ($1 placeholders, ::type casts, row locks) and
+ * rewritten mechanically for SQLite (sql_for_sqlite). Private to store/. */
+#ifndef SFVOPI_STORE_SQL_H
+#define SFVOPI_STORE_SQL_H
+
+#include <stddef.h>
+
+#include "core/err.h"
+
+enum sql_id {
+    SQL_PING,
+    SQL_ORG_INSERT,
+    SQL_ORG_GET,
+    SQL_ORG_COUNT,
+    SQL_ORG_LIST,
+    SQL_KEY_INSERT,
+    SQL_KEY_FIND,
+    SQL_KEY_LIST,
+    SQL_KEY_REVOKE,
+    SQL_NUM_INSERT,
+    SQL_NUM_LIST,
+    SQL_NUM_LOCK,
+    SQL_NUM_LINKED,
+    SQL_NUM_DELETE,
+    SQL_NUM_SET_STATUS,
+    SQL_AVAIL,
+    SQL_APP_INSERT,
+    SQL_APP_GET,
+    SQL_APP_LIST,
+    SQL_APP_UPDATE,
+    SQL_APP_DELETE,
+    SQL_APP_LOCK,
+    SQL_LINKS_OFF_APP,
+    SQL_NUM_FOR_LINK,
+    SQL_LINK_BY_NUM,
+    SQL_LINK_INSERT,
+    SQL_LINK_LIST,
+    SQL_LINK_OFF,
+    SQL_NUM_ROUTE,
+    SQL_CALL_INSERT,
+    SQL_CALL_UPDATE,
+    SQL_CALL_GET,
+    SQL_CALL_LIST,
+    SQL_COUNT
+};
+
+/* A statement: its name (the prepared statement's name in PostgreSQL
+ * sessions, "SQL_PING", ...) and its text in PostgreSQL's dialect. */
+struct sql_stmt {
+    const char *name;
+    const char *text;
+};
+
+extern const struct sql_stmt sql_catalogue[SQL_COUNT];
+
+/* Rewrites a statement of the catalogue for SQLite into out (cap bytes):
+ * $N becomes ?N, ::type casts go (SQLite binds typed values), and a final
+ * row lock (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE) goes
+ * (a SQLite write transaction locks the whole database). ERR_INVALID when
+ * out is too small. */
+enum err sql_for_sqlite(const char *text, char *out, size_t cap) WARN_UNUSED;
+
+#endif
