@@ -1398,6 +1398,98 @@ static void test_call_list(void **state)
     free(r);
 }
 
+/* ---- batches ---- */
+
+/* Committed: every operation of the batch stays, and one that failed inside
+ * it undid only itself (on PostgreSQL an error would otherwise abort the
+ * whole transaction, and every later operation with it). */
+static void test_batch_commit(void **state)
+{
+    struct fx *f = *state;
+    unsigned char h[KEY_HASH_LEN];
+    struct store_key k;
+    struct store_org o;
+    struct rows *r = rows_new();
+    int64_t org3 = 0, id = 0, n = -1;
+
+    memset(h, 7, sizeof(h));
+    assert_int_equal(f->ops->batch_begin(f->c), ERR_OK);
+    assert_int_equal(f->ops->org_create(f->c, "Org Three", T0 + 2, &org3), ERR_OK);
+    assert_true(org3 > f->org2);
+    add_number(f, org3, N1);
+    /* Failures of each kind: a unique key, a foreign key, a missing row. */
+    assert_int_equal(f->ops->number_add(f->c, f->org1, N1, "exotel", T0, &id), ERR_CONFLICT);
+    make_key(&k, f->org2 + 100, 0, "", "sfvk_EEEEEEE", T0);
+    assert_int_equal(f->ops->key_create(f->c, &k, h, &id), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->number_set_status(f->c, N4, "INACTIVE"), ERR_NOT_FOUND);
+    /* The batch goes on, and sees its own work. */
+    add_number(f, org3, N2);
+    add_app(f, APP_A, org3, T0);
+    add_link(f, org3, APP_A, N2, T0);
+    assert_int_equal(f->ops->org_get(f->c, org3, &o), ERR_OK);
+    assert_string_equal(o.name, "Org Three");
+    assert_int_equal(f->ops->batch_end(f->c, true), ERR_OK);
+
+    assert_int_equal(f->ops->org_count(f->c, &n), ERR_OK);
+    assert_true(n == 3);
+    assert_int_equal(f->ops->number_list(f->c, org3, num_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_string_equal(r->nums[0].voip_number, N1);
+    assert_string_equal(r->nums[1].voip_number, N2);
+    assert_string_equal(r->nums[1].linked_app_id, APP_A);
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->key_list(f->c, f->org2 + 100, key_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    free(r);
+    /* And the connection is back to one transaction per operation. */
+    add_number(f, f->org1, N3);
+    assert_int_equal(f->ops->number_remove(f->c, N3), ERR_OK);
+}
+
+/* Not committed: none of the batch's operations happened. */
+static void test_batch_rollback(void **state)
+{
+    struct fx *f = *state;
+    struct store_app out;
+    int64_t org3 = 0, n = -1;
+
+    assert_int_equal(f->ops->batch_begin(f->c), ERR_OK);
+    assert_int_equal(f->ops->org_create(f->c, "Org Three", T0 + 2, &org3), ERR_OK);
+    add_number(f, f->org1, N1);
+    add_app(f, APP_A, f->org1, T0);
+    add_link(f, f->org1, APP_A, N1, T0);
+    assert_int_equal(f->ops->batch_end(f->c, false), ERR_OK);
+
+    assert_int_equal(f->ops->org_count(f->c, &n), ERR_OK);
+    assert_true(n == 2);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &out), ERR_NOT_FOUND);
+    assert_int_equal(count_available(f, f->org1), 0);
+    assert_int_equal(f->ops->number_remove(f->c, N1), ERR_NOT_FOUND);
+    /* What the batch took is free again. */
+    add_number(f, f->org1, N1);
+    add_app(f, APP_A, f->org1, T0);
+}
+
+/* A batch inside a batch, and an end without a begin, are ERR_INTERNAL;
+ * the open batch is not disturbed by the refused begin. */
+static void test_batch_misuse(void **state)
+{
+    struct fx *f = *state;
+    int64_t n = -1;
+
+    assert_int_equal(f->ops->batch_end(f->c, true), ERR_INTERNAL);
+    assert_int_equal(f->ops->batch_end(f->c, false), ERR_INTERNAL);
+    assert_int_equal(f->ops->batch_begin(f->c), ERR_OK);
+    add_number(f, f->org1, N1);
+    assert_int_equal(f->ops->batch_begin(f->c), ERR_INTERNAL);
+    add_number(f, f->org1, N2);
+    assert_int_equal(f->ops->batch_end(f->c, true), ERR_OK);
+    assert_int_equal(f->ops->batch_end(f->c, true), ERR_INTERNAL);
+    assert_int_equal(count_available(f, f->org1), 2);
+    assert_int_equal(f->ops->org_count(f->c, &n), ERR_OK);
+    assert_true(n == 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1434,6 +1526,9 @@ int main(void)
         T(test_number_route),
         T(test_call_create_get_update),
         T(test_call_list),
+        T(test_batch_commit),
+        T(test_batch_rollback),
+        T(test_batch_misuse),
     };
     int failed;
 
