@@ -3,6 +3,7 @@
 #   make run        install what is missing, build, set up a demo database, serve on 127.0.0.1:8080
 #   make test       install what is missing, build, run every test suite
 #   make check SAN=1  unit and API suites under ASan+UBSan (build-san/)
+#   make unit-pg    the store suite on a throwaway PostgreSQL cluster (api-pg runs it too)
 #   make fmt | fmt-check | lint
 
 SAN ?= 0
@@ -61,7 +62,7 @@ ifeq ($(V),0)
 Q := @
 endif
 
-.PHONY: all run bench deps deps-test test unit api api-pg check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
+.PHONY: all run bench deps deps-test test unit unit-pg api api-pg check fuzz fuzz-build fuzz-run fmt fmt-check lint clean
 
 all: $(BIN)
 
@@ -158,17 +159,33 @@ unit: $(UNIT_BIN)
 api: $(BIN)
 	SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
 
-# The same API suite (plus the multi-node tests) on PostgreSQL: a throwaway
-# cluster on a loopback port, stopped and removed however the tests end.
-api-pg: $(BIN)
-	@dir=$$(mktemp -d /tmp/sfvopi-pg.XXXXXX) || exit 1; \
+# The PostgreSQL runs start a throwaway cluster on a loopback port, stopped
+# and removed however the tests end; the recipe's commands see its URL as
+# $$url. A cluster start costs seconds, so one recipe shares it.
+PG_CLUSTER = dir=$$(mktemp -d /tmp/sfvopi-pg.XXXXXX) || exit 1; \
 	trap 'sh scripts/pg.sh stop "$$dir"' EXIT; trap 'exit 130' INT TERM HUP; \
-	url=$$(sh scripts/pg.sh start "$$dir") || exit 1; \
-	echo "SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api"; \
-	SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
+	url=$$(sh scripts/pg.sh start "$$dir") || exit 1
+STORE_TEST := $(BUILD)/tests/test_store
+STORE_PG = echo "== SFVOPI_TEST_STORE_URL=$$url $(STORE_TEST)"; \
+	SFVOPI_TEST_STORE_URL=$$url $(STORE_TEST)
 
-# Every suite: unit and API tests on the normal build, both again under
-# ASan+UBSan, then each fuzz harness for a short while.
+# The store interface suite (make unit runs it on SQLite) on PostgreSQL.
+unit-pg: $(STORE_TEST)
+	@$(PG_CLUSTER); $(STORE_PG)
+
+# The store suite, then the API suite (plus the multi-node tests), on one
+# PostgreSQL cluster; a failing store suite does not keep the API suite from
+# running.
+api-pg: $(BIN) $(STORE_TEST)
+	@$(PG_CLUSTER); \
+	store_failed=; $(STORE_PG) || store_failed=1; \
+	echo "SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api"; \
+	SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api || exit 1; \
+	if [ -n "$$store_failed" ]; then echo "unit tests failed: $(STORE_TEST) on PostgreSQL" >&2; exit 1; fi
+
+# Every suite: unit and API tests on the normal build (the store and API
+# suites on SQLite and on PostgreSQL), all again under ASan+UBSan, then each
+# fuzz harness for a short while.
 test: deps-test
 	$(MAKE) --no-print-directory all unit api api-pg
 	$(MAKE) --no-print-directory check SAN=1
