@@ -26,8 +26,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/parse.h"
-#include "store/migrate.h"
 #include "store/driver.h"
+#include "store/migrate.h"
 
 /* Defaults for the session; a parameter in the URL overrides each of them.
  * libpq does not accept a connect timeout under 2 s. It bounds each address
@@ -79,10 +79,10 @@ struct pg_conn {
     struct pg_db *db;
     PGconn *h;                /* NULL while disconnected */
     bool prepared[SQL_COUNT]; /* in the current session */
-    int64_t next_connect_ms; /* monotonic: no connection attempt before this */
-    bool down;               /* the last attempt failed (logged once per outage) */
-    bool retry;              /* the last error was a serialization failure or deadlock */
-    bool batch;              /* inside batch_begin .. batch_end: one open transaction */
+    int64_t next_connect_ms;  /* monotonic: no connection attempt before this */
+    bool down;                /* the last attempt failed (logged once per outage) */
+    bool retry;               /* the last error was a serialization failure or deadlock */
+    bool batch;               /* inside batch_begin .. batch_end: one open transaction */
 };
 
 /* Bound query parameters, all in text format except bytea. */
@@ -977,7 +977,6 @@ static void pg_conn_close(struct db_conn *base)
     PQfinish(c->h);
     free(c);
 }
-
 
 const struct db_driver db_pg_driver = {
     .name = "postgresql",

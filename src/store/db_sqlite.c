@@ -17,19 +17,26 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "store/migrate.h"
 #include "store/driver.h"
+#include "store/migrate.h"
 
 #define BUSY_TIMEOUT_MS 5000
 
 /* Transaction control, outside the catalogue. */
-enum ctl_id { CTL_BEGIN, CTL_COMMIT, CTL_ROLLBACK, CTL_SAVEPOINT, CTL_RELEASE, CTL_ROLLBACK_TO,
-              CTL_COUNT };
+enum ctl_id {
+    CTL_BEGIN,
+    CTL_COMMIT,
+    CTL_ROLLBACK,
+    CTL_SAVEPOINT,
+    CTL_RELEASE,
+    CTL_ROLLBACK_TO,
+    CTL_COUNT
+};
 
 static const char *const ctl_sql[CTL_COUNT] = {
-    [CTL_BEGIN] = "BEGIN IMMEDIATE",       [CTL_COMMIT] = "COMMIT",
-    [CTL_ROLLBACK] = "ROLLBACK",           [CTL_SAVEPOINT] = "SAVEPOINT op",
-    [CTL_RELEASE] = "RELEASE op",          [CTL_ROLLBACK_TO] = "ROLLBACK TO op",
+    [CTL_BEGIN] = "BEGIN IMMEDIATE", [CTL_COMMIT] = "COMMIT",
+    [CTL_ROLLBACK] = "ROLLBACK",     [CTL_SAVEPOINT] = "SAVEPOINT op",
+    [CTL_RELEASE] = "RELEASE op",    [CTL_ROLLBACK_TO] = "ROLLBACK TO op",
 };
 
 /* The longest statement of the catalogue, rewritten for SQLite, fits. */

@@ -93,8 +93,8 @@ struct db_driver {
     /* Runs statement id with args (NULL: none), handing each row to fn (NULL:
      * rows are ignored). *changes (may be NULL) gets the rows a write
      * changed. what names the operation in logs. */
-    enum err (*run)(struct db_conn *c, enum sql_id id, const struct db_args *args,
-                    const char *what, db_row_fn fn, void *ud, int64_t *changes);
+    enum err (*run)(struct db_conn *c, enum sql_id id, const struct db_args *args, const char *what,
+                    db_row_fn fn, void *ud, int64_t *changes);
     /* After an operation that ended in e: true when it should run again
      * (a serialization failure or deadlock the server rolled back), after
      * a short pause, at most a bounded number of *attempt. */

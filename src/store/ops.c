@@ -444,8 +444,8 @@ static enum err list(struct store_conn *base, enum sql_id id, const struct db_ar
 }
 
 /* A list whose one argument is the organisation. */
-static enum err list_org(struct store_conn *base, enum sql_id id, const char *what,
-                         int64_t org_id, db_row_fn row, const void *cb, void *ud)
+static enum err list_org(struct store_conn *base, enum sql_id id, const char *what, int64_t org_id,
+                         db_row_fn row, const void *cb, void *ud)
 {
     struct db_args a = {0};
 
@@ -531,8 +531,7 @@ static enum err number_add(struct store_conn *base, int64_t org_id, const char *
     return end(c, insert_id(c, SQL_NUM_INSERT, &a, "number_add", id));
 }
 
-static enum err number_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
-                            void *ud)
+static enum err number_list(struct store_conn *base, int64_t org_id, store_number_cb cb, void *ud)
 {
     return list_org(base, SQL_NUM_LIST, "number_list", org_id, number_row, (const void *)cb, ud);
 }
@@ -715,8 +714,7 @@ static enum err app_delete_op(struct db_conn *c, void *ctx)
     return in_tx(c, app_delete_tx, ctx);
 }
 
-static enum err app_delete(struct store_conn *base, int64_t org_id, const char *app_id,
-                           int64_t now)
+static enum err app_delete(struct store_conn *base, int64_t org_id, const char *app_id, int64_t now)
 {
     struct app_ref r = {.org_id = org_id, .app_id = app_id, .now = now};
 

@@ -5,7 +5,7 @@
  * sections 2 and 3 and CLI.md: orderings, the link checks in their
  * documented order, and what a delete or unlink frees. The suite reaches the
  * database only through store.h; the PostgreSQL databases it needs are made
- * and dropped by psql (libpq belongs to store_pg.c alone). */
+ * and dropped by psql (libpq belongs to db_pg.c alone). */
 /* cmocka needs these before <cmocka.h>. */
 #include <setjmp.h>
 #include <stdarg.h>
