@@ -3,10 +3,11 @@
  * in which order, and how rows become records. The checks behind the
  * documented errors (store.h) live here, so both databases answer alike.
  *
- * Every operation runs between the driver's op_begin and op_end; those of
- * several statements also in their own transaction (tx_begin, tx_end).
- * Writes that can meet a serialization failure or deadlock run again while
- * the driver says so (SQLite never does: its writers queue for one lock). */
+ * Every operation runs between the driver's op_begin and op_end (op()),
+ * those of several statements in their own transaction too (tx_begin,
+ * tx_end). An operation that met a serialization failure or deadlock runs
+ * again while the driver says so (SQLite never does: its writers queue for
+ * one lock), except a list, whose rows the caller has already seen. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -196,6 +197,14 @@ static enum err run(struct db_conn *c, enum sql_id id, const struct db_args *a, 
     return c->drv->run(c, id, a, what, fn, ud, changes);
 }
 
+/* What a statement must produce besides success. */
+enum want {
+    W_ANY,    /* nothing */
+    W_ROW,    /* a row, else ERR_NOT_FOUND */
+    W_ID,     /* a row (INSERT ... RETURNING id), else ERR_DB */
+    W_CHANGE, /* a changed row, else ERR_NOT_FOUND */
+};
+
 /* The first row of a statement, mapped into out by map (NULL: only seen). */
 struct one {
     void (*map)(const struct db_row *r, void *out);
@@ -213,16 +222,23 @@ static enum err one_row(void *ud, const struct db_row *r)
     return ERR_OK;
 }
 
-/* Runs a statement of at most one row; ERR_NOT_FOUND when it returns none. */
-static enum err run_one(struct db_conn *c, enum sql_id id, const struct db_args *a,
-                        const char *what, void (*map)(const struct db_row *r, void *out), void *out)
+/* Runs a statement of at most one row, mapping it into out. An INSERT
+ * ... RETURNING id is ERR_NOT_FOUND only for a foreign key violation (the
+ * org does not exist). */
+static enum err stmt(struct db_conn *c, enum sql_id id, const struct db_args *a, const char *what,
+                     enum want want, void (*map)(const struct db_row *r, void *out), void *out)
 {
     struct one o = {map, out, false};
-    enum err e = run(c, id, a, what, one_row, &o, NULL);
+    int64_t changes = 0;
+    enum err e = run(c, id, a, what, one_row, &o, &changes);
 
-    if (e == ERR_OK && !o.found)
-        e = ERR_NOT_FOUND;
-    return e;
+    if (e != ERR_OK)
+        return e;
+    if ((want == W_ROW && !o.found) || (want == W_CHANGE && changes == 0))
+        return ERR_NOT_FOUND;
+    if (want == W_ID && !o.found)
+        return ERR_DB; /* RETURNING always returns the row */
+    return ERR_OK;
 }
 
 static void map_i64(const struct db_row *r, void *out)
@@ -255,135 +271,99 @@ static void map_call(const struct db_row *r, void *out)
     row_call(r, out);
 }
 
-/* Runs an INSERT ... RETURNING id. ERR_NOT_FOUND only for a foreign key
- * violation (the org does not exist). */
-static enum err insert_id(struct db_conn *c, enum sql_id id, const struct db_args *a,
-                          const char *what, int64_t *out)
+/* How an operation runs. */
+enum {
+    OP_TX = 1 << 0,    /* in its own transaction (several statements) */
+    OP_RETRY = 1 << 1, /* again after a serialization failure or deadlock */
+};
+
+/* Runs fn as one operation: between the driver's op_begin and op_end, in
+ * a transaction of its own when OP_TX, again while the driver says so when
+ * OP_RETRY (the server has rolled the failed attempt back). */
+static enum err op(struct store_conn *base, unsigned how,
+                   enum err (*fn)(struct db_conn *c, void *ctx), void *ctx)
 {
-    struct one o = {map_i64, out, false};
-    enum err e = run(c, id, a, what, one_row, &o, NULL);
-
-    if (e == ERR_OK && !o.found)
-        e = ERR_DB; /* RETURNING always returns the row */
-    return e;
-}
-
-/* A write of one statement; ERR_NOT_FOUND when it changed no row. */
-static enum err write_some(struct db_conn *c, enum sql_id id, const struct db_args *a,
-                           const char *what)
-{
-    int64_t changes = 0;
-    enum err e = run(c, id, a, what, NULL, NULL, &changes);
-
-    if (e == ERR_OK && changes == 0)
-        e = ERR_NOT_FOUND;
-    return e;
-}
-
-static enum err begin(struct db_conn *c)
-{
-    return c->drv->op_begin(c);
-}
-
-static enum err end(struct db_conn *c, enum err e)
-{
-    return c->drv->op_end(c, e);
-}
-
-/* Runs fn as one operation, again after a serialization failure or
- * deadlock for as long as the driver allows. */
-static enum err retrying(struct db_conn *c, enum err (*fn)(struct db_conn *c, void *ctx), void *ctx)
-{
+    struct db_conn *c = DB(base);
     int attempt = 0;
     enum err e;
 
     do {
-        e = begin(c);
+        e = c->drv->op_begin(c);
         if (e != ERR_OK)
             return e;
-        e = end(c, fn(c, ctx));
-    } while (c->drv->again(c, e, &attempt));
+        if (how & OP_TX) {
+            e = c->drv->tx_begin(c);
+            if (e == ERR_OK)
+                e = c->drv->tx_end(c, fn(c, ctx));
+        } else {
+            e = fn(c, ctx);
+        }
+        e = c->drv->op_end(c, e);
+    } while ((how & OP_RETRY) && c->drv->again(c, e, &attempt));
     return e;
 }
 
-/* Runs fn in its own transaction. */
-static enum err in_tx(struct db_conn *c, enum err (*fn)(struct db_conn *c, void *ctx), void *ctx)
-{
-    enum err e = c->drv->tx_begin(c);
+/* An operation of one statement. */
+struct single {
+    enum sql_id id;
+    const struct db_args *a;
+    const char *what;
+    enum want want;
+    void (*map)(const struct db_row *r, void *out);
+    void *out;
+};
 
-    if (e != ERR_OK)
-        return e;
-    return c->drv->tx_end(c, fn(c, ctx));
+static enum err single_fn(struct db_conn *c, void *ctx)
+{
+    struct single *s = ctx;
+
+    return stmt(c, s->id, s->a, s->what, s->want, s->map, s->out);
 }
 
-/* ---- operations ---- */
-
-static void conn_close(struct store_conn *base)
+static enum err single(struct store_conn *base, enum sql_id id, const struct db_args *a,
+                       const char *what, enum want want,
+                       void (*map)(const struct db_row *r, void *out), void *out)
 {
-    DB(base)->drv->conn_close(DB(base));
+    struct single s = {id, a, what, want, map, out};
+
+    return op(base, OP_RETRY, single_fn, &s);
 }
 
-static enum err ping(struct store_conn *base)
-{
-    struct db_conn *c = DB(base);
-    enum err e = begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    return end(c, run_one(c, SQL_PING, NULL, "ping", NULL, NULL));
-}
-
-static enum err batch_begin(struct store_conn *base)
-{
-    return DB(base)->drv->batch_begin(DB(base));
-}
-
-static enum err batch_end(struct store_conn *base, bool commit)
-{
-    return DB(base)->drv->batch_end(DB(base), commit);
-}
-
-static enum err org_create(struct store_conn *base, const char *name, int64_t now, int64_t *id)
-{
-    struct db_conn *c = DB(base);
-    struct db_args a = {0};
-    enum err e = begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    a_text(&a, name);
-    a_i64(&a, now);
-    return end(c, insert_id(c, SQL_ORG_INSERT, &a, "org_create", id));
-}
-
-static enum err org_get(struct store_conn *base, int64_t id, struct store_org *out)
-{
-    struct db_conn *c = DB(base);
-    struct db_args a = {0};
-    enum err e = begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    a_i64(&a, id);
-    return end(c, run_one(c, SQL_ORG_GET, &a, "org_get", map_org, out));
-}
-
-static enum err org_count(struct store_conn *base, int64_t *n)
-{
-    struct db_conn *c = DB(base);
-    enum err e = begin(c);
-
-    if (e != ERR_OK)
-        return e;
-    e = run_one(c, SQL_ORG_COUNT, NULL, "org_count", map_i64, n);
-    return end(c, e == ERR_NOT_FOUND ? ERR_DB : e);
-}
-
-/* Lists: each row becomes a record handed to the caller's callback. */
+/* Lists: each row becomes a record handed to the caller's callback. A list
+ * is never run again: the caller has seen its rows. */
 struct list {
+    enum sql_id id;
+    const struct db_args *a;
+    const char *what;
+    db_row_fn row;
     const void *cb; /* the store_*_cb of the record type */
     void *ud;
 };
+
+static enum err list_fn(struct db_conn *c, void *ctx)
+{
+    struct list *l = ctx;
+
+    return run(c, l->id, l->a, l->what, l->row, l, NULL);
+}
+
+static enum err list(struct store_conn *base, enum sql_id id, const struct db_args *a,
+                     const char *what, db_row_fn row, const void *cb, void *ud)
+{
+    struct list l = {id, a, what, row, cb, ud};
+
+    return op(base, 0, list_fn, &l);
+}
+
+/* A list whose one argument is the organisation. */
+static enum err list_org(struct store_conn *base, enum sql_id id, const char *what, int64_t org_id,
+                         db_row_fn row, const void *cb, void *ud)
+{
+    struct db_args a = {0};
+
+    a_i64(&a, org_id);
+    return list(base, id, &a, what, row, cb, ud);
+}
 
 static enum err org_row(void *ud, const struct db_row *r)
 {
@@ -430,27 +410,50 @@ static enum err call_row(void *ud, const struct db_row *r)
     return ((store_call_cb)l->cb)(l->ud, &k);
 }
 
-/* A list operation: statement id with args, one operation. */
-static enum err list(struct store_conn *base, enum sql_id id, const struct db_args *a,
-                     const char *what, db_row_fn row, const void *cb, void *ud)
-{
-    struct db_conn *c = DB(base);
-    struct list l = {cb, ud};
-    enum err e = begin(c);
+/* ---- operations ---- */
 
-    if (e != ERR_OK)
-        return e;
-    return end(c, run(c, id, a, what, row, &l, NULL));
+static void conn_close(struct store_conn *base)
+{
+    DB(base)->drv->conn_close(DB(base));
 }
 
-/* A list whose one argument is the organisation. */
-static enum err list_org(struct store_conn *base, enum sql_id id, const char *what, int64_t org_id,
-                         db_row_fn row, const void *cb, void *ud)
+static enum err ping(struct store_conn *base)
+{
+    return single(base, SQL_PING, NULL, "ping", W_ROW, NULL, NULL);
+}
+
+static enum err batch_begin(struct store_conn *base)
+{
+    return DB(base)->drv->batch_begin(DB(base));
+}
+
+static enum err batch_end(struct store_conn *base, bool commit)
+{
+    return DB(base)->drv->batch_end(DB(base), commit);
+}
+
+static enum err org_create(struct store_conn *base, const char *name, int64_t now, int64_t *id)
 {
     struct db_args a = {0};
 
-    a_i64(&a, org_id);
-    return list(base, id, &a, what, row, cb, ud);
+    a_text(&a, name);
+    a_i64(&a, now);
+    return single(base, SQL_ORG_INSERT, &a, "org_create", W_ID, map_i64, id);
+}
+
+static enum err org_get(struct store_conn *base, int64_t id, struct store_org *out)
+{
+    struct db_args a = {0};
+
+    a_i64(&a, id);
+    return single(base, SQL_ORG_GET, &a, "org_get", W_ROW, map_org, out);
+}
+
+static enum err org_count(struct store_conn *base, int64_t *n)
+{
+    enum err e = single(base, SQL_ORG_COUNT, NULL, "org_count", W_ROW, map_i64, n);
+
+    return e == ERR_NOT_FOUND ? ERR_DB : e;
 }
 
 static enum err org_list(struct store_conn *base, store_org_cb cb, void *ud)
@@ -461,32 +464,24 @@ static enum err org_list(struct store_conn *base, store_org_cb cb, void *ud)
 static enum err key_create(struct store_conn *base, const struct store_key *k,
                            const unsigned char hash[KEY_HASH_LEN], int64_t *id)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_i64(&a, k->org_id);
     a_i64_or_null(&a, k->user_id);
     a_text_or_null(&a, k->name);
     a_text(&a, k->prefix);
     a_blob(&a, hash, KEY_HASH_LEN);
     a_i64(&a, k->created_at);
-    return end(c, insert_id(c, SQL_KEY_INSERT, &a, "key_create", id));
+    return single(base, SQL_KEY_INSERT, &a, "key_create", W_ID, map_i64, id);
 }
 
 static enum err key_find(struct store_conn *base, const unsigned char hash[KEY_HASH_LEN],
                          struct store_key *out)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_blob(&a, hash, KEY_HASH_LEN);
-    return end(c, run_one(c, SQL_KEY_FIND, &a, "key_find", map_key, out));
+    return single(base, SQL_KEY_FIND, &a, "key_find", W_ROW, map_key, out);
 }
 
 static enum err key_list(struct store_conn *base, int64_t org_id, store_key_cb cb, void *ud)
@@ -494,41 +489,25 @@ static enum err key_list(struct store_conn *base, int64_t org_id, store_key_cb c
     return list_org(base, SQL_KEY_LIST, "key_list", org_id, key_row, (const void *)cb, ud);
 }
 
-struct key_revoke {
-    int64_t key_id, now;
-};
-
-static enum err key_revoke_op(struct db_conn *c, void *ctx)
-{
-    struct key_revoke *k = ctx;
-    struct db_args a = {0};
-
-    a_i64(&a, k->key_id);
-    a_i64(&a, k->now);
-    return write_some(c, SQL_KEY_REVOKE, &a, "key_revoke");
-}
-
 static enum err key_revoke(struct store_conn *base, int64_t key_id, int64_t now)
 {
-    struct key_revoke k = {key_id, now};
+    struct db_args a = {0};
 
-    return retrying(DB(base), key_revoke_op, &k);
+    a_i64(&a, key_id);
+    a_i64(&a, now);
+    return single(base, SQL_KEY_REVOKE, &a, "key_revoke", W_CHANGE, NULL, NULL);
 }
 
 static enum err number_add(struct store_conn *base, int64_t org_id, const char *e164,
                            const char *provider, int64_t now, int64_t *id)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_i64(&a, org_id);
     a_text(&a, e164);
     a_text(&a, provider);
     a_i64(&a, now);
-    return end(c, insert_id(c, SQL_NUM_INSERT, &a, "number_add", id));
+    return single(base, SQL_NUM_INSERT, &a, "number_add", W_ID, map_i64, id);
 }
 
 static enum err number_list(struct store_conn *base, int64_t org_id, store_number_cb cb, void *ud)
@@ -538,54 +517,36 @@ static enum err number_list(struct store_conn *base, int64_t org_id, store_numbe
 
 static enum err number_remove_tx(struct db_conn *c, void *ctx)
 {
-    const char *e164 = ctx;
     struct db_args a = {0};
     int64_t id = 0;
     enum err e;
 
-    a_text(&a, e164);
-    e = run_one(c, SQL_NUM_LOCK, &a, "number_remove", map_i64, &id);
+    a_text(&a, ctx);
+    e = stmt(c, SQL_NUM_LOCK, &a, "number_remove", W_ROW, map_i64, &id);
     if (e != ERR_OK)
         return e;
     a.n = 0;
     a_i64(&a, id);
-    e = run_one(c, SQL_NUM_LINKED, &a, "number_remove", NULL, NULL);
+    e = stmt(c, SQL_NUM_LINKED, &a, "number_remove", W_ROW, NULL, NULL);
     if (e == ERR_OK)
         return ERR_CONFLICT;
     if (e != ERR_NOT_FOUND)
         return e;
-    return run(c, SQL_NUM_DELETE, &a, "number_remove", NULL, NULL, NULL);
-}
-
-static enum err number_remove_op(struct db_conn *c, void *ctx)
-{
-    return in_tx(c, number_remove_tx, ctx);
+    return stmt(c, SQL_NUM_DELETE, &a, "number_remove", W_ANY, NULL, NULL);
 }
 
 static enum err number_remove(struct store_conn *base, const char *e164)
 {
-    return retrying(DB(base), number_remove_op, (void *)e164);
-}
-
-struct number_status {
-    const char *e164, *status;
-};
-
-static enum err number_set_status_op(struct db_conn *c, void *ctx)
-{
-    struct number_status *ns = ctx;
-    struct db_args a = {0};
-
-    a_text(&a, ns->e164);
-    a_text(&a, ns->status);
-    return write_some(c, SQL_NUM_SET_STATUS, &a, "number_set_status");
+    return op(base, OP_TX | OP_RETRY, number_remove_tx, (void *)e164);
 }
 
 static enum err number_set_status(struct store_conn *base, const char *e164, const char *status)
 {
-    struct number_status ns = {e164, status};
+    struct db_args a = {0};
 
-    return retrying(DB(base), number_set_status_op, &ns);
+    a_text(&a, e164);
+    a_text(&a, status);
+    return single(base, SQL_NUM_SET_STATUS, &a, "number_set_status", W_CHANGE, NULL, NULL);
 }
 
 static enum err available_list(struct store_conn *base, int64_t org_id, store_number_cb cb,
@@ -596,12 +557,8 @@ static enum err available_list(struct store_conn *base, int64_t org_id, store_nu
 
 static enum err app_create(struct store_conn *base, const struct store_app *app)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_text(&a, app->app_id);
     a_i64(&a, app->org_id);
     a_text(&a, app->name);
@@ -615,21 +572,17 @@ static enum err app_create(struct store_conn *base, const struct store_app *app)
     a_i64_or_null(&a, app->created_by);
     a_i64(&a, app->created_at);
     a_i64_or_null(&a, app->updated_at);
-    return end(c, run(c, SQL_APP_INSERT, &a, "app_create", NULL, NULL, NULL));
+    return single(base, SQL_APP_INSERT, &a, "app_create", W_ANY, NULL, NULL);
 }
 
 static enum err app_get(struct store_conn *base, int64_t org_id, const char *app_id,
                         struct store_app *out)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_text(&a, app_id);
     a_i64(&a, org_id);
-    return end(c, run_one(c, SQL_APP_GET, &a, "app_get", map_app, out));
+    return single(base, SQL_APP_GET, &a, "app_get", W_ROW, map_app, out);
 }
 
 static enum err app_list(struct store_conn *base, int64_t org_id, store_app_cb cb, void *ud)
@@ -637,50 +590,38 @@ static enum err app_list(struct store_conn *base, int64_t org_id, store_app_cb c
     return list_org(base, SQL_APP_LIST, "app_list", org_id, app_row, (const void *)cb, ud);
 }
 
-struct app_update {
-    struct db_args a;
-    struct store_app *out;
-};
-
-static enum err app_update_op(struct db_conn *c, void *ctx)
-{
-    struct app_update *u = ctx;
-
-    return run_one(c, SQL_APP_UPDATE, &u->a, "app_update", map_app, u->out);
-}
-
 static enum err app_update(struct store_conn *base, int64_t org_id, const char *app_id,
                            const struct store_app_patch *p, int64_t now, struct store_app *out)
 {
     const struct store_app *v = &p->vals;
     unsigned f = p->fields;
-    struct app_update u = {.out = out};
-    struct db_args *a = &u.a;
+    struct db_args a = {0};
 
     if (f == 0)
         return app_get(base, org_id, app_id, out);
-    a_text(a, app_id);
-    a_i64(a, org_id);
-    a_bool(a, f & APP_F_NAME);
-    a_text(a, v->name);
-    a_bool(a, f & APP_F_ANSWER_URL);
-    a_text(a, v->answer_url);
-    a_bool(a, f & APP_F_ANSWER_METHOD);
-    a_text(a, v->answer_method);
-    a_bool(a, f & APP_F_HANGUP_URL);
-    a_text_or_null(a, v->hangup_url);
-    a_bool(a, f & APP_F_HANGUP_METHOD);
-    a_text(a, v->hangup_method);
-    a_bool(a, f & APP_F_FALLBACK_URL);
-    a_text_or_null(a, v->fallback_answer_url);
-    a_bool(a, f & APP_F_FALLBACK_METHOD);
-    a_text(a, v->fallback_answer_method);
-    a_bool(a, f & APP_F_STATUS);
-    a_text(a, v->status);
-    a_i64(a, now);
-    return retrying(DB(base), app_update_op, &u);
+    a_text(&a, app_id);
+    a_i64(&a, org_id);
+    a_bool(&a, f & APP_F_NAME);
+    a_text(&a, v->name);
+    a_bool(&a, f & APP_F_ANSWER_URL);
+    a_text(&a, v->answer_url);
+    a_bool(&a, f & APP_F_ANSWER_METHOD);
+    a_text(&a, v->answer_method);
+    a_bool(&a, f & APP_F_HANGUP_URL);
+    a_text_or_null(&a, v->hangup_url);
+    a_bool(&a, f & APP_F_HANGUP_METHOD);
+    a_text(&a, v->hangup_method);
+    a_bool(&a, f & APP_F_FALLBACK_URL);
+    a_text_or_null(&a, v->fallback_answer_url);
+    a_bool(&a, f & APP_F_FALLBACK_METHOD);
+    a_text(&a, v->fallback_answer_method);
+    a_bool(&a, f & APP_F_STATUS);
+    a_text(&a, v->status);
+    a_i64(&a, now);
+    return single(base, SQL_APP_UPDATE, &a, "app_update", W_ROW, map_app, out);
 }
 
+/* What the operations on an app and its links work on. */
 struct app_ref {
     int64_t org_id;
     const char *app_id;
@@ -698,7 +639,7 @@ static enum err app_delete_tx(struct db_conn *c, void *ctx)
 
     a_text(&a, r->app_id);
     a_i64(&a, r->org_id);
-    e = write_some(c, SQL_APP_DELETE, &a, "app_delete");
+    e = stmt(c, SQL_APP_DELETE, &a, "app_delete", W_CHANGE, NULL, NULL);
     if (e != ERR_OK)
         return e;
     /* A new statement sees every link committed while DELETE waited for
@@ -706,19 +647,14 @@ static enum err app_delete_tx(struct db_conn *c, void *ctx)
     a.n = 0;
     a_text(&a, r->app_id);
     a_i64(&a, r->now);
-    return run(c, SQL_LINKS_OFF_APP, &a, "app_delete", NULL, NULL, NULL);
-}
-
-static enum err app_delete_op(struct db_conn *c, void *ctx)
-{
-    return in_tx(c, app_delete_tx, ctx);
+    return stmt(c, SQL_LINKS_OFF_APP, &a, "app_delete", W_ANY, NULL, NULL);
 }
 
 static enum err app_delete(struct store_conn *base, int64_t org_id, const char *app_id, int64_t now)
 {
     struct app_ref r = {.org_id = org_id, .app_id = app_id, .now = now};
 
-    return retrying(DB(base), app_delete_op, &r);
+    return op(base, OP_TX | OP_RETRY, app_delete_tx, &r);
 }
 
 /* ERR_OK when the org has the app, ERR_NOT_FOUND when not; on ERR_OK the
@@ -729,7 +665,7 @@ static enum err app_lock(struct db_conn *c, const struct app_ref *r)
 
     a_text(&a, r->app_id);
     a_i64(&a, r->org_id);
-    return run_one(c, SQL_APP_LOCK, &a, "app_lock", NULL, NULL);
+    return stmt(c, SQL_APP_LOCK, &a, "app_lock", W_ROW, NULL, NULL);
 }
 
 struct number_for_link {
@@ -760,7 +696,7 @@ static enum err link_create_tx(struct db_conn *c, void *ctx)
         return e;
     a_text(&a, r->e164);
     a_i64(&a, r->org_id);
-    e = run_one(c, SQL_NUM_FOR_LINK, &a, "link_create", map_number_for_link, &num);
+    e = stmt(c, SQL_NUM_FOR_LINK, &a, "link_create", W_ROW, map_number_for_link, &num);
     if (e == ERR_NOT_FOUND || (e == ERR_OK && strcmp(num.status, "ACTIVE") != 0))
         return ERR_INVALID;
     if (e != ERR_OK)
@@ -768,7 +704,7 @@ static enum err link_create_tx(struct db_conn *c, void *ctx)
 
     a.n = 0;
     a_i64(&a, num.id);
-    e = run_one(c, SQL_LINK_BY_NUM, &a, "link_create", map_link, out);
+    e = stmt(c, SQL_LINK_BY_NUM, &a, "link_create", W_ROW, map_link, out);
     if (e == ERR_OK)
         return strcmp(out->app_id, r->app_id) == 0 ? ERR_OK : ERR_CONFLICT;
     if (e != ERR_NOT_FOUND)
@@ -780,7 +716,7 @@ static enum err link_create_tx(struct db_conn *c, void *ctx)
     a_i64(&a, num.id);
     a_text(&a, r->e164);
     a_i64(&a, r->now);
-    e = run(c, SQL_LINK_INSERT, &a, "link_create", NULL, NULL, NULL);
+    e = stmt(c, SQL_LINK_INSERT, &a, "link_create", W_ANY, NULL, NULL);
     if (e != ERR_OK)
         return e;
     snprintf(out->app_id, sizeof(out->app_id), "%s", r->app_id);
@@ -792,19 +728,15 @@ static enum err link_create_tx(struct db_conn *c, void *ctx)
     return ERR_OK;
 }
 
-static enum err link_create_op(struct db_conn *c, void *ctx)
-{
-    return in_tx(c, link_create_tx, ctx);
-}
-
 static enum err link_create(struct store_conn *base, int64_t org_id, const char *app_id,
                             const char *e164, int64_t now, struct store_link *out)
 {
     struct app_ref r = {org_id, app_id, e164, now, out, NULL};
 
-    return retrying(DB(base), link_create_op, &r);
+    return op(base, OP_TX | OP_RETRY, link_create_tx, &r);
 }
 
+/* The app's links; a row with a NULL link says the app exists without any. */
 struct link_walk {
     store_link_cb cb;
     void *ud;
@@ -813,32 +745,28 @@ struct link_walk {
 
 static enum err link_row(void *ud, const struct db_row *r)
 {
-    struct link_walk *lw = ud;
-    struct store_link l;
+    struct list *l = ud;
+    struct link_walk *lw = l->ud;
+    struct store_link link;
 
     lw->app = true;
     if (col_null(r, 0))
-        return ERR_OK; /* the app, without links */
-    row_link(r, &l);
-    return lw->cb(lw->ud, &l);
+        return ERR_OK;
+    row_link(r, &link);
+    return lw->cb(lw->ud, &link);
 }
 
 static enum err link_list(struct store_conn *base, int64_t org_id, const char *app_id,
                           store_link_cb cb, void *ud)
 {
-    struct db_conn *c = DB(base);
     struct link_walk lw = {cb, ud, false};
     struct db_args a = {0};
-    enum err e = begin(c);
+    enum err e;
 
-    if (e != ERR_OK)
-        return e;
     a_text(&a, app_id);
     a_i64(&a, org_id);
-    e = run(c, SQL_LINK_LIST, &a, "link_list", link_row, &lw, NULL);
-    if (e == ERR_OK && !lw.app)
-        e = ERR_NOT_FOUND;
-    return end(c, e);
+    e = list(base, SQL_LINK_LIST, &a, "link_list", link_row, NULL, &lw);
+    return e == ERR_OK && !lw.app ? ERR_NOT_FOUND : e;
 }
 
 static enum err link_delete_tx(struct db_conn *c, void *ctx)
@@ -856,15 +784,10 @@ static enum err link_delete_tx(struct db_conn *c, void *ctx)
     a_text(&a, r->app_id);
     a_text(&a, r->e164);
     a_i64(&a, r->now);
-    e = write_some(c, SQL_LINK_OFF, &a, "link_delete");
+    e = stmt(c, SQL_LINK_OFF, &a, "link_delete", W_CHANGE, NULL, NULL);
     if (e == ERR_NOT_FOUND)
         *r->miss = STORE_MISS_LINK;
     return e;
-}
-
-static enum err link_delete_op(struct db_conn *c, void *ctx)
-{
-    return in_tx(c, link_delete_tx, ctx);
 }
 
 static enum err link_delete(struct store_conn *base, int64_t org_id, const char *app_id,
@@ -873,7 +796,7 @@ static enum err link_delete(struct store_conn *base, int64_t org_id, const char 
     struct app_ref r = {org_id, app_id, e164, now, NULL, miss};
 
     *miss = STORE_MISS_NONE;
-    return retrying(DB(base), link_delete_op, &r);
+    return op(base, OP_TX | OP_RETRY, link_delete_tx, &r);
 }
 
 struct route {
@@ -894,25 +817,17 @@ static void map_route(const struct db_row *r, void *out)
 static enum err number_route(struct store_conn *base, const char *e164, int64_t *org_id,
                              char number_status[STATUS_MAX + 1], struct store_app *app)
 {
-    struct db_conn *c = DB(base);
     struct route rt = {org_id, number_status, app};
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_text(&a, e164);
-    return end(c, run_one(c, SQL_NUM_ROUTE, &a, "number_route", map_route, &rt));
+    return single(base, SQL_NUM_ROUTE, &a, "number_route", W_ROW, map_route, &rt);
 }
 
 static enum err call_create(struct store_conn *base, const struct store_call *k)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_text(&a, k->call_uuid);
     a_text_or_null(&a, k->request_uuid);
     a_i64(&a, k->org_id);
@@ -927,17 +842,13 @@ static enum err call_create(struct store_conn *base, const struct store_call *k)
     a_i64(&a, k->duration);
     a_text_or_null(&a, k->hangup_cause);
     a_i64(&a, k->created_at);
-    return end(c, run(c, SQL_CALL_INSERT, &a, "call_create", NULL, NULL, NULL));
+    return single(base, SQL_CALL_INSERT, &a, "call_create", W_ANY, NULL, NULL);
 }
 
 static enum err call_update(struct store_conn *base, const struct store_call *k)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_text(&a, k->call_uuid);
     a_text(&a, k->status);
     a_i64_or_null(&a, k->started_at);
@@ -945,21 +856,17 @@ static enum err call_update(struct store_conn *base, const struct store_call *k)
     a_i64_or_null(&a, k->ended_at);
     a_i64(&a, k->duration);
     a_text_or_null(&a, k->hangup_cause);
-    return end(c, write_some(c, SQL_CALL_UPDATE, &a, "call_update"));
+    return single(base, SQL_CALL_UPDATE, &a, "call_update", W_CHANGE, NULL, NULL);
 }
 
 static enum err call_get(struct store_conn *base, int64_t org_id, const char *id,
                          struct store_call *out)
 {
-    struct db_conn *c = DB(base);
     struct db_args a = {0};
-    enum err e = begin(c);
 
-    if (e != ERR_OK)
-        return e;
     a_i64(&a, org_id);
     a_text(&a, id);
-    return end(c, run_one(c, SQL_CALL_GET, &a, "call_get", map_call, out));
+    return single(base, SQL_CALL_GET, &a, "call_get", W_ROW, map_call, out);
 }
 
 static enum err call_list(struct store_conn *base, int64_t org_id, int64_t before_seq, int limit,
