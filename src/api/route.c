@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "core/utf8.h"
 #include "http/http.h"
 
 #define SEGS_MAX 6
@@ -46,12 +47,15 @@ static bool split(const char *path, size_t len, struct seg *segs, int *nsegs)
     return true;
 }
 
+/* Nothing checks an app id's format before the store looks it up, so text
+ * that is not UTF-8 is dropped here: no app has such an id, and the store
+ * takes only valid text. */
 static void decode_app_id(const struct seg *s, struct route_match *m)
 {
     size_t n;
 
     if (http_path_decode(s->p, s->n, m->app_id, sizeof(m->app_id), &n) != ERR_OK ||
-        strlen(m->app_id) != n)
+        strlen(m->app_id) != n || !utf8_valid(m->app_id, n))
         m->app_id[0] = '\0';
 }
 

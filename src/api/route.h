@@ -28,7 +28,7 @@ enum route_id {
 struct route_match {
     enum route_id id;
     /* The decoded :app_id, or "" when it cannot be an app id (bad escape,
-     * too long, NUL): such an id matches no app. */
+     * too long, NUL, not UTF-8): such an id matches no app. */
     char app_id[APP_ID_LEN + 1];
     /* The decoded :voip_number with a leading space read as '+', and its
      * length (it may hold NULs); number_ok is false when it could not be

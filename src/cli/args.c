@@ -14,6 +14,7 @@
 #include "core/e164.h"
 #include "core/netaddr.h"
 #include "core/parse.h"
+#include "core/utf8.h"
 #include "sip/sip.h"
 
 enum opt_id {
@@ -736,6 +737,8 @@ static int check_required(struct cli *c, char *err, size_t errsz)
             return usage_err(err, errsz,
                              "--name must be 1 to 200 characters without control "
                              "characters");
+        if (!utf8_valid(c->name, strlen(c->name)))
+            return usage_err(err, errsz, "--name must be valid UTF-8 text");
         break;
     case CMD_KEY_CREATE:
         if (!c->org)
@@ -744,6 +747,8 @@ static int check_required(struct cli *c, char *err, size_t errsz)
             return usage_err(err, errsz,
                              "--name must be 1 to 100 characters without control "
                              "characters");
+        if (c->name && !utf8_valid(c->name, strlen(c->name)))
+            return usage_err(err, errsz, "--name must be valid UTF-8 text");
         break;
     case CMD_KEY_LIST:
     case CMD_NUMBER_LIST:
@@ -759,6 +764,8 @@ static int check_required(struct cli *c, char *err, size_t errsz)
             return usage_err(err, errsz,
                              "--provider must be 1 to 64 characters without control "
                              "characters");
+        if (!utf8_valid(c->provider, strlen(c->provider)))
+            return usage_err(err, errsz, "--provider must be valid UTF-8 text");
         break;
     case CMD_KEY_REVOKE:
         if (!parse_uint(c->args[0], 1, INT64_MAX, &v))

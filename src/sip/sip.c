@@ -25,6 +25,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "sip/sip.h"
 #include "sip/srtp.h"
 
@@ -434,6 +435,15 @@ static void copy_pl(const struct pl *pl, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* A user part as text: characters as sent, each byte of no valid UTF-8
+ * character as an RFC 3261 escape, cut to fit between characters and
+ * escapes. Carriers send anything; this is where it becomes the text the
+ * call record and the webhooks carry. */
+static void copy_user(const struct pl *pl, char *out, size_t size)
+{
+    (void)utf8_escape(out, size, pl->p, pl->l);
+}
+
 /* What sfvopi reads of a decoded message; shared by the INVITE handler,
  * the datagram hook and the fuzz harness, so that all read alike. */
 static void msg_peek(const struct sip_msg *msg, const char *sip_user, struct sip_peek *out)
@@ -449,11 +459,11 @@ static void msg_peek(const struct sip_msg *msg, const char *sip_user, struct sip
     copy_pl(&msg->callid, out->call_id, sizeof(out->call_id));
     out->call_id_len = msg->callid.l;
     out->to_tag = pl_isset(&msg->to.tag);
-    copy_pl(&msg->uri.user, ruri_user, sizeof(ruri_user));
-    copy_pl(&msg->to.uri.user, to_user, sizeof(to_user));
+    copy_user(&msg->uri.user, ruri_user, sizeof(ruri_user));
+    copy_user(&msg->to.uri.user, to_user, sizeof(to_user));
     snprintf(out->called, sizeof(out->called), "%s",
              msg->req ? policy_called_user(ruri_user, to_user, sip_user) : "");
-    copy_pl(&msg->from.uri.user, out->from, sizeof(out->from));
+    copy_user(&msg->from.uri.user, out->from, sizeof(out->from));
     out->reason_cause = msg_reason_cause(msg);
 }
 

@@ -17,7 +17,7 @@
 #include "core/err.h"
 #include "sip/policy.h"
 
-/* A SIP user part as we keep it (cut to fit), plus NUL. */
+/* A SIP user part as we keep it (UTF-8, cut to fit), plus NUL. */
 #define SIP_USER_MAX 65
 
 /* --- the loop --- */
@@ -175,8 +175,10 @@ bool sip_ep_can_dial(const struct sip_ep *ep);
 
 /* The user part naming the called number (policy_called_user: the To
  * user when the Request-URI user is the configured --sip-user, else the
- * Request-URI user) and the From user part, as sent, cut to
- * SIP_USER_MAX - 1 bytes. */
+ * Request-URI user) and the From user part, as sent, made UTF-8 text: each
+ * byte that is not part of a valid character becomes an escape "%XX", and
+ * the text is cut to SIP_USER_MAX - 1 bytes, never inside a character or
+ * an escape. */
 const char *sip_incoming_to(const struct sip_incoming *in);
 const char *sip_incoming_from(const struct sip_incoming *in);
 
@@ -230,9 +232,11 @@ struct sip_peek {
     char method[16]; /* a request's method, cut to fit */
     char cseq_method[16];
     uint32_t cseq;
-    char call_id[128];         /* cut to fit */
-    size_t call_id_len;        /* as sent */
-    bool to_tag;               /* the To header has a tag (inside a dialog) */
+    char call_id[128];  /* cut to fit */
+    size_t call_id_len; /* as sent */
+    bool to_tag;        /* the To header has a tag (inside a dialog) */
+    /* User parts as sip_incoming_to and sip_incoming_from give them (UTF-8,
+     * invalid bytes escaped, cut between characters). */
     char called[SIP_USER_MAX]; /* requests: policy_called_user of R-URI and To users */
     char from[SIP_USER_MAX];   /* the From user part */
     int reason_cause;          /* Q.850 cause of a Reason header, 0 if none */

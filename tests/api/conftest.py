@@ -78,6 +78,20 @@ REQ_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 PREFIXES = ["/sfvopi", "/superfone/sfvopi"]
 
+# Path segments whose percent-decoded bytes are not UTF-8 text (RFC 3629), each short enough to
+# be an id otherwise. They name nothing, on either backend: the server never asks the database
+# (PostgreSQL would refuse such text), so the answer is the plain not-found one.
+NOT_UTF8 = {
+    "overlong-nul": "%C0%80",
+    "overlong-3": "%E0%80%80",
+    "overlong-4": "%F0%80%80%80",
+    "surrogate": "%ED%A0%80",
+    "above-10ffff": "%F4%90%80%80",
+    "ff": "sfv_app_abc123%FF",
+    "truncated": "sfv_app_%C3%28",
+    "latin1": "caf%E9",
+}
+
 BODY_LIMIT = 64 * 1024
 
 

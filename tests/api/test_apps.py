@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import (
-    APP_FIELDS, APP_ID_RE, MSG_APP_NOT_FOUND, MSG_INVALID, MSG_NUM_APP_NOT_FOUND,
+    APP_FIELDS, APP_ID_RE, MSG_APP_NOT_FOUND, MSG_INVALID, MSG_NUM_APP_NOT_FOUND, NOT_UTF8,
     assert_compact, assert_error, assert_recent, ok, parse_ts,
 )
 
@@ -303,6 +303,21 @@ def test_get_unknown_app(shared_org, prefix, app_id):
                          ids=["1000-chars", "encoded-slash", "encoded-nul", "space"])
 def test_get_odd_app_ids(shared_org, app_id):
     assert_error(shared_org.client().get(f"/apps/{app_id}"), 404, MSG_APP_NOT_FOUND)
+
+
+@pytest.mark.parametrize("app_id", list(NOT_UTF8.values()), ids=list(NOT_UTF8))
+def test_app_id_not_utf8_is_not_found(shared_api, app_id):
+    """get, update (after the body's checks) and delete: the plain 404, nothing changed."""
+    app = shared_api.create_app()
+    before = shared_api.list_apps()
+    for resp in (shared_api.get(f"/apps/{app_id}"),
+                 shared_api.put(f"/apps/{app_id}", json={"name": "x"}),
+                 shared_api.put(f"/apps/{app_id}", json={}),
+                 shared_api.delete(f"/apps/{app_id}")):
+        assert_error(resp, 404, MSG_APP_NOT_FOUND)
+    assert_error(shared_api.put(f"/apps/{app_id}", json={"name": None}), 400, MSG_INVALID)
+    assert shared_api.list_apps() == before
+    assert shared_api.get_app(app["app_id"]) == app
 
 
 def test_get_app_id_is_exact(api):

@@ -13,8 +13,8 @@ import uuid
 import pytest
 import requests
 
-from conftest import (MSG_INVALID, MSG_METHOD, MSG_UNAUTH, PREFIXES, TS_RE, assert_error,
-                      assert_compact, assert_json_ct, new_number)
+from conftest import (MSG_INVALID, MSG_METHOD, MSG_UNAUTH, NOT_UTF8, PREFIXES, TS_RE,
+                      assert_error, assert_compact, assert_json_ct, new_number)
 
 MSG_OFF = "Failed to initiate outbound call: calling is not configured"
 MSG_CALL_NOT_FOUND = "Call not found"
@@ -358,7 +358,8 @@ def test_get_not_found(server, db_url, caller):
                 "sfv_ob_req_000000000000", "nonsense", "sfv_ob_req_ABCDEFGHIJKL",
                 "sfv_ob_req_00000000000", "sfv_ob_req_0000000000000",
                 str(uuid.uuid4()).replace("-", ""), str(uuid.uuid4())[:-1] + "g",
-                "%00", "%zz", "x" * 300, "%27%20OR%201%3D1--"]:
+                "%00", "%zz", "x" * 300, "%27%20OR%201%3D1--", *NOT_UTF8.values(),
+                "sfv_ob_req_00000000000%FF", theirs["call_uuid"][:-2] + "%C3"]:
         assert_error(api.get("/calls/" + cid), 404, MSG_CALL_NOT_FOUND)
 
 

@@ -360,6 +360,35 @@ def test_inbound_caller_that_is_not_a_number_is_passed_as_sent(srv, line, fc, wo
     assert answer.payload["from"] == "anonymous" and hangup.payload["from"] == "anonymous"
 
 
+# Inbound From user parts longer than a call record's 64 bytes, with bytes that are not UTF-8
+# (passed to SIPp as raw bytes through surrogateescape), and what the record and the webhooks
+# carry: the text as sent, each stray byte as %XX, cut at 64 bytes between characters and escapes.
+NOT_UTF8_CALLERS = {
+    # "%C3(%FF" and 55 letters are 62 bytes: the euro sign (3 bytes) would end at 65.
+    "character-straddles-the-cut": ("\udcc3(\udcff" + "a" * 55 + "\u20actail",
+                                    "%C3(%FF" + "a" * 55),
+    # ... and with 56 letters, the escape of 0xFE would.
+    "escape-straddles-the-cut": ("\udcc3(\udcff" + "a" * 56 + "\udcfetail",
+                                 "%C3(%FF" + "a" * 56),
+    "short-valid-text-kept": ("caf\u00e9\udce9", "caf\u00e9%E9"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_UTF8_CALLERS))
+def test_inbound_caller_not_utf8_is_escaped_and_cut_between_characters(srv, line, fc, work, case):
+    caller, want = NOT_UTF8_CALLERS[case]
+    assert len(want.encode()) <= 64
+    with uac(srv, work, "in_answer_bye", line.number, caller=caller, duration_ms=300) as c:
+        finish(srv, c)
+    answer, hangup = expect_hits(fc, "/answer", "/hangup")
+    a = check_payload(answer, "answer", direction="INBOUND", frm=want, to=line.number,
+                      status="IN_PROGRESS")
+    h = check_payload(hangup, "hangup", direction="INBOUND", frm=want, to=line.number,
+                      status="COMPLETED", call_uuid=a["call_uuid"], cause="16")
+    rec = check_record(line, h)
+    assert rec["from"] == want, rec
+
+
 def test_inbound_app_without_hangup_url_gets_no_hangup_webhook(srv, fc, work):
     org = srv.make_org()
     api = org.client()

@@ -353,6 +353,36 @@ def test_malformed_values_are_named_then_usage(args, msg):
     assert lines[1].startswith("usage: sfvopi"), cp.stderr
 
 
+# Text arguments that are not UTF-8 (raw bytes, passed through Python's surrogateescape).
+NOT_UTF8_ARGS = {
+    "org-name-latin1": (["org", "create", "--name", "Caf\udce9"], "--name"),
+    "org-name-overlong": (["org", "create", "--name", "\udcc0\udc80"], "--name"),
+    "key-name-surrogate": (["key", "create", "--org", "{org}", "--name", "k\udced\udca0\udc80"],
+                           "--name"),
+    "provider-truncated": (["number", "add", "--org", "{org}", "--provider", "p\udcc3(",
+                            "{number}"], "--provider"),
+    "provider-above-10ffff": (["number", "add", "--org", "{org}", "--provider",
+                               "\udcf4\udc90\udc80\udc80", "{number}"], "--provider"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_UTF8_ARGS))
+def test_text_argument_not_utf8_is_a_usage_error(db, case):
+    """The same usage error on SQLite and PostgreSQL (which would refuse such text), and the
+    database is left as it was."""
+    org = create_org(db)
+    args, opt = NOT_UTF8_ARGS[case]
+    number = new_number()
+    cp = sf(db, *[a.format(org=org, number=number) for a in args])
+    assert cp.returncode == 2 and cp.stdout == "", cp
+    lines = cp.stderr.splitlines()
+    assert lines[0] == f"sfvopi: {opt} must be valid UTF-8 text", cp.stderr
+    assert lines[1].startswith("usage: sfvopi"), cp.stderr
+    assert rows(sf(db, "org", "list")) == [[str(org), "Acme"]]
+    assert cli_ok(sf(db, "key", "list", "--org", org)) == []
+    assert cli_ok(sf(db, "number", "list", "--org", org)) == []
+
+
 def test_unreachable_database_is_one_line_with_its_cause(tmp_path):
     """CLI.md: one line on stderr that names what was wrong, never a stack of driver messages."""
     cp = run_cli("--db", f"sqlite:{tmp_path}/missing/dir/x.db", "org", "list", timeout=10)

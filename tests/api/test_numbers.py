@@ -6,7 +6,8 @@ import pytest
 
 from conftest import (
     AVAILABLE_FIELDS, LINK_FIELDS, MSG_APP_NOT_FOUND, MSG_INVALID, MSG_NOT_LINKED,
-    MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, MSG_NUM_NOT_OWNED, assert_compact, assert_error,
+    MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, MSG_NUM_NOT_OWNED, NOT_UTF8, assert_compact,
+    assert_error,
     assert_recent, cli_ok, new_number, ok, parse_ts,
 )
 
@@ -409,6 +410,28 @@ def test_unlink_unknown_app(api, org, prefix):
     # App check first, even for an invalid number.
     assert_error(c.delete("/apps/sfv_app_000000000000/numbers/abc"), 404, MSG_NUM_APP_NOT_FOUND)
     assert [x["voip_number"] for x in api.numbers(app["app_id"])] == [num]
+
+
+@pytest.mark.parametrize("bad", list(NOT_UTF8.values()), ids=list(NOT_UTF8))
+def test_path_params_not_utf8(shared_org, bad):
+    """An app id that is not UTF-8 names no app, on every number route, after the body's checks
+    and before the number's; a number that is not UTF-8 is linked to nothing."""
+    api = shared_org.client()
+    app = api.create_app()
+    num, free = shared_org.add_numbers(2)
+    api.link(app["app_id"], num)
+    assert_error(api.post(f"/apps/{bad}/numbers", json={"voip_number": free}),
+                 404, MSG_NUM_APP_NOT_FOUND)
+    assert_error(api.post(f"/apps/{bad}/numbers", json={"voip_number": new_number()}),
+                 404, MSG_NUM_APP_NOT_FOUND)
+    assert_error(api.post(f"/apps/{bad}/numbers", json={"voip_number": "abc"}), 400, MSG_INVALID)
+    assert_error(api.get(f"/apps/{bad}/numbers"), 404, MSG_NUM_APP_NOT_FOUND)
+    assert_error(api.delete(f"/apps/{bad}/numbers/{num}"), 404, MSG_NUM_APP_NOT_FOUND)
+    assert_error(api.delete(f"/apps/{bad}/numbers/{bad}"), 404, MSG_NUM_APP_NOT_FOUND)
+    assert_error(api.delete(f"/apps/{app['app_id']}/numbers/{bad}"), 404, MSG_NOT_LINKED)
+    assert_error(api.delete(f"/apps/{app['app_id']}/numbers/{num}{bad}"), 404, MSG_NOT_LINKED)
+    assert [x["voip_number"] for x in api.numbers(app["app_id"])] == [num]
+    assert free in api.available_numbers()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
  * rule, Call-ID, CSeq and the Reason header's Q.850 cause), and the rules
  * fed from it: the digest challenge count, and the --sip-allow parser on the
  * same bytes. Whatever the input: every string read is NUL-terminated within
- * its field, the called number is one of the two user parts, a cause is 0 or
- * 1-127, and an accepted allowlist holds at most ALLOW_MAX rules, each with
- * zero host bits. */
+ * its field, the called number is one of the two user parts, both user
+ * parts are valid UTF-8 text, a cause is 0 or 1-127, and an accepted
+ * allowlist holds at most ALLOW_MAX rules, each with zero host bits. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "sip/policy.h"
 #include "sip/sip.h"
 
@@ -36,6 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_str(pk.call_id, sizeof(pk.call_id));
         check_str(pk.called, sizeof(pk.called));
         check_str(pk.from, sizeof(pk.from));
+        if (!utf8_valid(pk.called, strlen(pk.called)) || !utf8_valid(pk.from, strlen(pk.from)))
+            abort();
         if (pk.reason_cause < 0 || pk.reason_cause > 127)
             abort();
         if (pk.request != (pk.code == 0))

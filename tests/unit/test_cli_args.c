@@ -732,6 +732,24 @@ static void test_names_and_providers(void **state)
     PARSE(&r, "key", "create", "--org", "1", "--name", "");
     assert_usage(&r, "--name");
     assert_int_equal(PARSE(&r, "org", "create", "--name", "Caf\xc3\xa9 & Co"), CLI_OK);
+    /* Text that is not UTF-8 never reaches the database, whichever backend. */
+    PARSE(&r, "org", "create", "--name", "Caf\xe9");
+    assert_usage(&r, "--name must be valid UTF-8");
+    PARSE(&r, "org", "create", "--name", "\xc0\x80");
+    assert_usage(&r, "--name must be valid UTF-8");
+    PARSE(&r, "key", "create", "--org", "1", "--name", "k\xed\xa0\x80");
+    assert_usage(&r, "--name must be valid UTF-8");
+    assert_int_equal(PARSE(&r, "key", "create", "--org", "1", "--name", "\xf0\x9f\x94\x91"),
+                     CLI_OK);
+    PARSE(&r, "number", "add", "--org", "1", "--provider", "p\xc3(", "8000000001");
+    assert_usage(&r, "--provider must be valid UTF-8");
+    PARSE(&r, "number", "add", "--org", "1", "--provider", "\xf4\x90\x80\x80", "8000000001");
+    assert_usage(&r, "--provider must be valid UTF-8");
+    assert_int_equal(PARSE(&r, "number", "add", "--org", "1", "--provider",
+                           "T\xc3\xa9l\xc3\xa9"
+                           "com",
+                           "8000000001"),
+                     CLI_OK);
 }
 
 /* "number add" takes many numbers, in order, up to CLI_POS_MAX. */

@@ -238,6 +238,15 @@ static void test_app_id_decoding(void **state)
         {"/sfvopi/apps/%zz/numbers/+918000000001", ROUTE_APP_NUMBER, ""},
         {"/sfvopi/apps/+", ROUTE_APP, "+"},
         {"/sfvopi/apps/%20", ROUTE_APP, " "},
+        /* So does text that is not UTF-8, escaped or raw; UTF-8 is kept. */
+        {"/sfvopi/apps/%C0%80", ROUTE_APP, ""},
+        {"/sfvopi/apps/sfv_app_%FF", ROUTE_APP, ""},
+        {"/sfvopi/apps/%ED%A0%80", ROUTE_APP, ""},
+        {"/sfvopi/apps/%F4%90%80%80/numbers", ROUTE_APP_NUMBERS, ""},
+        {"/sfvopi/apps/%C3(/numbers/+918000000001", ROUTE_APP_NUMBER, ""},
+        {"/sfvopi/apps/\xff\xfe", ROUTE_APP, ""},
+        {"/sfvopi/apps/%C3%A9", ROUTE_APP, "\xc3\xa9"},
+        {"/sfvopi/apps/\xf0\x9f\x98\x80", ROUTE_APP, "\xf0\x9f\x98\x80"},
     };
 
     (void)state;
