@@ -128,11 +128,11 @@ static void record_sync(struct call *c, bool force)
         return;
     c->last_status = st;
     c->last_answered = c->sm.answered;
-    copy_str(r->status, sizeof(r->status), callsm_status_name(st));
+    copy_str(r->status, sizeof(r->status), call_status_name(st));
     if (c->sm.state != CALL_STATE_QUEUED)
         r->started_at = wall_of(c, c->sm.started_at_ms);
     r->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
-    if (callsm_status_final(st)) {
+    if (call_status_final(st)) {
         r->ended_at = wall_of(c, c->sm.ended_at_ms);
         r->duration = callsm_duration_s(&c->sm);
         copy_str(r->hangup_cause, sizeof(r->hangup_cause), c->sm.hangup_cause);
@@ -152,11 +152,11 @@ static void webhook_fill(struct call *c)
     copy_str(w->request_uuid, sizeof(w->request_uuid), c->rec.request_uuid);
     copy_str(w->from, sizeof(w->from), c->rec.from);
     copy_str(w->to, sizeof(w->to), c->rec.to);
-    w->direction = c->sm.direction == CALL_DIR_INBOUND ? WEBHOOK_DIR_INBOUND : WEBHOOK_DIR_OUTBOUND;
-    w->call_status = (enum webhook_status)st;
+    w->direction = c->sm.direction;
+    w->call_status = st;
     w->started_at = c->sm.state != CALL_STATE_QUEUED ? wall_of(c, c->sm.started_at_ms) : 0;
     w->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
-    w->ended_at = callsm_status_final(st) ? wall_of(c, c->sm.ended_at_ms) : 0;
+    w->ended_at = call_status_final(st) ? wall_of(c, c->sm.ended_at_ms) : 0;
     copy_str(w->hangup_cause, sizeof(w->hangup_cause), c->sm.hangup_cause);
 }
 
@@ -557,8 +557,8 @@ static int on_invite(void *arg, struct sip_incoming *in)
     else
         copy_str(c->rec.from, sizeof(c->rec.from), from_raw);
     copy_str(c->rec.to, sizeof(c->rec.to), to);
-    copy_str(c->rec.direction, sizeof(c->rec.direction), "INBOUND");
-    copy_str(c->rec.status, sizeof(c->rec.status), "RINGING");
+    copy_str(c->rec.direction, sizeof(c->rec.direction), call_direction_name(CALL_DIR_INBOUND));
+    copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_RINGING));
     c->last_status = CALL_STATUS_RINGING;
     c->rec.started_at = wall_of(c, now);
     c->rec.created_at = c->rec.started_at;
@@ -578,7 +578,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
     if (err != ERR_OK) {
         /* Refused (488 or 503): recorded as failed, no webhook. */
         c->rec.ended_at = clock_now_ms();
-        copy_str(c->rec.status, sizeof(c->rec.status), "FAILED");
+        copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_FAILED));
         copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause),
                  err == ERR_INVALID ? "88" : "41");
         (void)e->db->ops->call_update(e->db, &c->rec);
@@ -671,7 +671,7 @@ static void app_deleted(struct engine *e, const char *app_id)
 
         next = c->next;
         if (strcmp(c->rec.app_id, app_id) != 0 || c->sm.answered ||
-            callsm_status_final(callsm_status(&c->sm)))
+            call_status_final(callsm_status(&c->sm)))
             continue;
         log_info("msg=\"call cancelled: its app was deleted\" call=%s", c->rec.call_uuid);
         (void)apply(c, &ev);
@@ -928,8 +928,8 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
     copy_str(c->rec.app_id, sizeof(c->rec.app_id), req->app_id);
     copy_str(c->rec.from, sizeof(c->rec.from), req->from);
     copy_str(c->rec.to, sizeof(c->rec.to), req->to);
-    copy_str(c->rec.direction, sizeof(c->rec.direction), "OUTBOUND");
-    copy_str(c->rec.status, sizeof(c->rec.status), "QUEUED");
+    copy_str(c->rec.direction, sizeof(c->rec.direction), call_direction_name(CALL_DIR_OUTBOUND));
+    copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_QUEUED));
     c->rec.created_at = clock_now_ms();
     err = db->ops->call_create(db, &c->rec);
     if (err != ERR_OK) {
@@ -943,7 +943,7 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
     err = sip_queue_push(e->queue, MSG_PLACE, c);
     if (err != ERR_OK) {
         /* Stored but never started: close the record honestly. */
-        copy_str(c->rec.status, sizeof(c->rec.status), "FAILED");
+        copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_FAILED));
         copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause), "41");
         c->rec.ended_at = clock_now_ms();
         (void)db->ops->call_update(db, &c->rec);

@@ -9,26 +9,6 @@
 #include "core/clock.h"
 #include "json/json.h"
 
-static const char *const status_names[] = {
-    "QUEUED", "RINGING", "IN_PROGRESS", "COMPLETED", "NO_ANSWER", "BUSY", "CANCELED", "FAILED",
-};
-
-const char *webhook_status_name(enum webhook_status s)
-{
-    return (unsigned)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "";
-}
-
-const char *webhook_direction_name(enum webhook_direction d)
-{
-    return d == WEBHOOK_DIR_OUTBOUND ? "OUTBOUND" : "INBOUND";
-}
-
-bool webhook_status_final(enum webhook_status s)
-{
-    return s == WEBHOOK_STATUS_COMPLETED || s == WEBHOOK_STATUS_NO_ANSWER ||
-           s == WEBHOOK_STATUS_BUSY || s == WEBHOOK_STATUS_CANCELED || s == WEBHOOK_STATUS_FAILED;
-}
-
 int64_t webhook_duration(const struct webhook_call *c)
 {
     if (!c->answered_at || c->ended_at <= c->answered_at)
@@ -124,15 +104,15 @@ static enum err write_fields(enum webhook_kind kind, const struct webhook_call *
 
     switch (kind) {
     case WEBHOOK_RING:
-        if (c->direction != WEBHOOK_DIR_OUTBOUND)
+        if (c->direction != CALL_DIR_OUTBOUND)
             return ERR_INVALID;
-        status = "RINGING";
+        status = call_status_name(CALL_STATUS_RINGING);
         break;
-    case WEBHOOK_ANSWER: status = "IN_PROGRESS"; break;
+    case WEBHOOK_ANSWER: status = call_status_name(CALL_STATUS_IN_PROGRESS); break;
     case WEBHOOK_HANGUP:
-        if (!webhook_status_final(c->call_status))
+        if (!call_status_final(c->call_status))
             return ERR_INVALID;
-        status = webhook_status_name(c->call_status);
+        status = call_status_name(c->call_status);
         break;
     default: return ERR_INVALID;
     }
@@ -141,7 +121,7 @@ static enum err write_fields(enum webhook_kind kind, const struct webhook_call *
         sink_str(k, "request_uuid", c->request_uuid);
     sink_str(k, "from", c->from);
     sink_str(k, "to", c->to);
-    sink_str(k, "direction", webhook_direction_name(c->direction));
+    sink_str(k, "direction", call_direction_name(c->direction));
     sink_str(k, "call_status", status);
     if (kind != WEBHOOK_ANSWER)
         sink_time(k, "started_at", c->started_at);

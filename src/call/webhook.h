@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "call/call.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -30,23 +31,6 @@ enum webhook_kind {
     WEBHOOK_HANGUP,
 };
 
-enum webhook_direction {
-    WEBHOOK_DIR_INBOUND,
-    WEBHOOK_DIR_OUTBOUND,
-};
-
-/* The call statuses of section 1. */
-enum webhook_status {
-    WEBHOOK_STATUS_QUEUED,
-    WEBHOOK_STATUS_RINGING,
-    WEBHOOK_STATUS_IN_PROGRESS,
-    WEBHOOK_STATUS_COMPLETED,
-    WEBHOOK_STATUS_NO_ANSWER,
-    WEBHOOK_STATUS_BUSY,
-    WEBHOOK_STATUS_CANCELED,
-    WEBHOOK_STATUS_FAILED,
-};
-
 /* What the payloads say about one call. Strings are NUL-terminated; times
  * are milliseconds since the epoch, 0 meaning "has not happened". */
 struct webhook_call {
@@ -54,20 +38,13 @@ struct webhook_call {
     char request_uuid[WEBHOOK_REQUEST_UUID_MAX]; /* "" for inbound calls */
     char from[WEBHOOK_PARTY_MAX];
     char to[WEBHOOK_PARTY_MAX];
-    enum webhook_direction direction;
-    enum webhook_status call_status; /* read by hangup only: the final status */
-    int64_t started_at;              /* INVITE sent or received */
-    int64_t answered_at;             /* 0: never answered */
+    enum call_direction direction;
+    enum call_status call_status; /* read by hangup only: the final status */
+    int64_t started_at;           /* INVITE sent or received */
+    int64_t answered_at;          /* 0: never answered */
     int64_t ended_at;
     char hangup_cause[WEBHOOK_CAUSE_MAX];
 };
-
-/* "RINGING", "NO_ANSWER", ... Static; "" for an unknown value. */
-const char *webhook_status_name(enum webhook_status s);
-/* "INBOUND" or "OUTBOUND". Static. */
-const char *webhook_direction_name(enum webhook_direction d);
-/* True for COMPLETED, NO_ANSWER, BUSY, CANCELED and FAILED. */
-bool webhook_status_final(enum webhook_status s);
 
 /* Whole seconds from answered_at to ended_at (rounded down); 0 when the
  * call was never answered or the clock went backwards. */

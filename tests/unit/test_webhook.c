@@ -27,8 +27,8 @@ static struct webhook_call outbound_call(void)
     memcpy(c.request_uuid, "sfv_ob_req_a8k3m2x9p1z0", 24);
     memcpy(c.from, "+918000000001", 14);
     memcpy(c.to, "+14155550100", 13);
-    c.direction = WEBHOOK_DIR_OUTBOUND;
-    c.call_status = WEBHOOK_STATUS_COMPLETED;
+    c.direction = CALL_DIR_OUTBOUND;
+    c.call_status = CALL_STATUS_COMPLETED;
     c.started_at = T0;
     c.answered_at = T0 + 5250;
     c.ended_at = T0 + 5250 + 62999; /* 62.999 s: 62 */
@@ -43,7 +43,7 @@ static struct webhook_call inbound_call(void)
     c.request_uuid[0] = '\0';
     memcpy(c.from, "+14155550100", 13);
     memcpy(c.to, "+918000000001", 14);
-    c.direction = WEBHOOK_DIR_INBOUND;
+    c.direction = CALL_DIR_INBOUND;
     return c;
 }
 
@@ -147,7 +147,7 @@ static void test_hangup_unanswered(void **state)
 
     (void)state;
     c.answered_at = 0;
-    c.call_status = WEBHOOK_STATUS_NO_ANSWER;
+    c.call_status = CALL_STATUS_NO_ANSWER;
     memcpy(c.hangup_cause, "19", 3);
     c.ended_at = T0 + 60000;
     /* answer_at absent (not null), duration 0. */
@@ -167,18 +167,14 @@ static void test_hangup_unanswered(void **state)
 static void test_hangup_statuses(void **state)
 {
     static const struct {
-        enum webhook_status s;
+        enum call_status s;
         const char *name;
         bool final;
     } cases[] = {
-        {WEBHOOK_STATUS_QUEUED, "QUEUED", false},
-        {WEBHOOK_STATUS_RINGING, "RINGING", false},
-        {WEBHOOK_STATUS_IN_PROGRESS, "IN_PROGRESS", false},
-        {WEBHOOK_STATUS_COMPLETED, "COMPLETED", true},
-        {WEBHOOK_STATUS_NO_ANSWER, "NO_ANSWER", true},
-        {WEBHOOK_STATUS_BUSY, "BUSY", true},
-        {WEBHOOK_STATUS_CANCELED, "CANCELED", true},
-        {WEBHOOK_STATUS_FAILED, "FAILED", true},
+        {CALL_STATUS_QUEUED, "QUEUED", false},           {CALL_STATUS_RINGING, "RINGING", false},
+        {CALL_STATUS_IN_PROGRESS, "IN_PROGRESS", false}, {CALL_STATUS_COMPLETED, "COMPLETED", true},
+        {CALL_STATUS_NO_ANSWER, "NO_ANSWER", true},      {CALL_STATUS_BUSY, "BUSY", true},
+        {CALL_STATUS_CANCELED, "CANCELED", true},        {CALL_STATUS_FAILED, "FAILED", true},
     };
     struct webhook_call c = outbound_call();
     struct buf b;
@@ -189,8 +185,8 @@ static void test_hangup_statuses(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char want[64];
 
-        assert_string_equal(webhook_status_name(cases[i].s), cases[i].name);
-        assert_int_equal(webhook_status_final(cases[i].s), cases[i].final);
+        assert_string_equal(call_status_name(cases[i].s), cases[i].name);
+        assert_int_equal(call_status_final(cases[i].s), cases[i].final);
         c.call_status = cases[i].s;
         buf_reset(&b);
         if (!cases[i].final) {
@@ -205,7 +201,7 @@ static void test_hangup_statuses(void **state)
         assert_int_equal(webhook_body_json(WEBHOOK_ANSWER, &c, &b), ERR_OK);
         assert_non_null(strstr(b.data, "\"call_status\":\"IN_PROGRESS\""));
     }
-    assert_string_equal(webhook_status_name((enum webhook_status)99), "");
+    assert_string_equal(call_status_name((enum call_status)99), "");
     buf_reset(&b);
     assert_int_equal(webhook_body_json((enum webhook_kind)7, &c, &b), ERR_INVALID);
     buf_release(&b);
@@ -238,7 +234,7 @@ static void test_escaping(void **state)
     /* An inbound caller that is not a valid number is passed as sent. */
     memcpy(c.from, "an\"o\\n y/\xc3\xa4", sizeof("an\"o\\n y/\xc3\xa4"));
     memcpy(c.hangup_cause, "102", 4);
-    c.call_status = WEBHOOK_STATUS_CANCELED;
+    c.call_status = CALL_STATUS_CANCELED;
     c.answered_at = 0;
     expect(JSON, WEBHOOK_HANGUP, &c,
            "{\"call_uuid\":\"9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d\","
@@ -522,8 +518,8 @@ static void test_addr_raw(void **state)
 static void test_direction_names(void **state)
 {
     (void)state;
-    assert_string_equal(webhook_direction_name(WEBHOOK_DIR_INBOUND), "INBOUND");
-    assert_string_equal(webhook_direction_name(WEBHOOK_DIR_OUTBOUND), "OUTBOUND");
+    assert_string_equal(call_direction_name(CALL_DIR_INBOUND), "INBOUND");
+    assert_string_equal(call_direction_name(CALL_DIR_OUTBOUND), "OUTBOUND");
 }
 
 int main(void)
