@@ -15,6 +15,9 @@
 #define CAUSE_TIMER 102    /* recovery on timer expiry */
 #define CAUSE_INTERWORKING 127
 
+/* Causes are 1-127: three digits, the record's hangup_cause size. */
+_Static_assert(CALL_CAUSE_MAX >= 3, "a Q.850 cause is up to three digits");
+
 /* One row of the final-response table. prov_* apply after a 180/183. */
 struct response_row {
     short code;

@@ -12,6 +12,7 @@
 
 #include "call/call.h"
 #include "core/err.h"
+#include "store/store.h"
 
 #define CALLSM_RING_TIMEOUT_MIN 1
 #define CALLSM_RING_TIMEOUT_MAX 600
@@ -25,8 +26,6 @@
 #define CALLSM_ACK_TIMEOUT_MS 32000
 /* deadline_ms when no timer runs. */
 #define CALLSM_NO_DEADLINE INT64_MAX
-/* A Q.850 cause as decimal text ("16", "102"), plus NUL. */
-#define CALLSM_CAUSE_MAX 4
 /* Most actions one event can ask for. */
 #define CALLSM_ACTIONS_MAX 6
 
@@ -137,10 +136,10 @@ struct call_sm {
     bool stream_open;    /* OPEN_STREAM asked for and no STREAM_ENDED yet */
     bool cancel_pending; /* ENDING: our CANCEL is open (else our BYE) */
     int64_t started_at_ms;
-    int64_t answered_at_ms;              /* from CONFIRMING on (inbound: our 200 OK) */
-    int64_t ended_at_ms;                 /* the moment the end was decided; valid from ENDING on */
-    int64_t deadline_ms;                 /* next timer, CALLSM_NO_DEADLINE when none */
-    char hangup_cause[CALLSM_CAUSE_MAX]; /* "" until ENDING */
+    int64_t answered_at_ms; /* from CONFIRMING on (inbound: our 200 OK) */
+    int64_t ended_at_ms;    /* the moment the end was decided; valid from ENDING on */
+    int64_t deadline_ms;    /* next timer, CALLSM_NO_DEADLINE when none */
+    char hangup_cause[CALL_CAUSE_MAX + 1]; /* "" until ENDING */
 };
 
 /* Starts a call at now_ms: outbound in QUEUED (started_at is reset when the

@@ -12,6 +12,7 @@
 #include "call/call.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "store/store.h"
 
 /* "sfv_ob_req_" + 12, plus NUL. */
 #define WEBHOOK_REQUEST_UUID_MAX 24
@@ -20,8 +21,6 @@
 /* from/to: E.164 where valid, else the SIP user part as sent, cut by the
  * caller to fit. */
 #define WEBHOOK_PARTY_MAX 65
-/* A Q.850 cause as decimal text ("16", "102"), plus NUL. */
-#define WEBHOOK_CAUSE_MAX 8
 /* Headers of one delivery, at most. */
 #define WEBHOOK_HEADERS_MAX 4
 
@@ -43,7 +42,7 @@ struct webhook_call {
     int64_t started_at;           /* INVITE sent or received */
     int64_t answered_at;          /* 0: never answered */
     int64_t ended_at;
-    char hangup_cause[WEBHOOK_CAUSE_MAX];
+    char hangup_cause[CALL_CAUSE_MAX + 1];
 };
 
 /* Whole seconds from answered_at to ended_at (rounded down); 0 when the
