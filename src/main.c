@@ -154,6 +154,8 @@ static int serve(const struct cli *cli)
     enum log_level level;
     long cores;
     int sig = 0;
+    int rc = CLI_FAILED;
+    int grace_ms = 0; /* a failed start-up has nothing in flight to wait for */
     enum err e;
 
     if (!log_level_parse(cli->log_level, &level))
@@ -178,12 +180,10 @@ static int serve(const struct cli *cli)
     }
     /* The files are read once here (and again on SIGHUP). */
     if (cli->tls_cert && tls_load(cli->tls_cert, cli->tls_key, "--tls-cert/--tls-key", &tls))
-        return CLI_FAILED;
+        goto out_tls;
     if (cli->admin_tls_cert && tls_load(cli->admin_tls_cert, cli->admin_tls_key,
-                                        "--admin-tls-cert/--admin-tls-key", &admin_tls)) {
-        tls_creds_free(tls);
-        return CLI_FAILED;
-    }
+                                        "--admin-tls-cert/--admin-tls-key", &admin_tls))
+        goto out_tls;
 
     e = store_open(cli->db, &store);
     if (e == ERR_INVALID) {
@@ -213,9 +213,8 @@ static int serve(const struct cli *cli)
     if (cli->rate_limit) {
         limiter = ratelimit_new(cli->rate_limit, cli->rate_burst);
         if (!limiter) {
-            store_free(store);
             fprintf(stderr, "sfvopi: out of memory\n");
-            goto out_tls;
+            goto out_store;
         }
     }
     api_cfg.ratelimit = limiter;
@@ -266,19 +265,13 @@ static int serve(const struct cli *cli)
 
         if (cli->sip_allow) {
             if (allowlist_parse(cli->sip_allow, &allow, why, sizeof(why)) != ERR_OK) {
-                ratelimit_free(limiter);
-                store_free(store);
-                tls_creds_free(tls);
-                tls_creds_free(admin_tls);
-                return CLI_USAGE; /* cli_parse checked it */
+                rc = CLI_USAGE; /* cli_parse checked it */
+                goto out_limiter;
             }
             ecfg.sip.allow = &allow;
         }
-        if (cli->sip_password_file && password_from_file(cli->sip_password_file) != CLI_OK) {
-            ratelimit_free(limiter);
-            store_free(store);
-            goto out_tls;
-        }
+        if (cli->sip_password_file && password_from_file(cli->sip_password_file) != CLI_OK)
+            goto out_limiter;
         e = engine_start(&ecfg, &engine);
         explicit_bzero(sip_password, sizeof(sip_password)); /* the engine has its copy */
         if (e != ERR_OK) {
@@ -287,9 +280,7 @@ static int serve(const struct cli *cli)
                                        "--sip-outbound-proxy, --media-ip or --rtp-ports (see "
                                        "the log)"
                                      : "address unavailable");
-            ratelimit_free(limiter);
-            store_free(store);
-            goto out_tls;
+            goto out_limiter;
         }
     }
     if (engine)
@@ -303,10 +294,7 @@ static int serve(const struct cli *cli)
     if (e != ERR_OK) {
         fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->listen,
                 e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
-        engine_stop(engine, 0);
-        ratelimit_free(limiter);
-        store_free(store);
-        goto out_tls;
+        goto out_engine;
     }
     /* The API's address first: scripts wait for this exact line. */
     fprintf(stderr, "listening on %s\n", bound);
@@ -328,11 +316,7 @@ static int serve(const struct cli *cli)
         if (e != ERR_OK) {
             fprintf(stderr, "sfvopi: cannot listen on %s: %s\n", cli->admin_listen,
                     e == ERR_INVALID ? "expected HOST:PORT" : "address unavailable");
-            server_stop(srv, 0);
-            engine_stop(engine, 0);
-            ratelimit_free(limiter);
-            store_free(store);
-            goto out_tls;
+            goto out_srv;
         }
         fprintf(stderr, "admin listening on %s\n", abound);
     }
@@ -357,22 +341,25 @@ static int serve(const struct cli *cli)
         tls_reload(admin_tls, "admin");
     }
     log_info("msg=\"stopping\" signal=%d", sig);
+    rc = CLI_OK;
+    grace_ms = SHUTDOWN_GRACE_MS;
     server_stop(admin, 0);
-    server_stop(srv, SHUTDOWN_GRACE_MS);
+out_srv:
+    server_stop(srv, grace_ms);
+out_engine:
     /* No request can place a call any more: end the live ones, with their
      * hangup webhooks. */
-    engine_stop(engine, SHUTDOWN_GRACE_MS);
+    engine_stop(engine, grace_ms);
+out_limiter:
     ratelimit_free(limiter);
+out_store:
     store_free(store);
-    tls_creds_free(tls);
-    tls_creds_free(admin_tls);
-    log_info("msg=stopped");
-    return CLI_OK;
-
 out_tls:
     tls_creds_free(tls);
     tls_creds_free(admin_tls);
-    return CLI_FAILED;
+    if (rc == CLI_OK)
+        log_info("msg=stopped");
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -15,6 +15,9 @@
 #define CAUSE_TIMER 102    /* recovery on timer expiry */
 #define CAUSE_INTERWORKING 127
 
+/* Causes are 1-127: three digits, the record's hangup_cause size. */
+_Static_assert(CALL_CAUSE_MAX >= 3, "a Q.850 cause is up to three digits");
+
 /* One row of the final-response table. prov_* apply after a 180/183. */
 struct response_row {
     short code;
@@ -499,20 +502,6 @@ enum err callsm_final_for_response(int sip_code, int reason_cause, bool had_prov
     return ERR_OK;
 }
 
-const char *callsm_status_name(enum call_status s)
-{
-    static const char *const names[] = {
-        [CALL_STATUS_QUEUED] = "QUEUED",           [CALL_STATUS_RINGING] = "RINGING",
-        [CALL_STATUS_IN_PROGRESS] = "IN_PROGRESS", [CALL_STATUS_COMPLETED] = "COMPLETED",
-        [CALL_STATUS_NO_ANSWER] = "NO_ANSWER",     [CALL_STATUS_BUSY] = "BUSY",
-        [CALL_STATUS_CANCELED] = "CANCELED",       [CALL_STATUS_FAILED] = "FAILED",
-    };
-
-    if ((unsigned)s >= sizeof(names) / sizeof(names[0]))
-        return "";
-    return names[s];
-}
-
 const char *callsm_state_name(enum call_state s)
 {
     static const char *const names[] = {
@@ -525,18 +514,4 @@ const char *callsm_state_name(enum call_state s)
     if ((unsigned)s >= sizeof(names) / sizeof(names[0]))
         return "";
     return names[s];
-}
-
-const char *callsm_direction_name(enum call_direction d)
-{
-    switch (d) {
-    case CALL_DIR_INBOUND: return "INBOUND";
-    case CALL_DIR_OUTBOUND: return "OUTBOUND";
-    }
-    return "";
-}
-
-bool callsm_status_final(enum call_status s)
-{
-    return s >= CALL_STATUS_COMPLETED && s <= CALL_STATUS_FAILED;
 }

@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "call/call.h"
 #include "core/err.h"
+#include "store/store.h"
 
 #define CALLSM_RING_TIMEOUT_MIN 1
 #define CALLSM_RING_TIMEOUT_MAX 600
@@ -24,15 +26,8 @@
 #define CALLSM_ACK_TIMEOUT_MS 32000
 /* deadline_ms when no timer runs. */
 #define CALLSM_NO_DEADLINE INT64_MAX
-/* A Q.850 cause as decimal text ("16", "102"), plus NUL. */
-#define CALLSM_CAUSE_MAX 4
 /* Most actions one event can ask for. */
 #define CALLSM_ACTIONS_MAX 6
-
-enum call_direction {
-    CALL_DIR_INBOUND,  /* a carrier sent us the call */
-    CALL_DIR_OUTBOUND, /* placed through the API */
-};
 
 /* The engine's view. The public call_status is derived (callsm_status). */
 enum call_state {
@@ -44,18 +39,6 @@ enum call_state {
     CALL_STATE_IN_PROGRESS, /* a valid stream was given: streaming (or kept alive) */
     CALL_STATE_ENDING,      /* final status decided; our BYE or CANCEL still open */
     CALL_STATE_ENDED,       /* nothing more happens; the engine frees the call */
-};
-
-/* The statuses of CALLS.md section 1, in the order of enum webhook_status. */
-enum call_status {
-    CALL_STATUS_QUEUED,
-    CALL_STATUS_RINGING,
-    CALL_STATUS_IN_PROGRESS,
-    CALL_STATUS_COMPLETED,
-    CALL_STATUS_NO_ANSWER,
-    CALL_STATUS_BUSY,
-    CALL_STATUS_CANCELED,
-    CALL_STATUS_FAILED,
 };
 
 enum callsm_event_type {
@@ -153,10 +136,10 @@ struct call_sm {
     bool stream_open;    /* OPEN_STREAM asked for and no STREAM_ENDED yet */
     bool cancel_pending; /* ENDING: our CANCEL is open (else our BYE) */
     int64_t started_at_ms;
-    int64_t answered_at_ms;              /* from CONFIRMING on (inbound: our 200 OK) */
-    int64_t ended_at_ms;                 /* the moment the end was decided; valid from ENDING on */
-    int64_t deadline_ms;                 /* next timer, CALLSM_NO_DEADLINE when none */
-    char hangup_cause[CALLSM_CAUSE_MAX]; /* "" until ENDING */
+    int64_t answered_at_ms; /* from CONFIRMING on (inbound: our 200 OK) */
+    int64_t ended_at_ms;    /* the moment the end was decided; valid from ENDING on */
+    int64_t deadline_ms;    /* next timer, CALLSM_NO_DEADLINE when none */
+    char hangup_cause[CALL_CAUSE_MAX + 1]; /* "" until ENDING */
 };
 
 /* Starts a call at now_ms: outbound in QUEUED (started_at is reset when the
@@ -213,13 +196,7 @@ int64_t callsm_duration_s(const struct call_sm *sm);
 enum err callsm_final_for_response(int sip_code, int reason_cause, bool had_provisional,
                                    enum call_status *status, int *cause) WARN_UNUSED;
 
-/* "QUEUED", "NO_ANSWER", ...: static; "" for an unknown value. */
-const char *callsm_status_name(enum call_status s);
 /* "QUEUED", "RINGING", "ANSWERED", ... for logs: static; "" if unknown. */
 const char *callsm_state_name(enum call_state s);
-/* "INBOUND" or "OUTBOUND": static; "" if unknown. */
-const char *callsm_direction_name(enum call_direction d);
-/* True for COMPLETED, NO_ANSWER, BUSY, CANCELED and FAILED. */
-bool callsm_status_final(enum call_status s);
 
 #endif

@@ -94,10 +94,10 @@ struct deliver_request {
     const char *url; /* http:// or https://; the GET query is appended */
     bool post;       /* POST the JSON payload, else GET with the payload as query */
     enum webhook_kind kind;
-    const struct webhook_call *call; /* read during deliver_send only */
-    const char *delivery_id;         /* X-Sfvopi-Delivery; read during deliver_send only */
-    long timeout_ms;                 /* the whole request, connect included; > 0 */
-    bool want_body;                  /* keep the response body for the callback */
+    const struct store_call *call; /* the record; read during deliver_send only */
+    const char *delivery_id;       /* X-Sfvopi-Delivery; read during deliver_send only */
+    long timeout_ms;               /* the whole request, connect included; > 0 */
+    bool want_body;                /* keep the response body for the callback */
 };
 
 /* Starts one delivery and returns at once: the payload, URL and headers

@@ -47,9 +47,8 @@ struct call {
     struct sip_timer *tmr;
     struct sip_timer *fail_tmr;   /* reports an answer webhook that could not be sent */
     struct sip_timer *answer_tmr; /* inbound: the end of --answer-delay */
-    struct store_call rec;
-    struct webhook_call wh;
-    struct engine_outbound out; /* URLs and methods (inbound: the app's) */
+    struct store_call rec;        /* also what the webhooks say */
+    struct engine_outbound out;   /* URLs and methods (inbound: the app's) */
     char delivery_id[40];
     uint64_t answer_delivery; /* in flight when answer_busy */
     bool answer_busy;
@@ -124,6 +123,27 @@ static void copy_str(char *dst, size_t size, const char *src)
 
 /* --- records --- */
 
+/* Brings the record up to date with the state machine, in memory only.
+ * The webhooks are built from the record, so it is refreshed before each
+ * one as well as before each write. */
+static void record_fill(struct call *c)
+{
+    enum call_status st = callsm_status(&c->sm);
+    struct store_call *r = &c->rec;
+
+    copy_str(r->status, sizeof(r->status), call_status_name(st));
+    if (c->sm.state != CALL_STATE_QUEUED)
+        r->started_at = wall_of(c, c->sm.started_at_ms);
+    r->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
+    if (call_status_final(st)) {
+        r->ended_at = wall_of(c, c->sm.ended_at_ms);
+        r->duration = callsm_duration_s(&c->sm);
+        copy_str(r->hangup_cause, sizeof(r->hangup_cause), c->sm.hangup_cause);
+    }
+}
+
+/* Writes the record when its status or answer changed since the last
+ * write, or always when force. */
 static void record_sync(struct call *c, bool force)
 {
     enum call_status st = callsm_status(&c->sm);
@@ -134,36 +154,11 @@ static void record_sync(struct call *c, bool force)
         return;
     c->last_status = st;
     c->last_answered = c->sm.answered;
-    copy_str(r->status, sizeof(r->status), callsm_status_name(st));
-    if (c->sm.state != CALL_STATE_QUEUED)
-        r->started_at = wall_of(c, c->sm.started_at_ms);
-    r->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
-    if (callsm_status_final(st)) {
-        r->ended_at = wall_of(c, c->sm.ended_at_ms);
-        r->duration = callsm_duration_s(&c->sm);
-        copy_str(r->hangup_cause, sizeof(r->hangup_cause), c->sm.hangup_cause);
-    }
+    record_fill(c);
     e = c->e->db->ops->call_update(c->e->db, r);
     if (e != ERR_OK)
         log_error("msg=\"call record not updated\" call=%s status=%s err=%s", r->call_uuid,
                   r->status, err_str(e));
-}
-
-static void webhook_fill(struct call *c)
-{
-    struct webhook_call *w = &c->wh;
-    enum call_status st = callsm_status(&c->sm);
-
-    copy_str(w->call_uuid, sizeof(w->call_uuid), c->rec.call_uuid);
-    copy_str(w->request_uuid, sizeof(w->request_uuid), c->rec.request_uuid);
-    copy_str(w->from, sizeof(w->from), c->rec.from);
-    copy_str(w->to, sizeof(w->to), c->rec.to);
-    w->direction = c->sm.direction == CALL_DIR_INBOUND ? WEBHOOK_DIR_INBOUND : WEBHOOK_DIR_OUTBOUND;
-    w->call_status = (enum webhook_status)st;
-    w->started_at = c->sm.state != CALL_STATE_QUEUED ? wall_of(c, c->sm.started_at_ms) : 0;
-    w->answered_at = c->sm.answered ? wall_of(c, c->sm.answered_at_ms) : 0;
-    w->ended_at = callsm_status_final(st) ? wall_of(c, c->sm.ended_at_ms) : 0;
-    copy_str(w->hangup_cause, sizeof(w->hangup_cause), c->sm.hangup_cause);
 }
 
 /* --- the call list --- */
@@ -248,7 +243,7 @@ static void notify(struct call *c, enum webhook_kind kind, const char *url, cons
         .url = url,
         .post = method_post(method),
         .kind = kind,
-        .call = &c->wh,
+        .call = &c->rec,
         .delivery_id = c->delivery_id,
         .timeout_ms = NOTIFY_TIMEOUT_MS,
     };
@@ -260,7 +255,7 @@ static void notify(struct call *c, enum webhook_kind kind, const char *url, cons
      * and its fallback share one. */
     rand_string(delivery_id, 26, DELIVERY_ALPHABET);
     req.delivery_id = delivery_id;
-    webhook_fill(c);
+    record_fill(c);
     e = deliver_send(c->e->deliver, &req, notify_done, NULL, &id);
     if (e != ERR_OK)
         log_warn("msg=\"webhook not sent\" call=%s kind=%s err=%s", c->rec.call_uuid,
@@ -297,14 +292,14 @@ static void answer(struct call *c, bool fallback)
         .url = fallback ? c->out.fallback_url : c->out.answer_url,
         .post = method_post(fallback ? c->out.fallback_method : c->out.answer_method),
         .kind = WEBHOOK_ANSWER,
-        .call = &c->wh,
+        .call = &c->rec,
         .delivery_id = c->delivery_id,
         .timeout_ms = ANSWER_TIMEOUT_MS,
         .want_body = true,
     };
     enum err e;
 
-    webhook_fill(c);
+    record_fill(c);
     e = deliver_send(c->e->deliver, &req, answer_done, c, &c->answer_delivery);
     if (e == ERR_OK) {
         c->answer_busy = true;
@@ -563,8 +558,8 @@ static int on_invite(void *arg, struct sip_incoming *in)
     else
         copy_str(c->rec.from, sizeof(c->rec.from), from_raw);
     copy_str(c->rec.to, sizeof(c->rec.to), to);
-    copy_str(c->rec.direction, sizeof(c->rec.direction), "INBOUND");
-    copy_str(c->rec.status, sizeof(c->rec.status), "RINGING");
+    copy_str(c->rec.direction, sizeof(c->rec.direction), call_direction_name(CALL_DIR_INBOUND));
+    copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_RINGING));
     c->last_status = CALL_STATUS_RINGING;
     c->rec.started_at = wall_of(c, now);
     c->rec.created_at = c->rec.started_at;
@@ -584,7 +579,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
     if (err != ERR_OK) {
         /* Refused (488 or 503): recorded as failed, no webhook. */
         c->rec.ended_at = clock_now_ms();
-        copy_str(c->rec.status, sizeof(c->rec.status), "FAILED");
+        copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_FAILED));
         copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause),
                  err == ERR_INVALID ? "88" : "41");
         (void)e->db->ops->call_update(e->db, &c->rec);
@@ -677,7 +672,7 @@ static void app_deleted(struct engine *e, const char *app_id)
 
         next = c->next;
         if (strcmp(c->rec.app_id, app_id) != 0 || c->sm.answered ||
-            callsm_status_final(callsm_status(&c->sm)))
+            call_status_final(callsm_status(&c->sm)))
             continue;
         log_info("msg=\"call cancelled: its app was deleted\" call=%s", c->rec.call_uuid);
         (void)apply(c, &ev);
@@ -934,8 +929,8 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
     copy_str(c->rec.app_id, sizeof(c->rec.app_id), req->app_id);
     copy_str(c->rec.from, sizeof(c->rec.from), req->from);
     copy_str(c->rec.to, sizeof(c->rec.to), req->to);
-    copy_str(c->rec.direction, sizeof(c->rec.direction), "OUTBOUND");
-    copy_str(c->rec.status, sizeof(c->rec.status), "QUEUED");
+    copy_str(c->rec.direction, sizeof(c->rec.direction), call_direction_name(CALL_DIR_OUTBOUND));
+    copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_QUEUED));
     c->rec.created_at = clock_now_ms();
     err = db->ops->call_create(db, &c->rec);
     if (err != ERR_OK) {
@@ -949,7 +944,7 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
     err = sip_queue_push(e->queue, MSG_PLACE, c);
     if (err != ERR_OK) {
         /* Stored but never started: close the record honestly. */
-        copy_str(c->rec.status, sizeof(c->rec.status), "FAILED");
+        copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_FAILED));
         copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause), "41");
         c->rec.ended_at = clock_now_ms();
         (void)db->ops->call_update(db, &c->rec);

@@ -9,27 +9,7 @@
 #include "core/clock.h"
 #include "json/json.h"
 
-static const char *const status_names[] = {
-    "QUEUED", "RINGING", "IN_PROGRESS", "COMPLETED", "NO_ANSWER", "BUSY", "CANCELED", "FAILED",
-};
-
-const char *webhook_status_name(enum webhook_status s)
-{
-    return (unsigned)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s] : "";
-}
-
-const char *webhook_direction_name(enum webhook_direction d)
-{
-    return d == WEBHOOK_DIR_OUTBOUND ? "OUTBOUND" : "INBOUND";
-}
-
-bool webhook_status_final(enum webhook_status s)
-{
-    return s == WEBHOOK_STATUS_COMPLETED || s == WEBHOOK_STATUS_NO_ANSWER ||
-           s == WEBHOOK_STATUS_BUSY || s == WEBHOOK_STATUS_CANCELED || s == WEBHOOK_STATUS_FAILED;
-}
-
-int64_t webhook_duration(const struct webhook_call *c)
+int64_t webhook_duration(const struct store_call *c)
 {
     if (!c->answered_at || c->ended_at <= c->answered_at)
         return 0;
@@ -118,21 +98,25 @@ static void sink_time(struct sink *k, const char *key, int64_t ms)
 }
 
 /* The table of section 5, row by row. */
-static enum err write_fields(enum webhook_kind kind, const struct webhook_call *c, struct sink *k)
+static enum err write_fields(enum webhook_kind kind, const struct store_call *c, struct sink *k)
 {
+    enum call_direction dir;
+    enum call_status st;
     const char *status;
 
+    if (call_direction_parse(c->direction, &dir) != ERR_OK)
+        return ERR_INVALID;
     switch (kind) {
     case WEBHOOK_RING:
-        if (c->direction != WEBHOOK_DIR_OUTBOUND)
+        if (dir != CALL_DIR_OUTBOUND)
             return ERR_INVALID;
-        status = "RINGING";
+        status = call_status_name(CALL_STATUS_RINGING);
         break;
-    case WEBHOOK_ANSWER: status = "IN_PROGRESS"; break;
+    case WEBHOOK_ANSWER: status = call_status_name(CALL_STATUS_IN_PROGRESS); break;
     case WEBHOOK_HANGUP:
-        if (!webhook_status_final(c->call_status))
+        if (call_status_parse(c->status, &st) != ERR_OK || !call_status_final(st))
             return ERR_INVALID;
-        status = webhook_status_name(c->call_status);
+        status = call_status_name(st);
         break;
     default: return ERR_INVALID;
     }
@@ -141,7 +125,7 @@ static enum err write_fields(enum webhook_kind kind, const struct webhook_call *
         sink_str(k, "request_uuid", c->request_uuid);
     sink_str(k, "from", c->from);
     sink_str(k, "to", c->to);
-    sink_str(k, "direction", webhook_direction_name(c->direction));
+    sink_str(k, "direction", call_direction_name(dir));
     sink_str(k, "call_status", status);
     if (kind != WEBHOOK_ANSWER)
         sink_time(k, "started_at", c->started_at);
@@ -157,7 +141,7 @@ static enum err write_fields(enum webhook_kind kind, const struct webhook_call *
     return ERR_OK;
 }
 
-enum err webhook_body_json(enum webhook_kind kind, const struct webhook_call *c, struct buf *out)
+enum err webhook_body_json(enum webhook_kind kind, const struct store_call *c, struct buf *out)
 {
     struct sink k = {.query = false, .first = true, .out = out, .err = ERR_OK};
     enum err rc;
@@ -171,7 +155,7 @@ enum err webhook_body_json(enum webhook_kind kind, const struct webhook_call *c,
     return jw_end(&k.w);
 }
 
-enum err webhook_query_string(enum webhook_kind kind, const struct webhook_call *c, struct buf *out)
+enum err webhook_query_string(enum webhook_kind kind, const struct store_call *c, struct buf *out)
 {
     struct sink k = {.query = true, .first = true, .out = out, .err = ERR_OK};
     enum err rc;
@@ -181,7 +165,7 @@ enum err webhook_query_string(enum webhook_kind kind, const struct webhook_call 
     return rc != ERR_OK ? rc : k.err;
 }
 
-enum err webhook_get_url(const char *url, enum webhook_kind kind, const struct webhook_call *c,
+enum err webhook_get_url(const char *url, enum webhook_kind kind, const struct store_call *c,
                          struct buf *out)
 {
     size_t n = strcspn(url, "#");
@@ -212,7 +196,7 @@ static bool header_value_ok(const char *s)
     return i > 0;
 }
 
-enum err webhook_headers_make(bool post, const char *version, const struct webhook_call *c,
+enum err webhook_headers_make(bool post, const char *version, const struct store_call *c,
                               const char *delivery_id, struct webhook_headers *hs)
 {
     size_t vlen = strlen(version);

@@ -9,18 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "call/call.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "store/store.h"
 
-/* "sfv_ob_req_" + 12, plus NUL. */
-#define WEBHOOK_REQUEST_UUID_MAX 24
-/* A lower-case RFC 4122 UUID, plus NUL. */
-#define WEBHOOK_CALL_UUID_MAX 37
-/* from/to: E.164 where valid, else the SIP user part as sent, cut by the
- * caller to fit. */
-#define WEBHOOK_PARTY_MAX 65
-/* A Q.850 cause as decimal text ("16", "102"), plus NUL. */
-#define WEBHOOK_CAUSE_MAX 8
 /* Headers of one delivery, at most. */
 #define WEBHOOK_HEADERS_MAX 4
 
@@ -30,73 +23,43 @@ enum webhook_kind {
     WEBHOOK_HANGUP,
 };
 
-enum webhook_direction {
-    WEBHOOK_DIR_INBOUND,
-    WEBHOOK_DIR_OUTBOUND,
-};
-
-/* The call statuses of section 1. */
-enum webhook_status {
-    WEBHOOK_STATUS_QUEUED,
-    WEBHOOK_STATUS_RINGING,
-    WEBHOOK_STATUS_IN_PROGRESS,
-    WEBHOOK_STATUS_COMPLETED,
-    WEBHOOK_STATUS_NO_ANSWER,
-    WEBHOOK_STATUS_BUSY,
-    WEBHOOK_STATUS_CANCELED,
-    WEBHOOK_STATUS_FAILED,
-};
-
-/* What the payloads say about one call. Strings are NUL-terminated; times
- * are milliseconds since the epoch, 0 meaning "has not happened". */
-struct webhook_call {
-    char call_uuid[WEBHOOK_CALL_UUID_MAX];
-    char request_uuid[WEBHOOK_REQUEST_UUID_MAX]; /* "" for inbound calls */
-    char from[WEBHOOK_PARTY_MAX];
-    char to[WEBHOOK_PARTY_MAX];
-    enum webhook_direction direction;
-    enum webhook_status call_status; /* read by hangup only: the final status */
-    int64_t started_at;              /* INVITE sent or received */
-    int64_t answered_at;             /* 0: never answered */
-    int64_t ended_at;
-    char hangup_cause[WEBHOOK_CAUSE_MAX];
-};
-
-/* "RINGING", "NO_ANSWER", ... Static; "" for an unknown value. */
-const char *webhook_status_name(enum webhook_status s);
-/* "INBOUND" or "OUTBOUND". Static. */
-const char *webhook_direction_name(enum webhook_direction d);
-/* True for COMPLETED, NO_ANSWER, BUSY, CANCELED and FAILED. */
-bool webhook_status_final(enum webhook_status s);
+/* The payloads are built from the call's record (struct store_call,
+ * CALLS.md section 8), which holds every field they carry: call_uuid,
+ * request_uuid ("" for inbound calls), from, to, direction and status as
+ * the names of call/call.h, started_at, answered_at (0: never answered),
+ * ended_at and hangup_cause. Times are milliseconds since the epoch. The
+ * other fields of the record are not read. */
 
 /* Whole seconds from answered_at to ended_at (rounded down); 0 when the
- * call was never answered or the clock went backwards. */
-int64_t webhook_duration(const struct webhook_call *c);
+ * call was never answered or the clock went backwards. Computed from the
+ * two times the payload carries, so that it always agrees with them. */
+int64_t webhook_duration(const struct store_call *c);
 
 /* Appends the payload of kind for c to out as one flat JSON object, fields
  * in the order of section 5's table, absent (never null) when they do not
  * apply: request_uuid only when non-empty; ring: started_at; answer:
  * answered_at; hangup: started_at, answer_at (only if answered), ended_at,
  * duration (a JSON number), hangup_cause (a string). call_status is
- * RINGING for ring, IN_PROGRESS for answer and c->call_status for hangup.
+ * RINGING for ring, IN_PROGRESS for answer and c->status for hangup.
  * ERR_INVALID for a payload the spec forbids (ring for an inbound call,
- * hangup with a status that is not final); ERR_TOO_LARGE/ERR_NOMEM from the
+ * hangup with a status that is not final, a direction or status that is
+ * not one of call/call.h's names); ERR_TOO_LARGE/ERR_NOMEM from the
  * buffer. out may hold a partial payload on error. */
-enum err webhook_body_json(enum webhook_kind kind, const struct webhook_call *c,
+enum err webhook_body_json(enum webhook_kind kind, const struct store_call *c,
                            struct buf *out) WARN_UNUSED;
 
 /* Appends the same fields as a query string "k=v&k=v" (no leading '?'),
  * numbers as decimal text, each key and value percent-encoded (RFC 3986
  * unreserved characters kept, every other byte as %XX upper case, so '+'
  * is %2B and ':' %3A). Errors as webhook_body_json. */
-enum err webhook_query_string(enum webhook_kind kind, const struct webhook_call *c,
+enum err webhook_query_string(enum webhook_kind kind, const struct store_call *c,
                               struct buf *out) WARN_UNUSED;
 
 /* Appends the GET URL: url without its fragment (never sent anyway), then
  * '?' when it has no query yet, '&' when it has one that does not already
  * end in '&', nothing when it ends in '?' or '&', then the query string.
  * Errors as webhook_body_json. */
-enum err webhook_get_url(const char *url, enum webhook_kind kind, const struct webhook_call *c,
+enum err webhook_get_url(const char *url, enum webhook_kind kind, const struct store_call *c,
                          struct buf *out) WARN_UNUSED;
 
 /* Percent-encodes s onto out as described for webhook_query_string. */
@@ -120,7 +83,7 @@ struct webhook_headers {
  * into hs, c or delivery_id, which must outlive hs. ERR_INVALID when a
  * value is empty, too long or holds a byte outside visible ASCII (no
  * header injection). */
-enum err webhook_headers_make(bool post, const char *version, const struct webhook_call *c,
+enum err webhook_headers_make(bool post, const char *version, const struct store_call *c,
                               const char *delivery_id, struct webhook_headers *hs) WARN_UNUSED;
 
 #endif

@@ -292,7 +292,7 @@ static void ring_timeout(void **state)
     expect_acts(CALLSM_ACT_SEND_CANCEL, END);
     assert_int_equal(sm.state, CALL_STATE_ENDING);
     expect_final(&sm, CALL_STATUS_NO_ANSWER, "18");
-    assert_true(callsm_status_final(callsm_status(&sm)));
+    assert_true(call_status_final(callsm_status(&sm)));
     assert_int_equal(send_code(&sm, CALLSM_EV_FINAL_RESPONSE, 487, 0, 31050), ERR_OK);
     expect_acts(CALLSM_ACT_HANGUP_WEBHOOK, CALLSM_ACT_FREE, END);
     expect_final(&sm, CALL_STATUS_NO_ANSWER, "18");
@@ -791,24 +791,50 @@ static void config_validation(void **state)
 static void names(void **state)
 {
     (void)state;
-    assert_string_equal(callsm_status_name(CALL_STATUS_QUEUED), "QUEUED");
-    assert_string_equal(callsm_status_name(CALL_STATUS_RINGING), "RINGING");
-    assert_string_equal(callsm_status_name(CALL_STATUS_IN_PROGRESS), "IN_PROGRESS");
-    assert_string_equal(callsm_status_name(CALL_STATUS_COMPLETED), "COMPLETED");
-    assert_string_equal(callsm_status_name(CALL_STATUS_NO_ANSWER), "NO_ANSWER");
-    assert_string_equal(callsm_status_name(CALL_STATUS_BUSY), "BUSY");
-    assert_string_equal(callsm_status_name(CALL_STATUS_CANCELED), "CANCELED");
-    assert_string_equal(callsm_status_name(CALL_STATUS_FAILED), "FAILED");
-    assert_string_equal(callsm_status_name((enum call_status)42), "");
+    assert_string_equal(call_status_name(CALL_STATUS_QUEUED), "QUEUED");
+    assert_string_equal(call_status_name(CALL_STATUS_RINGING), "RINGING");
+    assert_string_equal(call_status_name(CALL_STATUS_IN_PROGRESS), "IN_PROGRESS");
+    assert_string_equal(call_status_name(CALL_STATUS_COMPLETED), "COMPLETED");
+    assert_string_equal(call_status_name(CALL_STATUS_NO_ANSWER), "NO_ANSWER");
+    assert_string_equal(call_status_name(CALL_STATUS_BUSY), "BUSY");
+    assert_string_equal(call_status_name(CALL_STATUS_CANCELED), "CANCELED");
+    assert_string_equal(call_status_name(CALL_STATUS_FAILED), "FAILED");
+    assert_string_equal(call_status_name((enum call_status)42), "");
     assert_string_equal(callsm_state_name(CALL_STATE_FALLBACK), "FALLBACK");
     assert_string_equal(callsm_state_name((enum call_state)42), "");
-    assert_string_equal(callsm_direction_name(CALL_DIR_INBOUND), "INBOUND");
-    assert_string_equal(callsm_direction_name(CALL_DIR_OUTBOUND), "OUTBOUND");
-    assert_string_equal(callsm_direction_name((enum call_direction)42), "");
-    assert_false(callsm_status_final(CALL_STATUS_IN_PROGRESS));
-    assert_false(callsm_status_final(CALL_STATUS_QUEUED));
-    assert_true(callsm_status_final(CALL_STATUS_COMPLETED));
-    assert_true(callsm_status_final(CALL_STATUS_FAILED));
+    assert_string_equal(call_direction_name(CALL_DIR_INBOUND), "INBOUND");
+    assert_string_equal(call_direction_name(CALL_DIR_OUTBOUND), "OUTBOUND");
+    assert_string_equal(call_direction_name((enum call_direction)42), "");
+    assert_false(call_status_final(CALL_STATUS_IN_PROGRESS));
+    assert_false(call_status_final(CALL_STATUS_QUEUED));
+    assert_true(call_status_final(CALL_STATUS_COMPLETED));
+    assert_true(call_status_final(CALL_STATUS_FAILED));
+}
+
+/* The records and webhooks carry statuses and directions as text: each
+ * name reads back as its value, and nothing else reads at all. */
+static void names_parse(void **state)
+{
+    enum call_status s, st = CALL_STATUS_BUSY;
+    enum call_direction d = CALL_DIR_OUTBOUND;
+
+    (void)state;
+    for (s = CALL_STATUS_QUEUED; s <= CALL_STATUS_FAILED; s++) {
+        enum call_status got = CALL_STATUS_QUEUED;
+
+        assert_int_equal(call_status_parse(call_status_name(s), &got), ERR_OK);
+        assert_int_equal(got, s);
+    }
+    assert_int_equal(call_status_parse("", &st), ERR_INVALID);
+    assert_int_equal(call_status_parse("completed", &st), ERR_INVALID);
+    assert_int_equal(call_status_parse("COMPLETED ", &st), ERR_INVALID);
+    assert_int_equal(st, CALL_STATUS_BUSY);
+    assert_int_equal(call_direction_parse("INBOUND", &d), ERR_OK);
+    assert_int_equal(d, CALL_DIR_INBOUND);
+    assert_int_equal(call_direction_parse("OUTBOUND", &d), ERR_OK);
+    assert_int_equal(d, CALL_DIR_OUTBOUND);
+    assert_int_equal(call_direction_parse("BOTH", &d), ERR_INVALID);
+    assert_int_equal(d, CALL_DIR_OUTBOUND);
 }
 
 int main(void)
@@ -834,6 +860,7 @@ int main(void)
         cmocka_unit_test(no_hangup_webhook_without_url),
         cmocka_unit_test(config_validation),
         cmocka_unit_test(names),
+        cmocka_unit_test(names_parse),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -425,21 +425,21 @@ static void on_done(void *arg, const struct deliver_result *r)
 struct fx {
     struct loop loop;
     struct deliver *d;
-    struct webhook_call call;
+    struct store_call call;
     struct got g[8];
 };
 
-static struct webhook_call test_call(void)
+static struct store_call test_call(void)
 {
-    struct webhook_call c;
+    struct store_call c;
 
     memset(&c, 0, sizeof(c));
     memcpy(c.call_uuid, CALL_UUID, sizeof(CALL_UUID));
     memcpy(c.request_uuid, "sfv_ob_req_a8k3m2x9p1z0", 24);
     memcpy(c.from, "+918000000001", 14);
     memcpy(c.to, "+14155550100", 13);
-    c.direction = WEBHOOK_DIR_OUTBOUND;
-    c.call_status = WEBHOOK_STATUS_COMPLETED;
+    snprintf(c.direction, sizeof(c.direction), "OUTBOUND");
+    snprintf(c.status, sizeof(c.status), "COMPLETED");
     c.started_at = 1770028200000LL;
     c.answered_at = 1770028200000LL + 5250;
     c.ended_at = 1770028200000LL + 5250 + 62999;
@@ -1002,7 +1002,7 @@ static void test_invalid_requests(void **state)
     assert_int_equal(deliver_send(f->d, &req, on_done, &f->g[0], &id), ERR_INVALID);
     req.delivery_id = "dlv-bad";
     req.kind = WEBHOOK_RING;
-    f->call.direction = WEBHOOK_DIR_INBOUND; /* ring is outbound only */
+    snprintf(f->call.direction, sizeof(f->call.direction), "INBOUND"); /* ring is outbound only */
     assert_int_equal(deliver_send(f->d, &req, on_done, &f->g[0], &id), ERR_INVALID);
     assert_int_equal(deliver_pending(f->d), 0);
     loop_for(&f->loop, f->d, 50);
