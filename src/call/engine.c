@@ -111,10 +111,9 @@ static void uuid4(char out[CALL_UUID_LEN + 1])
 }
 
 /* The caller's user part arrives from sip/ already valid UTF-8 and cut
- * between characters to SIP_USER_MAX - 1 bytes; the record and the
- * webhook hold it whole, so no copy below can cut it again. */
+ * between characters to SIP_USER_MAX - 1 bytes; the record (which the
+ * webhooks carry) holds it whole, so no copy below can cut it again. */
 _Static_assert(CALL_PARTY_MAX + 1 >= SIP_USER_MAX, "a user part fits a call record");
-_Static_assert(WEBHOOK_PARTY_MAX >= CALL_PARTY_MAX + 1, "a call party fits a webhook");
 
 static void copy_str(char *dst, size_t size, const char *src)
 {
