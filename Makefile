@@ -200,8 +200,9 @@ fmt:
 fmt-check:
 	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
-lint:
+lint: $(LIB) $(BIN)
 	@sh scripts/lint.sh
+	@sh scripts/symbols.sh $(LIB) $(BIN)
 
 clean:
 	rm -rf build build-san build-fuzz

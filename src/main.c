@@ -384,7 +384,7 @@ int main(int argc, char **argv)
         cli_usage(&cli, stdout);
         return CLI_OK;
     }
-    if (rand_init() != ERR_OK || deliver_global_init() != ERR_OK) {
+    if (rand_setup() != ERR_OK || deliver_global_init() != ERR_OK) {
         fprintf(stderr, "sfvopi: no source of secure randomness\n");
         return CLI_FAILED;
     }

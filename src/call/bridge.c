@@ -370,7 +370,7 @@ enum err bridge_open(const struct bridge_env *env, const struct stream_config *s
         return ERR_INVALID;
     }
     pc = b->media.alaw ? PARTY_CODEC_PCMA : PARTY_CODEC_PCMU;
-    rand_bytes(rnd, sizeof(rnd));
+    rand_fill(rnd, sizeof(rnd));
     stream_id_make(b->stream_id, sc->direction, sc->bidirectional, clock_now_ms(), rnd);
     buf_init(&b->out, 4 * 1024 * 1024);
     playout_init(&b->q, QUEUE_MAX, b->media.alaw ? G711_ALAW_SILENCE : G711_ULAW_SILENCE);

@@ -98,7 +98,7 @@ static void uuid4(char out[CALL_UUID_LEN + 1])
     static const char hex[] = "0123456789abcdef";
     int i, j = 0;
 
-    rand_bytes(b, sizeof(b));
+    rand_fill(b, sizeof(b));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     for (i = 0; i < 16; i++) {

@@ -6,12 +6,12 @@
 #include <stdint.h>
 #include <string.h>
 
-enum err rand_init(void)
+enum err rand_setup(void)
 {
     return sodium_init() < 0 ? ERR_INTERNAL : ERR_OK;
 }
 
-void rand_bytes(void *p, size_t n)
+void rand_fill(void *p, size_t n)
 {
     randombytes_buf(p, n);
 }

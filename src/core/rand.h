@@ -1,5 +1,5 @@
 /* rand: the CSPRNG (libsodium's randombytes) and random identifiers.
- * rand_init must succeed before any other call. Thread-safe after init. */
+ * rand_setup must succeed before any other call. Thread-safe after init. */
 #ifndef SFVOPI_CORE_RAND_H
 #define SFVOPI_CORE_RAND_H
 
@@ -11,9 +11,9 @@
 #define RAND_ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 /* Initialises the CSPRNG. ERR_INTERNAL if the system has none. */
-enum err rand_init(void) WARN_UNUSED;
+enum err rand_setup(void) WARN_UNUSED;
 /* Fills p with n random bytes. */
-void rand_bytes(void *p, size_t n);
+void rand_fill(void *p, size_t n);
 /* Fills p with n bytes from a fast per-thread generator (xoshiro256**,
  * seeded once per thread from the CSPRNG), for identifiers that must be
  * unique but need not be secret, such as request ids. Never for keys,

@@ -308,7 +308,7 @@ void sdes_generate(struct sdes_crypto *c, uint32_t tag, enum sdes_suite suite)
     assert(c);
     c->tag = tag;
     c->suite = suite;
-    rand_bytes(c->key, sizeof(c->key));
+    rand_fill(c->key, sizeof(c->key));
 }
 
 enum err sdes_choose(const char *const *vals, const size_t *lens, size_t n,

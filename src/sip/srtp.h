@@ -96,7 +96,7 @@ enum err sdes_parse(const char *s, size_t len, struct sdes_crypto *out) WARN_UNU
 enum err sdes_format(const struct sdes_crypto *c, char *out, size_t cap, size_t *n) WARN_UNUSED;
 
 /* A fresh crypto line of ours: tag and suite as given, a key of 30 bytes
- * from the CSPRNG (rand_bytes; rand_init must have succeeded). */
+ * from the CSPRNG (rand_fill; rand_setup must have succeeded). */
 void sdes_generate(struct sdes_crypto *c, uint32_t tag, enum sdes_suite suite);
 
 /* The answer to an offer's a=crypto values, vals[i][0..lens[i]) for i <

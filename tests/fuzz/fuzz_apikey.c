@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum err e;
 
     if (!kc) {
-        if (rand_init() != ERR_OK)
+        if (rand_setup() != ERR_OK)
             __builtin_trap();
         kc = keycache_new(1000);
     }

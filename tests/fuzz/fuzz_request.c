@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flags;
 
     if (!store || ++runs % RESET_EVERY == 0) {
-        if (rand_init() != ERR_OK)
+        if (rand_setup() != ERR_OK)
             __builtin_trap();
         setup();
     }

@@ -136,7 +136,7 @@ static int group_setup(void **state)
 {
     (void)state;
     log_set_level(LOG_OFF);
-    return rand_init() == ERR_OK ? 0 : -1;
+    return rand_setup() == ERR_OK ? 0 : -1;
 }
 
 /* ---- requests ---- */

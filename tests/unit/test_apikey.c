@@ -20,7 +20,7 @@
 static int group_setup(void **state)
 {
     (void)state;
-    return rand_init() == ERR_OK ? 0 : -1;
+    return rand_setup() == ERR_OK ? 0 : -1;
 }
 
 static bool is_alnum(char c)

@@ -95,7 +95,7 @@ static enum err lookup(struct keycache *kc, struct fake_conn *f, const char *key
 static int group_setup(void **state)
 {
     (void)state;
-    return rand_init() == ERR_OK ? 0 : -1;
+    return rand_setup() == ERR_OK ? 0 : -1;
 }
 
 static void test_hit_within_ttl(void **state)

@@ -17,7 +17,7 @@
 static int group_setup(void **state)
 {
     (void)state;
-    return rand_init() == ERR_OK ? 0 : -1;
+    return rand_setup() == ERR_OK ? 0 : -1;
 }
 
 static void test_string_alphabet_and_length(void **state)
@@ -63,11 +63,11 @@ static void test_bytes_vary(void **state)
     unsigned char a[32], b[32], zero[32] = {0};
 
     (void)state;
-    rand_bytes(a, sizeof(a));
-    rand_bytes(b, sizeof(b));
+    rand_fill(a, sizeof(a));
+    rand_fill(b, sizeof(b));
     assert_memory_not_equal(a, b, sizeof(a));
     assert_memory_not_equal(a, zero, sizeof(a));
-    rand_bytes(a, 0);
+    rand_fill(a, 0);
 }
 
 static void test_err_str(void **state)

@@ -763,7 +763,7 @@ int main(void)
         cmocka_unit_test(sdes_to_session),
     };
 
-    if (rand_init() != ERR_OK)
+    if (rand_setup() != ERR_OK)
         return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
