@@ -3,8 +3,10 @@
  * state machine (callsm) from SIP events, webhook results and timers,
  * sends the webhooks, and keeps each call's record up to date. It never
  * blocks on the network: SIP and RTP are libre's, webhooks go through
- * deliver's non-blocking transfers on the same loop. Store writes are
- * synchronous on the engine's own connection. */
+ * deliver's non-blocking transfers on the same loop. Nor does it wait for
+ * the database: call records go through the record writer's queue
+ * (recwriter) and routing look-ups to the router's thread, whose answers
+ * come back through the loop's queue (SIP.md section 4). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -16,6 +18,8 @@
 #include "call/callsm.h"
 #include "call/deliver.h"
 #include "call/engine.h"
+#include "call/recwriter.h"
+#include "call/router.h"
 #include "call/stream.h"
 #include "call/streammsg.h"
 #include "call/webhook.h"
@@ -31,12 +35,28 @@
 #define NOTIFY_TIMEOUT_MS 5000
 #define STOP_POLL_MS 20
 #define DELIVERY_ALPHABET "0123456789abcdefghijklmnopqrstuvwxyz"
+/* An inbound INVITE waits this long for its routing look-up, then gets 503
+ * with Retry-After (SIP.md section 1). */
+#define ROUTE_DEADLINE_MS 2000
+#define ROUTE_RETRY_AFTER_S 5
+/* Look-ups waiting at once: at the default --sip-invite-rate (200 a
+ * second) this is the INVITEs of more than the 2 s deadline. */
+#define ROUTE_QUEUE 512
+/* Record slots beyond --max-calls: every live call holds one (so its
+ * writes always fit) and an ended call holds its own until its final
+ * record is taken. 1024 ended calls is some 50 s of stalled database at 20
+ * short calls a second, for about 300 KB; past it new calls are refused
+ * (inbound 503, outbound 500) while live calls go on. */
+#define RECORD_BACKLOG 1024
+/* Shutdown waits this long at most for the records still queued. */
+#define RECORD_DRAIN_MS 10000
 
 enum msg_id {
     MSG_PLACE,
     MSG_STOP,
     MSG_WS,          /* a WebSocket event for a bridge */
     MSG_APP_DELETED, /* data: the app_id, malloc'd */
+    MSG_ROUTED,      /* data: a struct route_wait whose look-up is done */
 };
 
 struct call {
@@ -48,6 +68,7 @@ struct call {
     struct sip_timer *fail_tmr;   /* reports an answer webhook that could not be sent */
     struct sip_timer *answer_tmr; /* inbound: the end of --answer-delay */
     struct store_call rec;        /* also what the webhooks say */
+    struct recw_slot *slot;       /* the record's place in the writer's queue */
     struct engine_outbound out;   /* URLs and methods (inbound: the app's) */
     char delivery_id[40];
     uint64_t answer_delivery; /* in flight when answer_busy */
@@ -71,7 +92,9 @@ struct engine {
     struct bridge_env benv;
     struct sip_timer *deliver_tmr;
     struct sip_timer *stop_tmr;
-    struct store_conn *db;
+    struct recw *recw;
+    struct router *router;
+    struct route_wait *routing; /* INVITEs waiting for their look-up */
     struct call *calls;
     atomic_uint live;
     atomic_bool stopping;
@@ -147,17 +170,13 @@ static void record_sync(struct call *c, bool force)
 {
     enum call_status st = callsm_status(&c->sm);
     struct store_call *r = &c->rec;
-    enum err e;
 
     if (!force && st == c->last_status && c->sm.answered == c->last_answered)
         return;
     c->last_status = st;
     c->last_answered = c->sm.answered;
     record_fill(c);
-    e = c->e->db->ops->call_update(c->e->db, r);
-    if (e != ERR_OK)
-        log_error("msg=\"call record not updated\" call=%s status=%s err=%s", r->call_uuid,
-                  r->status, err_str(e));
+    recw_put(c->e->recw, c->slot, r, false);
 }
 
 /* --- the call list --- */
@@ -196,6 +215,7 @@ static void call_free(struct call *c)
     sip_timer_free(c->tmr);
     sip_timer_free(c->fail_tmr);
     sip_timer_free(c->answer_tmr);
+    recw_release(e->recw, c->slot);
     atomic_fetch_sub(&e->live, 1);
     free(c);
 }
@@ -506,23 +526,125 @@ static struct call *call_new(struct engine *e)
     return c;
 }
 
+/* --- routing inbound INVITEs --- */
+
+/* An inbound INVITE waiting for its routing look-up. */
+struct route_wait {
+    struct router_job job;
+    struct engine *e;
+    struct route_wait *prev, *next;
+    struct sip_held *held;
+    struct sip_timer *tmr; /* the look-up's deadline */
+    bool answered;         /* 503 sent at the deadline: the look-up's result is dropped */
+};
+
+static void route_wait_free(struct route_wait *w)
+{
+    struct engine *e = w->e;
+
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (e->routing == w)
+        e->routing = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    sip_timer_free(w->tmr);
+    if (!w->answered)
+        sip_held_finish(w->held, 503, 0);
+    free(w);
+}
+
+static void on_route_deadline(void *arg)
+{
+    struct route_wait *w = arg;
+
+    log_warn("msg=\"inbound call refused: routing look-up not answered in time\" to=%s "
+             "timeout_ms=%d",
+             w->job.to, ROUTE_DEADLINE_MS);
+    w->answered = true;
+    sip_held_finish(w->held, 503, ROUTE_RETRY_AFTER_S);
+    w->held = NULL;
+}
+
+/* The router's thread: the answer goes to the loop. */
+static void on_routed(void *ctx, struct router_job *job)
+{
+    struct engine *e = ctx;
+
+    /* Not delivered only when the loop is gone: the wait is freed with it. */
+    if (sip_queue_push(e->queue, MSG_ROUTED, job) != ERR_OK)
+        log_error("msg=\"routing answer not told to the engine\" to=%s", job->to);
+}
+
+static int invite_routed(struct engine *e, struct sip_incoming *in, const struct router_job *j);
+
+static void route_done(struct route_wait *w)
+{
+    struct sip_incoming *in;
+
+    if (!w->answered) {
+        in = sip_held_incoming(w->held);
+        sip_held_finish(w->held, in ? invite_routed(w->e, in, &w->job) : 0, 0);
+        w->answered = true;
+    }
+    route_wait_free(w);
+}
+
+/* An INVITE is held (100 Trying) while the router looks its number up. */
 static int on_invite(void *arg, struct sip_incoming *in)
 {
     struct engine *e = arg;
-    const char *to_raw = sip_incoming_to(in), *from_raw = sip_incoming_from(in);
-    char to[E164_MAX], from[E164_MAX], nstatus[STATUS_MAX + 1];
-    struct store_app app;
-    struct callsm_config cfg = {0};
-    struct callsm_event ev;
-    struct call *c;
-    int64_t org_id = 0, now = clock_mono_ms();
-    enum err err;
+    const char *to_raw = sip_incoming_to(in);
+    struct route_wait *w;
 
     if (atomic_load(&e->stopping))
         return 503;
-    if (e164_normalize(to_raw, strlen(to_raw), e->default_cc, to) != ERR_OK)
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return 503;
+    if (e164_normalize(to_raw, strlen(to_raw), e->default_cc, w->job.to) != ERR_OK) {
+        free(w);
         return 404;
-    err = e->db->ops->number_route(e->db, to, &org_id, nstatus, &app);
+    }
+    w->e = e;
+    w->answered = true; /* until held */
+    w->tmr = sip_timer_new(on_route_deadline, w);
+    if (!w->tmr || sip_incoming_hold(e->ep, in, &w->held) != ERR_OK) {
+        sip_timer_free(w->tmr);
+        free(w);
+        return 503;
+    }
+    w->answered = false;
+    w->next = e->routing;
+    if (e->routing)
+        e->routing->prev = w;
+    e->routing = w;
+    w->job.deadline_ms = clock_mono_ms() + ROUTE_DEADLINE_MS;
+    if (router_submit(e->router, &w->job) != ERR_OK) {
+        log_warn("msg=\"inbound call refused: too many routing look-ups waiting\" max=%d",
+                 ROUTE_QUEUE);
+        route_wait_free(w); /* 503 */
+        return 0;
+    }
+    sip_timer_start(w->tmr, ROUTE_DEADLINE_MS);
+    return 0;
+}
+
+/* Decides a held INVITE with its look-up's answer: accepted (0) or the
+ * status to refuse it with. */
+static int invite_routed(struct engine *e, struct sip_incoming *in, const struct router_job *j)
+{
+    const char *from_raw = sip_incoming_from(in), *to = j->to, *nstatus = j->number_status;
+    char from[E164_MAX];
+    struct store_app app = j->app;
+    struct callsm_config cfg = {0};
+    struct callsm_event ev;
+    struct call *c;
+    int64_t org_id = j->org_id, now = clock_mono_ms();
+    enum err err = j->err;
+
+    if (atomic_load(&e->stopping))
+        return 503;
     if (err == ERR_NOT_FOUND || (err == ERR_OK && (!app.app_id[0] || strcmp(nstatus, "ACTIVE"))))
         return 404;
     if (err != ERR_OK) {
@@ -568,12 +690,13 @@ static int on_invite(void *arg, struct sip_incoming *in)
     copy_str(c->out.fallback_method, sizeof(c->out.fallback_method), app.fallback_answer_method);
     copy_str(c->out.hangup_url, sizeof(c->out.hangup_url), app.hangup_url);
     copy_str(c->out.hangup_method, sizeof(c->out.hangup_method), app.hangup_method);
-    err = e->db->ops->call_create(e->db, &c->rec);
-    if (err != ERR_OK) {
-        log_error("msg=\"inbound call not recorded\" err=%s", err_str(err));
+    c->slot = recw_reserve(e->recw);
+    if (!c->slot) {
+        log_warn("msg=\"inbound call refused: call records are waiting for the database\"");
         call_free(c);
         return 503;
     }
+    recw_put(e->recw, c->slot, &c->rec, true);
     err = sip_leg_accept(e->ep, in, c, e->cfg.answer_delay_ms == 0, &c->leg);
     if (err != ERR_OK) {
         /* Refused (488 or 503): recorded as failed, no webhook. */
@@ -581,7 +704,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
         copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_FAILED));
         copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause),
                  err == ERR_INVALID ? "88" : "41");
-        (void)e->db->ops->call_update(e->db, &c->rec);
+        recw_put(e->recw, c->slot, &c->rec, false);
         call_free(c);
         return err == ERR_INVALID ? 488 : 503;
     }
@@ -690,6 +813,7 @@ static void on_queue(void *arg, int id, void *data)
         app_deleted(e, data);
         free(data);
         break;
+    case MSG_ROUTED: route_done(data); break;
     default: break;
     }
 }
@@ -736,6 +860,31 @@ static void started(struct engine *e, enum err err)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The record writer and the router, each with its own connection. */
+static enum err records_start(struct engine *e)
+{
+    struct recw_config rc = {.slots = e->cfg.max_calls + RECORD_BACKLOG, .store = e->cfg.store};
+    enum err err = recw_start(&rc, &e->recw);
+
+    if (err != ERR_OK)
+        return err;
+    err = router_start(e->cfg.store, ROUTE_QUEUE, on_routed, e, &e->router);
+    if (err != ERR_OK) {
+        recw_stop(e->recw, 0);
+        e->recw = NULL;
+    }
+    return err;
+}
+
+/* Stops the router and refuses the INVITEs still waiting (503). */
+static void routing_stop(struct engine *e)
+{
+    router_stop(e->router);
+    e->router = NULL;
+    while (e->routing)
+        route_wait_free(e->routing);
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
@@ -756,7 +905,7 @@ static void *engine_main(void *arg)
         started(e, err);
         return NULL;
     }
-    err = store_conn_open(e->cfg.store, &e->db);
+    err = records_start(e);
     if (err != ERR_OK)
         goto out_loop;
     err = ERR_NOMEM;
@@ -789,6 +938,7 @@ static void *engine_main(void *arg)
 
     sip_loop_run();
 
+    routing_stop(e);
     while (e->calls)
         call_free(e->calls);
     sip_ep_free(e->ep);
@@ -805,7 +955,8 @@ out_deliver:
 out_timers:
     sip_timer_free(e->deliver_tmr);
     sip_timer_free(e->stop_tmr);
-    store_conn_close(e->db);
+    routing_stop(e);
+    recw_stop(e->recw, RECORD_DRAIN_MS);
 out_loop:
     sip_loop_close();
     if (err != ERR_OK)
@@ -908,6 +1059,13 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
         atomic_fetch_sub(&e->live, 1);
         *why = "out of memory";
         return ERR_NOMEM;
+    }
+    c->slot = recw_reserve(e->recw);
+    if (!c->slot) {
+        /* The call records already waiting for the database fill the queue. */
+        call_free(c);
+        *why = err_str(ERR_UNAVAILABLE);
+        return ERR_UNAVAILABLE;
     }
     cfg.direction = CALL_DIR_OUTBOUND;
     cfg.ring_timeout_s = req->ring_timeout_s;

@@ -379,6 +379,8 @@ struct sip_ep {
 
 struct sip_incoming {
     const struct sip_msg *msg;
+    struct sip_strans *st; /* held: the INVITE's server transaction, until a final answer */
+    struct sip_held *held;
     struct sip_leg *accepted;
     bool no_codec;
     char to[SIP_USER_MAX];
@@ -1772,6 +1774,8 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
         e = ERR_INVALID;
         goto out_leg;
     }
+    /* A held INVITE's transaction gives way to the session's own. */
+    in->st = mem_deref(in->st);
     rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing",
                         ep_cuser(ep, in->msg->tp == SIP_TRANSP_TLS   ? POLICY_TP_TLS
                                      : in->msg->tp == SIP_TRANSP_TCP ? POLICY_TP_TCP
@@ -1852,6 +1856,83 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
     return ERR_OK;
 }
 
+/* Refuses an INVITE not accepted with the invite callback's code, through
+ * its held transaction if any. */
+static void incoming_refuse(struct sip_ep *ep, struct sip_incoming *in, int code,
+                            unsigned retry_after_s)
+{
+    const char *reason = "Server Internal Error";
+    char ra[32] = "";
+
+    if (in->no_codec)
+        code = 488;
+    switch (code) {
+    case 404: reason = "Not Found"; break;
+    case 480: reason = "Temporarily Unavailable"; break;
+    case 488: reason = "Not Acceptable Here"; break;
+    case 503: reason = "Service Unavailable"; break;
+    default: code = 500; break;
+    }
+    if (retry_after_s)
+        snprintf(ra, sizeof(ra), "Retry-After: %u\r\n", retry_after_s);
+    (void)sip_treplyf(in->st ? &in->st : NULL, NULL, ep->sip, in->msg, false, (uint16_t)code,
+                      reason, "%sContent-Length: 0\r\n\r\n", ra);
+}
+
+struct sip_held {
+    struct sip_ep *ep;
+    struct sip_incoming in; /* in.msg: a reference of ours */
+    bool cancelled;
+};
+
+static void on_held_cancel(void *arg)
+{
+    struct sip_held *h = arg;
+
+    h->cancelled = true;
+    (void)sip_treply(&h->in.st, h->ep->sip, h->in.msg, 487, "Request Terminated");
+}
+
+enum err sip_incoming_hold(struct sip_ep *ep, struct sip_incoming *in, struct sip_held **out)
+{
+    struct sip_held *h;
+
+    if (in->accepted || in->held)
+        return ERR_CONFLICT;
+    h = calloc(1, sizeof(*h));
+    if (!h)
+        return ERR_NOMEM;
+    h->ep = ep;
+    h->in = *in;
+    if (sip_strans_alloc(&h->in.st, ep->sip, in->msg, on_held_cancel, h) != 0) {
+        free(h);
+        return ERR_NOMEM;
+    }
+    h->in.msg = mem_ref((void *)in->msg);
+    (void)sip_treply(&h->in.st, ep->sip, h->in.msg, 100, "Trying");
+    in->held = h;
+    *out = h;
+    return ERR_OK;
+}
+
+struct sip_incoming *sip_held_incoming(struct sip_held *h)
+{
+    return h->cancelled ? NULL : &h->in;
+}
+
+void sip_held_finish(struct sip_held *h, int code, unsigned retry_after_s)
+{
+    if (!h)
+        return;
+    if (!h->cancelled && !h->in.accepted)
+        incoming_refuse(h->ep, &h->in, code, retry_after_s);
+    /* Answered finally, the transaction lives on by itself (libre's
+     * timers); otherwise it is ours to end. */
+    h->in.st = mem_deref(h->in.st);
+    mem_deref((void *)h->in.msg);
+    free(h);
+}
+
 static void on_conn(const struct sip_msg *msg, void *arg)
 {
     struct sip_ep *ep = arg;
@@ -1863,18 +1944,9 @@ static void on_conn(const struct sip_msg *msg, void *arg)
     snprintf(in.to, sizeof(in.to), "%s", pk.called);
     snprintf(in.from, sizeof(in.from), "%s", pk.from);
     code = ep->h.invite(ep->h.arg, &in);
-    if (in.accepted)
+    if (in.accepted || in.held)
         return;
-    if (in.no_codec)
-        (void)sip_treply(NULL, ep->sip, msg, 488, "Not Acceptable Here");
-    else if (code == 404)
-        (void)sip_treply(NULL, ep->sip, msg, 404, "Not Found");
-    else if (code == 480)
-        (void)sip_treply(NULL, ep->sip, msg, 480, "Temporarily Unavailable");
-    else if (code == 503)
-        (void)sip_treply(NULL, ep->sip, msg, 503, "Service Unavailable");
-    else
-        (void)sip_treply(NULL, ep->sip, msg, 500, "Server Internal Error");
+    incoming_refuse(ep, &in, code, 0);
 }
 
 static void on_sip_exit(void *arg)

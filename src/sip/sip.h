@@ -191,6 +191,22 @@ const char *sip_incoming_from(const struct sip_incoming *in);
  * ERR_UNAVAILABLE when no media port is free. */
 enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_arg, bool answer_now,
                         struct sip_leg **out) WARN_UNUSED;
+/* Inside the invite callback: keeps the INVITE for a decision made later
+ * on the loop (a routing look-up on another thread). Answers 100 Trying;
+ * retransmissions are absorbed, and a CANCEL meanwhile is answered (200,
+ * then 487 to the INVITE) at once. The callback then returns 0. */
+struct sip_held;
+enum err sip_incoming_hold(struct sip_ep *ep, struct sip_incoming *in,
+                           struct sip_held **out) WARN_UNUSED;
+/* The held INVITE, for sip_incoming_to/from and sip_leg_accept; NULL once
+ * the caller has cancelled it. Loop thread. */
+struct sip_incoming *sip_held_incoming(struct sip_held *h);
+/* Ends the hold: unless the INVITE was accepted or cancelled, refuses it
+ * with code as the invite callback's return would (488 when its offer
+ * had no codec), with "Retry-After: retry_after_s" when not 0. Frees h;
+ * accepts NULL. Loop thread. */
+void sip_held_finish(struct sip_held *h, int code, unsigned retry_after_s);
+
 /* Answers a ringing inbound leg: 200 OK with the SDP answer. ERR_CONFLICT
  * when it is not a ringing inbound leg, ERR_INTERNAL when the answer could
  * not be sent. */

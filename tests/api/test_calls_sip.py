@@ -245,8 +245,14 @@ def get_record(line, call_id):
 
 
 def live_record(line, call_id, *statuses):
-    """The record of a call still alive: one of `statuses`, nothing of the end filled in."""
+    """The record of a call still alive: one of `statuses`, nothing of the end filled in. The
+    record is written off the engine's thread (SIP.md section 4), a moment after the event that
+    changed it: wait 2 s at most for it."""
+    deadline = time.monotonic() + 2
     rec = get_record(line, call_id)
+    while rec["call_status"] not in statuses and time.monotonic() < deadline:
+        time.sleep(0.02)
+        rec = get_record(line, call_id)
     assert rec["call_status"] in statuses, rec
     assert (rec["ended_at"], rec["duration"], rec["hangup_cause"]) == (None, None, None), rec
     return rec
