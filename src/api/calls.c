@@ -2,6 +2,7 @@
  * sections 2 and 8). This file never talks SIP: it validates, checks the
  * from-number's route, and hands the call to the engine through the
  * configured place_call; the engine stores the record. */
+#include <stdio.h>
 #include <string.h>
 
 #include "api/internal.h"
@@ -106,6 +107,7 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
 static void write_call(struct jw *w, const struct store_call *k)
 {
     bool ended = k->ended_at != 0;
+    char jitter[32];
 
     jw_lit(w, "{\"call_uuid\":");
     jw_str(w, k->call_uuid);
@@ -136,6 +138,18 @@ static void write_call(struct jw *w, const struct store_call *k)
         jw_lit(w, "null");
     jw_lit(w, ",\"hangup_cause\":");
     jw_str_or_null(w, ended ? k->hangup_cause : "");
+    /* The party's RTP (SIP.md section 6): 0 until the call ends; the
+     * jitter in milliseconds with three decimals, as the hangup webhook
+     * writes it. */
+    snprintf(jitter, sizeof(jitter), "%lld.%03lld",
+             (long long)(k->rtp_jitter_us > 0 ? k->rtp_jitter_us / 1000 : 0),
+             (long long)(k->rtp_jitter_us > 0 ? k->rtp_jitter_us % 1000 : 0));
+    jw_lit(w, ",\"rtp_packets_received\":");
+    jw_i64(w, k->rtp_packets_received);
+    jw_lit(w, ",\"rtp_packets_lost\":");
+    jw_i64(w, k->rtp_packets_lost);
+    jw_lit(w, ",\"rtp_jitter_ms\":");
+    jw_raw(w, jitter);
     jw_lit(w, "}");
 }
 

@@ -58,6 +58,7 @@ struct call {
     struct stream_config stream; /* the successful answer's */
     struct bridge *bridge;       /* while the audio stream runs */
     bool stream_end_pending;     /* the stream could not open: report it from the loop */
+    bool rtp_has_jitter;         /* the record's rtp_jitter_us is an estimate */
 };
 
 struct engine {
@@ -170,10 +171,26 @@ static void call_link(struct engine *e, struct call *c)
     e->calls = c;
 }
 
+/* Copies the party's RTP statistics so far into the record, which the
+ * hangup webhook and the last write carry (SIP.md section 6). */
+static void record_rtp(struct call *c)
+{
+    struct sip_rtp_stats st;
+
+    if (!c->leg)
+        return;
+    sip_leg_rtp_stats(c->leg, &st);
+    c->rec.rtp_packets_received = (int64_t)st.received;
+    c->rec.rtp_packets_lost = (int64_t)st.lost;
+    c->rec.rtp_jitter_us = st.jitter_us;
+    c->rtp_has_jitter = st.has_jitter;
+}
+
 /* Ends the call's media and SIP dialog: the bridge first, since it sends on
  * the leg. libre finishes any BYE or CANCEL on its own. */
 static void call_drop_leg(struct call *c)
 {
+    record_rtp(c);
     bridge_close(c->bridge);
     c->bridge = NULL;
     sip_leg_hangup(c->leg);
@@ -386,6 +403,7 @@ static bool apply(struct call *c, const struct callsm_event *ev)
             c->bridge = NULL;
             break;
         case CALLSM_ACT_HANGUP_WEBHOOK:
+            record_rtp(c);
             record_sync(c, true);
             notify(c, WEBHOOK_HANGUP, c->out.hangup_url, c->out.hangup_method);
             break;
