@@ -102,6 +102,23 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
 
 /* ---- records ---- */
 
+/* rtp_jitter_ms as the hangup webhook writes it (call/webhook.c): the
+ * shortest exact decimal of the microseconds in milliseconds, so that a
+ * record and its webhook agree to the byte. */
+static void jitter_text(int64_t us, char out[32])
+{
+    long long ms = us > 0 ? (long long)(us / 1000) : 0, frac = us > 0 ? (long long)(us % 1000) : 0;
+
+    if (frac == 0)
+        snprintf(out, 32, "%lld", ms);
+    else if (frac % 100 == 0)
+        snprintf(out, 32, "%lld.%01lld", ms, frac / 100);
+    else if (frac % 10 == 0)
+        snprintf(out, 32, "%lld.%02lld", ms, frac / 10);
+    else
+        snprintf(out, 32, "%lld.%03lld", ms, frac);
+}
+
 /* A call record in the documented field order. Times, duration and cause
  * are null while they do not apply. */
 static void write_call(struct jw *w, const struct store_call *k)
@@ -138,12 +155,8 @@ static void write_call(struct jw *w, const struct store_call *k)
         jw_lit(w, "null");
     jw_lit(w, ",\"hangup_cause\":");
     jw_str_or_null(w, ended ? k->hangup_cause : "");
-    /* The party's RTP (SIP.md section 6): 0 until the call ends; the
-     * jitter in milliseconds with three decimals, as the hangup webhook
-     * writes it. */
-    snprintf(jitter, sizeof(jitter), "%lld.%03lld",
-             (long long)(k->rtp_jitter_us > 0 ? k->rtp_jitter_us / 1000 : 0),
-             (long long)(k->rtp_jitter_us > 0 ? k->rtp_jitter_us % 1000 : 0));
+    /* The party's RTP (SIP.md section 6): 0 until the call ends. */
+    jitter_text(k->rtp_jitter_us, jitter);
     jw_lit(w, ",\"rtp_packets_received\":");
     jw_i64(w, k->rtp_packets_received);
     jw_lit(w, ",\"rtp_packets_lost\":");

@@ -19,10 +19,22 @@ int64_t webhook_duration(const struct store_call *c)
 
 void webhook_jitter_ms(int64_t us, char out[WEBHOOK_JITTER_TEXT])
 {
+    long long ms, frac;
+
     if (us < 0)
         us = 0;
-    snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%03lld", (long long)(us / 1000),
-             (long long)(us % 1000));
+    ms = (long long)(us / 1000);
+    frac = (long long)(us % 1000);
+    /* The shortest exact decimal: no trailing zeros, no point for whole
+     * milliseconds. */
+    if (frac == 0)
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld", ms);
+    else if (frac % 100 == 0)
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%01lld", ms, frac / 100);
+    else if (frac % 10 == 0)
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%02lld", ms, frac / 10);
+    else
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%03lld", ms, frac);
 }
 
 /* ---- one writer, two encodings ---- */

@@ -35,8 +35,9 @@ enum webhook_kind {
  * two times the payload carries, so that it always agrees with them. */
 int64_t webhook_duration(const struct store_call *c);
 
-/* rtp_jitter_ms as the payloads and records write it: milliseconds with
- * three decimals ("1.210"), from the record's microseconds (negative: 0). */
+/* rtp_jitter_ms as the payloads and records write it: milliseconds to the
+ * microsecond, as the shortest exact decimal ("1.21", "0.007", "3"), from
+ * the record's microseconds (negative: 0). */
 #define WEBHOOK_JITTER_TEXT 32
 void webhook_jitter_ms(int64_t us, char out[WEBHOOK_JITTER_TEXT]);
 
@@ -46,7 +47,7 @@ void webhook_jitter_ms(int64_t us, char out[WEBHOOK_JITTER_TEXT]);
  * answered_at; hangup: started_at, answer_at (only if answered), ended_at,
  * duration (a JSON number), hangup_cause (a string), then the party's
  * RTP: rtp_packets_received, rtp_packets_lost (numbers) and rtp_jitter_ms
- * (a number with three decimals, webhook_jitter_ms). call_status is
+ * (a number, webhook_jitter_ms). call_status is
  * RINGING for ring, IN_PROGRESS for answer and c->status for hangup.
  * ERR_INVALID for a payload the spec forbids (ring for an inbound call,
  * hangup with a status that is not final, a direction or status that is

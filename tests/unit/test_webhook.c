@@ -35,7 +35,7 @@ static struct store_call outbound_call(void)
     memcpy(c.hangup_cause, "16", 3);
     c.rtp_packets_received = 3145;
     c.rtp_packets_lost = 5;
-    c.rtp_jitter_us = 1210; /* 1.210 ms */
+    c.rtp_jitter_us = 1210; /* 1.21 ms */
     return c;
 }
 
@@ -89,7 +89,7 @@ static void test_outbound_json(void **state)
            "\"started_at\":\"2026-02-02T10:30:00.000Z\","
            "\"answer_at\":\"2026-02-02T10:30:05.250Z\","
            "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":62,\"hangup_cause\":\"16\","
-           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":1.210}");
+           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":1.21}");
 }
 
 static void test_outbound_query(void **state)
@@ -110,7 +110,7 @@ static void test_outbound_query(void **state)
            "&from=%2B918000000001&to=%2B14155550100&direction=OUTBOUND&call_status=COMPLETED"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&answer_at=2026-02-02T10%3A30%3A05.250Z"
            "&ended_at=2026-02-02T10%3A31%3A08.249Z&duration=62&hangup_cause=16"
-           "&rtp_packets_received=3145&rtp_packets_lost=5&rtp_jitter_ms=1.210");
+           "&rtp_packets_received=3145&rtp_packets_lost=5&rtp_jitter_ms=1.21");
 }
 
 static void test_inbound(void **state)
@@ -129,7 +129,7 @@ static void test_inbound(void **state)
            "\"call_status\":\"COMPLETED\",\"started_at\":\"2026-02-02T10:30:00.000Z\","
            "\"answer_at\":\"2026-02-02T10:30:05.250Z\","
            "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":62,\"hangup_cause\":\"16\","
-           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":1.210}");
+           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":1.21}");
     expect(QUERY, WEBHOOK_ANSWER, &c,
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&from=%2B14155550100"
            "&to=%2B918000000001&direction=INBOUND&call_status=IN_PROGRESS"
@@ -139,7 +139,7 @@ static void test_inbound(void **state)
            "&to=%2B918000000001&direction=INBOUND&call_status=COMPLETED"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&answer_at=2026-02-02T10%3A30%3A05.250Z"
            "&ended_at=2026-02-02T10%3A31%3A08.249Z&duration=62&hangup_cause=16"
-           "&rtp_packets_received=3145&rtp_packets_lost=5&rtp_jitter_ms=1.210");
+           "&rtp_packets_received=3145&rtp_packets_lost=5&rtp_jitter_ms=1.21");
     /* Inbound calls have no ring webhook (section 3). */
     buf_init(&b, 4096);
     assert_int_equal(webhook_body_json(WEBHOOK_RING, &c, &b), ERR_INVALID);
@@ -167,13 +167,13 @@ static void test_hangup_unanswered(void **state)
            "\"to\":\"+14155550100\",\"direction\":\"OUTBOUND\",\"call_status\":\"NO_ANSWER\","
            "\"started_at\":\"2026-02-02T10:30:00.000Z\","
            "\"ended_at\":\"2026-02-02T10:31:00.000Z\",\"duration\":0,\"hangup_cause\":\"19\","
-           "\"rtp_packets_received\":0,\"rtp_packets_lost\":0,\"rtp_jitter_ms\":0.000}");
+           "\"rtp_packets_received\":0,\"rtp_packets_lost\":0,\"rtp_jitter_ms\":0}");
     expect(QUERY, WEBHOOK_HANGUP, &c,
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&request_uuid=sfv_ob_req_a8k3m2x9p1z0"
            "&from=%2B918000000001&to=%2B14155550100&direction=OUTBOUND&call_status=NO_ANSWER"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&ended_at=2026-02-02T10%3A31%3A00.000Z"
            "&duration=0&hangup_cause=19&rtp_packets_received=0&rtp_packets_lost=0"
-           "&rtp_jitter_ms=0.000");
+           "&rtp_jitter_ms=0");
 }
 
 static void test_hangup_statuses(void **state)
@@ -258,20 +258,20 @@ static void test_escaping(void **state)
     memcpy(c.hangup_cause, "102", 4);
     snprintf(c.status, sizeof(c.status), "CANCELED");
     c.answered_at = 0;
-    c.rtp_jitter_us = 20; /* 0.020 ms */
+    c.rtp_jitter_us = 20; /* 0.02 ms */
     expect(JSON, WEBHOOK_HANGUP, &c,
            "{\"call_uuid\":\"9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d\","
            "\"from\":\"an\\\"o\\\\n y/\xc3\xa4\",\"to\":\"+918000000001\","
            "\"direction\":\"INBOUND\",\"call_status\":\"CANCELED\","
            "\"started_at\":\"2026-02-02T10:30:00.000Z\","
            "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":0,\"hangup_cause\":\"102\","
-           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":0.020}");
+           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":0.02}");
     expect(QUERY, WEBHOOK_HANGUP, &c,
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&from=an%22o%5Cn%20y%2F%C3%A4"
            "&to=%2B918000000001&direction=INBOUND&call_status=CANCELED"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&ended_at=2026-02-02T10%3A31%3A08.249Z"
            "&duration=0&hangup_cause=102&rtp_packets_received=3145&rtp_packets_lost=5"
-           "&rtp_jitter_ms=0.020");
+           "&rtp_jitter_ms=0.02");
 }
 
 static void test_jitter_text(void **state)
@@ -280,13 +280,19 @@ static void test_jitter_text(void **state)
 
     (void)state;
     webhook_jitter_ms(0, t);
-    assert_string_equal(t, "0.000");
+    assert_string_equal(t, "0");
+    webhook_jitter_ms(3000, t);
+    assert_string_equal(t, "3");
+    webhook_jitter_ms(1500, t);
+    assert_string_equal(t, "1.5");
+    webhook_jitter_ms(1210, t);
+    assert_string_equal(t, "1.21");
     webhook_jitter_ms(7, t);
     assert_string_equal(t, "0.007");
     webhook_jitter_ms(12345678, t);
     assert_string_equal(t, "12345.678");
     webhook_jitter_ms(-5, t);
-    assert_string_equal(t, "0.000");
+    assert_string_equal(t, "0");
 }
 
 static void test_pct_encode(void **state)
