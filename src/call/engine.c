@@ -18,6 +18,7 @@
 #include "call/engine.h"
 #include "call/stream.h"
 #include "call/streammsg.h"
+#include "call/telemetry.h"
 #include "call/webhook.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -210,6 +211,7 @@ static void call_free(struct call *c)
     if (c->answer_busy)
         deliver_cancel(e->deliver, c->answer_delivery);
     call_drop_leg(c);
+    telemetry_call_end(&c->rec, c->rtp_has_jitter);
     sip_timer_free(c->tmr);
     sip_timer_free(c->fail_tmr);
     sip_timer_free(c->answer_tmr);
@@ -517,6 +519,7 @@ static struct call *call_new(struct engine *e)
         free(c);
         return NULL;
     }
+    telemetry_call_begin();
     c->last_status = CALL_STATUS_QUEUED;
     c->wall_offset = clock_now_ms() - clock_mono_ms();
     uuid4(c->rec.call_uuid);
