@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "call/deliver.h"
 #include "call/engine.h"
+#include "call/telemetry.h"
 #include "cli/cli.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -98,6 +99,7 @@ static void calls_metrics(struct metrics_calls *out)
     out->srtp_dropped = st.srtp_dropped;
     out->srtp_replayed = st.srtp_replayed;
     out->sip_registered = st.registered;
+    telemetry_read(out);
 }
 
 /* Loads one listener's certificate and key; a failure is one line on

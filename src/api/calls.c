@@ -2,6 +2,7 @@
  * sections 2 and 8). This file never talks SIP: it validates, checks the
  * from-number's route, and hands the call to the engine through the
  * configured place_call; the engine stores the record. */
+#include <stdio.h>
 #include <string.h>
 
 #include "api/internal.h"
@@ -101,11 +102,29 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
 
 /* ---- records ---- */
 
+/* rtp_jitter_ms as the hangup webhook writes it (call/webhook.c): the
+ * shortest exact decimal of the microseconds in milliseconds, so that a
+ * record and its webhook agree to the byte. */
+static void jitter_text(int64_t us, char out[32])
+{
+    long long ms = us > 0 ? (long long)(us / 1000) : 0, frac = us > 0 ? (long long)(us % 1000) : 0;
+
+    if (frac == 0)
+        snprintf(out, 32, "%lld", ms);
+    else if (frac % 100 == 0)
+        snprintf(out, 32, "%lld.%01lld", ms, frac / 100);
+    else if (frac % 10 == 0)
+        snprintf(out, 32, "%lld.%02lld", ms, frac / 10);
+    else
+        snprintf(out, 32, "%lld.%03lld", ms, frac);
+}
+
 /* A call record in the documented field order. Times, duration and cause
  * are null while they do not apply. */
 static void write_call(struct jw *w, const struct store_call *k)
 {
     bool ended = k->ended_at != 0;
+    char jitter[32];
 
     jw_lit(w, "{\"call_uuid\":");
     jw_str(w, k->call_uuid);
@@ -136,6 +155,14 @@ static void write_call(struct jw *w, const struct store_call *k)
         jw_lit(w, "null");
     jw_lit(w, ",\"hangup_cause\":");
     jw_str_or_null(w, ended ? k->hangup_cause : "");
+    /* The party's RTP (SIP.md section 6): 0 until the call ends. */
+    jitter_text(k->rtp_jitter_us, jitter);
+    jw_lit(w, ",\"rtp_packets_received\":");
+    jw_i64(w, k->rtp_packets_received);
+    jw_lit(w, ",\"rtp_packets_lost\":");
+    jw_i64(w, k->rtp_packets_lost);
+    jw_lit(w, ",\"rtp_jitter_ms\":");
+    jw_raw(w, jitter);
     jw_lit(w, "}");
 }
 

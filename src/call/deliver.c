@@ -13,8 +13,10 @@
 #include <sys/socket.h>
 
 #include "call/stream.h"
+#include "call/telemetry.h"
 #include "core/addrclass.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 /* "X-Sfvopi-Call-Uuid: " and the like, with the longest value. */
@@ -34,6 +36,8 @@ struct job {
     bool watch_failed; /* the loop could not watch one of its fds */
     deliver_done_cb cb;
     void *arg;
+    enum webhook_kind kind; /* for the metrics */
+    int64_t start_ns;       /* sent, on the monotonic clock */
 };
 
 struct deliver {
@@ -235,6 +239,7 @@ static void job_finish(struct deliver *d, struct job *j, CURLcode rc, const char
     }
     log_debug("msg=webhook_done delivery=%llu status=%ld error=%s", (unsigned long long)j->id,
               status, r.error ? r.error : "none");
+    telemetry_webhook(j->kind, telemetry_outcome_of(r.error), clock_mono_ns() - j->start_ns);
     d->in_cb++;
     j->cb(j->arg, &r);
     d->in_cb--;
@@ -475,6 +480,8 @@ enum err deliver_send(struct deliver *d, const struct deliver_request *req, deli
     j->cb = cb;
     j->arg = arg;
     j->want_body = req->want_body;
+    j->kind = req->kind;
+    j->start_ns = clock_mono_ns();
     buf_init(&j->payload, DELIVER_BODY_MAX);
     buf_init(&j->body, STREAM_BODY_MAX);
     buf_init(&url, DELIVER_URL_MAX);

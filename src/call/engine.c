@@ -22,6 +22,7 @@
 #include "call/router.h"
 #include "call/stream.h"
 #include "call/streammsg.h"
+#include "call/telemetry.h"
 #include "call/webhook.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -79,6 +80,7 @@ struct call {
     struct stream_config stream; /* the successful answer's */
     struct bridge *bridge;       /* while the audio stream runs */
     bool stream_end_pending;     /* the stream could not open: report it from the loop */
+    bool rtp_has_jitter;         /* the record's rtp_jitter_us is an estimate */
 };
 
 struct engine {
@@ -189,10 +191,26 @@ static void call_link(struct engine *e, struct call *c)
     e->calls = c;
 }
 
+/* Copies the party's RTP statistics so far into the record, which the
+ * hangup webhook and the last write carry (SIP.md section 6). */
+static void record_rtp(struct call *c)
+{
+    struct sip_rtp_stats st;
+
+    if (!c->leg)
+        return;
+    sip_leg_rtp_stats(c->leg, &st);
+    c->rec.rtp_packets_received = (int64_t)st.received;
+    c->rec.rtp_packets_lost = (int64_t)st.lost;
+    c->rec.rtp_jitter_us = st.jitter_us;
+    c->rtp_has_jitter = st.has_jitter;
+}
+
 /* Ends the call's media and SIP dialog: the bridge first, since it sends on
  * the leg. libre finishes any BYE or CANCEL on its own. */
 static void call_drop_leg(struct call *c)
 {
+    record_rtp(c);
     bridge_close(c->bridge);
     c->bridge = NULL;
     sip_leg_hangup(c->leg);
@@ -212,6 +230,7 @@ static void call_free(struct call *c)
     if (c->answer_busy)
         deliver_cancel(e->deliver, c->answer_delivery);
     call_drop_leg(c);
+    telemetry_call_end(&c->rec, c->rtp_has_jitter);
     sip_timer_free(c->tmr);
     sip_timer_free(c->fail_tmr);
     sip_timer_free(c->answer_tmr);
@@ -406,6 +425,7 @@ static bool apply(struct call *c, const struct callsm_event *ev)
             c->bridge = NULL;
             break;
         case CALLSM_ACT_HANGUP_WEBHOOK:
+            record_rtp(c);
             record_sync(c, true);
             notify(c, WEBHOOK_HANGUP, c->out.hangup_url, c->out.hangup_method);
             break;
@@ -519,6 +539,7 @@ static struct call *call_new(struct engine *e)
         free(c);
         return NULL;
     }
+    telemetry_call_begin();
     c->last_status = CALL_STATUS_QUEUED;
     c->wall_offset = clock_now_ms() - clock_mono_ms();
     uuid4(c->rec.call_uuid);

@@ -4,6 +4,7 @@
 #include "call/webhook.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -14,6 +15,26 @@ int64_t webhook_duration(const struct store_call *c)
     if (!c->answered_at || c->ended_at <= c->answered_at)
         return 0;
     return (c->ended_at - c->answered_at) / 1000;
+}
+
+void webhook_jitter_ms(int64_t us, char out[WEBHOOK_JITTER_TEXT])
+{
+    long long ms, frac;
+
+    if (us < 0)
+        us = 0;
+    ms = (long long)(us / 1000);
+    frac = (long long)(us % 1000);
+    /* The shortest exact decimal: no trailing zeros, no point for whole
+     * milliseconds. */
+    if (frac == 0)
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld", ms);
+    else if (frac % 100 == 0)
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%01lld", ms, frac / 100);
+    else if (frac % 10 == 0)
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%02lld", ms, frac / 10);
+    else
+        snprintf(out, WEBHOOK_JITTER_TEXT, "%lld.%03lld", ms, frac);
 }
 
 /* ---- one writer, two encodings ---- */
@@ -89,6 +110,16 @@ static void sink_i64(struct sink *k, const char *key, int64_t v)
         k->err = buf_append_i64(k->out, v);
 }
 
+/* A number already written as JSON text. */
+static void sink_num(struct sink *k, const char *key, const char *text)
+{
+    sink_key(k, key);
+    if (!k->query)
+        jw_raw(&k->w, text);
+    else if (k->err == ERR_OK)
+        k->err = buf_append_str(k->out, text);
+}
+
 static void sink_time(struct sink *k, const char *key, int64_t ms)
 {
     char ts[CLOCK_ISO_LEN + 1];
@@ -100,6 +131,7 @@ static void sink_time(struct sink *k, const char *key, int64_t ms)
 /* The table of section 5, row by row. */
 static enum err write_fields(enum webhook_kind kind, const struct store_call *c, struct sink *k)
 {
+    char jitter[WEBHOOK_JITTER_TEXT];
     enum call_direction dir;
     enum call_status st;
     const char *status;
@@ -137,6 +169,11 @@ static enum err write_fields(enum webhook_kind kind, const struct store_call *c,
         sink_time(k, "ended_at", c->ended_at);
         sink_i64(k, "duration", webhook_duration(c));
         sink_str(k, "hangup_cause", c->hangup_cause);
+        /* The party's RTP (SIP.md section 6). */
+        sink_i64(k, "rtp_packets_received", c->rtp_packets_received);
+        sink_i64(k, "rtp_packets_lost", c->rtp_packets_lost);
+        webhook_jitter_ms(c->rtp_jitter_us, jitter);
+        sink_num(k, "rtp_jitter_ms", jitter);
     }
     return ERR_OK;
 }

@@ -27,19 +27,27 @@ enum webhook_kind {
  * CALLS.md section 8), which holds every field they carry: call_uuid,
  * request_uuid ("" for inbound calls), from, to, direction and status as
  * the names of call/call.h, started_at, answered_at (0: never answered),
- * ended_at and hangup_cause. Times are milliseconds since the epoch. The
- * other fields of the record are not read. */
+ * ended_at, hangup_cause and the rtp_ statistics. Times are milliseconds
+ * since the epoch. The other fields of the record are not read. */
 
 /* Whole seconds from answered_at to ended_at (rounded down); 0 when the
  * call was never answered or the clock went backwards. Computed from the
  * two times the payload carries, so that it always agrees with them. */
 int64_t webhook_duration(const struct store_call *c);
 
+/* rtp_jitter_ms as the payloads and records write it: milliseconds to the
+ * microsecond, as the shortest exact decimal ("1.21", "0.007", "3"), from
+ * the record's microseconds (negative: 0). */
+#define WEBHOOK_JITTER_TEXT 32
+void webhook_jitter_ms(int64_t us, char out[WEBHOOK_JITTER_TEXT]);
+
 /* Appends the payload of kind for c to out as one flat JSON object, fields
  * in the order of section 5's table, absent (never null) when they do not
  * apply: request_uuid only when non-empty; ring: started_at; answer:
  * answered_at; hangup: started_at, answer_at (only if answered), ended_at,
- * duration (a JSON number), hangup_cause (a string). call_status is
+ * duration (a JSON number), hangup_cause (a string), then the party's
+ * RTP: rtp_packets_received, rtp_packets_lost (numbers) and rtp_jitter_ms
+ * (a number, webhook_jitter_ms). call_status is
  * RINGING for ring, IN_PROGRESS for answer and c->status for hangup.
  * ERR_INVALID for a payload the spec forbids (ring for an inbound call,
  * hangup with a status that is not final, a direction or status that is

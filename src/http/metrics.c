@@ -149,8 +149,69 @@ static void sum_shards(struct totals *t)
     pthread_mutex_unlock(&shards_mu);
 }
 
+/* One histogram's series: cumulative buckets, sum and count. */
+static enum err render_histogram(struct buf *b, const char *name, const char *help,
+                                 const struct metrics_histogram *h)
+{
+    uint64_t cum = 0;
+    enum err e;
+    int i, n = h->nle < METRICS_BUCKETS_MAX ? h->nle : METRICS_BUCKETS_MAX;
+
+    e = buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (i = 0; i <= n && e == ERR_OK; i++) {
+        cum += h->counts[i];
+        e = buf_printf(b, "%s_bucket{le=\"%s\"} %llu\n", name, i < n ? h->le[i] : "+Inf",
+                       (unsigned long long)cum);
+    }
+    if (e == ERR_OK)
+        e = buf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
+                       (unsigned long long)cum);
+    return e;
+}
+
+/* The call engine's series beyond the carrier edge's (SIP.md section 6). */
+static enum err render_calls(struct buf *b, const struct metrics_calls *mc)
+{
+    enum err e;
+    int i;
+
+    e = buf_printf(b,
+                   "# HELP sfvopi_calls_active Calls alive now.\n# TYPE sfvopi_calls_active gauge\n"
+                   "sfvopi_calls_active %lld\n"
+                   "# HELP sfvopi_calls_total Calls ended, by direction and final status.\n"
+                   "# TYPE sfvopi_calls_total counter\n",
+                   (long long)mc->calls_active);
+    for (i = 0; i < mc->ncalls_total && i < METRICS_SERIES_MAX && e == ERR_OK; i++)
+        e = buf_printf(b, "sfvopi_calls_total{%s} %llu\n", mc->calls_total[i].labels,
+                       (unsigned long long)mc->calls_total[i].value);
+    if (e == ERR_OK)
+        e = buf_printf(b, "# HELP sfvopi_webhook_requests_total Webhook requests finished, by "
+                          "kind and outcome.\n# TYPE sfvopi_webhook_requests_total counter\n");
+    for (i = 0; i < mc->nwebhooks && i < METRICS_SERIES_MAX && e == ERR_OK; i++)
+        e = buf_printf(b, "sfvopi_webhook_requests_total{%s} %llu\n", mc->webhooks[i].labels,
+                       (unsigned long long)mc->webhooks[i].value);
+    if (e == ERR_OK)
+        e = render_histogram(b, "sfvopi_webhook_duration_seconds",
+                             "Time from sending a webhook request to its outcome.",
+                             &mc->webhook_duration);
+    if (e == ERR_OK)
+        e = buf_printf(b,
+                       "# HELP sfvopi_stream_send_queue_bytes The longest WebSocket send "
+                       "queue of any audio stream now.\n"
+                       "# TYPE sfvopi_stream_send_queue_bytes gauge\n"
+                       "sfvopi_stream_send_queue_bytes %llu\n",
+                       (unsigned long long)mc->stream_send_queue_bytes);
+    if (e == ERR_OK)
+        e = render_histogram(b, "sfvopi_rtp_jitter_seconds",
+                             "RTP interarrival jitter of the party (RFC 3550), once per call at "
+                             "its end.",
+                             &mc->rtp_jitter);
+    return e;
+}
+
 enum err metrics_render(struct buf *b)
 {
+    struct metrics_calls mc = {0};
     struct totals *t = malloc(sizeof(*t));
     enum err e = ERR_OK;
     int64_t busy;
@@ -217,8 +278,6 @@ enum err metrics_render(struct buf *b)
         "# TYPE sfvopi_keycache_misses_total counter\nsfvopi_keycache_misses_total %llu\n",
         (unsigned long long)t->misses);
     if (calls_read) {
-        struct metrics_calls mc = {0};
-
         calls_read(&mc);
         OUT("# HELP sfvopi_sip_denied_total SIP datagrams and requests from sources not allowed "
             "by --sip-allow, dropped unanswered.\n# TYPE sfvopi_sip_denied_total counter\n"
@@ -235,6 +294,8 @@ enum err metrics_render(struct buf *b)
             (unsigned long long)mc.rtp_dropped_source, (unsigned long long)mc.srtp_dropped,
             (unsigned long long)mc.srtp_replayed);
     }
+    if (calls_read && e == ERR_OK)
+        e = render_calls(b, &mc);
 #undef OUT
     free(t);
     return e;

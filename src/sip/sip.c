@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
+#include "sip/rtpstats.h"
 #include "sip/sip.h"
 #include "sip/srtp.h"
 
@@ -271,6 +272,7 @@ struct sip_leg {
     bool tx_started;
     bool latched; /* rtp_latch: latch holds the party's RTP source */
     struct sa latch;
+    struct rtpstats rx; /* the party's RTP, as accepted (SIP.md section 6) */
     /* Reports waiting for the engine, delivered by report_tmr in order. */
     int pending_progress[4];
     int npending_progress;
@@ -1243,6 +1245,9 @@ static void on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mb
         atomic_fetch_add(&stat_rtp_dropped_source, 1);
         return;
     }
+    /* Only audio is timed: RFC 4733 events keep their start's timestamp. */
+    rtpstats_packet(&leg->rx, hdr->ssrc, hdr->seq, hdr->ts, clock_mono_ns(),
+                    hdr->pt == leg->media_info.audio_pt);
     if (!leg->ep->h.rtp)
         return;
     leg->ep->h.rtp(leg->arg, hdr->pt, hdr->ts, hdr->m, mbuf_buf(mb), mbuf_get_left(mb));
@@ -1283,6 +1288,17 @@ static void media_settle(struct sip_leg *leg)
                 mi->dtmf_pt[mi->ndtmf++] = f->pt;
         }
     }
+}
+
+void sip_leg_rtp_stats(const struct sip_leg *leg, struct sip_rtp_stats *out)
+{
+    struct rtpstats_summary sum;
+
+    rtpstats_read(&leg->rx, &sum);
+    out->received = sum.received;
+    out->lost = sum.lost;
+    out->jitter_us = sum.jitter_us;
+    out->has_jitter = sum.has_jitter;
 }
 
 void sip_leg_media(const struct sip_leg *leg, struct sip_media *out)
@@ -1531,6 +1547,7 @@ static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct 
     leg->ep = ep;
     leg->arg = leg_arg;
     leg->outbound = outbound;
+    rtpstats_init(&leg->rx, 8000); /* G.711's clock */
     tmr_init(&leg->report_tmr);
     tmr_init(&leg->reap_tmr);
     ip = ep->laddr;

@@ -224,6 +224,19 @@ void sip_leg_hangup(struct sip_leg *leg);
 /* The leg's negotiated media; ready false before the SDP answer. */
 void sip_leg_media(const struct sip_leg *leg, struct sip_media *out);
 
+/* The receive statistics of the party's RTP on this leg (RFC 3550): the
+ * packets accepted from the party (after the source check and SRTP
+ * authentication; dropped ones do not count), packets lost by their
+ * sequence numbers (never negative), and the interarrival jitter of its
+ * audio in microseconds (has_jitter: two audio packets have arrived). */
+struct sip_rtp_stats {
+    uint64_t received;
+    uint64_t lost;
+    int64_t jitter_us;
+    bool has_jitter;
+};
+void sip_leg_rtp_stats(const struct sip_leg *leg, struct sip_rtp_stats *out);
+
 /* Sends one audio packet of the negotiated codec to the address and port
  * of the party's SDP; the RTP timestamp advances by len samples (G.711:
  * one byte a sample). ERR_UNAVAILABLE before the SDP answer. */

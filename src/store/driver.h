@@ -20,7 +20,7 @@
 #include "store/store.h"
 
 #define DB_MAX_ARGS 19 /* the most any statement of the catalogue takes */
-#define DB_MAX_COLS 16 /* the most any statement of the catalogue returns */
+#define DB_MAX_COLS 18 /* the most any statement of the catalogue returns */
 
 enum db_type { DB_NULL, DB_TEXT, DB_I64, DB_BOOL, DB_BLOB };
 

@@ -187,6 +187,9 @@ static void row_call(const struct db_row *r, struct store_call *k)
     COL_TEXT(r, 12, k->hangup_cause);
     k->created_at = col_i64(r, 13);
     k->seq = col_i64(r, 14);
+    k->rtp_packets_received = col_i64(r, 15);
+    k->rtp_packets_lost = col_i64(r, 16);
+    k->rtp_jitter_us = col_i64(r, 17);
 }
 
 /* ---- running statements ---- */
@@ -842,6 +845,9 @@ static enum err call_create(struct store_conn *base, const struct store_call *k)
     a_i64(&a, k->duration);
     a_text_or_null(&a, k->hangup_cause);
     a_i64(&a, k->created_at);
+    a_i64(&a, k->rtp_packets_received);
+    a_i64(&a, k->rtp_packets_lost);
+    a_i64(&a, k->rtp_jitter_us);
     return single(base, SQL_CALL_INSERT, &a, "call_create", W_ANY, NULL, NULL);
 }
 
@@ -856,6 +862,9 @@ static enum err call_update(struct store_conn *base, const struct store_call *k)
     a_i64_or_null(&a, k->ended_at);
     a_i64(&a, k->duration);
     a_text_or_null(&a, k->hangup_cause);
+    a_i64(&a, k->rtp_packets_received);
+    a_i64(&a, k->rtp_packets_lost);
+    a_i64(&a, k->rtp_jitter_us);
     return single(base, SQL_CALL_UPDATE, &a, "call_update", W_CHANGE, NULL, NULL);
 }
 

@@ -16,7 +16,8 @@
     "a.updated_at"
 #define CALL_COLS                                                                                  \
     "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
-    "answered_at, ended_at, duration, hangup_cause, created_at, seq"
+    "answered_at, ended_at, duration, hangup_cause, created_at, seq, rtp_packets_received, "       \
+    "rtp_packets_lost, rtp_jitter_us"
 
 #define S(id, text) [id] = {#id, text}
 
@@ -99,10 +100,13 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
                      "LEFT JOIN apps a ON a.app_id = l.app_id WHERE n.e164 = $1"),
     S(SQL_CALL_INSERT, "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
                        "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
-                       "hangup_cause, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                       "$10, $11, $12, $13, $14)"),
+                       "hangup_cause, created_at, rtp_packets_received, rtp_packets_lost, "
+                       "rtp_jitter_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                       "$12, $13, $14, $15, $16, $17)"),
     S(SQL_CALL_UPDATE, "UPDATE calls SET status = $2, started_at = $3, answered_at = $4, "
-                       "ended_at = $5, duration = $6, hangup_cause = $7 WHERE call_uuid = $1"),
+                       "ended_at = $5, duration = $6, hangup_cause = $7, "
+                       "rtp_packets_received = $8, rtp_packets_lost = $9, rtp_jitter_us = $10 "
+                       "WHERE call_uuid = $1"),
     S(SQL_CALL_GET, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND (call_uuid = $2 OR "
                     "request_uuid = $2)"),
     /* Answered from the index calls_org_seq, newest first. */

@@ -128,6 +128,11 @@ struct store_call {
     char hangup_cause[CALL_CAUSE_MAX + 1];  /* "": still alive */
     int64_t created_at;
     int64_t seq; /* assigned by the store, increasing: the list order and its cursor */
+    /* The party's RTP (SIP.md section 6), set when the call ends; 0 until
+     * then and for calls without media. */
+    int64_t rtp_packets_received;
+    int64_t rtp_packets_lost;
+    int64_t rtp_jitter_us; /* interarrival jitter, microseconds */
 };
 
 /* What an operation that reports ERR_NOT_FOUND did not find. */
@@ -232,8 +237,9 @@ struct store_ops {
     /* Inserts a call (seq is assigned and ignored here). ERR_CONFLICT when
      * its call_uuid or request_uuid is taken. */
     enum err (*call_create)(struct store_conn *c, const struct store_call *call);
-    /* Sets status, started_at, answered_at, ended_at, duration and
-     * hangup_cause of the call named by call->call_uuid; nothing else.
+    /* Sets status, started_at, answered_at, ended_at, duration,
+     * hangup_cause and the rtp_ statistics of the call named by
+     * call->call_uuid; nothing else.
      * ERR_NOT_FOUND when there is no such call. */
     enum err (*call_update)(struct store_conn *c, const struct store_call *call);
     /* The org's call whose call_uuid or request_uuid is id. ERR_NOT_FOUND

@@ -62,7 +62,8 @@ struct ws_hub {
     struct ws_conn *dirty_head, *dirty_tail;
     unsigned long long next_id; /* atomic */
 
-    bool deny_private; /* immutable */
+    bool deny_private;                    /* immutable */
+    struct ws_hub *hubs_prev, *hubs_next; /* under hubs_mu: every live hub */
     struct lws_context *ctx;
     pthread_t thread;
 
@@ -823,6 +824,31 @@ static void hub_unref(struct ws_hub *h)
     }
 }
 
+/* Every hub alive, for ws_sendq_max. Taken before any hub's mu, never
+ * while holding one. */
+static pthread_mutex_t hubs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ws_hub *hubs;
+
+size_t ws_sendq_max(void)
+{
+    struct ws_hub *h;
+    const struct ws_conn *c;
+    size_t max = 0;
+
+    pthread_mutex_lock(&hubs_mu);
+    for (h = hubs; h; h = h->hubs_next) {
+        pthread_mutex_lock(&h->mu);
+        for (c = h->all; c; c = c->next) {
+            if (c->q_bytes > max) {
+                max = c->q_bytes;
+            }
+        }
+        pthread_mutex_unlock(&h->mu);
+    }
+    pthread_mutex_unlock(&hubs_mu);
+    return max;
+}
+
 enum err ws_hub_new(bool deny_private_urls, struct ws_hub **out)
 {
     struct lws_context_creation_info info;
@@ -858,6 +884,13 @@ enum err ws_hub_new(bool deny_private_urls, struct ws_hub **out)
         log_error("msg=ws_thread_failed");
         goto out_ctx;
     }
+    pthread_mutex_lock(&hubs_mu);
+    h->hubs_next = hubs;
+    if (hubs) {
+        hubs->hubs_prev = h;
+    }
+    hubs = h;
+    pthread_mutex_unlock(&hubs_mu);
     *out = h;
     return ERR_OK;
 
@@ -876,6 +909,16 @@ void ws_hub_free(struct ws_hub *h)
     if (!h) {
         return;
     }
+    pthread_mutex_lock(&hubs_mu);
+    if (h->hubs_prev) {
+        h->hubs_prev->hubs_next = h->hubs_next;
+    } else {
+        hubs = h->hubs_next;
+    }
+    if (h->hubs_next) {
+        h->hubs_next->hubs_prev = h->hubs_prev;
+    }
+    pthread_mutex_unlock(&hubs_mu);
     pthread_mutex_lock(&h->mu);
     h->stopping = true;
     pthread_mutex_unlock(&h->mu);

@@ -117,6 +117,10 @@ void ws_close(struct ws_conn *c, int code);
  * Accepts NULL. Thread-safe. */
 void ws_conn_release(struct ws_conn *c);
 
+/* The bytes queued for sending on the connection with the longest queue,
+ * over every hub alive (0 without any). Thread-safe. */
+size_t ws_sendq_max(void);
+
 /* Test seam, not for product code: the getaddrinfo that resolver threads
  * call for host names (numeric hosts never reach it). Set it before any hub
  * exists and restore it after the last one is freed. */

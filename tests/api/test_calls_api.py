@@ -19,7 +19,8 @@ from conftest import (MSG_INVALID, MSG_METHOD, MSG_UNAUTH, NOT_UTF8, PREFIXES, T
 MSG_OFF = "Failed to initiate outbound call: calling is not configured"
 MSG_CALL_NOT_FOUND = "Call not found"
 CALL_FIELDS = ["call_uuid", "request_uuid", "org_id", "app_id", "from", "to", "direction",
-               "call_status", "started_at", "answer_at", "ended_at", "duration", "hangup_cause"]
+               "call_status", "started_at", "answer_at", "ended_at", "duration", "hangup_cause",
+               "rtp_packets_received", "rtp_packets_lost", "rtp_jitter_ms"]
 T0 = 1770028200000  # 2026-02-02T10:30:00.000Z
 
 
@@ -332,6 +333,8 @@ def test_get_record_fields(server, db_url, caller):
             "direction": "OUTBOUND", "call_status": "COMPLETED",
             "started_at": "2026-02-02T10:30:01.000Z", "answer_at": "2026-02-02T10:30:01.500Z",
             "ended_at": "2026-02-02T10:30:08.500Z", "duration": 7, "hangup_cause": "16",
+            # Rows written without the RTP statistics (as before they existed) read 0.
+            "rtp_packets_received": 0, "rtp_packets_lost": 0, "rtp_jitter_ms": 0,
         }
         # The same record by its request_uuid.
         assert c.get("/calls/" + done["request_uuid"]).json() == b

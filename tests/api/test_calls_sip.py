@@ -68,7 +68,8 @@ RING_FIELDS = {"call_uuid", "request_uuid", "from", "to", "direction", "call_sta
                "started_at"}
 ANSWER_FIELDS = {"call_uuid", "from", "to", "direction", "call_status", "answered_at"}
 HANGUP_FIELDS = {"call_uuid", "from", "to", "direction", "call_status", "started_at",
-                 "ended_at", "duration", "hangup_cause"}
+                 "ended_at", "duration", "hangup_cause",
+                 "rtp_packets_received", "rtp_packets_lost", "rtp_jitter_ms"}
 RECORD_FIELDS = HANGUP_FIELDS | {"request_uuid", "org_id", "app_id", "answer_at"}
 
 

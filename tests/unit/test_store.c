@@ -1312,6 +1312,9 @@ static void test_call_create_get_update(void **state)
     assert_string_equal(got.hangup_cause, "");
     assert_true(got.created_at == T0 + 1);
     assert_true(got.seq > 0);
+    /* No media yet: the RTP statistics read 0. */
+    assert_true(got.rtp_packets_received == 0 && got.rtp_packets_lost == 0);
+    assert_true(got.rtp_jitter_us == 0);
     assert_int_equal(f->ops->call_get(f->c, f->org1, k.request_uuid, &got), ERR_OK);
     assert_string_equal(got.call_uuid, k.call_uuid);
     assert_int_equal(f->ops->call_get(f->c, f->org2, k.call_uuid, &got), ERR_NOT_FOUND);
@@ -1324,6 +1327,9 @@ static void test_call_create_get_update(void **state)
     k.ended_at = T0 + 5020;
     k.duration = 5;
     memcpy(k.hangup_cause, "16", 3);
+    k.rtp_packets_received = 4995;
+    k.rtp_packets_lost = 5;
+    k.rtp_jitter_us = 1210;
     memcpy(k.from, N3, sizeof(N3));
     k.org_id = f->org2;
     assert_int_equal(f->ops->call_update(f->c, &k), ERR_OK);
@@ -1334,6 +1340,9 @@ static void test_call_create_get_update(void **state)
     assert_true(got.ended_at == T0 + 5020);
     assert_true(got.duration == 5);
     assert_string_equal(got.hangup_cause, "16");
+    assert_true(got.rtp_packets_received == 4995);
+    assert_true(got.rtp_packets_lost == 5);
+    assert_true(got.rtp_jitter_us == 1210);
     assert_string_equal(got.from, N1);
     assert_true(got.org_id == f->org1);
 
@@ -1342,10 +1351,16 @@ static void test_call_create_get_update(void **state)
     /* Inbound: no request_uuid, and several of them may coexist. */
     assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
     make_call(&k, 10, f->org1, false);
+    /* A record created final (a refused call) keeps its statistics. */
+    k.rtp_packets_received = 3;
+    k.rtp_packets_lost = 1;
+    k.rtp_jitter_us = 250;
     assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
     assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
     assert_string_equal(got.request_uuid, "");
     assert_string_equal(got.direction, "INBOUND");
+    assert_true(got.rtp_packets_received == 3 && got.rtp_packets_lost == 1);
+    assert_true(got.rtp_jitter_us == 250);
 }
 
 static void test_call_list(void **state)
@@ -1357,6 +1372,9 @@ static void test_call_list(void **state)
 
     for (i = 1; i <= 5; i++) {
         make_call(&k, i, f->org1, i % 2);
+        k.rtp_packets_received = i * 100;
+        k.rtp_packets_lost = i;
+        k.rtp_jitter_us = i * 7;
         assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
         make_call(&k, 100 + i, f->org2, true);
         assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
@@ -1378,8 +1396,13 @@ static void test_call_list(void **state)
     assert_int_equal(r->n, 2);
     assert_true(r->calls[0].created_at == T0 + 2);
     assert_true(r->calls[1].created_at == T0 + 1);
-    for (i = 0; i < r->n; i++)
+    for (i = 0; i < r->n; i++) {
         assert_true(r->calls[i].org_id == f->org1);
+        /* Listed with their statistics. */
+        assert_true(r->calls[i].rtp_packets_received == (r->calls[i].created_at - T0) * 100);
+        assert_true(r->calls[i].rtp_packets_lost == r->calls[i].created_at - T0);
+        assert_true(r->calls[i].rtp_jitter_us == (r->calls[i].created_at - T0) * 7);
+    }
     /* Before the oldest: nothing. */
     {
         int64_t before = r->calls[1].seq;

@@ -33,6 +33,9 @@ static struct store_call outbound_call(void)
     c.answered_at = T0 + 5250;
     c.ended_at = T0 + 5250 + 62999; /* 62.999 s: 62 */
     memcpy(c.hangup_cause, "16", 3);
+    c.rtp_packets_received = 3145;
+    c.rtp_packets_lost = 5;
+    c.rtp_jitter_us = 1210; /* 1.21 ms */
     return c;
 }
 
@@ -85,7 +88,8 @@ static void test_outbound_json(void **state)
            "\"to\":\"+14155550100\",\"direction\":\"OUTBOUND\",\"call_status\":\"COMPLETED\","
            "\"started_at\":\"2026-02-02T10:30:00.000Z\","
            "\"answer_at\":\"2026-02-02T10:30:05.250Z\","
-           "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":62,\"hangup_cause\":\"16\"}");
+           "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":62,\"hangup_cause\":\"16\","
+           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":1.21}");
 }
 
 static void test_outbound_query(void **state)
@@ -105,7 +109,8 @@ static void test_outbound_query(void **state)
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&request_uuid=sfv_ob_req_a8k3m2x9p1z0"
            "&from=%2B918000000001&to=%2B14155550100&direction=OUTBOUND&call_status=COMPLETED"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&answer_at=2026-02-02T10%3A30%3A05.250Z"
-           "&ended_at=2026-02-02T10%3A31%3A08.249Z&duration=62&hangup_cause=16");
+           "&ended_at=2026-02-02T10%3A31%3A08.249Z&duration=62&hangup_cause=16"
+           "&rtp_packets_received=3145&rtp_packets_lost=5&rtp_jitter_ms=1.21");
 }
 
 static void test_inbound(void **state)
@@ -123,7 +128,8 @@ static void test_inbound(void **state)
            "\"from\":\"+14155550100\",\"to\":\"+918000000001\",\"direction\":\"INBOUND\","
            "\"call_status\":\"COMPLETED\",\"started_at\":\"2026-02-02T10:30:00.000Z\","
            "\"answer_at\":\"2026-02-02T10:30:05.250Z\","
-           "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":62,\"hangup_cause\":\"16\"}");
+           "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":62,\"hangup_cause\":\"16\","
+           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":1.21}");
     expect(QUERY, WEBHOOK_ANSWER, &c,
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&from=%2B14155550100"
            "&to=%2B918000000001&direction=INBOUND&call_status=IN_PROGRESS"
@@ -132,7 +138,8 @@ static void test_inbound(void **state)
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&from=%2B14155550100"
            "&to=%2B918000000001&direction=INBOUND&call_status=COMPLETED"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&answer_at=2026-02-02T10%3A30%3A05.250Z"
-           "&ended_at=2026-02-02T10%3A31%3A08.249Z&duration=62&hangup_cause=16");
+           "&ended_at=2026-02-02T10%3A31%3A08.249Z&duration=62&hangup_cause=16"
+           "&rtp_packets_received=3145&rtp_packets_lost=5&rtp_jitter_ms=1.21");
     /* Inbound calls have no ring webhook (section 3). */
     buf_init(&b, 4096);
     assert_int_equal(webhook_body_json(WEBHOOK_RING, &c, &b), ERR_INVALID);
@@ -147,6 +154,9 @@ static void test_hangup_unanswered(void **state)
 
     (void)state;
     c.answered_at = 0;
+    c.rtp_packets_received = 0;
+    c.rtp_packets_lost = 0;
+    c.rtp_jitter_us = 0;
     snprintf(c.status, sizeof(c.status), "NO_ANSWER");
     memcpy(c.hangup_cause, "19", 3);
     c.ended_at = T0 + 60000;
@@ -156,12 +166,14 @@ static void test_hangup_unanswered(void **state)
            "\"request_uuid\":\"sfv_ob_req_a8k3m2x9p1z0\",\"from\":\"+918000000001\","
            "\"to\":\"+14155550100\",\"direction\":\"OUTBOUND\",\"call_status\":\"NO_ANSWER\","
            "\"started_at\":\"2026-02-02T10:30:00.000Z\","
-           "\"ended_at\":\"2026-02-02T10:31:00.000Z\",\"duration\":0,\"hangup_cause\":\"19\"}");
+           "\"ended_at\":\"2026-02-02T10:31:00.000Z\",\"duration\":0,\"hangup_cause\":\"19\","
+           "\"rtp_packets_received\":0,\"rtp_packets_lost\":0,\"rtp_jitter_ms\":0}");
     expect(QUERY, WEBHOOK_HANGUP, &c,
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&request_uuid=sfv_ob_req_a8k3m2x9p1z0"
            "&from=%2B918000000001&to=%2B14155550100&direction=OUTBOUND&call_status=NO_ANSWER"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&ended_at=2026-02-02T10%3A31%3A00.000Z"
-           "&duration=0&hangup_cause=19");
+           "&duration=0&hangup_cause=19&rtp_packets_received=0&rtp_packets_lost=0"
+           "&rtp_jitter_ms=0");
 }
 
 static void test_hangup_statuses(void **state)
@@ -246,17 +258,41 @@ static void test_escaping(void **state)
     memcpy(c.hangup_cause, "102", 4);
     snprintf(c.status, sizeof(c.status), "CANCELED");
     c.answered_at = 0;
+    c.rtp_jitter_us = 20; /* 0.02 ms */
     expect(JSON, WEBHOOK_HANGUP, &c,
            "{\"call_uuid\":\"9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d\","
            "\"from\":\"an\\\"o\\\\n y/\xc3\xa4\",\"to\":\"+918000000001\","
            "\"direction\":\"INBOUND\",\"call_status\":\"CANCELED\","
            "\"started_at\":\"2026-02-02T10:30:00.000Z\","
-           "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":0,\"hangup_cause\":\"102\"}");
+           "\"ended_at\":\"2026-02-02T10:31:08.249Z\",\"duration\":0,\"hangup_cause\":\"102\","
+           "\"rtp_packets_received\":3145,\"rtp_packets_lost\":5,\"rtp_jitter_ms\":0.02}");
     expect(QUERY, WEBHOOK_HANGUP, &c,
            "call_uuid=9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d&from=an%22o%5Cn%20y%2F%C3%A4"
            "&to=%2B918000000001&direction=INBOUND&call_status=CANCELED"
            "&started_at=2026-02-02T10%3A30%3A00.000Z&ended_at=2026-02-02T10%3A31%3A08.249Z"
-           "&duration=0&hangup_cause=102");
+           "&duration=0&hangup_cause=102&rtp_packets_received=3145&rtp_packets_lost=5"
+           "&rtp_jitter_ms=0.02");
+}
+
+static void test_jitter_text(void **state)
+{
+    char t[WEBHOOK_JITTER_TEXT];
+
+    (void)state;
+    webhook_jitter_ms(0, t);
+    assert_string_equal(t, "0");
+    webhook_jitter_ms(3000, t);
+    assert_string_equal(t, "3");
+    webhook_jitter_ms(1500, t);
+    assert_string_equal(t, "1.5");
+    webhook_jitter_ms(1210, t);
+    assert_string_equal(t, "1.21");
+    webhook_jitter_ms(7, t);
+    assert_string_equal(t, "0.007");
+    webhook_jitter_ms(12345678, t);
+    assert_string_equal(t, "12345.678");
+    webhook_jitter_ms(-5, t);
+    assert_string_equal(t, "0");
 }
 
 static void test_pct_encode(void **state)
@@ -539,9 +575,10 @@ int main(void)
         cmocka_unit_test(test_inbound),         cmocka_unit_test(test_hangup_unanswered),
         cmocka_unit_test(test_hangup_statuses), cmocka_unit_test(test_duration),
         cmocka_unit_test(test_escaping),        cmocka_unit_test(test_pct_encode),
-        cmocka_unit_test(test_get_url),         cmocka_unit_test(test_buffer_cap),
-        cmocka_unit_test(test_headers),         cmocka_unit_test(test_addr_classify),
-        cmocka_unit_test(test_addr_raw),        cmocka_unit_test(test_direction_names),
+        cmocka_unit_test(test_jitter_text),     cmocka_unit_test(test_get_url),
+        cmocka_unit_test(test_buffer_cap),      cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_addr_classify),   cmocka_unit_test(test_addr_raw),
+        cmocka_unit_test(test_direction_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
