@@ -58,6 +58,7 @@ enum msg_id {
     MSG_WS,          /* a WebSocket event for a bridge */
     MSG_APP_DELETED, /* data: the app_id, malloc'd */
     MSG_ROUTED,      /* data: a struct route_wait whose look-up is done */
+    MSG_HANGUP,      /* data: a struct hangup_wait whose record has been written */
 };
 
 struct call {
@@ -96,7 +97,12 @@ struct engine {
     struct sip_timer *stop_tmr;
     struct recw *recw;
     struct router *router;
-    struct route_wait *routing; /* INVITEs waiting for their look-up */
+    struct route_wait *routing;  /* INVITEs waiting for their look-up */
+    struct hangup_wait *hangups; /* hangup webhooks waiting for their record */
+    /* Guards queue_open: the record writer tells the loop through the
+     * queue, which is freed before the writer stops. */
+    pthread_mutex_t hangup_mu;
+    bool queue_open;
     struct call *calls;
     atomic_uint live;
     atomic_bool stopping;
@@ -179,6 +185,67 @@ static void record_sync(struct call *c, bool force)
     c->last_answered = c->sm.answered;
     record_fill(c);
     recw_put(c->e->recw, c->slot, r, false);
+}
+
+/* --- hangup webhooks after their record --- */
+
+/* A hangup webhook waits for the write of the final record it carries, so
+ * that a client reading the call when the webhook arrives reads the same
+ * thing. It keeps its own copy: the call may be freed meanwhile. */
+struct hangup_wait {
+    struct engine *e;
+    struct hangup_wait *prev, *next;
+    struct store_call rec;
+    char url[APP_URL_MAX + 1];
+    char method[METHOD_MAX + 1];
+};
+
+static void hangup_unlink(struct hangup_wait *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        h->e->hangups = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+}
+
+/* The record writer's thread: the record of arg (a struct hangup_wait,
+ * not touched here: the loop may have freed it) is written, or given up. */
+static void on_record_landed(void *ctx, void *arg)
+{
+    struct engine *e = ctx;
+
+    pthread_mutex_lock(&e->hangup_mu);
+    if (e->queue_open && sip_queue_push(e->queue, MSG_HANGUP, arg) != ERR_OK)
+        log_warn("msg=\"hangup webhook lost: engine queue full\"");
+    pthread_mutex_unlock(&e->hangup_mu);
+}
+
+static void notify_done(void *arg, const struct deliver_result *r);
+
+/* Sends the hangup webhook of a record that has been written. */
+static void hangup_send(struct hangup_wait *h)
+{
+    struct deliver_request req = {
+        .url = h->url,
+        .post = strcmp(h->method, "GET") != 0,
+        .kind = WEBHOOK_HANGUP,
+        .call = &h->rec,
+        .timeout_ms = NOTIFY_TIMEOUT_MS,
+    };
+    char delivery_id[40];
+    uint64_t id;
+    enum err e;
+
+    hangup_unlink(h);
+    rand_string(delivery_id, 26, DELIVERY_ALPHABET);
+    req.delivery_id = delivery_id;
+    e = deliver_send(h->e->deliver, &req, notify_done, NULL, &id);
+    if (e != ERR_OK)
+        log_warn("msg=\"webhook not sent\" call=%s kind=hangup err=%s", h->rec.call_uuid,
+                 err_str(e));
+    free(h);
 }
 
 /* --- the call list --- */
@@ -298,6 +365,32 @@ static void notify(struct call *c, enum webhook_kind kind, const char *url, cons
     if (e != ERR_OK)
         log_warn("msg=\"webhook not sent\" call=%s kind=%s err=%s", c->rec.call_uuid,
                  kind == WEBHOOK_RING ? "ring" : "hangup", err_str(e));
+}
+
+/* Writes the final record and sends the hangup webhook once it is written
+ * (or its write given up): on_record_landed tells the loop. */
+static void hangup_after_record(struct call *c)
+{
+    struct engine *e = c->e;
+    struct hangup_wait *h = calloc(1, sizeof(*h));
+
+    c->last_status = callsm_status(&c->sm);
+    c->last_answered = c->sm.answered;
+    record_fill(c);
+    if (!h) {
+        recw_put(e->recw, c->slot, &c->rec, false);
+        notify(c, WEBHOOK_HANGUP, c->out.hangup_url, c->out.hangup_method);
+        return;
+    }
+    h->e = e;
+    h->rec = c->rec;
+    copy_str(h->url, sizeof(h->url), c->out.hangup_url);
+    copy_str(h->method, sizeof(h->method), c->out.hangup_method);
+    h->next = e->hangups;
+    if (e->hangups)
+        e->hangups->prev = h;
+    e->hangups = h;
+    recw_put_then(e->recw, c->slot, &c->rec, false, h);
 }
 
 static void answer_done(void *arg, const struct deliver_result *r)
@@ -426,11 +519,12 @@ static bool apply(struct call *c, const struct callsm_event *ev)
             break;
         case CALLSM_ACT_HANGUP_WEBHOOK:
             record_rtp(c);
-            record_sync(c, true);
-            notify(c, WEBHOOK_HANGUP, c->out.hangup_url, c->out.hangup_method);
+            hangup_after_record(c);
             break;
         case CALLSM_ACT_FREE:
-            record_sync(c, false);
+            /* Always: the party's RTP statistics were taken when its leg
+             * dropped, maybe after the final status was written. */
+            record_sync(c, true);
             log_info("msg=\"call ended\" call=%s status=%s cause=%s", c->rec.call_uuid,
                      c->rec.status, c->sm.hangup_cause);
             call_free(c);
@@ -778,8 +872,8 @@ static void on_stop_tick(void *arg)
 
     /* Done when every call, webhook, stream event and un-REGISTER in
      * flight is. */
-    if ((!e->calls && deliver_pending(e->deliver) == 0 && bridge_events_in_flight() == 0 &&
-         !sip_ep_unregistering(e->ep)) ||
+    if ((!e->calls && !e->hangups && deliver_pending(e->deliver) == 0 &&
+         bridge_events_in_flight() == 0 && !sip_ep_unregistering(e->ep)) ||
         clock_mono_ms() >= e->stop_deadline_ms) {
         if (e->calls || deliver_pending(e->deliver))
             log_warn("msg=\"engine stopped before every call finished\" calls=%u webhooks=%zu",
@@ -835,6 +929,7 @@ static void on_queue(void *arg, int id, void *data)
         free(data);
         break;
     case MSG_ROUTED: route_done(data); break;
+    case MSG_HANGUP: hangup_send(data); break;
     default: break;
     }
 }
@@ -884,7 +979,10 @@ static void started(struct engine *e, enum err err)
 /* The record writer and the router, each with its own connection. */
 static enum err records_start(struct engine *e)
 {
-    struct recw_config rc = {.slots = e->cfg.max_calls + RECORD_BACKLOG, .store = e->cfg.store};
+    struct recw_config rc = {.slots = e->cfg.max_calls + RECORD_BACKLOG,
+                             .store = e->cfg.store,
+                             .landed = on_record_landed,
+                             .landed_ctx = e};
     enum err err = recw_start(&rc, &e->recw);
 
     if (err != ERR_OK)
@@ -926,6 +1024,7 @@ static void *engine_main(void *arg)
         started(e, err);
         return NULL;
     }
+    pthread_mutex_init(&e->hangup_mu, NULL);
     err = records_start(e);
     if (err != ERR_OK)
         goto out_loop;
@@ -955,6 +1054,9 @@ static void *engine_main(void *arg)
     if (err != ERR_OK)
         goto out_hub;
     e->can_dial = sip_ep_can_dial(e->ep);
+    pthread_mutex_lock(&e->hangup_mu);
+    e->queue_open = true;
+    pthread_mutex_unlock(&e->hangup_mu);
     started(e, ERR_OK);
 
     sip_loop_run();
@@ -969,6 +1071,18 @@ out_hub:
     free(e->benv.scratch);
     free(e->benv.scratch2);
 out_queue:
+    pthread_mutex_lock(&e->hangup_mu);
+    e->queue_open = false;
+    pthread_mutex_unlock(&e->hangup_mu);
+    while (e->hangups) {
+        struct hangup_wait *hw = e->hangups;
+
+        log_warn("msg=\"hangup webhook not sent: engine stopped before its record was written\" "
+                 "call=%s",
+                 hw->rec.call_uuid);
+        hangup_unlink(hw);
+        free(hw);
+    }
     sip_queue_free(e->queue);
     e->queue = NULL;
 out_deliver:
@@ -979,6 +1093,7 @@ out_timers:
     routing_stop(e);
     recw_stop(e->recw, RECORD_DRAIN_MS);
 out_loop:
+    pthread_mutex_destroy(&e->hangup_mu);
     sip_loop_close();
     if (err != ERR_OK)
         started(e, err);

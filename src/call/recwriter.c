@@ -17,6 +17,8 @@ struct recw_slot {
     struct store_call rec;  /* the queued write's record */
     bool create;            /* the queued write is a create */
     bool need_create;       /* the call's create was dropped: its next write makes it */
+    bool has_then;          /* the queued write has a landed callback, with then_arg */
+    void *then_arg;
     bool queued, busy, released;
 };
 
@@ -117,12 +119,19 @@ static void slot_free_locked(struct recw *w, struct recw_slot *s)
     w->used--;
 }
 
+static void landed(struct recw *w, bool then, void *arg)
+{
+    if (then && w->cfg.landed)
+        w->cfg.landed(w->cfg.landed_ctx, arg);
+}
+
 static void *writer_main(void *arg)
 {
     struct recw *w = arg;
     struct store_call rec;
     struct recw_slot *s;
-    bool create;
+    bool create, then;
+    void *then_arg;
     enum err e;
 
     pthread_mutex_lock(&w->mu);
@@ -146,9 +155,13 @@ static void *writer_main(void *arg)
         w->busy = true;
         rec = s->rec;
         create = s->create || s->need_create;
+        then = s->has_then;
+        then_arg = s->then_arg;
+        s->has_then = false;
         pthread_mutex_unlock(&w->mu);
 
         e = write_one(w, &rec, create);
+        landed(w, then, then_arg);
 
         pthread_mutex_lock(&w->mu);
         s->busy = false;
@@ -166,8 +179,14 @@ static void *writer_main(void *arg)
         log_error("msg=\"call record not written\" call=%s status=%s", s->rec.call_uuid,
                   s->rec.status);
         s->queued = false;
+        then = s->has_then;
+        then_arg = s->then_arg;
+        s->has_then = false;
         if (s->released)
             slot_free_locked(w, s);
+        pthread_mutex_unlock(&w->mu);
+        landed(w, then, then_arg);
+        pthread_mutex_lock(&w->mu);
     }
     w->tail = NULL;
     pthread_mutex_unlock(&w->mu);
@@ -228,9 +247,21 @@ struct recw_slot *recw_reserve(struct recw *w)
     return s;
 }
 
-void recw_put(struct recw *w, struct recw_slot *s, const struct store_call *rec, bool create)
+static void put(struct recw *w, struct recw_slot *s, const struct store_call *rec, bool create,
+                bool then, void *then_arg)
 {
+    bool fire = false;
+    void *fire_arg = NULL;
+
     pthread_mutex_lock(&w->mu);
+    if (then) {
+        /* One callback per queued write: an earlier one (never twice in
+         * practice) is told at once rather than lost. */
+        fire = s->has_then;
+        fire_arg = s->then_arg;
+        s->has_then = true;
+        s->then_arg = then_arg;
+    }
     s->rec = *rec;
     if (s->queued) {
         /* The earlier write has not been taken: this one replaces it. */
@@ -247,6 +278,18 @@ void recw_put(struct recw *w, struct recw_slot *s, const struct store_call *rec,
         pthread_cond_signal(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
+    landed(w, fire, fire_arg);
+}
+
+void recw_put(struct recw *w, struct recw_slot *s, const struct store_call *rec, bool create)
+{
+    put(w, s, rec, create, false, NULL);
+}
+
+void recw_put_then(struct recw *w, struct recw_slot *s, const struct store_call *rec, bool create,
+                   void *arg)
+{
+    put(w, s, rec, create, true, arg);
 }
 
 void recw_release(struct recw *w, struct recw_slot *s)

@@ -38,6 +38,11 @@ struct recw_config {
     void *ctx;
     int backoff_min_ms, backoff_max_ms; /* 0: 50 and 2000 */
     int give_up_ms;                     /* 0: RECW_GIVE_UP_MS */
+    /* Called on the writer's thread once a write put with recw_put_then is
+     * done: landed, or given up (also when shutdown leaves it unwritten).
+     * ctx is landed_ctx; arg is recw_put_then's, never dereferenced here. */
+    void (*landed)(void *ctx, void *arg);
+    void *landed_ctx;
 };
 
 /* Long enough to outlast a database stall of tens of seconds, including
@@ -53,6 +58,10 @@ struct recw_slot *recw_reserve(struct recw *w);
 /* Any thread (one call's puts from one thread). Queues the call's record
  * (copied) without waiting; create for its first write. */
 void recw_put(struct recw *w, struct recw_slot *s, const struct store_call *rec, bool create);
+/* As recw_put, and cfg.landed(cfg.landed_ctx, arg) once this write (or a
+ * later one of the call that replaced it before it was taken) is done. */
+void recw_put_then(struct recw *w, struct recw_slot *s, const struct store_call *rec, bool create,
+                   void *arg);
 /* The call is gone: its slot is freed once its last write has been taken.
  * Accepts NULL. */
 void recw_release(struct recw *w, struct recw_slot *s);

@@ -329,6 +329,93 @@ static void test_stop_drains(void **state)
     }
 }
 
+/* What the landed callback saw. */
+static struct {
+    int calls;
+    void *arg;
+    int written; /* writes logged by the fake store when it was called */
+    char status[CALL_STATUS_MAX + 1];
+} L;
+
+static void on_landed(void *ctx, void *arg)
+{
+    (void)ctx;
+    pthread_mutex_lock(&F.mu);
+    L.calls++;
+    L.arg = arg;
+    L.written = F.n;
+    if (F.n > 0)
+        snprintf(L.status, sizeof(L.status), "%s", F.log[F.n - 1].status);
+    pthread_mutex_unlock(&F.mu);
+}
+
+static struct recw *start_landed(int give_up_ms)
+{
+    struct recw_config cfg = {.slots = 4,
+                              .write = fake_write,
+                              .ctx = &F,
+                              .backoff_min_ms = 5,
+                              .backoff_max_ms = 20,
+                              .give_up_ms = give_up_ms,
+                              .landed = on_landed,
+                              .landed_ctx = &F};
+    struct recw *w = NULL;
+
+    memset(&L, 0, sizeof(L));
+    assert_int_equal(recw_start(&cfg, &w), ERR_OK);
+    return w;
+}
+
+/* A write put with recw_put_then is followed by its callback only once it
+ * has been written; a later write that replaces it before it is taken
+ * carries the callback, which then follows that write. */
+static void test_landed_after_write(void **state)
+{
+    struct recw *w = start_landed(0);
+    struct recw_slot *a = recw_reserve(w);
+    struct store_call c = call("a", "COMPLETED");
+    int tag;
+
+    (void)state;
+    hold(true);
+    put(w, a, "a", "RINGING", true);
+    wait_in_write();
+    recw_put_then(w, a, &c, false, &tag);
+    put(w, a, "a", "COMPLETED", false);
+    pthread_mutex_lock(&F.mu);
+    assert_int_equal(L.calls, 0); /* nothing written yet but the create */
+    pthread_mutex_unlock(&F.mu);
+    hold(false);
+    wait_idle(w);
+    recw_release(w, a);
+    recw_stop(w, 1000);
+    assert_int_equal(F.n, 2);
+    assert_int_equal(L.calls, 1);
+    assert_ptr_equal(L.arg, &tag);
+    assert_int_equal(L.written, 2);
+    assert_string_equal(L.status, "COMPLETED");
+}
+
+/* A write given up still calls back: a webhook waiting for it is sent. */
+static void test_landed_after_give_up(void **state)
+{
+    struct recw *w = start_landed(50);
+    struct recw_slot *a = recw_reserve(w);
+    struct store_call c = call("a", "COMPLETED");
+    int tag;
+
+    (void)state;
+    F.fail = 1000;
+    recw_put_then(w, a, &c, true, &tag);
+    wait_idle(w);
+    recw_release(w, a);
+    recw_stop(w, 0);
+    assert_int_equal(L.calls, 1);
+    assert_ptr_equal(L.arg, &tag);
+    assert_true(F.n >= 2);
+    assert_int_equal(F.log[F.n - 1].result, ERR_UNAVAILABLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +425,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unavailable_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_given_up_create_made_by_next_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_landed_after_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_landed_after_give_up, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
