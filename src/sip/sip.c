@@ -786,7 +786,7 @@ static bool on_gate(const struct sip_msg *msg, void *arg)
     }
     if (!pl_strcmp(&msg->met, "OPTIONS")) {
         (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 200, "OK",
-                          "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n"
+                          "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n"
                           "Accept: application/sdp\r\n"
                           "Content-Length: 0\r\n\r\n");
         return true;

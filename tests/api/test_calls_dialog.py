@@ -11,6 +11,7 @@ dialog is, and compare the audio bytes at the party and on the WebSocket. Every 
 deadline; SIPp's scenario timeouts and -timeout bound the rest.
 """
 
+import struct
 import threading
 import time
 
@@ -333,7 +334,8 @@ def test_rtp_timeout_ends_call_hold_pauses_it_comfort_noise_counts(tmp_path, fc,
         ln = base.Line(s, fc)
         st.answer_with(fc, agent, direction="BOTH", bidirectional=True)
         # held for 3.5 s (longer than the timeout): the call stays; resumed, the party sends
-        # comfort noise for 3 s, then nothing: sfvopi's BYE about 2 s later.
+        # comfort noise for 2.5 s and one RTCP packet, then nothing: sfvopi's BYE about 2 s
+        # after that.
         steps = [pause(1500), reinvite(2, sdp((8, 0), "sendonly")), pause(3500),
                  reinvite(3, sdp((8, 0)))]
         with dialog(s, work, ln, party, "rtp_timeout", steps, WAIT_BYE) as c:
@@ -356,14 +358,21 @@ def test_rtp_timeout_ends_call_hold_pauses_it_comfort_noise_counts(tmp_path, fc,
             wait_for(c, acks_sent(c, 3), "ACK of the resuming re-INVITE", timeout=10)
             t_resume = time.monotonic()
             last_cn = t_resume
-            while time.monotonic() - t_resume < 3.0:
+            while time.monotonic() - t_resume < 2.5:
                 party.send_rtp(13, bytes([40]))  # RFC 3389 comfort noise
                 last_cn = time.monotonic()
                 time.sleep(0.5)
+            # then RTCP (a sender report) on the RTP port, which counts too: without it the
+            # BYE would come 1 s after this packet
+            time.sleep(1.0)
+            party.sock.sendto(struct.pack("!BBHIIIIII", 0x80, 200, 6, party.ssrc, 0, 0, 0, 0, 0),
+                              party.peer)
+            last_cn = time.monotonic()
             bye_in = wait_for(c, lambda: c.received(method="BYE"), "BYE from sfvopi", timeout=10)
             assert c.wait(20) == 0, c.report()
         t_bye = to_mono(bye_in[0].time)
         assert 1.7 <= t_bye - last_cn <= 3.5, f"BYE {t_bye - last_cn:.2f} s after the last packet"
+        assert t_bye - t_resume >= 3.5, "the BYE came before the comfort noise stopped"
         h = st.hangup_of(fc, call_uuid)
         assert (h["call_status"], h["hangup_cause"]) == ("COMPLETED", "102"), h
         rec = base.final_record(ln, call_uuid)
