@@ -238,6 +238,7 @@ static int serve(const struct cli *cli)
                     .allow = NULL,
                     .invite_rate = cli->sip_invite_rate,
                     .rtp_latch = cli->rtp_latch,
+                    .rtp_timeout = cli->rtp_timeout,
                     .user = cli->sip_user,
                     .password = sip_password,
                     .reg = cli->sip_register,

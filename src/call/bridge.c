@@ -54,7 +54,7 @@ struct bridge {
     char call_uuid[64];
     const char *content_type;
     struct sip_leg *leg;
-    struct sip_media media;
+    struct sip_media media; /* as at the start: the codec of the queue and transcoders */
     struct bridge_ref *ref;
     struct ws_conn *ws;
     bool open;  /* start sent */
@@ -144,6 +144,16 @@ static void send_media(struct bridge *b, struct transcode *tc, const uint8_t *pa
         buf_reset(&b->out);
 }
 
+/* G.711 from one law to the other, for a party that switched codec. */
+static void recode(const uint8_t *in, size_t n, uint8_t *out, bool to_alaw)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        out[i] = to_alaw ? g711_alaw_encode(g711_ulaw_decode(in[i]))
+                         : g711_ulaw_encode(g711_alaw_decode(in[i]));
+}
+
 static bool track_wanted(const struct bridge *b, bool inbound)
 {
     if (b->sc.direction == STREAM_DIR_BOTH)
@@ -159,8 +169,17 @@ static void send_frame(struct bridge *b)
     const char *done[PLAYOUT_MAX_CHECKPOINTS];
     int ndone = 0, i;
 
+    struct sip_media now;
+    uint8_t party[PARTY_FRAME];
+    const uint8_t *out = frame;
+
     playout_frame(&b->q, frame, sizeof(frame), done, &ndone);
-    if (sip_leg_send_audio(b->leg, frame, sizeof(frame)) != ERR_OK && !b->rtp_failed) {
+    sip_leg_media(b->leg, &now);
+    if (now.ready && now.alaw != b->media.alaw) {
+        recode(frame, sizeof(frame), party, now.alaw);
+        out = party;
+    }
+    if (sip_leg_send_audio(b->leg, out, sizeof(frame)) != ERR_OK && !b->rtp_failed) {
         b->rtp_failed = true; /* said once: the party's address is unusable */
         log_warn("msg=\"audio not sent to the party\" call=%s", b->call_uuid);
     }
@@ -305,14 +324,28 @@ void bridge_ws_message(void *data)
     atomic_fetch_sub(&in_flight, 1);
 }
 
+void bridge_dtmf(struct bridge *b, char digit)
+{
+    if (!b->open || b->ended)
+        return;
+    if (streammsg_dtmf(&b->out, b->stream_id, digit) == ERR_OK)
+        send_text(b);
+    buf_reset(&b->out);
+}
+
 void bridge_rtp(struct bridge *b, int pt, uint32_t ts, const uint8_t *payload, size_t len)
 {
+    struct sip_media now;
+    bool recoding;
     int i;
 
     if (!b->open || b->ended)
         return;
-    for (i = 0; i < b->media.ndtmf; i++) {
-        if (pt != b->media.dtmf_pt[i])
+    sip_leg_media(b->leg, &now);
+    if (!now.ready)
+        return;
+    for (i = 0; i < now.ndtmf; i++) {
+        if (pt != now.dtmf_pt[i])
             continue;
         /* RFC 4733: event, E|R|volume, duration. The R bit means nothing. */
         if (len >= 4) {
@@ -325,16 +358,20 @@ void bridge_rtp(struct bridge *b, int pt, uint32_t ts, const uint8_t *payload, s
         }
         return;
     }
-    if (pt != b->media.audio_pt && pt != (b->media.alaw ? 8 : 0))
+    if (pt != now.audio_pt && pt != (now.alaw ? 8 : 0))
         return; /* an unknown payload type */
     if (!track_wanted(b, true))
         return;
+    recoding = now.alaw != b->media.alaw;
     while (len) {
         size_t take = PARTY_FRAME - b->acc_len;
 
         if (take > len)
             take = len;
-        memcpy(b->acc + b->acc_len, payload, take);
+        if (recoding)
+            recode(payload, take, b->acc + b->acc_len, b->media.alaw);
+        else
+            memcpy(b->acc + b->acc_len, payload, take);
         b->acc_len += take;
         payload += take;
         len -= take;

@@ -48,8 +48,14 @@ enum err bridge_open(const struct bridge_env *env, const struct stream_config *s
  * ended callback afterwards. Accepts NULL. */
 void bridge_close(struct bridge *b);
 
-/* An RTP packet from the party (the leg's rtp report). */
+/* An RTP packet from the party (the leg's rtp report). The leg's codec
+ * is read again for each: when the party switched codec mid-call, its
+ * audio is recoded, and the stream's format stays as it began. */
 void bridge_rtp(struct bridge *b, int pt, uint32_t ts, const uint8_t *payload, size_t len);
+
+/* A key press the party sent in a SIP INFO request (the leg's dtmf
+ * report): the stream's dtmf event, as for an RFC 4733 one. */
+void bridge_dtmf(struct bridge *b, char digit);
 
 /* A WebSocket event that came through env->queue: data is the message the
  * engine's queue handler received; it is consumed (freed) here, whether or

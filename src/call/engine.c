@@ -577,6 +577,14 @@ static void on_leg_rtp(void *arg, int pt, uint32_t ts, bool marker, const uint8_
         bridge_rtp(c->bridge, pt, ts, payload, len);
 }
 
+static void on_leg_dtmf(void *arg, char digit)
+{
+    struct call *c = arg;
+
+    if (c->bridge)
+        bridge_dtmf(c->bridge, digit);
+}
+
 static void on_leg_closed(void *arg, int code, int cause, bool timeout)
 {
     struct call *c = arg;
@@ -1015,6 +1023,7 @@ static void *engine_main(void *arg)
         .confirmed = on_leg_confirmed,
         .closed = on_leg_closed,
         .rtp = on_leg_rtp,
+        .dtmf = on_leg_dtmf,
     };
     struct deliver_hooks dh = {.ctx = e, .fd_watch = hook_fd_watch, .timer_set = hook_timer_set};
     enum err err;

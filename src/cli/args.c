@@ -46,6 +46,7 @@ enum opt_id {
     O_SIP_ALLOW,
     O_SIP_INVITE_RATE,
     O_RTP_LATCH,
+    O_RTP_TIMEOUT,
     O_SIP_USER,
     O_SIP_PASSWORD_FILE,
     O_SIP_REGISTER,
@@ -105,6 +106,7 @@ static const struct opt opts[] = {
     {"--sip-allow", O_SIP_ALLOW, true, BIT(CMD_SERVE), "SFVOPI_SIP_ALLOW"},
     {"--sip-invite-rate", O_SIP_INVITE_RATE, true, BIT(CMD_SERVE), "SFVOPI_SIP_INVITE_RATE"},
     {"--rtp-latch", O_RTP_LATCH, false, BIT(CMD_SERVE), "SFVOPI_RTP_LATCH"},
+    {"--rtp-timeout", O_RTP_TIMEOUT, true, BIT(CMD_SERVE), "SFVOPI_RTP_TIMEOUT"},
     {"--sip-user", O_SIP_USER, true, BIT(CMD_SERVE), "SFVOPI_SIP_USER"},
     {"--sip-password-file", O_SIP_PASSWORD_FILE, true, BIT(CMD_SERVE), "SFVOPI_SIP_PASSWORD_FILE"},
     {"--sip-register", O_SIP_REGISTER, false, BIT(CMD_SERVE), "SFVOPI_SIP_REGISTER"},
@@ -541,6 +543,13 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         c->sip_allow = s->value;
         break;
     }
+    case O_RTP_TIMEOUT:
+        if (!parse_uint(s->value, 0, 86400, &v))
+            return usage_err(err, errsz,
+                             "--rtp-timeout must be a whole number of seconds from 0 (off) to "
+                             "86400");
+        c->rtp_timeout = (unsigned)v;
+        break;
     case O_SIP_INVITE_RATE:
         if (!parse_uint(s->value, 1, 100000, &v))
             return usage_err(err, errsz,
@@ -898,6 +907,7 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
     c->rtp_high = CLI_DEFAULT_RTP_HIGH;
     c->max_calls = CLI_DEFAULT_MAX_CALLS;
     c->sip_invite_rate = CLI_DEFAULT_INVITE_RATE;
+    c->rtp_timeout = CLI_DEFAULT_RTP_TIMEOUT;
     c->sip_register_expires = CLI_DEFAULT_REGISTER_EXPIRES;
     for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
         struct seen from_env;

@@ -16,6 +16,7 @@
 #define CLI_DEFAULT_RTP_HIGH 20999
 #define CLI_DEFAULT_MAX_CALLS 500
 #define CLI_DEFAULT_INVITE_RATE 200
+#define CLI_DEFAULT_RTP_TIMEOUT 60 /* seconds */
 #define CLI_DEFAULT_REGISTER_EXPIRES 600
 /* --sip-header may be given this often. */
 #define CLI_SIP_HEADERS_MAX 16
@@ -73,6 +74,7 @@ struct cli {
     const char *sip_allow; /* NULL: the trunk's, registrar's and proxy's addresses */
     unsigned sip_invite_rate;
     bool rtp_latch;
+    unsigned rtp_timeout; /* --rtp-timeout seconds; 0: off */
     const char *sip_user;
     const char *sip_password_file; /* the password itself only via SFVOPI_SIP_PASSWORD */
     bool sip_register;

@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
+#include "sip/dtmfinfo.h"
 #include "sip/rtpstats.h"
 #include "sip/sip.h"
 #include "sip/srtp.h"
@@ -273,6 +274,22 @@ struct sip_leg {
     bool latched; /* rtp_latch: latch holds the party's RTP source */
     struct sa latch;
     struct rtpstats rx; /* the party's RTP, as accepted (SIP.md section 6) */
+    /* The dialog's media after offers and answers mid-call: the party's
+     * last SDP we took (put back when a later one is refused) and whether
+     * it decoded as an offer; hold; the RTP timeout. */
+    struct mbuf *rsdp;
+    bool rsdp_offer;
+    bool held;     /* the party holds the call (sends or takes no audio) */
+    bool no_send;  /* the party takes no audio: we send nothing */
+    bool timing;   /* rtp_tmr runs: established, not held, --rtp-timeout set */
+    int64_t rx_ms; /* when the party's last RTP (or RTCP on the RTP port) came */
+    struct tmr rtp_tmr;
+    /* Key presses of INFO requests, reported in order; the CSeq of the
+     * last one, so that the same request sent again is reported once. */
+    char pending_dtmf[16];
+    int npending_dtmf;
+    bool info_seen;
+    uint32_t info_cseq;
     /* Reports waiting for the engine, delivered by report_tmr in order. */
     int pending_progress[4];
     int npending_progress;
@@ -358,6 +375,8 @@ struct sip_ep {
     char cuser[SIP_CRED_MAX + 1]; /* Contact user: the trunk user, else "sfvopi" */
     bool rtp_latch;
     int rtp_low, rtp_high;
+    int64_t rtp_timeout_ms; /* 0: none */
+    struct sip_lsnr *dlg;   /* before sipsess's listener: UPDATE */
     /* Who may send. */
     bool allow_default; /* allow is resolved from names[], not the operator's */
     struct allowlist allow;
@@ -771,7 +790,7 @@ static bool on_gate(const struct sip_msg *msg, void *arg)
     }
     if (!pl_strcmp(&msg->met, "OPTIONS")) {
         (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 200, "OK",
-                          "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n"
+                          "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n"
                           "Accept: application/sdp\r\n"
                           "Content-Length: 0\r\n\r\n");
         return true;
@@ -791,6 +810,67 @@ static bool on_gate(const struct sip_msg *msg, void *arg)
         return true;
     }
     return false;
+}
+
+static int leg_take_sdp(struct sip_leg *leg, struct mbuf *mb, bool offer);
+static const char *ep_cuser(const struct sip_ep *ep, enum policy_tp tp);
+
+/* UPDATE (RFC 3311), which libre's sessions do not take: in a dialog of
+ * ours, an SDP offer is answered as a re-INVITE's is, and one without
+ * SDP gets a plain 200. */
+static bool on_update(const struct sip_msg *msg, void *arg)
+{
+    struct sip_ep *ep = arg;
+    struct sip_leg *leg;
+    struct sip_dialog *dlg = NULL;
+    struct sip_contact contact;
+    struct mbuf *desc = NULL;
+    int rc;
+
+    if (pl_strcmp(&msg->met, "UPDATE"))
+        return false;
+    for (leg = ep->legs; leg; leg = leg->next) {
+        dlg = leg->sess ? sipsess_dialog(leg->sess) : NULL;
+        if (dlg && !leg->pending_closed && sip_dialog_cmp(dlg, msg))
+            break;
+    }
+    if (!leg || !pl_isset(&msg->to.tag)) {
+        (void)sip_reply(ep->sip, msg, 481, "Call/Transaction Does Not Exist");
+        return true;
+    }
+    if (!sip_dialog_rseq_valid(dlg, msg)) {
+        (void)sip_reply(ep->sip, msg, 500, "Server Internal Error");
+        return true;
+    }
+    if (mbuf_get_left(msg->mb)) {
+        if (!msg_ctype_cmp(&msg->ctyp, "application", "sdp")) {
+            (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 415, "Unsupported Media Type",
+                              "Accept: application/sdp\r\nContent-Length: 0\r\n\r\n");
+            return true;
+        }
+        if (leg_take_sdp(leg, msg->mb, true) != 0 || sdp_encode(&desc, leg->sdp, false) != 0) {
+            (void)sip_reply(ep->sip, msg, 488, "Not Acceptable Here");
+            return true;
+        }
+    }
+    (void)sip_dialog_update(dlg, msg); /* a target refresh, as RFC 3311 says */
+    sip_contact_set(&contact,
+                    ep_cuser(ep, msg->tp == SIP_TRANSP_TLS   ? POLICY_TP_TLS
+                                 : msg->tp == SIP_TRANSP_TCP ? POLICY_TP_TCP
+                                                             : POLICY_TP_UDP),
+                    &msg->dst, msg->tp);
+    rc = sip_treplyf(NULL, NULL, ep->sip, msg, false, 200, "OK",
+                     "%H"
+                     "%s"
+                     "Content-Length: %zu\r\n\r\n"
+                     "%b",
+                     sip_contact_print, &contact, desc ? "Content-Type: application/sdp\r\n" : "",
+                     desc ? mbuf_get_left(desc) : (size_t)0, desc ? mbuf_buf(desc) : NULL,
+                     desc ? mbuf_get_left(desc) : (size_t)0);
+    if (rc)
+        log_warn("msg=\"200 to UPDATE not sent\" call_id=%s", leg->callid);
+    mem_deref(desc);
+    return true;
 }
 
 /* After every other listener: what none of them took gets its answer here
@@ -1153,6 +1233,12 @@ static void leg_report(void *arg)
         if (ep->h.confirmed)
             ep->h.confirmed(leg->arg);
     }
+    n = leg->npending_dtmf;
+    leg->npending_dtmf = 0;
+    for (i = 0; i < n && !leg->dead; i++) {
+        if (ep->h.dtmf)
+            ep->h.dtmf(leg->arg, leg->pending_dtmf[i]);
+    }
     if (leg->pending_closed && !leg->dead) {
         leg->pending_closed = false;
         ep->h.closed(leg->arg, leg->closed_code, leg->closed_cause, leg->closed_timeout);
@@ -1170,6 +1256,8 @@ static void leg_reap(void *arg)
     struct sip_leg *leg = arg;
 
     tmr_cancel(&leg->report_tmr);
+    tmr_cancel(&leg->rtp_tmr);
+    leg->rsdp = mem_deref(leg->rsdp);
     /* Dereferencing an established session sends its BYE, an unanswered
      * outbound one its CANCEL; libre finishes those transactions itself. */
     leg->ka = mem_deref(leg->ka);
@@ -1189,6 +1277,7 @@ void sip_leg_hangup(struct sip_leg *leg)
     leg->dead = true;
     leg_unlink(leg);
     tmr_cancel(&leg->report_tmr);
+    tmr_cancel(&leg->rtp_tmr);
     if (leg->sess && !leg->outbound && !leg->established && !leg->pending_closed)
         (void)sipsess_reject(leg->sess, 487, "Request Terminated", NULL);
     /* Not here: this may run inside one of the session's own callbacks. */
@@ -1248,6 +1337,9 @@ static void on_rtp(const struct sa *src, const struct rtp_header *hdr, struct mb
     /* Only audio is timed: RFC 4733 events keep their start's timestamp. */
     rtpstats_packet(&leg->rx, hdr->ssrc, hdr->seq, hdr->ts, clock_mono_ns(),
                     hdr->pt == leg->media_info.audio_pt);
+    /* Any packet of the party's keeps the call: comfort noise, telephone
+     * events, RTCP multiplexed on the RTP port. */
+    leg->rx_ms = clock_mono_ms();
     if (!leg->ep->h.rtp)
         return;
     leg->ep->h.rtp(leg->arg, hdr->pt, hdr->ts, hdr->m, mbuf_buf(mb), mbuf_get_left(mb));
@@ -1517,6 +1609,11 @@ enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t 
 
     if (leg->dead || !leg->media_info.ready || !len)
         return ERR_UNAVAILABLE;
+    if (leg->no_send) {
+        /* On hold: the time goes on, the audio is not sent. */
+        leg->tx_ts += (uint32_t)len;
+        return ERR_OK;
+    }
     dst = leg->latched ? &leg->latch : sdp_media_raddr(leg->media);
     if (!dst || !sa_isset(dst, SA_ALL))
         return ERR_UNAVAILABLE;
@@ -1550,6 +1647,7 @@ static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct 
     rtpstats_init(&leg->rx, 8000); /* G.711's clock */
     tmr_init(&leg->report_tmr);
     tmr_init(&leg->reap_tmr);
+    tmr_init(&leg->rtp_tmr);
     ip = ep->laddr;
     sa_set_port(&ip, 0);
     rc = rtp_listen(&leg->rtp, IPPROTO_UDP, &ip, (uint16_t)ep->rtp_low, (uint16_t)ep->rtp_high,
@@ -1592,33 +1690,229 @@ static enum err leg_new(struct sip_ep *ep, void *leg_arg, bool outbound, struct 
     return ERR_OK;
 }
 
-/* A re-INVITE's offer: answer it from the same formats. */
+/* --- the dialog's media after the first offer and answer --- */
+
+static void on_rtp_tmr(void *arg);
+
+/* Runs the RTP timeout while the call is established and not on hold. */
+static void leg_rtp_timer(struct sip_leg *leg)
+{
+    bool want = leg->ep->rtp_timeout_ms > 0 && leg->established && !leg->held && !leg->dead &&
+                !leg->pending_closed && leg->media_info.ready;
+
+    if (want && !leg->timing) {
+        leg->rx_ms = clock_mono_ms(); /* counts from now: establishment or resumption */
+        tmr_start(&leg->rtp_tmr, (uint64_t)leg->ep->rtp_timeout_ms, on_rtp_tmr, leg);
+    } else if (!want && leg->timing)
+        tmr_cancel(&leg->rtp_tmr);
+    leg->timing = want;
+}
+
+static void on_rtp_tmr(void *arg)
+{
+    struct sip_leg *leg = arg;
+    int64_t idle = clock_mono_ms() - leg->rx_ms;
+
+    if (!leg->timing || leg->dead || leg->pending_closed)
+        return;
+    if (idle < leg->ep->rtp_timeout_ms) {
+        tmr_start(&leg->rtp_tmr, (uint64_t)(leg->ep->rtp_timeout_ms - idle), on_rtp_tmr, leg);
+        return;
+    }
+    log_warn("msg=\"no RTP from the party: the call ends\" call_id=%s idle_ms=%lld", leg->callid,
+             (long long)idle);
+    leg->timing = false;
+    leg->pending_closed = true;
+    leg->closed_code = 0;
+    leg->closed_cause = 102;
+    leg->closed_timeout = false;
+    leg_schedule(leg);
+}
+
+/* After the party's SDP was taken: hold (a=sendonly or a=inactive, or the
+ * older c=0.0.0.0), the answer's direction, a moved address, the timer. */
+static void leg_media_applied(struct sip_leg *leg, bool offer)
+{
+    const struct sa *ra = sdp_media_raddr(leg->media);
+    enum sdp_dir rdir = sdp_media_rdir(leg->media);
+    bool nulled = !ra || !sa_isset(ra, SA_ADDR) || sa_is_any(ra);
+    bool held = nulled || rdir != SDP_SENDRECV;
+
+    /* Our answer: libre writes our direction and theirs together; a party
+     * that nulls its address still gets recvonly (or inactive). */
+    if (offer)
+        sdp_media_set_ldir(leg->media, nulled ? SDP_RECVONLY : SDP_SENDRECV);
+    if (held != leg->held)
+        log_info("msg=\"%s\" call_id=%s", held ? "call held by the party" : "call resumed",
+                 leg->callid);
+    leg->held = held;
+    leg->no_send = nulled || !(rdir & SDP_SENDONLY);
+    if (leg->latched && ra && sa_isset(ra, SA_ADDR) && !sa_is_any(ra) &&
+        !sa_cmp(ra, &leg->latch, SA_ADDR)) {
+        leg->latched = false; /* the party moved: latch again */
+    }
+    leg_rtp_timer(leg);
+}
+
+/* Keeps a copy of the party's SDP just taken, to put back if a later one
+ * is refused. */
+static void leg_keep_sdp(struct sip_leg *leg, const struct mbuf *mb, bool offer)
+{
+    struct mbuf *copy = mbuf_alloc(mbuf_get_left(mb) + 1);
+
+    if (!copy)
+        return;
+    if (mbuf_write_mem(copy, mbuf_buf(mb), mbuf_get_left(mb)) != 0) {
+        mem_deref(copy);
+        return;
+    }
+    copy->pos = 0;
+    mem_deref(leg->rsdp);
+    leg->rsdp = copy;
+    leg->rsdp_offer = offer;
+}
+
+/* Takes the party's SDP of a dialog under way (a re-INVITE's or UPDATE's
+ * offer, the answer in an ACK or a provisional response). One without a
+ * codec of ours, or that does not parse, is refused and the media stay
+ * as they were. */
+static int leg_take_sdp(struct sip_leg *leg, struct mbuf *mb, bool offer)
+{
+    struct sip_media before = leg->media_info;
+    int rc = sdp_decode(leg->sdp, mb, offer);
+
+    if (!rc) {
+        media_settle(leg);
+        if (!leg->media_info.ready)
+            rc = EPROTO;
+    }
+    if (rc) {
+        if (leg->rsdp) {
+            leg->rsdp->pos = 0;
+            (void)sdp_decode(leg->sdp, leg->rsdp, leg->rsdp_offer);
+            media_settle(leg);
+        }
+        log_info("msg=\"party's SDP refused: no codec of ours\" call_id=%s", leg->callid);
+        return rc;
+    }
+    if (before.ready &&
+        (before.alaw != leg->media_info.alaw || before.audio_pt != leg->media_info.audio_pt))
+        log_info("msg=\"party changed codec\" call_id=%s codec=%s pt=%d", leg->callid,
+                 leg->media_info.alaw ? "PCMA" : "PCMU", leg->media_info.audio_pt);
+    leg_keep_sdp(leg, mb, offer);
+    leg_media_applied(leg, offer);
+    return 0;
+}
+
+/* An offer of ours for a re-INVITE that brought none: the codec in use
+ * (and telephone-event), sending and receiving, on our media port. */
+static int leg_offer_current(struct sip_leg *leg, struct mbuf **descp)
+{
+    const struct list *lst = sdp_media_format_lst(leg->media, true);
+    struct le *le;
+
+    for (le = lst ? lst->head : NULL; le; le = le->next) {
+        struct sdp_format *f = le->data;
+
+        if (f->name && (!strcasecmp(f->name, "PCMA") || !strcasecmp(f->name, "PCMU")))
+            f->sup = !strcasecmp(f->name, leg->media_info.alaw ? "PCMA" : "PCMU");
+    }
+    sdp_media_set_ldir(leg->media, SDP_SENDRECV);
+    return sdp_encode(descp, leg->sdp, true);
+}
+
+/* A re-INVITE's offer: answered from the negotiated formats; a re-INVITE
+ * without one gets ours, and its ACK brings the answer (on_answer). */
 static int on_offer(struct mbuf **descp, const struct sip_msg *msg, void *arg)
 {
     struct sip_leg *leg = arg;
-    int rc = sdp_decode(leg->sdp, msg->mb, true);
+    int rc;
 
+    if (!mbuf_get_left(msg->mb))
+        return leg_offer_current(leg, descp);
+    rc = leg_take_sdp(leg, msg->mb, true);
     if (rc)
         return rc;
-    media_settle(leg);
     return sdp_encode(descp, leg->sdp, false);
 }
 
 static int on_answer(const struct sip_msg *msg, void *arg)
 {
     struct sip_leg *leg = arg;
-    int rc = sdp_decode(leg->sdp, msg->mb, false);
+    int rc;
 
-    if (!rc) {
-        media_settle(leg);
-        leg_srtp_answered(leg);
+    if (!leg->rsdp) {
+        /* The answer to our INVITE's offer. An answer may have come in a
+         * provisional response already; a 200 without one keeps it. */
+        rc = sdp_decode(leg->sdp, msg->mb, false);
+        if (!rc) {
+            media_settle(leg);
+            leg_srtp_answered(leg);
+            leg_keep_sdp(leg, msg->mb, false);
+            leg_media_applied(leg, false);
+        }
+        return rc;
     }
-    return rc;
+    if (!mbuf_get_left(msg->mb))
+        return 0;
+    return leg_take_sdp(leg, msg->mb, false);
+}
+
+/* SIP INFO in the dialog: a key press (SIP.md section 4). libre answers
+ * one outside a dialog (481) and one out of CSeq order (500) itself, and
+ * its transaction layer absorbs retransmissions; the same request sent
+ * again as a new transaction (the same CSeq) is answered and not reported
+ * again: one key press, one event, as with RFC 4733. */
+static void on_info(struct sip *sip, const struct sip_msg *msg, void *arg)
+{
+    struct sip_leg *leg = arg;
+    enum dtmfinfo_kind kind;
+    char digit = 0;
+
+    if (!mbuf_get_left(msg->mb)) {
+        (void)sip_reply(sip, msg, 200, "OK");
+        return;
+    }
+    if (msg_ctype_cmp(&msg->ctyp, "application", "dtmf-relay"))
+        kind = DTMFINFO_RELAY;
+    else if (msg_ctype_cmp(&msg->ctyp, "application", "dtmf"))
+        kind = DTMFINFO_PLAIN;
+    else {
+        (void)sip_treplyf(NULL, NULL, sip, msg, false, 415, "Unsupported Media Type",
+                          "Accept: application/dtmf-relay, application/dtmf\r\n"
+                          "Content-Length: 0\r\n\r\n");
+        return;
+    }
+    (void)sip_reply(sip, msg, 200, "OK");
+    if (dtmfinfo_parse(kind, (const char *)mbuf_buf(msg->mb), mbuf_get_left(msg->mb), &digit) !=
+        ERR_OK) {
+        log_info("msg=\"INFO without a key press we read\" call_id=%s", leg->callid);
+        return;
+    }
+    if (leg->info_seen && msg->cseq.num == leg->info_cseq)
+        return;
+    leg->info_seen = true;
+    leg->info_cseq = msg->cseq.num;
+    if (leg->dead || leg->pending_closed || leg->npending_dtmf >= (int)sizeof(leg->pending_dtmf))
+        return;
+    leg->pending_dtmf[leg->npending_dtmf++] = digit;
+    leg_schedule(leg);
 }
 
 static void on_progress(const struct sip_msg *msg, void *arg)
 {
     struct sip_leg *leg = arg;
+
+    /* Early media: a 183's SDP is the answer to come (a 200 without SDP
+     * keeps it). No audio flows before the 200 all the same: the bridge
+     * opens on the answer. With SRTP the 200's answer alone is read. */
+    if (msg->scode > 100 && mbuf_get_left(msg->mb) && !leg->srtp_offered &&
+        msg_ctype_cmp(&msg->ctyp, "application", "sdp") &&
+        sdp_decode(leg->sdp, msg->mb, false) == 0) {
+        media_settle(leg);
+        leg_keep_sdp(leg, msg->mb, false);
+        leg_media_applied(leg, false);
+    }
 
     if (leg->npending_progress < (int)(sizeof(leg->pending_progress) / sizeof(int)))
         leg->pending_progress[leg->npending_progress++] = msg->scode;
@@ -1664,6 +1958,7 @@ static void on_estab(const struct sip_msg *msg, void *arg)
         leg->pending_answered = true;
     else
         leg->pending_confirmed = true; /* the caller's ACK */
+    leg_rtp_timer(leg);
     leg_schedule(leg);
 }
 
@@ -1791,6 +2086,8 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
         e = ERR_INVALID;
         goto out_leg;
     }
+    leg_keep_sdp(leg, in->msg->mb, true);
+    leg_media_applied(leg, true);
     /* A held INVITE's transaction gives way to the session's own. */
     in->st = mem_deref(in->st);
     rc = sipsess_accept(&leg->sess, ep->sock, in->msg, 180, "Ringing",
@@ -1798,7 +2095,7 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
                                      : in->msg->tp == SIP_TRANSP_TCP ? POLICY_TP_TCP
                                                                      : POLICY_TP_UDP),
                         "application/sdp", NULL, NULL, NULL, false, on_offer, on_answer, on_estab,
-                        NULL, NULL, on_close, leg, NULL);
+                        on_info, NULL, on_close, leg, NULL);
     if (rc) {
         e = ERR_INTERNAL;
         goto out_leg;
@@ -1854,7 +2151,7 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
             sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),
                             ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
                             desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
-                            on_estab, NULL, NULL, on_close, leg, "%s%s", pai, ep->headers);
+                            on_estab, on_info, NULL, on_close, leg, "%s%s", pai, ep->headers);
     mem_deref(desc);
     if (rc) {
         log_warn("msg=\"INVITE not sent\" why=\"%s\"", strerror(rc));
@@ -2257,6 +2554,7 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
     ep->rtp_low = cfg->rtp_low;
     ep->rtp_high = cfg->rtp_high;
     ep->rtp_latch = cfg->rtp_latch;
+    ep->rtp_timeout_ms = (int64_t)cfg->rtp_timeout * 1000;
     tmr_init(&ep->resolve_tmr);
     seed = rand_u64();
     admission_init(&ep->admission, cfg->invite_rate ? cfg->invite_rate : 200, seed);
@@ -2319,7 +2617,8 @@ enum err sip_ep_new(const struct sip_ep_config *cfg, const struct sip_ep_handler
         goto out_sip;
     e = ERR_INTERNAL;
     sip_set_trace_handler(ep->sip, on_trace);
-    if (sipsess_listen(&ep->sock, ep->sip, 32, on_conn, ep) != 0)
+    if (sip_listen(&ep->dlg, ep->sip, true, on_update, ep) != 0 ||
+        sipsess_listen(&ep->sock, ep->sip, 32, on_conn, ep) != 0)
         goto out_sip;
     if (sip_listen(&ep->last, ep->sip, true, on_unhandled, ep) != 0 ||
         sip_listen(&ep->stray, ep->sip, false, on_stray, ep) != 0)
@@ -2353,6 +2652,7 @@ out_sip:
         ep->hooks[rc].uh = mem_deref(ep->hooks[rc].uh);
     ep->stray = mem_deref(ep->stray);
     ep->last = mem_deref(ep->last);
+    ep->dlg = mem_deref(ep->dlg);
     ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);
     mem_deref(ep->sip);
@@ -2389,6 +2689,7 @@ void sip_ep_free(struct sip_ep *ep)
         ep->hooks[i].uh = mem_deref(ep->hooks[i].uh);
     ep->stray = mem_deref(ep->stray);
     ep->last = mem_deref(ep->last);
+    ep->dlg = mem_deref(ep->dlg);
     ep->gate = mem_deref(ep->gate);
     sip_close(ep->sip, true);
     mem_deref(ep->sip);

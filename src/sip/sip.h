@@ -111,6 +111,10 @@ struct sip_ep_config {
     const char *const *headers; /* "Name: value" lines added to outbound INVITEs */
     size_t nheaders;
     const char *dns_server; /* "IP[:PORT][,...]"; NULL: the system's resolvers */
+    /* --rtp-timeout: an established call whose party, not on hold, sends
+     * no RTP (nor RTCP on the RTP port) for this many seconds is reported
+     * closed with cause 102 (the engine's hang-up sends the BYE); 0: never. */
+    unsigned rtp_timeout;
 };
 
 struct sip_ep_handlers {
@@ -141,6 +145,10 @@ struct sip_ep_handlers {
      * May be NULL. */
     void (*rtp)(void *leg_arg, int pt, uint32_t ts, bool marker, const uint8_t *payload,
                 size_t len);
+    /* A key press the party sent in a SIP INFO request ('0'-'9', '*', '#',
+     * 'A'-'D'), once per request (a retransmission is not reported again).
+     * May be NULL. */
+    void (*dtmf)(void *leg_arg, char digit);
 };
 
 /* What a leg's SDP negotiation settled, once it has (inbound: at accept;
@@ -221,7 +229,10 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
  * has already ended. No callback for it afterwards. Accepts NULL. */
 void sip_leg_hangup(struct sip_leg *leg);
 
-/* The leg's negotiated media; ready false before the SDP answer. */
+/* The leg's negotiated media; ready false before the SDP answer. It may
+ * change during the call: a re-INVITE or UPDATE of the party's can switch
+ * the codec (PCMA, PCMU) or the payload types. The bridge reads it again
+ * for each packet. */
 void sip_leg_media(const struct sip_leg *leg, struct sip_media *out);
 
 /* The receive statistics of the party's RTP on this leg (RFC 3550): the
@@ -239,7 +250,9 @@ void sip_leg_rtp_stats(const struct sip_leg *leg, struct sip_rtp_stats *out);
 
 /* Sends one audio packet of the negotiated codec to the address and port
  * of the party's SDP; the RTP timestamp advances by len samples (G.711:
- * one byte a sample). ERR_UNAVAILABLE before the SDP answer. */
+ * one byte a sample). While the party holds the call (a=sendonly,
+ * a=inactive, c=0.0.0.0) nothing is sent and ERR_OK returned.
+ * ERR_UNAVAILABLE before the SDP answer. */
 enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t len) WARN_UNUSED;
 
 /* Counters of the carrier edge since the process started (SIP.md section

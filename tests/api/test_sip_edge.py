@@ -190,7 +190,7 @@ def test_allowed_source_calls_and_gets_options(edge, fc, work):
         base.finish(edge, o)
     ok, = o.received(status=200, cseq="OPTIONS")
     assert [m.strip() for m in ok.header("allow").split(",")] == \
-        ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS"], ok.headers
+        ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "INFO"], ok.headers
     assert ok.header("accept") == "application/sdp", ok.headers
 
 

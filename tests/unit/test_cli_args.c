@@ -592,6 +592,35 @@ static void test_sip_edge_options(void **state)
     fake_env = no_env;
 }
 
+/* --rtp-timeout (SIP.md section 4): seconds, 60 by default, 0 turns it off. */
+static void test_rtp_timeout_option(void **state)
+{
+    static const char *const env[] = {"SFVOPI_RTP_TIMEOUT", "5", NULL};
+    struct run r;
+
+    (void)state;
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_int_equal(r.cli.rtp_timeout, 60);
+    assert_int_equal(PARSE(&r, "serve", "--rtp-timeout", "0"), CLI_OK);
+    assert_int_equal(r.cli.rtp_timeout, 0);
+    assert_int_equal(PARSE(&r, "serve", "--rtp-timeout", "2"), CLI_OK);
+    assert_int_equal(r.cli.rtp_timeout, 2);
+    fake_env = env;
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_int_equal(r.cli.rtp_timeout, 5);
+    assert_int_equal(PARSE(&r, "serve", "--rtp-timeout", "7"), CLI_OK);
+    assert_int_equal(r.cli.rtp_timeout, 7);
+    fake_env = no_env;
+    PARSE(&r, "serve", "--rtp-timeout", "-1");
+    assert_usage(&r, "--rtp-timeout must be a whole number of seconds");
+    PARSE(&r, "serve", "--rtp-timeout", "1.5");
+    assert_usage(&r, "--rtp-timeout");
+    PARSE(&r, "serve", "--rtp-timeout", "86401");
+    assert_usage(&r, "--rtp-timeout");
+    PARSE(&r, "serve", "--rtp-timeout", "");
+    assert_usage(&r, "--rtp-timeout");
+}
+
 /* HTTPS and the trusted proxies: each certificate needs its key and the
  * other way round, the admin pair needs --admin-listen, and --trusted-proxy
  * is an address list without 'any'. */
@@ -892,6 +921,7 @@ int main(void)
         T(test_serve_env),
         T(test_option_beats_bad_env),
         T(test_sip_edge_options),
+        T(test_rtp_timeout_option),
         T(test_tls_options),
         T(test_sip_transport_options),
         T(test_serve_values),
