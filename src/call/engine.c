@@ -37,6 +37,7 @@ enum msg_id {
     MSG_STOP,
     MSG_WS,          /* a WebSocket event for a bridge */
     MSG_APP_DELETED, /* data: the app_id, malloc'd */
+    MSG_DRAIN,       /* no new calls: OPTIONS answers 503 from now on */
 };
 
 struct call {
@@ -75,6 +76,7 @@ struct engine {
     struct call *calls;
     atomic_uint live;
     atomic_bool stopping;
+    atomic_bool draining; /* no new calls; live ones go on */
     bool can_dial;
     int64_t stop_deadline_ms;
     /* Start-up handshake with engine_start. */
@@ -518,7 +520,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
     int64_t org_id = 0, now = clock_mono_ms();
     enum err err;
 
-    if (atomic_load(&e->stopping))
+    if (atomic_load(&e->stopping) || atomic_load(&e->draining))
         return 503;
     if (e164_normalize(to_raw, strlen(to_raw), e->default_cc, to) != ERR_OK)
         return 404;
@@ -690,6 +692,7 @@ static void on_queue(void *arg, int id, void *data)
         app_deleted(e, data);
         free(data);
         break;
+    case MSG_DRAIN: sip_ep_drain(e->ep); break;
     default: break;
     }
 }
@@ -866,6 +869,19 @@ void engine_stop(struct engine *e, int grace_ms)
     free(e);
 }
 
+void engine_drain(struct engine *e)
+{
+    if (!e || atomic_exchange(&e->draining, true))
+        return;
+    if (sip_queue_push(e->queue, MSG_DRAIN, NULL) != ERR_OK)
+        log_error("msg=\"drain not told to the SIP edge: OPTIONS still answers 200\"");
+}
+
+bool engine_draining(const struct engine *e)
+{
+    return e && atomic_load(&((struct engine *)e)->draining);
+}
+
 void engine_app_deleted(struct engine *e, const char *app_id)
 {
     char *id = strdup(app_id);
@@ -892,6 +908,10 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
 
     if (!e->can_dial) {
         *why = "calling is not configured";
+        return ERR_UNAVAILABLE;
+    }
+    if (atomic_load(&e->draining)) {
+        *why = "node draining";
         return ERR_UNAVAILABLE;
     }
     if (atomic_load(&e->stopping)) {
