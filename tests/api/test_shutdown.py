@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import APP_ID_RE, MSG_INVALID, Server, fresh_db, ok, wait_until
+from conftest import APP_ID_RE, MSG_INVALID, Server, base_env, fresh_db, ok, wait_until
 
 GRACE = 10.0
 
@@ -357,7 +357,9 @@ def test_drain_refuses_new_calls_and_exits_when_the_last_call_ends(tmp_path):
     base = _calls()
     from fake_customer import FakeCustomer, reply_stream  # noqa: PLC0415
     work = tmp_path
-    with FakeCustomer(default=reply_stream()) as fc, base.engine_server(tmp_path) as s:
+    env = base_env(SFVOPI_RATE_LIMIT="0")  # the default drain timeout (Server's env has 0)
+    with FakeCustomer(default=reply_stream()) as fc, \
+            base.engine_server(tmp_path, env=env) as s:
         ln = base.Line(s, fc)
         held = HeldCall(s, work, ln.number, cause=31)
         with held.sipp:
@@ -412,17 +414,20 @@ def test_drain_refuses_new_calls_and_exits_when_the_last_call_ends(tmp_path):
 
 @pytest.mark.parametrize("how", ["timeout", "second-signal"])
 def test_drain_ends_the_calls_left(tmp_path, how):
-    """A call still up when --drain-timeout passes, or at a second SIGTERM, gets a BYE:
-    COMPLETED "16" with its hangup webhook sent before the process exits 0."""
+    """A call still up when --drain-timeout passes (the drain started by SIGINT here), or at a
+    second SIGTERM, gets a BYE: COMPLETED "16" with its hangup webhook sent before the process
+    exits 0."""
     base = _calls()
     from fake_customer import FakeCustomer, reply_stream  # noqa: PLC0415
     extra = ["--drain-timeout", "2"] if how == "timeout" else []
-    with FakeCustomer(default=reply_stream()) as fc, base.engine_server(tmp_path, *extra) as s:
+    env = base_env(SFVOPI_RATE_LIMIT="0")  # the default drain timeout (Server's env has 0)
+    with FakeCustomer(default=reply_stream()) as fc, \
+            base.engine_server(tmp_path, *extra, env=env) as s:
         ln = base.Line(s, fc)
         with base.uac(s, tmp_path, "in_wait_bye", ln.number) as c:
             call_id = wait_answered(ln, fc)
             t0 = time.monotonic()
-            s.proc.send_signal(signal.SIGTERM)
+            s.proc.send_signal(signal.SIGINT if how == "timeout" else signal.SIGTERM)
             assert wait_until(lambda: "draining" in s.log, timeout=5, interval=0.02), s.log
             if how == "second-signal":
                 time.sleep(0.3)
