@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -136,6 +137,53 @@ static void tls_reload(struct tls_creds *c, const char *listener)
     clock_format_iso((int64_t)not_after * 1000, until);
     log_info("msg=\"tls certificate reloaded\" listener=%s serial=%s not_after=%s", listener,
              serial, until);
+}
+
+/* How often the drain looks at the number of live calls. */
+#define DRAIN_POLL_MS 50
+
+/* SIGINT/SIGTERM with the call engine: the node takes no new calls and
+ * waits, at most timeout_s, for the live ones to end; a second SIGINT or
+ * SIGTERM ends the wait at once, SIGHUP still reloads the certificates.
+ * The API keeps answering meanwhile. engine_stop then ends what is left. */
+static void drain(struct engine *engine, const sigset_t *sigs, unsigned timeout_s,
+                  struct tls_creds *tls, struct tls_creds *admin_tls)
+{
+    int64_t start = clock_mono_ms(), deadline = start + (int64_t)timeout_s * 1000;
+    unsigned live;
+
+    engine_drain(engine);
+    log_info("msg=\"draining: no new calls, live calls go on\" calls=%u timeout_s=%u",
+             engine_calls_live(engine), timeout_s);
+    for (;;) {
+        struct timespec ts;
+        int64_t now = clock_mono_ms(), wait_ms;
+        int sig;
+
+        live = engine_calls_live(engine);
+        if (live == 0) {
+            log_info("msg=\"drain finished: no call left\" after_ms=%lld",
+                     (long long)(now - start));
+            return;
+        }
+        if (now >= deadline) {
+            log_warn("msg=\"drain timed out, hanging up the calls left\" calls=%u", live);
+            return;
+        }
+        wait_ms = deadline - now < DRAIN_POLL_MS ? deadline - now : DRAIN_POLL_MS;
+        ts.tv_sec = (time_t)(wait_ms / 1000);
+        ts.tv_nsec = (long)(wait_ms % 1000) * 1000000L;
+        sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGHUP) {
+            tls_reload(tls, "api");
+            tls_reload(admin_tls, "admin");
+        } else if (sig == SIGINT || sig == SIGTERM) {
+            log_warn("msg=\"drain ended by a second signal, hanging up the calls left\" "
+                     "signal=%d calls=%u",
+                     sig, engine_calls_live(engine));
+            return;
+        }
+    }
 }
 
 static int serve(const struct cli *cli)
@@ -291,6 +339,8 @@ static int serve(const struct cli *cli)
     api_cfg.engine = engine;
     api_cfg.place_call = engine ? engine_call_place : NULL;
     api_cfg.app_deleted = engine ? engine_app_deleted : NULL;
+    api_cfg.draining = engine ? engine_draining : NULL;
+    api_cfg.metrics_public = cli->metrics_public;
     api_server_app(&api_cfg, &cfg.app);
 
     e = server_start(&cfg, &srv, bound, sizeof(bound));
@@ -344,6 +394,8 @@ static int serve(const struct cli *cli)
         tls_reload(admin_tls, "admin");
     }
     log_info("msg=\"stopping\" signal=%d", sig);
+    if (engine && cli->drain_timeout_s)
+        drain(engine, &sigs, cli->drain_timeout_s, tls, admin_tls);
     rc = CLI_OK;
     grace_ms = SHUTDOWN_GRACE_MS;
     server_stop(admin, 0);

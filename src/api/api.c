@@ -302,12 +302,24 @@ static void readyz(struct api_worker *w, struct api_call *call, json_t *body,
 
     (void)call;
     (void)body;
-    ready = api__conn(w, &c) == ERR_OK && c->ops->ping(c) == ERR_OK;
+    /* A draining node takes no new calls: the load balancer should send
+     * its traffic elsewhere. */
+    ready = !(w->cfg.draining && w->cfg.engine && w->cfg.draining(w->cfg.engine)) &&
+            api__conn(w, &c) == ERR_OK && c->ops->ping(c) == ERR_OK;
     resp->status = ready ? 200 : 503;
     buf_reset(&resp->body);
     if (buf_append_str(&resp->body,
                        ready ? "{\"status\":\"ready\"}" : "{\"status\":\"unavailable\"}") != ERR_OK)
         buf_reset(&resp->body);
+}
+
+/* /metrics is for the host itself, or for whoever reaches the admin
+ * listener: elsewhere a request from another host, or relayed by a proxy
+ * (even a local one), is answered as for an unknown path, so that the
+ * route is not revealed. */
+static bool metrics_visible(const struct api_worker *w, const struct http_request *req)
+{
+    return w->cfg.admin_only || w->cfg.metrics_public || (req->peer_loopback && !req->forwarded);
 }
 
 /* Checks the X-API-Key header. On failure resp holds the answer. */
@@ -373,7 +385,8 @@ bool api_begin(struct api_worker *w, const struct http_request *req, struct api_
     http_response_set_request_id(resp, req->request_id);
 
     if (route_match(req->path, req->path_len, &call->m) != ERR_OK ||
-        (w->cfg.admin_only && !admin_route(call->m.id))) {
+        (w->cfg.admin_only && !admin_route(call->m.id)) ||
+        (call->m.id == ROUTE_METRICS && !metrics_visible(w, req))) {
         api__error(resp, ERR_NOT_FOUND, MSG_NOT_FOUND);
         return true;
     }

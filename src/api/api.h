@@ -36,6 +36,10 @@ struct api_config {
     struct ratelimit *ratelimit; /* borrowed, shared by all workers; NULL: no limit */
     bool metrics;                /* serve GET /metrics */
     bool admin_only;             /* serve only /healthz, /readyz and /metrics */
+    /* GET /metrics from any client; false: only a loopback peer whose
+     * request names no other client (no X-Forwarded-For, no Forwarded),
+     * others get the unknown path's 404. */
+    bool metrics_public;
     /* The call engine, borrowed, and how to place a call on it (main.c sets
      * engine_call_place). Either NULL: calling is off, and POST
      * /sfvopi/calls answers "calling is not configured". */
@@ -44,6 +48,9 @@ struct api_config {
     /* Tells the engine an app was deleted (main.c sets engine_app_deleted);
      * NULL: nothing to tell. */
     void (*app_deleted)(struct engine *e, const char *app_id);
+    /* True while the engine drains (main.c sets engine_draining): /readyz
+     * answers 503. NULL: never. */
+    bool (*draining)(const struct engine *e);
 };
 
 struct api_worker;

@@ -59,6 +59,7 @@ enum msg_id {
     MSG_APP_DELETED, /* data: the app_id, malloc'd */
     MSG_ROUTED,      /* data: a struct route_wait whose look-up is done */
     MSG_HANGUP,      /* data: a struct hangup_wait whose record has been written */
+    MSG_DRAIN,       /* no new calls: OPTIONS answers 503 from now on */
 };
 
 struct call {
@@ -106,6 +107,7 @@ struct engine {
     struct call *calls;
     atomic_uint live;
     atomic_bool stopping;
+    atomic_bool draining; /* no new calls; live ones go on */
     bool can_dial;
     int64_t stop_deadline_ms;
     /* Start-up handshake with engine_start. */
@@ -720,7 +722,7 @@ static int on_invite(void *arg, struct sip_incoming *in)
     const char *to_raw = sip_incoming_to(in);
     struct route_wait *w;
 
-    if (atomic_load(&e->stopping))
+    if (atomic_load(&e->stopping) || atomic_load(&e->draining))
         return 503;
     w = calloc(1, sizeof(*w));
     if (!w)
@@ -938,6 +940,7 @@ static void on_queue(void *arg, int id, void *data)
         break;
     case MSG_ROUTED: route_done(data); break;
     case MSG_HANGUP: hangup_send(data); break;
+    case MSG_DRAIN: sip_ep_drain(e->ep); break;
     default: break;
     }
 }
@@ -1162,6 +1165,19 @@ void engine_stop(struct engine *e, int grace_ms)
     free(e);
 }
 
+void engine_drain(struct engine *e)
+{
+    if (!e || atomic_exchange(&e->draining, true))
+        return;
+    if (sip_queue_push(e->queue, MSG_DRAIN, NULL) != ERR_OK)
+        log_error("msg=\"drain not told to the SIP edge: OPTIONS still answers 200\"");
+}
+
+bool engine_draining(const struct engine *e)
+{
+    return e && atomic_load(&((struct engine *)e)->draining);
+}
+
 void engine_app_deleted(struct engine *e, const char *app_id)
 {
     char *id = strdup(app_id);
@@ -1188,6 +1204,10 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
 
     if (!e->can_dial) {
         *why = "calling is not configured";
+        return ERR_UNAVAILABLE;
+    }
+    if (atomic_load(&e->draining)) {
+        *why = "node draining";
         return ERR_UNAVAILABLE;
     }
     if (atomic_load(&e->stopping)) {

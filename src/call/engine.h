@@ -60,6 +60,14 @@ enum err engine_call_place(struct engine *e, struct store_conn *c,
  * Only this node's calls: other nodes' ringing calls are not reached. */
 void engine_app_deleted(struct engine *e, const char *app_id);
 
+/* Thread-safe; idempotent. The node stops taking calls: new INVITEs and
+ * OPTIONS are answered 503 and placing a call answers "node draining"
+ * (ERR_UNAVAILABLE); live calls go on. engine_stop ends what is left.
+ * Accepts NULL. */
+void engine_drain(struct engine *e);
+/* True once engine_drain was called. Thread-safe; accepts NULL. */
+bool engine_draining(const struct engine *e);
+
 /* Calls alive now (for metrics and tests). Thread-safe. */
 unsigned engine_calls_live(const struct engine *e);
 

@@ -67,6 +67,8 @@ enum opt_id {
     O_ADMIN_TLS_CERT,
     O_ADMIN_TLS_KEY,
     O_TRUSTED_PROXY,
+    O_METRICS_PUBLIC,
+    O_DRAIN_TIMEOUT,
 };
 
 #define GLOBAL 0xffffffffu
@@ -129,6 +131,8 @@ static const struct opt opts[] = {
     {"--admin-tls-cert", O_ADMIN_TLS_CERT, true, BIT(CMD_SERVE), "SFVOPI_ADMIN_TLS_CERT"},
     {"--admin-tls-key", O_ADMIN_TLS_KEY, true, BIT(CMD_SERVE), "SFVOPI_ADMIN_TLS_KEY"},
     {"--trusted-proxy", O_TRUSTED_PROXY, true, BIT(CMD_SERVE), "SFVOPI_TRUSTED_PROXY"},
+    {"--metrics-public", O_METRICS_PUBLIC, false, BIT(CMD_SERVE), "SFVOPI_METRICS_PUBLIC"},
+    {"--drain-timeout", O_DRAIN_TIMEOUT, true, BIT(CMD_SERVE), "SFVOPI_DRAIN_TIMEOUT"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -673,6 +677,17 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         c->trusted_proxy = s->value;
         break;
     }
+    case O_METRICS_PUBLIC:
+        if (!parse_flag(s->value, &c->metrics_public))
+            return usage_err(err, errsz, "SFVOPI_METRICS_PUBLIC must be 1 or 0");
+        break;
+    case O_DRAIN_TIMEOUT:
+        if (!parse_uint(s->value, 0, CLI_DRAIN_TIMEOUT_MAX, &v))
+            return usage_err(err, errsz,
+                             "--drain-timeout must be a whole number of seconds from 0 to %d",
+                             CLI_DRAIN_TIMEOUT_MAX);
+        c->drain_timeout_s = (unsigned)v;
+        break;
     case O_MAX_CALLS:
         if (!parse_uint(s->value, 1, 100000, &v))
             return usage_err(err, errsz, "--max-calls must be a whole number from 1 to 100000");
@@ -909,6 +924,7 @@ int cli_parse(int argc, char **argv, const char *(*env)(const char *), struct cl
     c->sip_invite_rate = CLI_DEFAULT_INVITE_RATE;
     c->rtp_timeout = CLI_DEFAULT_RTP_TIMEOUT;
     c->sip_register_expires = CLI_DEFAULT_REGISTER_EXPIRES;
+    c->drain_timeout_s = CLI_DEFAULT_DRAIN_TIMEOUT;
     for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
         struct seen from_env;
 

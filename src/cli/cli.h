@@ -18,6 +18,8 @@
 #define CLI_DEFAULT_INVITE_RATE 200
 #define CLI_DEFAULT_RTP_TIMEOUT 60 /* seconds */
 #define CLI_DEFAULT_REGISTER_EXPIRES 600
+#define CLI_DEFAULT_DRAIN_TIMEOUT 30
+#define CLI_DRAIN_TIMEOUT_MAX 86400
 /* --sip-header may be given this often. */
 #define CLI_SIP_HEADERS_MAX 16
 /* The longest --sip-header line, "Name: value". */
@@ -64,6 +66,8 @@ struct cli {
     bool log_json;            /* --log-format json */
     bool metrics_off;         /* no GET /metrics at all */
     const char *admin_listen; /* NULL: /metrics on the API listener */
+    bool metrics_public;      /* /metrics on --listen for any client, proxied or not */
+    unsigned drain_timeout_s; /* live calls may go on this long after SIGTERM */
     const char *sip_listen;   /* NULL: no call engine */
     const char *sip_trunk;    /* NULL: no outbound calls */
     int rtp_low, rtp_high;

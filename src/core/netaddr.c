@@ -59,6 +59,15 @@ bool policy_ip_equal(const struct policy_ip *a, const struct policy_ip *b)
     return a->v6 == b->v6 && memcmp(a->b, b->b, a->v6 ? 16 : 4) == 0;
 }
 
+bool policy_ip_loopback(const struct policy_ip *ip)
+{
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+
+    if (!ip->v6)
+        return ip->b[0] == 127;
+    return memcmp(ip->b, v6_loopback, 16) == 0;
+}
+
 static unsigned ip_bits(const struct policy_ip *ip)
 {
     return ip->v6 ? 128 : 32;

@@ -33,6 +33,9 @@ enum err policy_ip_parse(const char *s, size_t len, struct policy_ip *out) WARN_
 /* "192.0.2.1" or "2001:db8::1" into out (POLICY_IP_TEXT bytes). */
 void policy_ip_format(const struct policy_ip *ip, char out[POLICY_IP_TEXT]);
 bool policy_ip_equal(const struct policy_ip *a, const struct policy_ip *b);
+/* True for a loopback address: 127.0.0.0/8 or ::1 (an IPv4-mapped one is
+ * kept as IPv4, so ::ffff:127.0.0.1 is loopback too). */
+bool policy_ip_loopback(const struct policy_ip *ip);
 
 /* --- address lists (--sip-allow, --trusted-proxy) --- */
 

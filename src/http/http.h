@@ -58,6 +58,11 @@ struct http_request {
      * past HTTP_QUERY_MAX, which are not kept. */
     struct http_query_arg query[HTTP_QUERY_MAX];
     int query_n;
+    /* The connection's peer is a loopback address (127.0.0.0/8, ::1). */
+    bool peer_loopback;
+    /* The request carries an X-Forwarded-For or a Forwarded header: it
+     * came through a proxy, whatever the peer. */
+    bool forwarded;
 };
 
 struct http_response {

@@ -81,6 +81,7 @@ struct header_scan {
     /* X-Forwarded-For lines, the last HTTP_XFF_HEADERS_MAX of them, kept
      * only when want_xff (a trusted proxy is configured). */
     bool want_xff;
+    bool forwarded; /* an X-Forwarded-For or Forwarded header, kept or not */
     size_t nxff;
     const char *xff[HTTP_XFF_HEADERS_MAX];
     size_t xff_len[HTTP_XFF_HEADERS_MAX];
@@ -186,7 +187,12 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->api_key++;
         h->api_key_value = value;
         h->api_key_len = value_size;
-    } else if (h->want_xff && value && strcasecmp(key, "X-Forwarded-For") == 0) {
+    } else if (strcasecmp(key, "Forwarded") == 0) {
+        h->forwarded = true;
+    } else if (strcasecmp(key, "X-Forwarded-For") == 0) {
+        h->forwarded = true;
+        if (!h->want_xff || !value)
+            return MHD_YES;
         if (h->nxff == HTTP_XFF_HEADERS_MAX) {
             /* The right-most lines are the ones that count: drop the first. */
             memmove(h->xff, h->xff + 1, sizeof(h->xff[0]) * (HTTP_XFF_HEADERS_MAX - 1));
@@ -289,28 +295,34 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, struct req_state *rs,
     return send_response(conn, rs);
 }
 
-/* The client's address for the access log: the peer's, or the one its
- * X-Forwarded-For names when the peer is a trusted proxy. */
-static void client_format(struct server *s, struct MHD_Connection *conn,
-                          const struct header_scan *h, char out[POLICY_IP_TEXT])
+/* The connection's peer address. ERR_INVALID when it is not IP. */
+static enum err peer_of(struct MHD_Connection *conn, struct policy_ip *peer)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    struct policy_ip peer, client;
-    enum err e = ERR_INVALID;
 
     if (sa && sa->sa_family == AF_INET)
-        e = policy_ip_from_bytes((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, 4,
-                                 &peer);
-    else if (sa && sa->sa_family == AF_INET6)
-        e = policy_ip_from_bytes((const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr, 16,
-                                 &peer);
-    if (e != ERR_OK) {
+        return policy_ip_from_bytes((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, 4,
+                                    peer);
+    if (sa && sa->sa_family == AF_INET6)
+        return policy_ip_from_bytes((const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr,
+                                    16, peer);
+    return ERR_INVALID;
+}
+
+/* The client's address for the access log: the peer's, or the one its
+ * X-Forwarded-For names when the peer is a trusted proxy. */
+static void client_format(struct server *s, const struct policy_ip *peer, bool have_peer,
+                          const struct header_scan *h, char out[POLICY_IP_TEXT])
+{
+    struct policy_ip client;
+
+    if (!have_peer) {
         snprintf(out, POLICY_IP_TEXT, "-");
         return;
     }
-    http_client_addr(&peer, s->cfg.trusted_proxy, h->xff, h->xff_len, h->nxff, &client);
+    http_client_addr(peer, s->cfg.trusted_proxy, h->xff, h->xff_len, h->nxff, &client);
     policy_ip_format(&client, out);
 }
 
@@ -321,6 +333,8 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
 {
     struct header_scan h = {0};
     struct http_request *req = &rs->req;
+    struct policy_ip peer;
+    bool have_peer;
     void *w;
     const char *cl;
 
@@ -330,9 +344,12 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     req->content_length = -1;
     h.want_xff = s->cfg.trusted_proxy && log_enabled(LOG_INFO);
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, scan_header, &h);
+    have_peer = peer_of(conn, &peer) == ERR_OK;
+    req->peer_loopback = have_peer && policy_ip_loopback(&peer);
+    req->forwarded = h.forwarded;
     if (log_enabled(LOG_INFO)) {
         log_quote(rs->path_log, sizeof(rs->path_log), url, req->path_len);
-        client_format(s, conn, &h, rs->client_log);
+        client_format(s, &peer, have_peer, &h, rs->client_log);
     }
     req->api_key = h.api_key_value;
     req->api_key_len = h.api_key_len;

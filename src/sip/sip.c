@@ -362,6 +362,7 @@ struct sip_ep {
     struct sa media_addr;
     char contact_host[80]; /* the first UDP listener's "IP:PORT" ("[IP6]:PORT") */
     char probe_token[PROBE_TOKEN_LEN + 1];
+    bool draining; /* the node takes no new calls: OPTIONS answers 503 */
     /* The trunk and how outbound INVITEs look. */
     bool has_trunk;
     char trunk_target[HOST_MAX + 80]; /* host[:port][;params] of Request-URIs */
@@ -788,6 +789,12 @@ static bool on_gate(const struct sip_msg *msg, void *arg)
         ep_deny(ep, &msg->src);
         return true;
     }
+    if (!pl_strcmp(&msg->met, "OPTIONS") && ep->draining) {
+        /* A carrier's health check takes the node out of its rotation. */
+        (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 503, "Service Unavailable",
+                          "Content-Length: 0\r\n\r\n");
+        return true;
+    }
     if (!pl_strcmp(&msg->met, "OPTIONS")) {
         (void)sip_treplyf(NULL, NULL, ep->sip, msg, false, 200, "OK",
                           "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n"
@@ -1194,6 +1201,12 @@ void sip_ep_unregister(struct sip_ep *ep)
      * the registration alive until it is answered. */
     ep->reg = mem_deref(ep->reg);
     atomic_store(&stat_registered, false);
+}
+
+void sip_ep_drain(struct sip_ep *ep)
+{
+    if (ep)
+        ep->draining = true;
 }
 
 bool sip_ep_unregistering(const struct sip_ep *ep)

@@ -175,6 +175,9 @@ void sip_ep_unregister(struct sip_ep *ep);
  * response after sip_ep_unregister: the engine keeps the loop running
  * (within its grace period) so that the binding is removed. */
 bool sip_ep_unregistering(const struct sip_ep *ep);
+/* The node takes no new calls: OPTIONS is answered 503 from now on (the
+ * engine refuses INVITEs itself). Loop thread; accepts NULL. */
+void sip_ep_drain(struct sip_ep *ep);
 /* Stops listening and frees the endpoint; legs must be hung up first.
  * Accepts NULL. */
 void sip_ep_free(struct sip_ep *ep);

@@ -196,8 +196,11 @@ class Server:
         self.workdir = Path(workdir)
         # Per-key rate limiting (a server option beyond API.md) would turn this suite's bursts
         # into 429s; switch it off through its environment variable, which is harmless to a
-        # binary that does not know it. An explicit env from the caller is used as given.
-        self.env = base_env(SFVOPI_RATE_LIMIT="0") if env is None else env
+        # binary that does not know it. Likewise a stop ends live calls at once, without the
+        # drain of SIP.md section 4 (it has tests of its own, which pass their env). An
+        # explicit env from the caller is used as given.
+        self.env = base_env(SFVOPI_RATE_LIMIT="0", SFVOPI_DRAIN_TIMEOUT="0") if env is None \
+            else env
         self.argv = argv or [BIN, "--db", db_url, "serve", "--listen", "127.0.0.1:0",
                              "--threads", "2"]
         self.proc = None

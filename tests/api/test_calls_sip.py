@@ -782,9 +782,10 @@ def test_deleting_the_app_cancels_a_ringing_outbound_call(srv, line, fc, work):
 # Servers of their own: shutdown, --max-calls.
 
 def test_shutdown_hangs_up_live_calls_and_sends_their_webhooks(tmp_path, fc, work):
-    """SIGTERM: an answered inbound call gets a BYE (COMPLETED "16"), a ringing outbound one a
-    CANCEL (CANCELED "16"), and both hangup webhooks go out before the process exits 0."""
-    with engine_server(tmp_path) as s:
+    """SIGTERM with --drain-timeout 0 (no drain): an answered inbound call gets a BYE
+    (COMPLETED "16"), a ringing outbound one a CANCEL (CANCELED "16"), and both hangup webhooks
+    go out before the process exits 0. The drain itself: test_shutdown.py."""
+    with engine_server(tmp_path, "--drain-timeout", "0") as s:
         ln = Line(s, fc)
         with uac(s, work, "in_wait_bye", ln.number) as c, \
                 uas(s, work, "out_no_answer") as u:

@@ -59,7 +59,8 @@ def test_register_refresh_inbound_call_and_unregister(tmp_path, fc):
     with Kamailio(tmp_path, {USER: PASSWORD}, min_expires=2, route_to_user=USER) as kam:
         with base.engine_server(tmp_path, *register_args(tmp_path, kam, PASSWORD),
                                 trunk=f"sip:{kam.addr}",
-                                env=base_env(SFVOPI_RATE_LIMIT="0")) as srv:
+                                env=base_env(SFVOPI_RATE_LIMIT="0",
+                                             SFVOPI_DRAIN_TIMEOUT="0")) as srv:
             first = kam.wait_binding(USER, timeout=10)
             assert first["contact"].startswith(f"sip:{USER}@127.0.0.1:{srv.sip_port}"), first
             assert 0 < first["expires"] <= EXPIRES, first
@@ -93,7 +94,8 @@ def test_wrong_password_is_refused_without_a_loop(tmp_path, fc):
     with Kamailio(tmp_path, {USER: PASSWORD}, min_expires=2) as kam:
         with base.engine_server(tmp_path, *register_args(tmp_path, kam, "not-the-password"),
                                 trunk=f"sip:{kam.addr}",
-                                env=base_env(SFVOPI_RATE_LIMIT="0")) as srv:
+                                env=base_env(SFVOPI_RATE_LIMIT="0",
+                                             SFVOPI_DRAIN_TIMEOUT="0")) as srv:
             kam.wait_registers(USER, 2, result=None, timeout=10)
             assert wait_until(lambda: "registration refused" in srv.log, timeout=5), srv.log
             # One challenge answered, the second ends the attempt: libre alone would retry up

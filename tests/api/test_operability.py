@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, Server, base_env, cli_ok, fresh_db, new_number, run_cli
+from conftest import (
+    BIN, PG_URL, Server, base_env, cli_ok, fresh_db, new_number, run_cli, skip_unless_strict,
+)
 
 METRIC_LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (\S+)$')
 
@@ -201,6 +203,124 @@ def test_metrics_on_admin_listener_only(start):
         assert srv.stop() == 0
 
 
+NOT_FOUND = {"message": "Not found"}
+
+
+def not_found_like_unknown_path(srv, path="/metrics", **kw):
+    """The answer to `path` is the unknown path's, byte for byte apart from the request id."""
+    r = requests.get(srv.url + path, timeout=5, **kw)
+    unknown = requests.get(srv.url + "/no-such-path", timeout=5, **kw)
+    assert (r.status_code, r.json()) == (404, NOT_FOUND), r.text
+    assert (r.status_code, r.content) == (unknown.status_code, unknown.content)
+    drop = {"x-request-id", "date"}
+    assert {k.lower(): v for k, v in r.headers.items() if k.lower() not in drop} == \
+        {k.lower(): v for k, v in unknown.headers.items() if k.lower() not in drop}
+    return r
+
+
+PROXIED = [{"X-Forwarded-For": "203.0.113.7"}, {"x-forwarded-for": "127.0.0.1"},
+           {"Forwarded": "for=203.0.113.7;proto=https"}, {"Forwarded": "for=127.0.0.1"}]
+
+
+def test_metrics_only_for_local_unproxied_clients(start):
+    """/metrics on the API listener: a loopback client without proxy headers reads it; a
+    request relayed by a proxy (even a local one, whatever it claims) gets the unknown path's
+    404, also with a trusted proxy configured; other methods too."""
+    srv = start("--trusted-proxy", "127.0.0.1")
+    try:
+        scrape(srv.url)
+        for h in PROXIED:
+            not_found_like_unknown_path(srv, headers=h)
+        r = requests.post(srv.url + "/metrics", headers=PROXIED[0], timeout=5)
+        unknown = requests.post(srv.url + "/no-such-path", headers=PROXIED[0], timeout=5)
+        assert (r.status_code, r.content) == (unknown.status_code, unknown.content) == \
+            (404, b'{"message":"Not found"}'), r.text
+        assert "Allow" not in r.headers
+        scrape(srv.url)  # the refusals changed nothing for the host itself
+        # The rest of the API behind the proxy is unaffected.
+        assert requests.get(srv.url + "/healthz", headers=PROXIED[0], timeout=5).json() == \
+            {"status": "ok"}
+    finally:
+        assert srv.stop() == 0
+
+
+def test_metrics_from_a_non_loopback_peer_are_refused(tmp):
+    """A client on another address (a private one, inside a network namespace of the test's own
+    so that nothing listens beyond loopback on the machine) is not local: /metrics answers it the
+    unknown path's 404, the rest of the API as usual."""
+    from netns_helper import PRIV_IP, NatTopology, missing_tools  # noqa: PLC0415
+    if missing_tools():
+        skip_unless_strict(f"a network namespace needs {', '.join(missing_tools())}")
+    if PG_URL:
+        pytest.skip("the peer check is independent of the database backend: SQLite runs only")
+    with NatTopology() as t, t.entered(t.priv), fresh_db(tmp, "netns") as url:
+        argv = [BIN, "--db", url, "serve", "--listen", f"{PRIV_IP}:0", "--threads", "1"]
+        srv = Server(url, tmp, argv=argv).start()
+        try:
+            m = re.search(r"^listening on \S+:(\d+)$", srv.log, re.M)
+            assert m, srv.log
+            base_url = f"http://{PRIV_IP}:{m.group(1)}"
+            r = requests.get(base_url + "/metrics", timeout=5)
+            unknown = requests.get(base_url + "/no-such-path", timeout=5)
+            assert (r.status_code, r.content) == (unknown.status_code, unknown.content) == \
+                (404, b'{"message":"Not found"}'), r.text
+            assert requests.get(base_url + "/healthz", timeout=5).json() == {"status": "ok"}
+        finally:
+            assert srv.stop() == 0
+
+
+def test_metrics_on_ipv6_loopback(start):
+    """::1 is loopback: /metrics answers a client there, not one behind a proxy."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv = start("--listen", "[::1]:0")
+    try:
+        m = re.search(r"^listening on (\[::1\]:\d+)$", srv.log, re.M)
+        assert m, srv.log
+        url = f"http://{m.group(1)}"
+        scrape(url)
+        r = requests.get(url + "/metrics", headers=PROXIED[0], timeout=5)
+        assert (r.status_code, r.json()) == (404, NOT_FOUND), r.text
+    finally:
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_metrics_public_serves_everyone(start, how):
+    """--metrics-public (or SFVOPI_METRICS_PUBLIC=1): proxied requests read /metrics too."""
+    if how == "flag":
+        srv = start("--metrics-public")
+    else:
+        srv = start(env=base_env(SFVOPI_METRICS_PUBLIC="1"))
+    try:
+        for h in PROXIED:
+            r = requests.get(srv.url + "/metrics", headers=h, timeout=5)
+            assert r.status_code == 200 and "sfvopi_http_requests_total" in r.text, r.text
+    finally:
+        assert srv.stop() == 0
+
+
+def test_admin_listener_serves_metrics_to_proxied_requests(start):
+    """The admin listener is the operator's own: /metrics there answers whatever the request
+    carries, while the API listener keeps the unknown path's 404."""
+    srv = start("--admin-listen", "127.0.0.1:0")
+    try:
+        deadline = time.monotonic() + 5
+        while not (m := re.search(r"admin listening on 127\.0\.0\.1:(\d+)", srv.log)):
+            assert time.monotonic() < deadline, srv.log
+            time.sleep(0.01)
+        admin = f"http://127.0.0.1:{m.group(1)}"
+        for h in PROXIED:
+            r = requests.get(admin + "/metrics", headers=h, timeout=5)
+            assert r.status_code == 200 and "sfvopi_http_requests_total" in r.text, r.text
+            not_found_like_unknown_path(srv, headers=h)
+    finally:
+        assert srv.stop() == 0
+
+
 def test_admin_listen_bad_address_is_an_error(tmp):
     with fresh_db(tmp, "bad") as url:
         cp = subprocess.run([BIN, "--db", url, "serve", "--listen", "127.0.0.1:0",
@@ -355,6 +475,14 @@ def test_log_level_off_writes_no_access_lines(start):
      "--sip-header 'From: <sip:x@y>' names a header that sfvopi writes itself"),
     ([], {"SFVOPI_SIP_HEADER": "X-A: 1\nBad Name: 2"}, "--sip-header 'Bad Name: 2' must be"),
     (["--dns-server", "dns.example.net"], {}, "--dns-server must be up to four IP[:PORT]"),
+    (["--drain-timeout", "-1"], {},
+     "--drain-timeout must be a whole number of seconds from 0 to 86400"),
+    (["--drain-timeout", "86401"], {}, "--drain-timeout must be a whole number of seconds"),
+    (["--drain-timeout", "5s"], {}, "--drain-timeout must be a whole number of seconds"),
+    ([], {"SFVOPI_DRAIN_TIMEOUT": "soon"},
+     "--drain-timeout must be a whole number of seconds from 0 to 86400 (from "
+     "SFVOPI_DRAIN_TIMEOUT)"),
+    ([], {"SFVOPI_METRICS_PUBLIC": "maybe"}, "SFVOPI_METRICS_PUBLIC must be 1 or 0"),
     (["--sip-password-file", "/nonexistent"], {"SFVOPI_SIP_PASSWORD": "x"},
      "give the trunk password once: SFVOPI_SIP_PASSWORD or --sip-password-file, not both"),
 ])
@@ -378,6 +506,8 @@ def test_serve_help_names_every_option_with_its_variable_and_default():
         "--rate-limit": ("SFVOPI_RATE_LIMIT", "100"),
         "--rate-burst": ("SFVOPI_RATE_BURST", "200"),
         "--metrics": ("SFVOPI_METRICS", "on"),
+        "--metrics-public": ("SFVOPI_METRICS_PUBLIC", "off"),
+        "--drain-timeout": ("SFVOPI_DRAIN_TIMEOUT", "30"),
         "--admin-listen": ("SFVOPI_ADMIN_LISTEN", "off"),
         "--tls-cert": ("SFVOPI_TLS_CERT", "plain HTTP"),
         "--tls-key": ("SFVOPI_TLS_KEY", "none"),

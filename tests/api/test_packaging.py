@@ -75,7 +75,7 @@ REQUIRED = [
     ("Service", "Restart", "on-failure"),
     ("Service", "KillSignal", "SIGTERM"),
     ("Service", "ExecReload", "/bin/kill -HUP $MAINPID"),
-    ("Service", "TimeoutStopSec", "15"),
+    ("Service", "TimeoutStopSec", "60"),
     ("Service", "CapabilityBoundingSet", ""),
     ("Install", "WantedBy", "multi-user.target"),
 ]
@@ -87,10 +87,15 @@ def test_unit_has(section, key, value):
 
 
 def test_unit_stop_timeout_covers_the_drain():
-    """sfvopi drains requests in flight for at most 10 s after SIGTERM: systemd must wait
-    longer than that before it kills."""
+    """After SIGTERM sfvopi drains calls for at most --drain-timeout (the default of serve
+    --help), then finishes requests in flight (at most 10 s) and the last BYEs and webhooks (at
+    most 10 s): systemd must wait longer than all of that before it kills."""
     entries = {(s, k): v for s, k, v in unit_entries(UNIT.read_text())}
-    assert int(entries[("Service", "TimeoutStopSec")]) > 10
+    cp = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=10,
+                        stdin=subprocess.DEVNULL)
+    m = re.search(r"--drain-timeout S .*?\(default (\d+)\)", cp.stdout, re.S)
+    assert m, cp.stdout
+    assert int(entries[("Service", "TimeoutStopSec")]) > int(m.group(1)) + 10 + 10
     # The database path is inside the state directory, the only writable place.
     assert entries[("Service", "WorkingDirectory")] == "/var/lib/sfvopi"
 

@@ -70,7 +70,8 @@ def edge_server(tmp, *extra, env=None, allow=f"127.0.0.1,{ALLOWED},{ADMITTED}", 
             "--sip-user", USER, *extra]
     if allow is not None:
         args += ["--sip-allow", allow]
-    env = base_env(SFVOPI_RATE_LIMIT="0", SFVOPI_SIP_PASSWORD=PASSWORD, **(env or {}))
+    env = base_env(SFVOPI_RATE_LIMIT="0", SFVOPI_DRAIN_TIMEOUT="0", SFVOPI_SIP_PASSWORD=PASSWORD,
+                   **(env or {}))
     with base.engine_server(tmp, *args, env=env, trunk=trunk) as s:
         yield s
     assert PASSWORD not in s.log
@@ -466,7 +467,8 @@ def test_identity_proxy_and_headers(tmp_path, fc):
                 "--sip-password-file", str(pwfile), "--sip-caller-id", "pai",
                 "--sip-from-domain", "pbx.example.com", "--sip-header", "X-Telnyx-Token: tok-1",
                 "--log-level", "debug", "--log-format", "json"]
-        env = base_env(SFVOPI_RATE_LIMIT="0", SFVOPI_SIP_HEADER="X-Other: two\nX-Third: 3")
+        env = base_env(SFVOPI_RATE_LIMIT="0", SFVOPI_DRAIN_TIMEOUT="0",
+                       SFVOPI_SIP_HEADER="X-Other: two\nX-Third: 3")
         srv = Server(url, tmp_path, argv=args, env=env).start()
         srv.sip_port, srv.trunk_port, srv.rtp = sip_port, proxy_port, (low, high)
         try:

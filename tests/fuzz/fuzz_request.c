@@ -150,6 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.api_key_len = (flags & 1) ? strlen(known) : flen[4];
     req.api_key_count = 1;
     req.content_length = -1;
+    req.peer_loopback = (flags & 4) != 0;
+    req.forwarded = (flags & 8) != 0;
     req.body = field[5];
     req.body_len = f == FIELDS ? size - 1 - (size_t)(field[5] - copy) : 0;
     if (req.body_len > HTTP_BODY_MAX)

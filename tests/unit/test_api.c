@@ -24,6 +24,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "http/metrics.h"
 
 #define N1 "+918000000001"
 #define N2 "+918000000002"
@@ -1078,6 +1079,80 @@ static void test_health(void **state)
     ASSERT_RESP(f, 404, MSG_NOT_FOUND);
 }
 
+static bool fake_draining(const struct engine *e)
+{
+    return *(const bool *)e;
+}
+
+/* /metrics on the API listener: a loopback peer without proxy headers only,
+ * else the unknown path's answer (any method); --metrics-public and the
+ * admin listener serve everyone. A draining engine makes /readyz 503. */
+static void test_metrics_visibility(void **state)
+{
+    struct fx *f = *state;
+    struct api_worker *plain = f->w;
+    struct api_config cfg;
+    struct http_request r;
+    bool draining = false;
+    int pass;
+    int names_n;
+    const char *const *names = api_route_names(&names_n);
+
+    metrics_init(names, names_n, "test");
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.store = f->s;
+    memcpy(cfg.default_cc, "91", 3);
+    cfg.metrics = true;
+    cfg.engine = (struct engine *)&draining;
+    cfg.draining = fake_draining;
+    for (pass = 0; pass < 3; pass++) {
+        /* 0: the API listener; 1: --metrics-public; 2: the admin listener. */
+        cfg.metrics_public = pass == 1;
+        cfg.admin_only = pass == 2;
+        f->w = api_worker_new(&cfg);
+        assert_non_null(f->w);
+
+        request_init(&r, HTTP_GET, "/metrics", NULL, NULL);
+        r.peer_loopback = true;
+        send_req(f, &r);
+        assert_int_equal(f->resp.status, 200);
+
+        request_init(&r, HTTP_GET, "/metrics", NULL, NULL);
+        r.peer_loopback = false; /* another host */
+        send_req(f, &r);
+        if (pass == 0) {
+            /* As unrouted as an unknown path, in logs and metrics too. */
+            ASSERT_RESP(f, 404, MSG_NOT_FOUND);
+            assert_int_equal(f->resp.route_idx, 0);
+            assert_string_equal(f->resp.route, "-");
+        } else {
+            assert_int_equal(f->resp.status, 200);
+        }
+
+        request_init(&r, HTTP_POST, "/metrics", NULL, NULL);
+        r.peer_loopback = true;
+        r.forwarded = true; /* through a proxy on this host */
+        send_req(f, &r);
+        if (pass == 0) {
+            ASSERT_RESP(f, 404, MSG_NOT_FOUND);
+            assert_null(f->resp.allow);
+        } else {
+            ASSERT_RESP(f, 405, MSG_METHOD);
+        }
+
+        draining = false;
+        req(f, HTTP_GET, "/readyz", NULL, NULL);
+        ASSERT_RESP(f, 200, "{\"status\":\"ready\"}");
+        draining = true;
+        req(f, HTTP_GET, "/readyz", NULL, NULL);
+        ASSERT_RESP(f, 503, "{\"status\":\"unavailable\"}");
+        req(f, HTTP_GET, "/healthz", NULL, NULL);
+        ASSERT_RESP(f, 200, "{\"status\":\"ok\"}");
+        api_worker_free(f->w);
+    }
+    f->w = plain;
+}
+
 static void test_request_id(void **state)
 {
     struct fx *f = *state;
@@ -1301,6 +1376,7 @@ int main(void)
         T(test_revocation_takes_effect),
         T(test_health),
         T(test_request_id),
+        T(test_metrics_visibility),
         T(test_call_place),
         T(test_call_place_no_hangup),
     };

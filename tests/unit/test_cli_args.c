@@ -98,6 +98,31 @@ static void test_defaults(void **state)
     assert_string_equal(r.err, "");
 }
 
+static void test_drain_and_metrics_options(void **state)
+{
+    struct run r;
+
+    (void)state;
+    assert_int_equal(PARSE(&r, "serve"), CLI_OK);
+    assert_int_equal(r.cli.drain_timeout_s, 30);
+    assert_false(r.cli.metrics_public);
+    assert_int_equal(PARSE(&r, "serve", "--drain-timeout", "0", "--metrics-public"), CLI_OK);
+    assert_int_equal(r.cli.drain_timeout_s, 0);
+    assert_true(r.cli.metrics_public);
+    assert_int_equal(PARSE(&r, "serve", "--drain-timeout=86400"), CLI_OK);
+    assert_int_equal(r.cli.drain_timeout_s, 86400);
+    PARSE(&r, "serve", "--drain-timeout", "86401");
+    assert_usage(&r, "--drain-timeout must be a whole number of seconds from 0 to 86400");
+    PARSE(&r, "serve", "--drain-timeout", "-1");
+    assert_usage(&r, "--drain-timeout");
+    PARSE(&r, "serve", "--drain-timeout", "");
+    assert_usage(&r, "--drain-timeout");
+    PARSE(&r, "serve", "--metrics-public=yes");
+    assert_usage(&r, "--metrics-public");
+    PARSE(&r, "org", "list", "--drain-timeout", "5");
+    assert_usage(&r, "does not apply");
+}
+
 static void test_every_subcommand(void **state)
 {
     struct run r;
@@ -900,6 +925,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_defaults),
+        T(test_drain_and_metrics_options),
         T(test_every_subcommand),
         T(test_global_options_anywhere),
         T(test_equals_form),

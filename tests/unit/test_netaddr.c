@@ -202,6 +202,29 @@ static void test_ip_helpers(void **state)
     assert_int_equal(policy_ip_from_bytes(junk, sizeof(junk), &c), ERR_INVALID);
 }
 
+static void test_ip_loopback(void **state)
+{
+    static const char *const yes[] = {"127.0.0.1", "127.255.255.254", "127.0.0.2", "::1",
+                                      "::ffff:127.0.0.1"};
+    static const char *const no[] = {"128.0.0.1",  "126.255.255.255",
+                                     "0.0.0.0",    "10.0.0.1",
+                                     "::",         "::2",
+                                     "fe80::1",    "::ffff:10.0.0.1",
+                                     "::127.0.0.1"};
+    struct policy_ip ip;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        ip = ip_of(yes[i]);
+        assert_true(policy_ip_loopback(&ip));
+    }
+    for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        ip = ip_of(no[i]);
+        assert_false(policy_ip_loopback(&ip));
+    }
+}
+
 static void test_ip_parse(void **state)
 {
     static const char *const bad[] = {
@@ -239,7 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allow_match),  cmocka_unit_test(test_allow_refused),
         cmocka_unit_test(test_allow_limits), cmocka_unit_test(test_ip_helpers),
-        cmocka_unit_test(test_ip_parse),
+        cmocka_unit_test(test_ip_parse),     cmocka_unit_test(test_ip_loopback),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
