@@ -520,6 +520,7 @@ def test_serve_help_names_every_option_with_its_variable_and_default():
         "--media-ip": ("SFVOPI_MEDIA_IP", "the --sip-listen address"),
         "--deny-private-urls": ("SFVOPI_DENY_PRIVATE_URLS", "off"),
         "--max-calls": ("SFVOPI_MAX_CALLS", "500"),
+        "--rtp-timeout": ("SFVOPI_RTP_TIMEOUT", "60"),
         "--answer-delay": ("SFVOPI_ANSWER_DELAY", "0"),
         "--sip-allow": ("SFVOPI_SIP_ALLOW", "the addresses --sip-trunk"),
         "--sip-invite-rate": ("SFVOPI_SIP_INVITE_RATE", "200"),
