@@ -6,11 +6,9 @@ together, and a PostgreSQL restart or hang under running nodes (on a private thr
 scripts/pg.sh, so the shared server is never disturbed). Skipped without $SFVOPI_TEST_PG_URL.
 """
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +23,7 @@ import requests
 from conftest import (BIN, MSG_APP_NOT_FOUND, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT,
                       MSG_UNAUTH, PG_URL, REPO, Server, assert_error, cli_ok, ok,
                       skip_unless_strict)
+from dbstall_helper import cluster_stopped
 from sipp_helper import free_udp_port
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="needs SFVOPI_TEST_PG_URL (PostgreSQL)")
@@ -532,29 +531,9 @@ def test_postgres_restart_while_idle_next_requests_succeed(private_cluster, tmp_
         db.drop()
 
 
-@contextlib.contextmanager
-def cluster_hung(cluster_dir):
-    """The whole cluster stopped (SIGSTOP): the kernel still accepts its connections and
-    acknowledges what is sent to it, but nothing answers, as with a hung server. SIGCONT on the
-    way out, whatever happened."""
-    with open(os.path.join(cluster_dir, "data", "postmaster.pid")) as f:
-        postmaster = int(f.readline())
-    stopped = []
-    try:
-        os.kill(postmaster, signal.SIGSTOP)
-        stopped.append(postmaster)
-        # Stopped, the postmaster forks no more: these are all of its processes.
-        kids = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True,
-                              timeout=10).stdout.split()
-        for pid in map(int, kids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-                stopped.append(pid)
-        yield
-    finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+# The whole cluster stopped (SIGSTOP): the kernel still accepts its connections and acknowledges
+# what is sent to it, but nothing answers, as with a hung server.
+cluster_hung = cluster_stopped
 
 
 def answers_while_hung(reqs):
