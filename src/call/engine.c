@@ -82,7 +82,13 @@ struct call {
     struct stream_config stream; /* the successful answer's */
     struct bridge *bridge;       /* while the audio stream runs */
     bool stream_end_pending;     /* the stream could not open: report it from the loop */
-    bool rtp_has_jitter;         /* the record's rtp_jitter_us is an estimate */
+    /* The record exists in the database: an outbound call's is written by
+     * the API request, an inbound call's create by the record writer. Until
+     * then the answer webhook waits (answer_waits), so that a client that
+     * reads the call when the webhook arrives finds it. */
+    bool created;
+    bool answer_waits, answer_waits_fallback;
+    bool rtp_has_jitter; /* the record's rtp_jitter_us is an estimate */
 };
 
 struct engine {
@@ -197,6 +203,7 @@ static void record_sync(struct call *c, bool force)
 struct hangup_wait {
     struct engine *e;
     struct hangup_wait *prev, *next;
+    bool create; /* not a hangup: the record's create, which the answer webhook waits for */
     struct store_call rec;
     char url[APP_URL_MAX + 1];
     char method[METHOD_MAX + 1];
@@ -225,6 +232,28 @@ static void on_record_landed(void *ctx, void *arg)
 }
 
 static void notify_done(void *arg, const struct deliver_result *r);
+
+static void answer(struct call *c, bool fallback);
+
+/* An inbound call's record has been created: the answer webhook that
+ * waited for it goes (the call may have ended meanwhile). */
+static void record_created(struct hangup_wait *h)
+{
+    struct call *c;
+
+    hangup_unlink(h);
+    for (c = h->e->calls; c; c = c->next) {
+        if (strcmp(c->rec.call_uuid, h->rec.call_uuid) != 0)
+            continue;
+        c->created = true;
+        if (c->answer_waits) {
+            c->answer_waits = false;
+            answer(c, c->answer_waits_fallback);
+        }
+        break;
+    }
+    free(h);
+}
 
 /* Sends the hangup webhook of a record that has been written. */
 static void hangup_send(struct hangup_wait *h)
@@ -395,6 +424,28 @@ static void hangup_after_record(struct call *c)
     recw_put_then(e->recw, c->slot, &c->rec, false, h);
 }
 
+/* Queues an inbound call's first write; record_created learns when it is
+ * done. Without memory for the note the call goes on as if it were. */
+static void record_create(struct call *c)
+{
+    struct engine *e = c->e;
+    struct hangup_wait *h = calloc(1, sizeof(*h));
+
+    if (!h) {
+        c->created = true;
+        recw_put(e->recw, c->slot, &c->rec, true);
+        return;
+    }
+    h->e = e;
+    h->create = true;
+    copy_str(h->rec.call_uuid, sizeof(h->rec.call_uuid), c->rec.call_uuid);
+    h->next = e->hangups;
+    if (e->hangups)
+        e->hangups->prev = h;
+    e->hangups = h;
+    recw_put_then(e->recw, c->slot, &c->rec, true, h);
+}
+
 static void answer_done(void *arg, const struct deliver_result *r)
 {
     struct call *c = arg;
@@ -512,8 +563,15 @@ static bool apply(struct call *c, const struct callsm_event *ev)
             call_drop_leg(c);
             closed_needed = true;
             break;
-        case CALLSM_ACT_ANSWER_WEBHOOK: answer(c, false); break;
-        case CALLSM_ACT_FALLBACK_WEBHOOK: answer(c, true); break;
+        case CALLSM_ACT_ANSWER_WEBHOOK:
+        case CALLSM_ACT_FALLBACK_WEBHOOK:
+            if (c->created) {
+                answer(c, acts.v[i] == CALLSM_ACT_FALLBACK_WEBHOOK);
+            } else {
+                c->answer_waits = true;
+                c->answer_waits_fallback = acts.v[i] == CALLSM_ACT_FALLBACK_WEBHOOK;
+            }
+            break;
         case CALLSM_ACT_OPEN_STREAM: open_stream(c); break;
         case CALLSM_ACT_CLOSE_STREAM:
             bridge_close(c->bridge);
@@ -821,7 +879,7 @@ static int invite_routed(struct engine *e, struct sip_incoming *in, const struct
         call_free(c);
         return 503;
     }
-    recw_put(e->recw, c->slot, &c->rec, true);
+    record_create(c);
     err = sip_leg_accept(e->ep, in, c, e->cfg.answer_delay_ms == 0, &c->leg);
     if (err != ERR_OK) {
         /* Refused (488 or 503): recorded as failed, no webhook. */
@@ -939,7 +997,12 @@ static void on_queue(void *arg, int id, void *data)
         free(data);
         break;
     case MSG_ROUTED: route_done(data); break;
-    case MSG_HANGUP: hangup_send(data); break;
+    case MSG_HANGUP:
+        if (((struct hangup_wait *)data)->create)
+            record_created(data);
+        else
+            hangup_send(data);
+        break;
     case MSG_DRAIN: sip_ep_drain(e->ep); break;
     default: break;
     }
@@ -1261,6 +1324,7 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
         *why = err_str(err == ERR_UNAVAILABLE ? ERR_UNAVAILABLE : ERR_DB);
         return err;
     }
+    c->created = true;
     copy_str(request_uuid, REQUEST_UUID_LEN + 1, c->rec.request_uuid);
     copy_str(call_uuid, CALL_UUID_LEN + 1, c->rec.call_uuid);
     err = sip_queue_push(e->queue, MSG_PLACE, c);
