@@ -109,6 +109,30 @@ struct store_number {
 #define CALL_STATUS_MAX 11   /* "IN_PROGRESS" */
 #define CALL_DIRECTION_MAX 8 /* "OUTBOUND" */
 #define CALL_CAUSE_MAX 3     /* a Q.850 cause as decimal text, "102" */
+#define NODE_ID_MAX 64       /* --node-id: [A-Za-z0-9._-], 1-64 characters */
+
+/* The SIP dialog of an answered call, as far as ending it from another
+ * node needs (SIP.md section 5): a BYE is built from these alone. The
+ * strings are copied as they were on the wire (URIs without angle
+ * brackets); next_cseq 0 means no dialog is stored (never answered, or a
+ * call from before this was kept). */
+#define DIALOG_CALLID_MAX 255
+#define DIALOG_TAG_MAX 127
+#define DIALOG_URI_MAX 511
+#define DIALOG_ROUTE_MAX 1023
+struct store_dialog {
+    char call_id[DIALOG_CALLID_MAX + 1];
+    char local_uri[DIALOG_URI_MAX + 1]; /* our side: From of the BYE */
+    char local_tag[DIALOG_TAG_MAX + 1];
+    char remote_uri[DIALOG_URI_MAX + 1]; /* the party: To of the BYE */
+    char remote_tag[DIALOG_TAG_MAX + 1];
+    char remote_target[DIALOG_URI_MAX + 1]; /* the party's Contact: the BYE's Request-URI */
+    /* The route set, in the order the BYE's Route headers list it, as
+     * comma-separated "<uri>" entries (exactly a Route header's value); ""
+     * for none. */
+    char route_set[DIALOG_ROUTE_MAX + 1];
+    int64_t next_cseq; /* the CSeq number our next request in the dialog takes */
+};
 
 /* One call (CALLS.md section 8). The engine creates it and updates it as
  * the call progresses; the API only reads it. */
@@ -133,7 +157,17 @@ struct store_call {
     int64_t rtp_packets_received;
     int64_t rtp_packets_lost;
     int64_t rtp_jitter_us; /* interarrival jitter, microseconds */
+    /* The node that owns the call (SIP.md section 5): written by
+     * call_create, never changed by call_update. "" for none. */
+    char node_id[NODE_ID_MAX + 1];
+    struct store_dialog dialog; /* written by call_create and call_update */
 };
+
+/* A command for a node (SIP.md section 5), e.g. kind "hangup" with a
+ * call_uuid, or "app_deleted" with an app_id. */
+#define CMD_KIND_MAX 32
+#define CMD_ARG_MAX 64
+typedef enum err (*store_cmd_cb)(void *ud, const char *kind, const char *arg);
 
 /* What an operation that reports ERR_NOT_FOUND did not find. */
 enum store_miss { STORE_MISS_NONE, STORE_MISS_APP, STORE_MISS_LINK };
@@ -250,6 +284,42 @@ struct store_ops {
      * most limit of them. before_seq INT64_MAX starts at the newest. */
     enum err (*call_list)(struct store_conn *c, int64_t org_id, int64_t before_seq, int limit,
                           store_call_cb cb, void *ud);
+
+    /* --- nodes (SIP.md section 5) --- */
+
+    /* Writes node_id's heartbeat, stamped with the database's clock
+     * (creating its row the first time), and returns that stamp in
+     * milliseconds since the epoch. */
+    enum err (*node_beat)(struct store_conn *c, const char *node_id, int64_t *db_now_ms);
+    /* Ends, in one statement, every non-final call (QUEUED, RINGING,
+     * IN_PROGRESS) owned by a dead node: one whose heartbeat row is older
+     * than dead_ms by the database's clock (an owner without a heartbeat
+     * row, or "", is never dead), never self. With all_others (SQLite, at
+     * start) every non-final call not owned by self is ended instead,
+     * whatever its owner. An answered call (answered_at != 0) becomes
+     * COMPLETED with duration (now - answered_at) / 1000, any other FAILED;
+     * hangup_cause "38", ended_at now (ms, the caller's clock). Two nodes
+     * racing end each call once: cb gets each call this call ended, after
+     * the update (with its stored dialog), and no other call ever gets it
+     * again. A cb error does not undo the update. */
+    enum err (*node_reap)(struct store_conn *c, const char *self, int64_t dead_ms,
+                          bool all_others, int64_t now, store_call_cb cb, void *ud);
+    /* Stores a command for node (NULL: for every node whose heartbeat is
+     * younger than alive_ms by the database's clock, self included) and
+     * wakes the nodes waiting in cmd_wait. */
+    enum err (*cmd_post)(struct store_conn *c, const char *node, int64_t alive_ms,
+                         const char *kind, const char *arg);
+    /* Removes and hands to cb (oldest first) every command stored for
+     * node_id; commands older than max_age_ms by the database's clock are
+     * removed without being handed out. Each command is handed out once. */
+    enum err (*cmd_take)(struct store_conn *c, const char *node_id, int64_t max_age_ms,
+                         store_cmd_cb cb, void *ud);
+    /* Waits up to timeout_ms for a cmd_post from any node (PostgreSQL:
+     * LISTEN/NOTIFY on this connection, listening again after a reconnect;
+     * SQLite: only sleeps). *woke is true when a notification arrived.
+     * A caller must still cmd_take after a timeout: a notification sent
+     * while this connection was down is lost, the stored command is not. */
+    enum err (*cmd_wait)(struct store_conn *c, int timeout_ms, bool *woke);
 };
 
 /* The head of every backend connection. */
@@ -266,6 +336,12 @@ struct store;
  * ERR_DB when the database cannot be opened or migrated (the reason is
  * logged). The handle is thread-safe. */
 enum err store_open(const char *url, struct store **out) WARN_UNUSED;
+/* For `serve` on SQLite: holds the database file for this process so that
+ * a second server on the same file refuses to start (SIP.md section 5).
+ * ERR_CONFLICT when another process holds it, with *holder its pid (0 when
+ * unknown); ERR_OK at once on PostgreSQL (nodes share it). Released by
+ * store_free and by the process's exit. */
+enum err store_hold(struct store *s, long *holder) WARN_UNUSED;
 /* Closes the handle; all its connections must already be closed. */
 void store_free(struct store *s);
 /* Opens a connection for the calling thread. */
