@@ -186,8 +186,36 @@ static void drain(struct engine *engine, const sigset_t *sigs, unsigned timeout_
     }
 }
 
+/* --node-id, else <hostname>-<random> (SIP.md section 5): the host name's
+ * characters outside [A-Za-z0-9._-] become '-', and it is cut so that the
+ * whole fits NODE_ID_MAX. */
+static void node_id_choose(const char *given, char out[NODE_ID_MAX + 1])
+{
+    char host[256] = "";
+    char rnd[7];
+    size_t i, n;
+
+    if (given) {
+        snprintf(out, NODE_ID_MAX + 1, "%s", given);
+        return;
+    }
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "node");
+    n = strlen(host);
+    if (n > NODE_ID_MAX - sizeof(rnd))
+        n = NODE_ID_MAX - sizeof(rnd);
+    for (i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", host[i]))
+            host[i] = '-';
+    host[n] = '\0';
+    rand_string(rnd, 6, "abcdefghijklmnopqrstuvwxyz0123456789");
+    rnd[6] = '\0';
+    snprintf(out, NODE_ID_MAX + 1, "%s-%s", host, rnd);
+}
+
 static int serve(const struct cli *cli)
 {
+    char node_id[NODE_ID_MAX + 1];
     struct server_config cfg;
     struct api_config api_cfg, admin_api;
     struct server *srv = NULL;
@@ -247,6 +275,25 @@ static int serve(const struct cli *cli)
         fprintf(stderr, "sfvopi: cannot open database: %s\n", err_str(e));
         goto out_tls;
     }
+    {
+        long holder = 0;
+
+        /* SQLite: one server per file (SIP.md section 5). */
+        e = store_hold(store, &holder);
+        if (e == ERR_CONFLICT) {
+            if (holder > 0)
+                fprintf(stderr, "sfvopi: database %s is in use by another server (pid %ld)\n",
+                        cli->db, holder);
+            else
+                fprintf(stderr, "sfvopi: database %s is in use by another server\n", cli->db);
+            goto out_store;
+        }
+        if (e != ERR_OK) {
+            fprintf(stderr, "sfvopi: cannot hold database %s: %s\n", cli->db, err_str(e));
+            goto out_store;
+        }
+    }
+    node_id_choose(cli->node_id, node_id);
 
     memset(&cfg, 0, sizeof(cfg));
     memset(&api_cfg, 0, sizeof(api_cfg));
@@ -312,6 +359,7 @@ static int serve(const struct cli *cli)
             .store = store,
             .default_cc = cli->default_cc,
             .version = SFVOPI_VERSION,
+            .node_id = node_id,
         };
 
         if (cli->sip_allow) {
@@ -338,7 +386,9 @@ static int serve(const struct cli *cli)
         metrics_set_calls(calls_metrics);
     api_cfg.engine = engine;
     api_cfg.place_call = engine ? engine_call_place : NULL;
-    api_cfg.app_deleted = engine ? engine_app_deleted : NULL;
+    /* Both also serve a node without calls: commands go to the owners. */
+    api_cfg.app_deleted = engine_app_deleted;
+    api_cfg.hangup_call = engine_call_hangup;
     api_cfg.draining = engine ? engine_draining : NULL;
     api_cfg.metrics_public = cli->metrics_public;
     api_server_app(&api_cfg, &cfg.app);
@@ -352,7 +402,7 @@ static int serve(const struct cli *cli)
     /* The API's address first: scripts wait for this exact line. */
     fprintf(stderr, "listening on %s\n", bound);
     if (engine)
-        fprintf(stderr, "sip listening on %s\n", cli->sip_listen);
+        fprintf(stderr, "sip listening on %s (node %s)\n", cli->sip_listen, node_id);
     if (cli->admin_listen) {
         struct server_config acfg = cfg;
 

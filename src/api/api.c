@@ -56,6 +56,8 @@ static const struct api_handler handlers[] = {
     {ROUTE_CALLS, HTTP_POST, "calls.create", true, true, "Failed to initiate outbound call",
      api__calls_create},
     {ROUTE_CALL, HTTP_GET, "calls.get", true, false, "Failed to get call", api__call_get},
+    {ROUTE_CALL_HANGUP, HTTP_POST, "calls.hangup", true, false, "Failed to hang up call",
+     api__call_hangup},
     {ROUTE_CALLS, HTTP_GET, "calls.list", true, false, "Failed to get calls", api__calls_list},
 };
 
@@ -68,6 +70,7 @@ static const char *allow_of(enum route_id r)
     case ROUTE_APP_NUMBERS:
     case ROUTE_CALLS: return "GET, POST";
     case ROUTE_APP_NUMBER: return "DELETE";
+    case ROUTE_CALL_HANGUP: return "POST";
     case ROUTE_AVAILABLE:
     case ROUTE_CALL:
     case ROUTE_METRICS:

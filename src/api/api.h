@@ -45,9 +45,14 @@ struct api_config {
      * /sfvopi/calls answers "calling is not configured". */
     struct engine *engine;
     api_place_call_fn place_call;
-    /* Tells the engine an app was deleted (main.c sets engine_app_deleted);
-     * NULL: nothing to tell. */
-    void (*app_deleted)(struct engine *e, const char *app_id);
+    /* An app was deleted: its unanswered calls end on every node (main.c
+     * sets engine_app_deleted, which also takes a NULL engine). NULL:
+     * nothing to tell. */
+    void (*app_deleted)(struct engine *e, struct store_conn *c, const char *app_id);
+    /* Ends a live call on the node that owns it (main.c sets
+     * engine_call_hangup, which also takes a NULL engine). NULL: POST
+     * /sfvopi/calls/:id/hangup answers 500. */
+    enum err (*hangup_call)(struct engine *e, struct store_conn *c, const struct store_call *call);
     /* True while the engine drains (main.c sets engine_draining): /readyz
      * answers 503. NULL: never. */
     bool (*draining)(const struct engine *e);

@@ -183,8 +183,8 @@ void api__app_delete(struct api_worker *w, struct api_call *call, json_t *body,
         return;
     }
     /* Its calls that have not been answered yet end now (CANCELED). */
-    if (w->cfg.engine && w->cfg.app_deleted)
-        w->cfg.app_deleted(w->cfg.engine, call->m.app_id);
+    if (w->cfg.app_deleted)
+        w->cfg.app_deleted(w->cfg.engine, c, call->m.app_id);
     api__ok_begin(resp, &jw);
     jw_lit(&jw, "{\"deleted\":true}");
     api__ok_end(resp, &jw, call->h->fail);

@@ -11,6 +11,7 @@
 #include "http/metrics.h"
 
 #define MSG_CALL_NOT_FOUND "Call not found"
+#define MSG_CALL_ENDED "Call already ended"
 #define MSG_NOT_CONFIGURED "calling is not configured"
 #define LIST_LIMIT_DEFAULT 20
 #define LIST_LIMIT_MAX 100
@@ -194,6 +195,52 @@ void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
     }
     api__ok_begin(resp, &jw);
     write_call(&jw, &k);
+    api__ok_end(resp, &jw, call->h->fail);
+}
+
+/* AGENT.md section 3: ends a live call whichever node owns it. The answer
+ * carries the status the call had when the request came. */
+void api__call_hangup(struct api_worker *w, struct api_call *call, json_t *body,
+                      struct http_response *resp)
+{
+    char id[CALL_UUID_LEN + 1];
+    struct store_call k;
+    struct store_conn *c;
+    struct jw jw;
+    enum err e;
+
+    (void)body;
+    if (!validate_call_id(call->m.call_id, id)) {
+        api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
+        return;
+    }
+    e = api__conn(w, &c);
+    if (e == ERR_OK)
+        e = c->ops->call_get(c, call->who.org_id, id, &k);
+    if (e == ERR_NOT_FOUND) {
+        api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
+        return;
+    }
+    if (e != ERR_OK) {
+        api__fail(resp, call->h->fail, e);
+        return;
+    }
+    /* The engine decides what a final status is (call/call.h). */
+    e = w->cfg.hangup_call ? w->cfg.hangup_call(w->cfg.engine, c, &k) : ERR_INTERNAL;
+    if (e == ERR_CONFLICT) {
+        api__error(resp, ERR_CONFLICT, MSG_CALL_ENDED);
+        return;
+    }
+    if (e != ERR_OK) {
+        api__fail(resp, call->h->fail, e);
+        return;
+    }
+    api__ok_begin(resp, &jw);
+    jw_lit(&jw, "{\"call_uuid\":");
+    jw_str(&jw, k.call_uuid);
+    jw_lit(&jw, ",\"status\":");
+    jw_str(&jw, k.status);
+    jw_lit(&jw, "}");
     api__ok_end(resp, &jw, call->h->fail);
 }
 

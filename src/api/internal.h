@@ -88,6 +88,8 @@ void api__numbers_available(struct api_worker *w, struct api_call *call, json_t 
                             struct http_response *resp);
 void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body,
                        struct http_response *resp);
+void api__call_hangup(struct api_worker *w, struct api_call *call, json_t *body,
+                      struct http_response *resp);
 void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
                    struct http_response *resp);
 void api__calls_list(struct api_worker *w, struct api_call *call, json_t *body,

@@ -119,10 +119,12 @@ enum err route_match(const char *path, size_t len, struct route_match *m)
         m->id = ROUTE_AVAILABLE;
         return ERR_OK;
     }
-    if (n >= 1 && n <= 2 && seg_is(&segs[base], "calls")) {
-        if (n == 2)
+    if (n >= 1 && n <= 3 && seg_is(&segs[base], "calls")) {
+        if (n == 3 && !seg_is(&segs[base + 2], "hangup"))
+            return ERR_NOT_FOUND;
+        if (n >= 2)
             decode_call_id(&segs[base + 1], m);
-        m->id = n == 1 ? ROUTE_CALLS : ROUTE_CALL;
+        m->id = n == 1 ? ROUTE_CALLS : n == 2 ? ROUTE_CALL : ROUTE_CALL_HANGUP;
         return ERR_OK;
     }
     if (n < 1 || !seg_is(&segs[base], "apps"))

@@ -23,6 +23,7 @@ enum route_id {
     ROUTE_AVAILABLE,   /* /sfvopi/available-numbers */
     ROUTE_CALLS,       /* /sfvopi/calls */
     ROUTE_CALL,        /* /sfvopi/calls/:id */
+    ROUTE_CALL_HANGUP, /* /sfvopi/calls/:id/hangup */
 };
 
 struct route_match {

@@ -16,6 +16,7 @@
 
 #include "call/bridge.h"
 #include "call/callsm.h"
+#include "call/cluster.h"
 #include "call/deliver.h"
 #include "call/engine.h"
 #include "call/recwriter.h"
@@ -60,6 +61,8 @@ enum msg_id {
     MSG_ROUTED,      /* data: a struct route_wait whose look-up is done */
     MSG_HANGUP,      /* data: a struct hangup_wait whose record has been written */
     MSG_DRAIN,       /* no new calls: OPTIONS answers 503 from now on */
+    MSG_REAPED,      /* data: a malloc'd struct store_call a dead node left, now final */
+    MSG_CALL_HANGUP, /* data: a call_uuid, malloc'd: end the call (AGENT.md section 3) */
 };
 
 struct call {
@@ -104,6 +107,8 @@ struct engine {
     struct sip_timer *stop_tmr;
     struct recw *recw;
     struct router *router;
+    struct cluster *cluster;
+    char node_id[NODE_ID_MAX + 1];
     struct route_wait *routing;  /* INVITEs waiting for their look-up */
     struct hangup_wait *hangups; /* hangup webhooks waiting for their record */
     /* Guards queue_open: the record writer tells the loop through the
@@ -611,11 +616,37 @@ static void on_leg_progress(void *arg, int code)
     (void)apply(arg, &ev);
 }
 
+/* Keeps the established dialog's identifiers in the record, so that
+ * another node can send its BYE if this one dies (SIP.md section 5). */
+static void record_dialog(struct call *c)
+{
+    struct sip_dialog_ids ids;
+    struct store_dialog *d = &c->rec.dialog;
+
+    if (!sip_leg_dialog_ids(c->leg, &ids)) {
+        log_warn("msg=\"dialog identifiers not kept: no other node could end this call\" "
+                 "call=%s",
+                 c->rec.call_uuid);
+        return;
+    }
+    copy_str(d->call_id, sizeof(d->call_id), ids.call_id);
+    copy_str(d->local_uri, sizeof(d->local_uri), ids.local_uri);
+    copy_str(d->local_tag, sizeof(d->local_tag), ids.local_tag);
+    copy_str(d->remote_uri, sizeof(d->remote_uri), ids.remote_uri);
+    copy_str(d->remote_tag, sizeof(d->remote_tag), ids.remote_tag);
+    copy_str(d->remote_target, sizeof(d->remote_target), ids.remote_target);
+    copy_str(d->route_set, sizeof(d->route_set), ids.route_set);
+    d->next_cseq = ids.next_cseq;
+}
+
 static void on_leg_answered(void *arg)
 {
     struct callsm_event ev = {.type = CALLSM_EV_ANSWERED, .now_ms = clock_mono_ms()};
+    struct call *c = arg;
 
-    (void)apply(arg, &ev);
+    record_dialog(c);
+    if (apply(c, &ev))
+        record_sync(c, true);
 }
 
 static void on_leg_confirmed(void *arg)
@@ -624,7 +655,9 @@ static void on_leg_confirmed(void *arg)
     struct call *c = arg;
 
     log_info("msg=\"inbound call confirmed by the caller's ACK\" call=%s", c->rec.call_uuid);
-    (void)apply(c, &ev);
+    record_dialog(c);
+    if (apply(c, &ev))
+        record_sync(c, true);
 }
 
 static void on_leg_rtp(void *arg, int pt, uint32_t ts, bool marker, const uint8_t *payload,
@@ -705,6 +738,7 @@ static struct call *call_new(struct engine *e)
     c->last_status = CALL_STATUS_QUEUED;
     c->wall_offset = clock_now_ms() - clock_mono_ms();
     uuid4(c->rec.call_uuid);
+    copy_str(c->rec.node_id, sizeof(c->rec.node_id), e->node_id);
     rand_string(c->delivery_id, 26, DELIVERY_ALPHABET);
     return c;
 }
@@ -873,6 +907,8 @@ static int invite_routed(struct engine *e, struct sip_incoming *in, const struct
     copy_str(c->out.fallback_method, sizeof(c->out.fallback_method), app.fallback_answer_method);
     copy_str(c->out.hangup_url, sizeof(c->out.hangup_url), app.hangup_url);
     copy_str(c->out.hangup_method, sizeof(c->out.hangup_method), app.hangup_method);
+    copy_str(c->rec.hangup_url, sizeof(c->rec.hangup_url), app.hangup_url);
+    copy_str(c->rec.hangup_method, sizeof(c->rec.hangup_method), app.hangup_method);
     c->slot = recw_reserve(e->recw);
     if (!c->slot) {
         log_warn("msg=\"inbound call refused: call records are waiting for the database\"");
@@ -956,6 +992,7 @@ static void begin_stop(struct engine *e, int grace_ms)
 {
     struct call *c, *next;
 
+    cluster_signal_stop(e->cluster);
     atomic_store(&e->stopping, true);
     e->stop_deadline_ms = clock_mono_ms() + grace_ms;
     for (c = e->calls; c; c = next) {
@@ -984,6 +1021,67 @@ static void app_deleted(struct engine *e, const char *app_id)
     }
 }
 
+/* A call of a dead node, ended here in the database: its hangup webhook,
+ * and for an answered call the BYE that stops the carrier's billing. */
+static void reaped(struct engine *e, struct store_call *rec)
+{
+    const struct store_dialog *d = &rec->dialog;
+
+    if (rec->hangup_url[0]) {
+        struct deliver_request req = {
+            .url = rec->hangup_url,
+            .post = method_post(rec->hangup_method),
+            .kind = WEBHOOK_HANGUP,
+            .call = rec,
+            .timeout_ms = NOTIFY_TIMEOUT_MS,
+        };
+        char delivery_id[40];
+        uint64_t id;
+
+        rand_string(delivery_id, 26, DELIVERY_ALPHABET);
+        req.delivery_id = delivery_id;
+        if (deliver_send(e->deliver, &req, notify_done, NULL, &id) != ERR_OK)
+            log_warn("msg=\"webhook not sent\" call=%s kind=hangup", rec->call_uuid);
+    }
+    if (rec->answered_at && d->next_cseq > 0) {
+        struct sip_dialog_ids ids = {0};
+
+        copy_str(ids.call_id, sizeof(ids.call_id), d->call_id);
+        copy_str(ids.local_uri, sizeof(ids.local_uri), d->local_uri);
+        copy_str(ids.local_tag, sizeof(ids.local_tag), d->local_tag);
+        copy_str(ids.remote_uri, sizeof(ids.remote_uri), d->remote_uri);
+        copy_str(ids.remote_tag, sizeof(ids.remote_tag), d->remote_tag);
+        copy_str(ids.remote_target, sizeof(ids.remote_target), d->remote_target);
+        copy_str(ids.route_set, sizeof(ids.route_set), d->route_set);
+        ids.next_cseq = (uint32_t)d->next_cseq;
+        if (sip_ep_bye(e->ep, &ids, 38) == ERR_OK)
+            log_info("msg=\"BYE sent for a dead node's call\" call=%s", rec->call_uuid);
+    } else if (rec->answered_at)
+        log_warn("msg=\"no BYE for a dead node's answered call: its dialog was not stored\" "
+                 "call=%s",
+                 rec->call_uuid);
+    free(rec);
+}
+
+/* AGENT.md section 3: the REST hangup reached the call's node. */
+static void call_hangup(struct engine *e, const char *call_uuid)
+{
+    struct call *c;
+
+    for (c = e->calls; c; c = c->next) {
+        struct callsm_event ev = {.type = CALLSM_EV_LOCAL_HANGUP, .now_ms = clock_mono_ms()};
+
+        if (strcmp(c->rec.call_uuid, call_uuid) != 0)
+            continue;
+        if (call_status_final(callsm_status(&c->sm)))
+            return;
+        log_info("msg=\"call hung up through the API\" call=%s", call_uuid);
+        (void)apply(c, &ev);
+        return;
+    }
+    log_info("msg=\"hangup for a call not live here\" call=%s", call_uuid);
+}
+
 static void on_queue(void *arg, int id, void *data)
 {
     struct engine *e = arg;
@@ -1004,7 +1102,62 @@ static void on_queue(void *arg, int id, void *data)
             hangup_send(data);
         break;
     case MSG_DRAIN: sip_ep_drain(e->ep); break;
+    case MSG_REAPED: reaped(e, data); break;
+    case MSG_CALL_HANGUP:
+        call_hangup(e, data);
+        free(data);
+        break;
     default: break;
+    }
+}
+
+/* --- the cluster's reports, from its threads --- */
+
+/* Queues onto the loop from another thread, unless the engine is past
+ * taking it; false (and data not taken) then. */
+static bool push_from_thread(struct engine *e, int id, void *data)
+{
+    bool ok;
+
+    pthread_mutex_lock(&e->hangup_mu);
+    ok = e->queue_open && sip_queue_push(e->queue, id, data) == ERR_OK;
+    pthread_mutex_unlock(&e->hangup_mu);
+    return ok;
+}
+
+static void on_cluster_reaped(void *arg, const struct store_call *call)
+{
+    struct engine *e = arg;
+    struct store_call *copy = malloc(sizeof(*copy));
+
+    if (copy)
+        *copy = *call;
+    if (!copy || !push_from_thread(e, MSG_REAPED, copy)) {
+        log_error("msg=\"hangup webhook and BYE of a dead node's call not sent: engine busy or "
+                  "stopping\" call=%s",
+                  call->call_uuid);
+        free(copy);
+    }
+}
+
+static void on_cluster_command(void *arg, const char *kind, const char *cmd_arg)
+{
+    struct engine *e = arg;
+    int id;
+    char *copy;
+
+    if (strcmp(kind, "hangup") == 0)
+        id = MSG_CALL_HANGUP;
+    else if (strcmp(kind, "app_deleted") == 0)
+        id = MSG_APP_DELETED;
+    else {
+        log_warn("msg=\"unknown command for this node ignored\" kind=%s", kind);
+        return;
+    }
+    copy = strdup(cmd_arg);
+    if (!copy || !push_from_thread(e, id, copy)) {
+        log_error("msg=\"command for this node dropped: engine busy or stopping\" kind=%s", kind);
+        free(copy);
     }
 }
 
@@ -1132,15 +1285,31 @@ static void *engine_main(void *arg)
     pthread_mutex_lock(&e->hangup_mu);
     e->queue_open = true;
     pthread_mutex_unlock(&e->hangup_mu);
+    {
+        struct cluster_config cc = {
+            .store = e->cfg.store,
+            .node_id = e->node_id,
+            .arg = e,
+            .reaped = on_cluster_reaped,
+            .command = on_cluster_command,
+        };
+
+        err = cluster_start(&cc, &e->cluster);
+        if (err != ERR_OK)
+            goto out_ep;
+    }
     started(e, ERR_OK);
 
     sip_loop_run();
 
+    cluster_stop(e->cluster);
+    e->cluster = NULL;
     routing_stop(e);
     while (e->calls)
         call_free(e->calls);
-    sip_ep_free(e->ep);
     err = ERR_OK;
+out_ep:
+    sip_ep_free(e->ep);
 out_hub:
     ws_hub_free(e->hub);
     free(e->benv.scratch);
@@ -1160,6 +1329,7 @@ out_queue:
     }
     sip_queue_free(e->queue);
     e->queue = NULL;
+    /* The cluster's threads are stopped: what they queued is dropped. */
 out_deliver:
     deliver_free(e->deliver);
 out_timers:
@@ -1188,6 +1358,8 @@ enum err engine_start(const struct engine_config *cfg, struct engine **out)
     if (!e)
         return ERR_NOMEM;
     e->cfg = *cfg;
+    copy_str(e->node_id, sizeof(e->node_id), cfg->node_id ? cfg->node_id : "");
+    e->cfg.node_id = e->node_id;
     copy_str(e->version, sizeof(e->version), cfg->version ? cfg->version : "0");
     copy_str(e->default_cc, sizeof(e->default_cc), cfg->default_cc ? cfg->default_cc : "91");
     pthread_mutex_init(&e->mu, NULL);
@@ -1241,14 +1413,46 @@ bool engine_draining(const struct engine *e)
     return e && atomic_load(&((struct engine *)e)->draining);
 }
 
-void engine_app_deleted(struct engine *e, const char *app_id)
+void engine_app_deleted(struct engine *e, struct store_conn *c, const char *app_id)
 {
-    char *id = strdup(app_id);
+    if (e) {
+        char *id = strdup(app_id);
 
-    if (!id || sip_queue_push(e->queue, MSG_APP_DELETED, id) != ERR_OK) {
-        log_error("msg=\"app deletion not told to the engine\" app=%s", app_id);
-        free(id);
+        if (!id || sip_queue_push(e->queue, MSG_APP_DELETED, id) != ERR_OK) {
+            log_error("msg=\"app deletion not told to the engine\" app=%s", app_id);
+            free(id);
+        }
     }
+    /* Every live node, this one too (a second cancel finds nothing). */
+    if (cluster_shared(c) &&
+        c->ops->cmd_post(c, NULL, CLUSTER_DEAD_MS, "app_deleted", app_id) != ERR_OK)
+        log_error("msg=\"app deletion not told to the other nodes: their ringing calls go on\" "
+                  "app=%s",
+                  app_id);
+}
+
+enum err engine_call_hangup(struct engine *e, struct store_conn *c, const struct store_call *call)
+{
+    enum call_status st;
+    char *id;
+    enum err err;
+
+    if (call_status_parse(call->status, &st) != ERR_OK || call_status_final(st))
+        return ERR_CONFLICT;
+    if (e && (!cluster_shared(c) || strcmp(call->node_id, e->node_id) == 0)) {
+        id = strdup(call->call_uuid);
+        if (!id || sip_queue_push(e->queue, MSG_CALL_HANGUP, id) != ERR_OK) {
+            free(id);
+            return ERR_UNAVAILABLE;
+        }
+        return ERR_OK;
+    }
+    if (!cluster_shared(c))
+        return ERR_UNAVAILABLE; /* no engine here, and no other node to tell */
+    /* An owner that is dead has its call ended by the node that notices. */
+    err = c->ops->cmd_post(c, call->node_id[0] ? call->node_id : NULL, CLUSTER_DEAD_MS, "hangup",
+                           call->call_uuid);
+    return err == ERR_OK ? ERR_OK : err;
 }
 
 unsigned engine_calls_live(const struct engine *e)
@@ -1307,6 +1511,8 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
         return ERR_INVALID;
     }
     c->out = *req;
+    copy_str(c->rec.hangup_url, sizeof(c->rec.hangup_url), req->hangup_url);
+    copy_str(c->rec.hangup_method, sizeof(c->rec.hangup_method), req->hangup_method);
     memcpy(c->rec.request_uuid, "sfv_ob_req_", 11);
     rand_string(c->rec.request_uuid + 11, 12, "abcdefghijklmnopqrstuvwxyz0123456789");
     c->rec.request_uuid[REQUEST_UUID_LEN] = '\0';

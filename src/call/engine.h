@@ -27,6 +27,7 @@ struct engine_config {
     struct store *store;      /* borrowed; must outlive the engine */
     const char *default_cc;
     const char *version; /* for User-Agent */
+    const char *node_id; /* this node's name, written on the calls it owns (copied) */
 };
 
 struct engine;
@@ -55,10 +56,18 @@ enum err engine_call_place(struct engine *e, struct store_conn *c,
                            char request_uuid[REQUEST_UUID_LEN + 1],
                            char call_uuid[CALL_UUID_LEN + 1], const char **why) WARN_UNUSED;
 
-/* Thread-safe. The app was deleted: its calls not answered yet are
- * cancelled (CANCELED "16"); answered ones go on with the URLs they had.
- * Only this node's calls: other nodes' ringing calls are not reached. */
-void engine_app_deleted(struct engine *e, const char *app_id);
+/* Thread-safe; e may be NULL (a node without calls). The app was deleted:
+ * its calls not answered yet are cancelled (CANCELED "16") on this node
+ * and, through c when the database is shared, on every other; answered
+ * ones go on with the URLs they had. */
+void engine_app_deleted(struct engine *e, struct store_conn *c, const char *app_id);
+
+/* Thread-safe; e may be NULL. Ends call (AGENT.md section 3) on the node
+ * that owns it: here, or through c a command for its owner. The call ends
+ * COMPLETED "16" if answered, else CANCELED "16". ERR_CONFLICT when the
+ * record is final already; ERR_UNAVAILABLE when no node can be told. */
+enum err engine_call_hangup(struct engine *e, struct store_conn *c,
+                            const struct store_call *call) WARN_UNUSED;
 
 /* Thread-safe; idempotent. The node stops taking calls: new INVITEs and
  * OPTIONS are answered 503 and placing a call answers "node draining"

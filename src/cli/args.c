@@ -16,6 +16,7 @@
 #include "core/parse.h"
 #include "core/utf8.h"
 #include "sip/sip.h"
+#include "store/store.h"
 
 enum opt_id {
     O_DB,
@@ -69,6 +70,7 @@ enum opt_id {
     O_TRUSTED_PROXY,
     O_METRICS_PUBLIC,
     O_DRAIN_TIMEOUT,
+    O_NODE_ID,
 };
 
 #define GLOBAL 0xffffffffu
@@ -133,6 +135,7 @@ static const struct opt opts[] = {
     {"--trusted-proxy", O_TRUSTED_PROXY, true, BIT(CMD_SERVE), "SFVOPI_TRUSTED_PROXY"},
     {"--metrics-public", O_METRICS_PUBLIC, false, BIT(CMD_SERVE), "SFVOPI_METRICS_PUBLIC"},
     {"--drain-timeout", O_DRAIN_TIMEOUT, true, BIT(CMD_SERVE), "SFVOPI_DRAIN_TIMEOUT"},
+    {"--node-id", O_NODE_ID, true, BIT(CMD_SERVE), "SFVOPI_NODE_ID"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
      BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
@@ -681,6 +684,19 @@ static int apply(struct cli *c, const struct seen *s, char *err, size_t errsz)
         if (!parse_flag(s->value, &c->metrics_public))
             return usage_err(err, errsz, "SFVOPI_METRICS_PUBLIC must be 1 or 0");
         break;
+    case O_NODE_ID: {
+        size_t n = strlen(s->value);
+
+        if (n < 1 || n > NODE_ID_MAX ||
+            strspn(s->value, "abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+            return usage_err(err, errsz,
+                             "--node-id must be 1 to %d characters from A-Z, a-z, 0-9, '.', '_' "
+                             "and '-'",
+                             NODE_ID_MAX);
+        c->node_id = s->value;
+        break;
+    }
     case O_DRAIN_TIMEOUT:
         if (!parse_uint(s->value, 0, CLI_DRAIN_TIMEOUT_MAX, &v))
             return usage_err(err, errsz,

@@ -68,6 +68,7 @@ struct cli {
     const char *admin_listen; /* NULL: /metrics on the API listener */
     bool metrics_public;      /* /metrics on --listen for any client, proxied or not */
     unsigned drain_timeout_s; /* live calls may go on this long after SIGTERM */
+    const char *node_id;      /* --node-id; NULL: <hostname>-<random>, chosen at start */
     const char *sip_listen;   /* NULL: no call engine */
     const char *sip_trunk;    /* NULL: no outbound calls */
     int rtp_low, rtp_high;

@@ -264,6 +264,11 @@ struct sip_leg {
     bool srtp_offered; /* our offer carries a=crypto */
     bool srtp_refused; /* --srtp require and the answer has no acceptable crypto */
     char callid[128];
+    /* The dialog's identifiers, kept for a BYE from another node: the
+     * INVITE's part at accept, completed when established (ids_ok). */
+    struct sip_dialog_ids ids;
+    bool ids_bad; /* an identifier did not fit */
+    bool ids_ok;
     bool outbound;
     bool established;
     bool dead;        /* hung up by the engine: no more reports, freed by reap */
@@ -1283,6 +1288,178 @@ static void leg_reap(void *arg)
     free(leg);
 }
 
+/* --- dialog identifiers, and a BYE from them (SIP.md section 5) --- */
+
+static void ids_copy(char *dst, size_t size, const struct pl *pl, bool *bad)
+{
+    if (!pl->p || pl->l >= size) {
+        dst[0] = '\0';
+        *bad = *bad || pl->l >= size;
+        return;
+    }
+    pl_strcpy(pl, dst, size);
+}
+
+struct route_acc {
+    char *buf;
+    size_t size;
+    bool bad;
+};
+
+static bool route_add(const struct sip_hdr *hdr, const struct sip_msg *msg, void *arg)
+{
+    struct route_acc *a = arg;
+    size_t n = strlen(a->buf);
+    int w;
+
+    (void)msg;
+    w = snprintf(a->buf + n, a->size - n, "%s%.*s", n ? ", " : "", (int)hdr->val.l, hdr->val.p);
+    if (w < 0 || (size_t)w >= a->size - n) {
+        a->buf[n] = '\0';
+        a->bad = true;
+        return true;
+    }
+    return false;
+}
+
+/* The route set of a dialog from msg's Record-Route headers: in their order
+ * for the callee (an INVITE), reversed for the caller (a 2xx). */
+static void ids_routes(struct sip_dialog_ids *ids, const struct sip_msg *msg, bool fwd, bool *bad)
+{
+    struct route_acc a = {ids->route_set, sizeof(ids->route_set), false};
+
+    ids->route_set[0] = '\0';
+    (void)sip_msg_hdr_apply(msg, fwd, SIP_HDR_RECORD_ROUTE, route_add, &a);
+    *bad = *bad || a.bad;
+}
+
+static void ids_target(struct sip_dialog_ids *ids, const struct sip_msg *msg, bool *bad)
+{
+    const struct sip_hdr *h = sip_msg_hdr(msg, SIP_HDR_CONTACT);
+    struct sip_addr addr;
+
+    ids->remote_target[0] = '\0';
+    if (!h || sip_addr_decode(&addr, &h->val) != 0) {
+        *bad = true;
+        return;
+    }
+    ids_copy(ids->remote_target, sizeof(ids->remote_target), &addr.auri, bad);
+}
+
+/* Inbound: what the INVITE says; the local tag comes with the ACK. */
+static void ids_from_invite(struct sip_leg *leg, const struct sip_msg *msg)
+{
+    struct sip_dialog_ids *ids = &leg->ids;
+
+    ids_copy(ids->call_id, sizeof(ids->call_id), &msg->callid, &leg->ids_bad);
+    ids_copy(ids->local_uri, sizeof(ids->local_uri), &msg->to.auri, &leg->ids_bad);
+    ids_copy(ids->remote_uri, sizeof(ids->remote_uri), &msg->from.auri, &leg->ids_bad);
+    ids_copy(ids->remote_tag, sizeof(ids->remote_tag), &msg->from.tag, &leg->ids_bad);
+    ids_target(ids, msg, &leg->ids_bad);
+    ids_routes(ids, msg, true, &leg->ids_bad);
+}
+
+/* The dialog is established: msg is the caller's ACK (inbound) or the
+ * callee's 2xx (outbound). */
+static void ids_established(struct sip_leg *leg, const struct sip_msg *msg)
+{
+    struct sip_dialog_ids *ids = &leg->ids;
+    const struct sip_dialog *dlg = leg->sess ? sipsess_dialog(leg->sess) : NULL;
+
+    if (!msg || !dlg)
+        return;
+    if (leg->outbound) {
+        ids_copy(ids->call_id, sizeof(ids->call_id), &msg->callid, &leg->ids_bad);
+        ids_copy(ids->local_uri, sizeof(ids->local_uri), &msg->from.auri, &leg->ids_bad);
+        ids_copy(ids->local_tag, sizeof(ids->local_tag), &msg->from.tag, &leg->ids_bad);
+        ids_copy(ids->remote_uri, sizeof(ids->remote_uri), &msg->to.auri, &leg->ids_bad);
+        ids_copy(ids->remote_tag, sizeof(ids->remote_tag), &msg->to.tag, &leg->ids_bad);
+        ids_target(ids, msg, &leg->ids_bad);
+        ids_routes(ids, msg, false, &leg->ids_bad);
+    } else {
+        ids_copy(ids->local_tag, sizeof(ids->local_tag), &msg->to.tag, &leg->ids_bad);
+    }
+    ids->next_cseq = sip_dialog_lseq(dlg) + 1;
+    leg->ids_ok = !leg->ids_bad && ids->call_id[0] && ids->local_tag[0] && ids->remote_tag[0] &&
+                  ids->remote_target[0];
+}
+
+bool sip_leg_dialog_ids(const struct sip_leg *leg, struct sip_dialog_ids *out)
+{
+    if (!leg || !leg->ids_ok)
+        return false;
+    *out = leg->ids;
+    return true;
+}
+
+static void on_bye_reply(int err, const struct sip_msg *msg, void *arg)
+{
+    (void)arg;
+    if (err)
+        log_warn("msg=\"BYE for a dead node's call not answered\" why=\"%s\"", strerror(err));
+    else if (msg->scode >= 200)
+        log_info("msg=\"BYE for a dead node's call answered\" code=%u", msg->scode);
+}
+
+/* The first entry of a Route header's value: "<uri>", or a bare URI. */
+static bool first_route(const char *set, struct pl *uri)
+{
+    const char *lt = strchr(set, '<'), *gt;
+
+    if (!lt) {
+        size_t n = strcspn(set, ",");
+
+        while (n && (set[n - 1] == ' ' || set[n - 1] == '\t'))
+            n--;
+        uri->p = set;
+        uri->l = n;
+        return n > 0;
+    }
+    gt = strchr(lt, '>');
+    if (!gt)
+        return false;
+    uri->p = lt + 1;
+    uri->l = (size_t)(gt - lt - 1);
+    return uri->l > 0;
+}
+
+enum err sip_ep_bye(struct sip_ep *ep, const struct sip_dialog_ids *ids, int cause)
+{
+    struct uri route;
+    struct pl rpl;
+    char route_hdr[sizeof(ids->route_set) + 16] = "";
+    int rc;
+
+    if (!ids->call_id[0] || !ids->remote_target[0] || !ids->local_tag[0] || !ids->remote_tag[0]) {
+        log_warn("msg=\"BYE not sent: the call's dialog is incomplete\"");
+        return ERR_INVALID;
+    }
+    if (ids->route_set[0]) {
+        if (!first_route(ids->route_set, &rpl) || uri_decode(&route, &rpl) != 0) {
+            log_warn("msg=\"BYE not sent: the call's route set does not parse\"");
+            return ERR_INVALID;
+        }
+        snprintf(route_hdr, sizeof(route_hdr), "Route: %s\r\n", ids->route_set);
+    }
+    rc = sip_requestf(NULL, ep->sip, true, "BYE", ids->remote_target,
+                      ids->route_set[0] ? &route : NULL, NULL, NULL, on_bye_reply, NULL,
+                      "%s"
+                      "To: <%s>;tag=%s\r\n"
+                      "From: <%s>;tag=%s\r\n"
+                      "Call-ID: %s\r\n"
+                      "CSeq: %u BYE\r\n"
+                      "Reason: Q.850;cause=%d\r\n"
+                      "Content-Length: 0\r\n"
+                      "\r\n",
+                      route_hdr, ids->remote_uri, ids->remote_tag, ids->local_uri, ids->local_tag,
+                      ids->call_id, (unsigned)ids->next_cseq, cause);
+    if (rc) {
+        log_warn("msg=\"BYE not sent\" why=\"%s\"", strerror(rc));
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
 void sip_leg_hangup(struct sip_leg *leg)
 {
     if (!leg || leg->dead)
@@ -1961,6 +2138,7 @@ static void on_estab(const struct sip_msg *msg, void *arg)
         sip_keepalive_start(&leg->ka, leg->ep->sip, msg, 0, on_keepalive, leg) != 0)
         log_warn("msg=\"SIP keep-alive not started for a call\"");
     leg->established = true;
+    ids_established(leg, msg);
     if (leg->outbound && leg->srtp_refused && !leg->pending_closed) {
         /* Answered without the SRTP --srtp require asks for: as a 488. */
         leg->pending_closed = true;
@@ -2091,6 +2269,7 @@ enum err sip_leg_accept(struct sip_ep *ep, struct sip_incoming *in, void *leg_ar
     if (e != ERR_OK)
         return e;
     pl_strcpy(&in->msg->callid, leg->callid, sizeof(leg->callid));
+    ids_from_invite(leg, in->msg);
     rc = sdp_decode(leg->sdp, in->msg->mb, true);
     if (!rc)
         media_settle(leg);

@@ -232,6 +232,28 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
  * has already ended. No callback for it afterwards. Accepts NULL. */
 void sip_leg_hangup(struct sip_leg *leg);
 
+/* The identifiers of an established dialog: enough for another process to
+ * end it with a BYE (SIP.md section 5). URIs as on the wire, without angle
+ * brackets; route_set is a Route header's value ("<uri>, <uri>"), "" for
+ * none; next_cseq the CSeq number of our next request in the dialog. */
+struct sip_dialog_ids {
+    char call_id[256];
+    char local_uri[512], local_tag[128];
+    char remote_uri[512], remote_tag[128];
+    char remote_target[512];
+    char route_set[1024];
+    uint32_t next_cseq;
+};
+/* Fills out once the leg is established (inbound: the caller's ACK came;
+ * outbound: answered). False before that, or when an identifier did not fit. */
+bool sip_leg_dialog_ids(const struct sip_leg *leg, struct sip_dialog_ids *out);
+/* Sends a BYE in a dialog this endpoint holds no leg for (a call of a node
+ * that died), with a Reason header of Q.850 cause, to the first Route of
+ * ids->route_set (loose routing) or else to ids->remote_target. Fire and
+ * forget: the answer is only logged. ERR_INVALID when the identifiers do
+ * not make a request (logged). */
+enum err sip_ep_bye(struct sip_ep *ep, const struct sip_dialog_ids *ids, int cause) WARN_UNUSED;
+
 /* The leg's negotiated media; ready false before the SDP answer. It may
  * change during the call: a re-INVITE or UPDATE of the party's can switch
  * the codec (PCMA, PCMU) or the payload types. The bridge reads it again

@@ -161,6 +161,10 @@ struct store_call {
      * call_create, never changed by call_update. "" for none. */
     char node_id[NODE_ID_MAX + 1];
     struct store_dialog dialog; /* written by call_create and call_update */
+    /* Where the call's hangup webhook goes ("": nowhere), so that another
+     * node can send it: written by call_create only. */
+    char hangup_url[APP_URL_MAX + 1];
+    char hangup_method[METHOD_MAX + 1];
 };
 
 /* A command for a node (SIP.md section 5), e.g. kind "hangup" with a
@@ -302,13 +306,13 @@ struct store_ops {
      * racing end each call once: cb gets each call this call ended, after
      * the update (with its stored dialog), and no other call ever gets it
      * again. A cb error does not undo the update. */
-    enum err (*node_reap)(struct store_conn *c, const char *self, int64_t dead_ms,
-                          bool all_others, int64_t now, store_call_cb cb, void *ud);
+    enum err (*node_reap)(struct store_conn *c, const char *self, int64_t dead_ms, bool all_others,
+                          int64_t now, store_call_cb cb, void *ud);
     /* Stores a command for node (NULL: for every node whose heartbeat is
      * younger than alive_ms by the database's clock, self included) and
      * wakes the nodes waiting in cmd_wait. */
-    enum err (*cmd_post)(struct store_conn *c, const char *node, int64_t alive_ms,
-                         const char *kind, const char *arg);
+    enum err (*cmd_post)(struct store_conn *c, const char *node, int64_t alive_ms, const char *kind,
+                         const char *arg);
     /* Removes and hands to cb (oldest first) every command stored for
      * node_id; commands older than max_age_ms by the database's clock are
      * removed without being handed out. Each command is handed out once. */

@@ -246,7 +246,7 @@ def test_paths_security_and_servers():
     assert set(DOC["paths"]) == {
         "/apps", "/apps/{app_id}", "/apps/{app_id}/numbers",
         "/apps/{app_id}/numbers/{voip_number}", "/available-numbers", "/calls",
-        "/calls/{call_id}"} | ROOT_PATHS
+        "/calls/{call_id}", "/calls/{call_id}/hangup"} | ROOT_PATHS
     for path, method, op in operations():
         if path in ROOT_PATHS:
             assert op.get("security") == [], (path, method)
@@ -569,6 +569,17 @@ CASES = [
     Case("/calls/{call_id}", "GET", 401, lambda w, c: c.get(f"/calls/{uuid.uuid4()}", key=None)),
     Case("/calls/{call_id}", "GET", 413, lambda w, c: _raw(c, "GET", f"/calls/{uuid.uuid4()}",
                                                            big())),
+    # POST /calls/{call_id}/hangup
+    Case("/calls/{call_id}/hangup", "POST", 200,
+         lambda w, c: c.post(f"/calls/{_engine_call(w, c)}/hangup"), world="engine"),
+    Case("/calls/{call_id}/hangup", "POST", 404,
+         lambda w, c: c.post(f"/calls/{uuid.uuid4()}/hangup"), message="Call not found"),
+    Case("/calls/{call_id}/hangup", "POST", 409,
+         lambda w, c: c.post(f"/calls/{_seed_call(w)}/hangup"), message="Call already ended"),
+    Case("/calls/{call_id}/hangup", "POST", 401,
+         lambda w, c: c.post(f"/calls/{uuid.uuid4()}/hangup", key=None)),
+    Case("/calls/{call_id}/hangup", "POST", 413,
+         lambda w, c: _raw(c, "POST", f"/calls/{uuid.uuid4()}/hangup", big(), J)),
     # Operational endpoints (no key; garbage keys are ignored there)
     Case("/healthz", "GET", 200, lambda w, c: _raw(c, "GET", "/healthz", key=False)),
     Case("/healthz", "GET", 413, lambda w, c: _raw(c, "GET", "/healthz", big(), key=False)),
@@ -606,6 +617,7 @@ FAULT_MESSAGES = {
     ("/calls", "POST"): "Failed to initiate outbound call",
     ("/calls", "GET"): "Failed to get calls",
     ("/calls/{call_id}", "GET"): "Failed to get call",
+    ("/calls/{call_id}/hangup", "POST"): "Failed to hang up call",
 }
 
 
