@@ -56,6 +56,8 @@
  * request may make several round trips, but once one has timed out the rest
  * fail at once (see RECONNECT_INTERVAL_MS). */
 #define ROUND_TRIP_MS 8000
+/* The channel of cmd_post's wake-ups (SIP.md section 5). */
+#define NOTIFY_CHANNEL "sfvopi_cmd"
 /* Schema migrations wait for each other (an advisory lock, without lock or
  * statement timeouts) and may rewrite a large table, so their round trips
  * get a long bound instead. A node that is starting serves nothing yet: a
@@ -83,6 +85,7 @@ struct pg_conn {
     bool down;                /* the last attempt failed (logged once per outage) */
     bool retry;               /* the last error was a serialization failure or deadlock */
     bool batch;               /* inside batch_begin .. batch_end: one open transaction */
+    bool listening;           /* the current session has run LISTEN (cmd_wait) */
 };
 
 /* Bound query parameters, all in text format except bytea. */
@@ -422,6 +425,7 @@ static void session_drop(struct pg_conn *c)
     PQfinish(c->h);
     c->h = NULL;
     memset(c->prepared, 0, sizeof(c->prepared));
+    c->listening = false;
 }
 
 /* Gives up a session that is in the middle of a statement the server has
@@ -778,6 +782,99 @@ static enum err pg_batch_end(struct db_conn *base, bool commit)
     return e;
 }
 
+/* ---- commands across nodes ---- */
+
+/* NOTIFY takes effect when the transaction commits, so a waiter woken by
+ * it finds the command stored. */
+static enum err pg_notify(struct db_conn *base, const char *payload)
+{
+    struct params p = {0};
+    const struct query q = {Q_PARAMS, NULL, "SELECT pg_notify('" NOTIFY_CHANNEL "', $1)", &p};
+
+    p_text(&p, payload);
+    return run(PG(base), &q, "notify", NULL);
+}
+
+/* Drops the notifications libpq has read; true when there was one. */
+static bool notified(struct pg_conn *c)
+{
+    PGnotify *n;
+    bool any = false;
+
+    while ((n = PQnotifies(c->h)) != NULL) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
+static void nap_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Waits on the idle session's socket, which the server writes to only for
+ * a notification (or to say that the session is over), so no round trip's
+ * deadline applies. Each round first makes sure of a live session that
+ * listens: conn_ready reconnects a lost one (at most one attempt per
+ * RECONNECT_INTERVAL_MS), and a new session listens anew. A notification
+ * libpq read during an earlier operation on this connection counts too.
+ * While the server cannot be reached this sleeps in steps, so a caller
+ * that waits again at once never spins; the error is returned at the
+ * deadline. A reconnect (its connect timeout) or a LISTEN (ROUND_TRIP_MS)
+ * may make the wait overrun timeout_ms. */
+static enum err pg_wait(struct db_conn *base, int timeout_ms, bool *woke)
+{
+    struct pg_conn *c = PG(base);
+    int64_t deadline_ms = clock_mono_ms() + timeout_ms, left;
+    enum wait w;
+    enum err e;
+
+    *woke = false;
+    if (c->batch)
+        return ERR_INTERNAL; /* a LISTEN inside the batch would wait for its commit */
+    for (;;) {
+        e = conn_ready(c);
+        if (e == ERR_OK && !c->listening) {
+            e = exec_simple(c, "LISTEN " NOTIFY_CHANNEL, "cmd_wait");
+            c->listening = e == ERR_OK;
+        }
+        if (e == ERR_OK && notified(c)) {
+            *woke = true;
+            return ERR_OK;
+        }
+        left = deadline_ms - clock_mono_ms();
+        if (left <= 0)
+            return e;
+        if (e != ERR_OK) {
+            nap_ms(left < RECONNECT_INTERVAL_MS ? left : RECONNECT_INTERVAL_MS);
+            continue;
+        }
+        w = wait_socket(c->h, POLLIN, deadline_ms);
+        if (w == WAIT_TIMEOUT)
+            return ERR_OK;
+        /* A session that failed reading is lost: the next round's
+         * conn_ready sees it. One that cannot even be waited on goes, and
+         * the next round waits for the reconnect interval. */
+        if (w == WAIT_OK) {
+            (void)PQconsumeInput(c->h);
+        } else {
+            session_drop(c);
+            c->next_connect_ms = clock_mono_ms() + RECONNECT_INTERVAL_MS;
+        }
+    }
+}
+
+/* PostgreSQL is shared by every node: there is nothing to hold. */
+static enum err pg_hold(void *impl, long *holder)
+{
+    (void)impl;
+    *holder = 0;
+    return ERR_OK;
+}
+
 /* ---- schema ---- */
 
 /* One round trip of the migration, within MIGRATION_ROUND_TRIP_MS. On
@@ -992,4 +1089,7 @@ const struct db_driver db_pg_driver = {
     .batch_end = pg_batch_end,
     .run = pg_run,
     .again = pg_again,
+    .hold = pg_hold,
+    .notify = pg_notify,
+    .wait = pg_wait,
 };

@@ -9,11 +9,15 @@
  * handler polls with growing sleeps, which lets one thread's writes starve
  * for seconds under load; the mutex hands the lock over at once and in turn.
  * Other processes (the CLI) still meet the busy timeout. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -21,6 +25,12 @@
 #include "store/migrate.h"
 
 #define BUSY_TIMEOUT_MS 5000
+/* store_hold's lock: a file beside the database, its path plus this. Not
+ * the database file itself: a POSIX lock belongs to the process, and
+ * closing any descriptor of a file drops all of the process's locks on it,
+ * SQLite's own included. The file stays after the holder exits (removing
+ * it would let two processes lock two different files of one name). */
+#define HOLD_SUFFIX "-serve.lock"
 
 /* Transaction control, outside the catalogue. */
 enum ctl_id {
@@ -47,6 +57,7 @@ struct sq_db {
     pthread_mutex_t writer; /* held from BEGIN IMMEDIATE to COMMIT or ROLLBACK */
     bool memory;            /* ":memory:": one shared handle, single-threaded use */
     struct sq_conn *shared; /* the in-memory database's only connection */
+    int hold_fd;            /* store_hold's lock file, locked; -1 when not held */
 };
 
 struct sq_conn {
@@ -498,6 +509,7 @@ static enum err sq_open(const char *url, void **impl)
         return ERR_NOMEM;
     }
     db->memory = strcmp(path, ":memory:") == 0;
+    db->hold_fd = -1;
     pthread_mutex_init(&db->writer, NULL);
     e = conn_new(db, &c);
     if (e != ERR_OK)
@@ -521,12 +533,111 @@ out_db:
     return e;
 }
 
+/* ---- a database file held, commands ---- */
+
+/* Writes the holder's pid into the lock file, for whoever looks at it; the
+ * lock, not the text, is what counts. */
+static void hold_note_pid(int fd)
+{
+    char pid[24];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        log_warn("msg=\"cannot write pid to database lock file\" errno=%d", errno);
+}
+
+/* A write lock on the whole lock file. The kernel drops it when the
+ * process exits, however it exits, and it is not inherited across fork. */
+static enum err sq_hold(void *impl, long *holder)
+{
+    struct sq_db *db = impl;
+    struct flock fl;
+    char *real, *lock;
+    size_t n;
+    int fd, tries;
+    enum err e = ERR_CONFLICT;
+
+    *holder = 0;
+    if (db->memory || db->hold_fd >= 0)
+        return ERR_OK; /* private to this process, or held already */
+    /* One lock file whatever path names the database (open created it). */
+    real = realpath(db->path, NULL);
+    if (!real) {
+        log_error("msg=\"cannot resolve database path\" errno=%d", errno);
+        return ERR_UNAVAILABLE;
+    }
+    n = strlen(real) + sizeof(HOLD_SUFFIX);
+    lock = malloc(n);
+    if (!lock) {
+        free(real);
+        return ERR_NOMEM;
+    }
+    snprintf(lock, n, "%s%s", real, HOLD_SUFFIX);
+    free(real);
+    fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        log_error("msg=\"cannot open database lock file\" errno=%d", errno);
+        e = ERR_UNAVAILABLE;
+        goto out_lock;
+    }
+    /* A holder that exits between our attempt and our question leaves no
+     * one to name: try again. */
+    for (tries = 0; tries < 3; tries++) {
+        memset(&fl, 0, sizeof(fl));
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET; /* l_start 0, l_len 0: the whole file */
+        if (fcntl(fd, F_SETLK, &fl) == 0) {
+            hold_note_pid(fd);
+            db->hold_fd = fd;
+            free(lock);
+            return ERR_OK;
+        }
+        if (errno != EACCES && errno != EAGAIN) {
+            log_error("msg=\"cannot lock database lock file\" errno=%d", errno);
+            e = ERR_UNAVAILABLE;
+            break;
+        }
+        memset(&fl, 0, sizeof(fl));
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {
+            *holder = (long)fl.l_pid;
+            break;
+        }
+    }
+    close(fd);
+out_lock:
+    free(lock);
+    return e;
+}
+
+static enum err sq_notify(struct db_conn *c, const char *payload)
+{
+    (void)c, (void)payload;
+    return ERR_OK;
+}
+
+/* One process serves a SQLite database (store_hold): there is no one else
+ * to be woken by, and a wait is a sleep. */
+static enum err sq_wait(struct db_conn *c, int timeout_ms, bool *woke)
+{
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};
+
+    (void)c;
+    *woke = false;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return ERR_OK;
+}
+
 static void sq_free(void *impl)
 {
     struct sq_db *db = impl;
 
     if (db->shared)
         conn_free(db->shared);
+    if (db->hold_fd >= 0)
+        close(db->hold_fd); /* and with it the lock */
     pthread_mutex_destroy(&db->writer);
     free(db->path);
     free(db);
@@ -563,4 +674,7 @@ const struct db_driver db_sqlite_driver = {
     .batch_end = sq_batch_end,
     .run = sq_run,
     .again = sq_again,
+    .hold = sq_hold,
+    .notify = sq_notify,
+    .wait = sq_wait,
 };

@@ -19,8 +19,8 @@
 #include "store/sql.h"
 #include "store/store.h"
 
-#define DB_MAX_ARGS 19 /* the most any statement of the catalogue takes */
-#define DB_MAX_COLS 18 /* the most any statement of the catalogue returns */
+#define DB_MAX_ARGS 26 /* the most any statement of the catalogue takes (SQL_CALL_INSERT) */
+#define DB_MAX_COLS 27 /* the most any statement of the catalogue returns (a call's columns) */
 
 enum db_type { DB_NULL, DB_TEXT, DB_I64, DB_BOOL, DB_BLOB };
 
@@ -99,6 +99,17 @@ struct db_driver {
      * (a serialization failure or deadlock the server rolled back), after
      * a short pause, at most a bounded number of *attempt. */
     bool (*again)(struct db_conn *c, enum err e, int *attempt);
+
+    /* store_hold, with its contract, on the database open made. */
+    enum err (*hold)(void *db, long *holder);
+    /* Inside an operation's transaction: wakes every connection waiting in
+     * wait, on any node, once the transaction commits (and never if it
+     * rolls back). payload is the notification's text (the node a command
+     * is for, "" for all), which waiters do not read. Nothing on SQLite,
+     * where wait only sleeps. */
+    enum err (*notify)(struct db_conn *c, const char *payload);
+    /* store_ops.cmd_wait, with its contract; outside any operation. */
+    enum err (*wait)(struct db_conn *c, int timeout_ms, bool *woke);
 };
 
 extern const struct db_driver db_sqlite_driver;

@@ -10,6 +10,7 @@
  * one lock), except a list, whose rows the caller has already seen. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -62,6 +63,19 @@ static void a_bool(struct db_args *a, bool b)
 static void a_blob(struct db_args *a, const void *p, int len)
 {
     arg(a, DB_BLOB, p, len, 0);
+}
+
+/* The dialog's columns (DIALOG_COLS of the catalogue), "" as NULL. */
+static void a_dialog(struct db_args *a, const struct store_dialog *d)
+{
+    a_text_or_null(a, d->call_id);
+    a_text_or_null(a, d->local_uri);
+    a_text_or_null(a, d->local_tag);
+    a_text_or_null(a, d->remote_uri);
+    a_text_or_null(a, d->remote_tag);
+    a_text_or_null(a, d->remote_target);
+    a_text_or_null(a, d->route_set);
+    a_i64(a, d->next_cseq);
 }
 
 /* ---- columns ---- */
@@ -190,6 +204,15 @@ static void row_call(const struct db_row *r, struct store_call *k)
     k->rtp_packets_received = col_i64(r, 15);
     k->rtp_packets_lost = col_i64(r, 16);
     k->rtp_jitter_us = col_i64(r, 17);
+    COL_TEXT(r, 18, k->node_id);
+    COL_TEXT(r, 19, k->dialog.call_id);
+    COL_TEXT(r, 20, k->dialog.local_uri);
+    COL_TEXT(r, 21, k->dialog.local_tag);
+    COL_TEXT(r, 22, k->dialog.remote_uri);
+    COL_TEXT(r, 23, k->dialog.remote_tag);
+    COL_TEXT(r, 24, k->dialog.remote_target);
+    COL_TEXT(r, 25, k->dialog.route_set);
+    k->dialog.next_cseq = col_i64(r, 26);
 }
 
 /* ---- running statements ---- */
@@ -848,6 +871,8 @@ static enum err call_create(struct store_conn *base, const struct store_call *k)
     a_i64(&a, k->rtp_packets_received);
     a_i64(&a, k->rtp_packets_lost);
     a_i64(&a, k->rtp_jitter_us);
+    a_text_or_null(&a, k->node_id);
+    a_dialog(&a, &k->dialog);
     return single(base, SQL_CALL_INSERT, &a, "call_create", W_ANY, NULL, NULL);
 }
 
@@ -865,6 +890,7 @@ static enum err call_update(struct store_conn *base, const struct store_call *k)
     a_i64(&a, k->rtp_packets_received);
     a_i64(&a, k->rtp_packets_lost);
     a_i64(&a, k->rtp_jitter_us);
+    a_dialog(&a, &k->dialog);
     return single(base, SQL_CALL_UPDATE, &a, "call_update", W_CHANGE, NULL, NULL);
 }
 
@@ -889,6 +915,220 @@ static enum err call_list(struct store_conn *base, int64_t org_id, int64_t befor
     return list(base, SQL_CALL_LIST, &a, "call_list", call_row, (const void *)cb, ud);
 }
 
+/* ---- nodes ---- */
+
+/* A command is for a node that is alive and takes it within a second or
+ * two; one left an hour is for a node that is gone, and goes. */
+#define CMD_KEEP_MS (60 * 60 * 1000LL)
+/* A node's id is new at each start, so the heartbeat rows of nodes long
+ * gone go too, a day after their last beat, once they own no live call. */
+#define NODE_KEEP_MS (24 * 60 * 60 * 1000LL)
+/* Commands removed per statement; a node's commands come one or two at a
+ * time, and more are taken in further rounds. */
+#define CMD_TAKE_BATCH 32
+
+static enum err node_beat(struct store_conn *base, const char *node_id, int64_t *db_now_ms)
+{
+    struct db_args a = {0};
+    enum err e;
+
+    a_text(&a, node_id);
+    e = single(base, SQL_NODE_BEAT, &a, "node_beat", W_ID, map_i64, db_now_ms);
+    if (e != ERR_OK)
+        return e;
+    /* Housekeeping, once the heartbeat is committed, so that the beat never
+     * waits for it. Cheap (indexed, and nearly always nothing to remove);
+     * a failure is logged and left to the next beat. */
+    a.n = 0;
+    a_i64(&a, CMD_KEEP_MS);
+    (void)single(base, SQL_CMD_PURGE, &a, "node_beat", W_ANY, NULL, NULL);
+    a.n = 0;
+    a_i64(&a, NODE_KEEP_MS);
+    (void)single(base, SQL_NODE_PURGE, &a, "node_beat", W_ANY, NULL, NULL);
+    return ERR_OK;
+}
+
+/* The calls a reap ended, kept until its transaction has committed. */
+struct reap {
+    const char *self;
+    int64_t dead_ms;
+    bool all_others;
+    int64_t now;
+    struct store_call *v;
+    size_t n, cap;
+};
+
+static enum err reap_row(void *ud, const struct db_row *r)
+{
+    struct reap *rp = ud;
+    struct store_call *v;
+    size_t cap;
+
+    if (rp->n == rp->cap) {
+        cap = rp->cap ? rp->cap * 2 : 16;
+        v = reallocarray(rp->v, cap, sizeof(*v));
+        if (!v)
+            return ERR_NOMEM; /* the transaction rolls back: no call is ended */
+        rp->v = v;
+        rp->cap = cap;
+    }
+    row_call(r, &rp->v[rp->n++]);
+    return ERR_OK;
+}
+
+static enum err node_reap_tx(struct db_conn *c, void *ctx)
+{
+    struct reap *rp = ctx;
+    struct db_args a = {0};
+
+    rp->n = 0; /* a new attempt after a conflict starts over */
+    a_text(&a, rp->self);
+    a_i64(&a, rp->now);
+    if (rp->all_others)
+        return run(c, SQL_CALL_REAP_ALL, &a, "node_reap", reap_row, rp, NULL);
+    a_i64(&a, rp->dead_ms);
+    return run(c, SQL_CALL_REAP_DEAD, &a, "node_reap", reap_row, rp, NULL);
+}
+
+/* The rows of the UPDATE arrive before its transaction commits: they are
+ * kept, and handed to cb only once the calls are surely ended (a reap that
+ * did not commit ended nothing, and a later one will hand them out). */
+static enum err node_reap(struct store_conn *base, const char *self, int64_t dead_ms,
+                          bool all_others, int64_t now, store_call_cb cb, void *ud)
+{
+    struct reap rp = {.self = self, .dead_ms = dead_ms, .all_others = all_others, .now = now};
+    enum err e = op(base, OP_TX | OP_RETRY, node_reap_tx, &rp);
+    size_t i;
+
+    for (i = 0; e == ERR_OK && i < rp.n; i++)
+        e = cb(ud, &rp.v[i]);
+    free(rp.v);
+    return e;
+}
+
+struct post {
+    const char *node; /* NULL: every live node */
+    int64_t alive_ms;
+    const char *kind;
+    const char *arg;
+};
+
+/* The command and the wake-up in one transaction: a waiter is woken only
+ * once the command is there to be taken. */
+static enum err cmd_post_tx(struct db_conn *c, void *ctx)
+{
+    struct post *p = ctx;
+    struct db_args a = {0};
+    enum err e;
+
+    if (p->node)
+        a_text(&a, p->node);
+    else
+        a_i64(&a, p->alive_ms);
+    a_text(&a, p->kind);
+    a_text(&a, p->arg);
+    e = stmt(c, p->node ? SQL_CMD_INSERT : SQL_CMD_BROADCAST, &a, "cmd_post", W_ANY, NULL, NULL);
+    if (e != ERR_OK)
+        return e;
+    return c->drv->notify(c, p->node ? p->node : "");
+}
+
+static enum err cmd_post(struct store_conn *base, const char *node, int64_t alive_ms,
+                         const char *kind, const char *arg)
+{
+    struct post p = {node, alive_ms, kind, arg};
+
+    /* cmd_take hands them out in fixed fields. */
+    if (strlen(kind) > CMD_KIND_MAX || strlen(arg) > CMD_ARG_MAX)
+        return ERR_INVALID;
+    return op(base, OP_TX | OP_RETRY, cmd_post_tx, &p);
+}
+
+struct cmd {
+    int64_t id;
+    int64_t age_ms; /* by the database's clock */
+    char kind[CMD_KIND_MAX + 1];
+    char arg[CMD_ARG_MAX + 1];
+};
+
+/* One round of cmd_take: at most CMD_TAKE_BATCH commands removed. */
+struct take {
+    const char *node;
+    int n;
+    struct cmd v[CMD_TAKE_BATCH];
+};
+
+static enum err take_row(void *ud, const struct db_row *r)
+{
+    struct take *t = ud;
+    struct cmd *k;
+
+    if (t->n == CMD_TAKE_BATCH)
+        return ERR_INTERNAL; /* the statement's LIMIT says this cannot be */
+    k = &t->v[t->n++];
+    k->id = col_i64(r, 0);
+    COL_TEXT(r, 1, k->kind);
+    COL_TEXT(r, 2, k->arg);
+    k->age_ms = col_i64(r, 4) - col_i64(r, 3);
+    return ERR_OK;
+}
+
+static enum err cmd_take_fn(struct db_conn *c, void *ctx)
+{
+    struct take *t = ctx;
+    struct db_args a = {0};
+
+    t->n = 0;
+    a_text(&a, t->node);
+    a_i64(&a, CMD_TAKE_BATCH);
+    return run(c, SQL_CMD_TAKE, &a, "cmd_take", take_row, t, NULL);
+}
+
+static int cmd_older(const void *x, const void *y)
+{
+    const struct cmd *a = x, *b = y;
+
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Rounds of one DELETE ... RETURNING each (it commits on its own: a
+ * command is handed out only once it is surely removed), until a round
+ * finds fewer than it may take. Every command a round removed is handed
+ * out, even after a cb error, which then ends the take: a removed command
+ * handed to nobody would be lost. */
+static enum err cmd_take(struct store_conn *base, const char *node_id, int64_t max_age_ms,
+                         store_cmd_cb cb, void *ud)
+{
+    struct take *t = calloc(1, sizeof(*t));
+    enum err e = ERR_OK, ce;
+    int i;
+
+    if (!t)
+        return ERR_NOMEM;
+    t->node = node_id;
+    do {
+        e = op(base, OP_RETRY, cmd_take_fn, t);
+        if (e != ERR_OK)
+            break;
+        qsort(t->v, (size_t)t->n, sizeof(t->v[0]), cmd_older);
+        for (i = 0; i < t->n; i++) {
+            if (t->v[i].age_ms > max_age_ms)
+                continue;
+            ce = cb(ud, t->v[i].kind, t->v[i].arg);
+            if (e == ERR_OK)
+                e = ce;
+        }
+    } while (e == ERR_OK && t->n == CMD_TAKE_BATCH);
+    free(t);
+    return e;
+}
+
+static enum err cmd_wait(struct store_conn *base, int timeout_ms, bool *woke)
+{
+    *woke = false;
+    return DB(base)->drv->wait(DB(base), timeout_ms > 0 ? timeout_ms : 0, woke);
+}
+
 #define STORE_OPS                                                                                  \
     .conn_close = conn_close, .ping = ping, .batch_begin = batch_begin, .batch_end = batch_end,    \
     .org_create = org_create, .org_get = org_get, .org_count = org_count, .org_list = org_list,    \
@@ -899,7 +1139,8 @@ static enum err call_list(struct store_conn *base, int64_t org_id, int64_t befor
     .app_list = app_list, .app_update = app_update, .app_delete = app_delete,                      \
     .link_create = link_create, .link_list = link_list, .link_delete = link_delete,                \
     .number_route = number_route, .call_create = call_create, .call_update = call_update,          \
-    .call_get = call_get, .call_list = call_list
+    .call_get = call_get, .call_list = call_list, .node_beat = node_beat, .node_reap = node_reap,  \
+    .cmd_post = cmd_post, .cmd_take = cmd_take, .cmd_wait = cmd_wait
 
 const struct store_ops store_ops_sqlite = {.name = "sqlite", STORE_OPS};
 const struct store_ops store_ops_pg = {.name = "postgresql", STORE_OPS};

@@ -17,7 +17,25 @@
 #define CALL_COLS                                                                                  \
     "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
     "answered_at, ended_at, duration, hangup_cause, created_at, seq, rtp_packets_received, "       \
-    "rtp_packets_lost, rtp_jitter_us"
+    "rtp_packets_lost, rtp_jitter_us, node_id, " DIALOG_COLS
+#define DIALOG_COLS                                                                                \
+    "dialog_call_id, dialog_local_uri, dialog_local_tag, dialog_remote_uri, dialog_remote_tag, "   \
+    "dialog_remote_target, dialog_route_set, dialog_next_cseq"
+/* The statuses of a call that is not over yet; the partial index
+ * calls_node_live has exactly this predicate, and a statement that names it
+ * word for word can use the index on either database. */
+#define CALL_LIVE "status IN ('QUEUED', 'RINGING', 'IN_PROGRESS')"
+
+/* Ends the calls a reap picked, with cause 38; $2 is the caller's clock.
+ * One statement: on PostgreSQL, a second node's UPDATE waits for the row
+ * lock of the first and then checks its WHERE again on the row as the
+ * first left it (READ COMMITTED), finds the call final and leaves it, so
+ * each call is ended, and returned, once. */
+#define REAP                                                                                       \
+    "UPDATE calls SET status = CASE WHEN answered_at IS NULL THEN 'FAILED' ELSE 'COMPLETED' END, " \
+    "duration = CASE WHEN answered_at IS NOT NULL AND $2::bigint > answered_at THEN "              \
+    "($2::bigint - answered_at) / 1000 ELSE 0 END, ended_at = $2::bigint, hangup_cause = '38' "    \
+    "WHERE " CALL_LIVE
 
 #define S(id, text) [id] = {#id, text}
 
@@ -101,20 +119,52 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_CALL_INSERT, "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
                        "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
                        "hangup_cause, created_at, rtp_packets_received, rtp_packets_lost, "
-                       "rtp_jitter_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                       "$12, $13, $14, $15, $16, $17)"),
+                       "rtp_jitter_us, node_id, " DIALOG_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
+                       "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
+                       "$22, $23, $24, $25, $26)"),
+    /* Everything of the call's progress and its dialog; never its owner. */
     S(SQL_CALL_UPDATE, "UPDATE calls SET status = $2, started_at = $3, answered_at = $4, "
                        "ended_at = $5, duration = $6, hangup_cause = $7, "
-                       "rtp_packets_received = $8, rtp_packets_lost = $9, rtp_jitter_us = $10 "
-                       "WHERE call_uuid = $1"),
+                       "rtp_packets_received = $8, rtp_packets_lost = $9, rtp_jitter_us = $10, "
+                       "dialog_call_id = $11, dialog_local_uri = $12, dialog_local_tag = $13, "
+                       "dialog_remote_uri = $14, dialog_remote_tag = $15, "
+                       "dialog_remote_target = $16, dialog_route_set = $17, "
+                       "dialog_next_cseq = $18 WHERE call_uuid = $1"),
     S(SQL_CALL_GET, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND (call_uuid = $2 OR "
                     "request_uuid = $2)"),
     /* Answered from the index calls_org_seq, newest first. */
     S(SQL_CALL_LIST, "SELECT " CALL_COLS " FROM calls WHERE org_id = $1 AND seq < $2 "
                      "ORDER BY seq DESC LIMIT $3"),
+    /* A heartbeat: the database's clock, never the node's, so that nodes
+     * whose clocks differ still judge each other alike. */
+    S(SQL_NODE_BEAT, "INSERT INTO nodes(node_id, heartbeat_at) VALUES ($1, " SQL_NOW_MS ") "
+                     "ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at "
+                     "RETURNING heartbeat_at"),
+    /* A node id is new at each start: rows of nodes long gone go, unless
+     * the node still owns a live call (a reap has yet to end it, and a node
+     * without a row is never judged dead). */
+    S(SQL_NODE_PURGE,
+      "DELETE FROM nodes WHERE heartbeat_at < " SQL_NOW_MS " - $1 AND NOT "
+      "EXISTS (SELECT 1 FROM calls WHERE calls.node_id = nodes.node_id AND " CALL_LIVE ")"),
+    S(SQL_CMD_PURGE, "DELETE FROM node_commands WHERE created_at < " SQL_NOW_MS " - $1"),
+    S(SQL_CALL_REAP_DEAD, REAP " AND node_id <> $1 AND node_id IN (SELECT node_id FROM nodes "
+                               "WHERE heartbeat_at < " SQL_NOW_MS " - $3) RETURNING " CALL_COLS),
+    S(SQL_CALL_REAP_ALL, REAP " AND (node_id IS NULL OR node_id <> $1) RETURNING " CALL_COLS),
+    S(SQL_CMD_INSERT, "INSERT INTO node_commands(node_id, kind, arg, created_at) "
+                      "VALUES ($1, $2, $3, " SQL_NOW_MS ")"),
+    /* To every node alive now: a heartbeat at most $1 ms old. */
+    S(SQL_CMD_BROADCAST, "INSERT INTO node_commands(node_id, kind, arg, created_at) "
+                         "SELECT node_id, $2::text, $3::text, " SQL_NOW_MS " FROM nodes "
+                         "WHERE heartbeat_at >= " SQL_NOW_MS " - $1 ORDER BY node_id"),
+    /* A node's oldest commands, at most $2 of them, with the clock their
+     * age is judged by. DELETE has no ORDER BY: the caller sorts by id. */
+    S(SQL_CMD_TAKE,
+      "DELETE FROM node_commands WHERE id IN (SELECT id FROM node_commands WHERE "
+      "node_id = $1 ORDER BY id LIMIT $2) RETURNING id, kind, arg, created_at, " SQL_NOW_MS),
 };
 
 #undef S
+#undef REAP
 
 static bool is_digit(char c)
 {
@@ -143,9 +193,18 @@ static size_t without_lock(const char *text)
 
 enum err sql_for_sqlite(const char *text, char *out, size_t cap)
 {
+    const size_t now_len = strlen(SQL_NOW_MS), sqlite_now_len = strlen(SQL_NOW_MS_SQLITE);
     size_t n = without_lock(text), i = 0, o = 0;
 
     while (i < n) {
+        if (strncmp(text + i, SQL_NOW_MS, now_len) == 0) {
+            if (cap - o <= sqlite_now_len)
+                return ERR_INVALID;
+            memcpy(out + o, SQL_NOW_MS_SQLITE, sqlite_now_len);
+            o += sqlite_now_len;
+            i += now_len;
+            continue;
+        }
         if (text[i] == ':' && text[i + 1] == ':' && is_word(text[i + 2])) {
             for (i += 2; i < n && is_word(text[i]); i++) {
             }

@@ -1,6 +1,7 @@
 /* sql: the one catalogue of the store's SQL statements, written once in
- * PostgreSQL's dialect ($1 placeholders, ::type casts, row locks) and
- * rewritten mechanically for SQLite (sql_for_sqlite). Private to store/. */
+ * PostgreSQL's dialect ($1 placeholders, ::type casts, row locks, the
+ * database's clock) and rewritten mechanically for SQLite (sql_for_sqlite).
+ * Private to store/. */
 #ifndef SFVOPI_STORE_SQL_H
 #define SFVOPI_STORE_SQL_H
 
@@ -42,6 +43,14 @@ enum sql_id {
     SQL_CALL_UPDATE,
     SQL_CALL_GET,
     SQL_CALL_LIST,
+    SQL_NODE_BEAT,
+    SQL_NODE_PURGE,
+    SQL_CMD_PURGE,
+    SQL_CALL_REAP_DEAD,
+    SQL_CALL_REAP_ALL,
+    SQL_CMD_INSERT,
+    SQL_CMD_BROADCAST,
+    SQL_CMD_TAKE,
     SQL_COUNT
 };
 
@@ -54,11 +63,22 @@ struct sql_stmt {
 
 extern const struct sql_stmt sql_catalogue[SQL_COUNT];
 
+/* The database's clock, in whole milliseconds since the Unix epoch, as the
+ * catalogue writes it: PostgreSQL's clock_timestamp() (the time of reading,
+ * not of the transaction's start). Each place it is written is read once
+ * per statement (a scalar subquery, which also lets it bound an index
+ * scan). */
+#define SQL_NOW_MS "(SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+/* What sql_for_sqlite puts in its place: SQLite's own clock ('now', one
+ * value for the whole statement), from its Julian day number. */
+#define SQL_NOW_MS_SQLITE                                                                          \
+    "(SELECT CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER))"
+
 /* Rewrites a statement of the catalogue for SQLite into out (cap bytes):
- * $N becomes ?N, ::type casts go (SQLite binds typed values), and a final
- * row lock (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE) goes
- * (a SQLite write transaction locks the whole database). ERR_INVALID when
- * out is too small. */
+ * $N becomes ?N, ::type casts go (SQLite binds typed values), SQL_NOW_MS
+ * becomes SQL_NOW_MS_SQLITE, and a final row lock (FOR UPDATE, FOR NO KEY
+ * UPDATE, FOR SHARE, FOR KEY SHARE) goes (a SQLite write transaction locks
+ * the whole database). ERR_INVALID when out is too small. */
 enum err sql_for_sqlite(const char *text, char *out, size_t cap) WARN_UNUSED;
 
 #endif

@@ -38,6 +38,12 @@ enum err store_open(const char *url, struct store **out)
     return ERR_OK;
 }
 
+enum err store_hold(struct store *s, long *holder)
+{
+    *holder = 0;
+    return s->be->hold(s->impl, holder);
+}
+
 void store_free(struct store *s)
 {
     if (!s)

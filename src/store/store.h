@@ -276,8 +276,8 @@ struct store_ops {
      * its call_uuid or request_uuid is taken. */
     enum err (*call_create)(struct store_conn *c, const struct store_call *call);
     /* Sets status, started_at, answered_at, ended_at, duration,
-     * hangup_cause and the rtp_ statistics of the call named by
-     * call->call_uuid; nothing else.
+     * hangup_cause, the rtp_ statistics and the dialog of the call named by
+     * call->call_uuid; nothing else (never node_id).
      * ERR_NOT_FOUND when there is no such call. */
     enum err (*call_update)(struct store_conn *c, const struct store_call *call);
     /* The org's call whose call_uuid or request_uuid is id. ERR_NOT_FOUND
@@ -293,7 +293,10 @@ struct store_ops {
 
     /* Writes node_id's heartbeat, stamped with the database's clock
      * (creating its row the first time), and returns that stamp in
-     * milliseconds since the epoch. */
+     * milliseconds since the epoch. Then, as housekeeping whose failure is
+     * only logged, removes commands an hour old (for nodes that never took
+     * them) and the rows of nodes whose last heartbeat is a day old and
+     * that own no non-final call. */
     enum err (*node_beat)(struct store_conn *c, const char *node_id, int64_t *db_now_ms);
     /* Ends, in one statement, every non-final call (QUEUED, RINGING,
      * IN_PROGRESS) owned by a dead node: one whose heartbeat row is older
@@ -310,19 +313,30 @@ struct store_ops {
                           int64_t now, store_call_cb cb, void *ud);
     /* Stores a command for node (NULL: for every node whose heartbeat is
      * younger than alive_ms by the database's clock, self included) and
-     * wakes the nodes waiting in cmd_wait. */
+     * wakes the nodes waiting in cmd_wait, once it is stored. ERR_INVALID
+     * for a kind longer than CMD_KIND_MAX or an arg longer than
+     * CMD_ARG_MAX bytes. */
     enum err (*cmd_post)(struct store_conn *c, const char *node, int64_t alive_ms, const char *kind,
                          const char *arg);
     /* Removes and hands to cb (oldest first) every command stored for
      * node_id; commands older than max_age_ms by the database's clock are
-     * removed without being handed out. Each command is handed out once. */
+     * removed without being handed out. Each command is handed out once,
+     * after its removal is committed. A cb error ends the take, but only
+     * after the commands already removed with it (a few dozen at most) are
+     * handed out too; the first error is returned. */
     enum err (*cmd_take)(struct store_conn *c, const char *node_id, int64_t max_age_ms,
                          store_cmd_cb cb, void *ud);
     /* Waits up to timeout_ms for a cmd_post from any node (PostgreSQL:
      * LISTEN/NOTIFY on this connection, listening again after a reconnect;
      * SQLite: only sleeps). *woke is true when a notification arrived.
      * A caller must still cmd_take after a timeout: a notification sent
-     * while this connection was down is lost, the stored command is not. */
+     * while this connection was down is lost, the stored command is not.
+     * While the database is unreachable it still waits out timeout_ms
+     * (then ERR_UNAVAILABLE), so a caller may wait again at once; making a
+     * new session may overrun timeout_ms by a connect timeout. The
+     * connection stays subscribed between waits: a notification that
+     * arrives meanwhile (also while it runs other operations) wakes the
+     * next wait at once. ERR_INTERNAL inside a batch. */
     enum err (*cmd_wait)(struct store_conn *c, int timeout_ms, bool *woke);
 };
 

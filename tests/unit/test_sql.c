@@ -47,6 +47,21 @@ static void test_row_locks(void **state)
     rewrite_is("SELECT ' FOR UPDATE' AS x", "SELECT ' FOR UPDATE' AS x");
 }
 
+static void test_clock(void **state)
+{
+    char out[sizeof(SQL_NOW_MS_SQLITE) + 6]; /* "SELECT " is 7 */
+
+    (void)state;
+    rewrite_is("SELECT " SQL_NOW_MS, "SELECT " SQL_NOW_MS_SQLITE);
+    rewrite_is("DELETE FROM t WHERE at < " SQL_NOW_MS " - $1 AND x = $2::text",
+               "DELETE FROM t WHERE at < " SQL_NOW_MS_SQLITE " - ?1 AND x = ?2");
+    /* The clock does not fit, or only just. */
+    assert_int_equal(sql_for_sqlite("SELECT " SQL_NOW_MS, out, sizeof(out)), ERR_INVALID);
+    assert_int_equal(sql_for_sqlite(SQL_NOW_MS, out, sizeof(SQL_NOW_MS_SQLITE)), ERR_OK);
+    assert_string_equal(out, SQL_NOW_MS_SQLITE);
+    assert_int_equal(sql_for_sqlite(SQL_NOW_MS, out, sizeof(SQL_NOW_MS_SQLITE) - 1), ERR_INVALID);
+}
+
 static void test_too_small(void **state)
 {
     char out[8];
@@ -72,6 +87,7 @@ static void test_catalogue(void **state)
         assert_null(strchr(out, '$'));
         assert_null(strstr(out, "::"));
         assert_null(strstr(out, " FOR "));
+        assert_null(strstr(out, "clock_timestamp"));
     }
     assert_string_equal(sql_catalogue[SQL_NUM_LOCK].name, "SQL_NUM_LOCK");
 }
@@ -81,6 +97,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_placeholders_and_casts),
         cmocka_unit_test(test_row_locks),
+        cmocka_unit_test(test_clock),
         cmocka_unit_test(test_too_small),
         cmocka_unit_test(test_catalogue),
     };

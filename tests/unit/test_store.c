@@ -14,14 +14,19 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "store/store.h"
 
@@ -201,19 +206,19 @@ struct fx {
     struct store_conn *c;
     const struct store_ops *ops;
     int64_t org1, org2;
+    char url[URL_MAX]; /* the test's own database */
 };
 
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    char url[URL_MAX];
 
     if (!f)
         return -1;
     *state = f;
-    if (db_new(url, true) != 0)
+    if (db_new(f->url, true) != 0)
         return -1;
-    if (store_open(url, &f->s) != ERR_OK)
+    if (store_open(f->url, &f->s) != ERR_OK)
         return -1;
     if (store_conn_open(f->s, &f->c) != ERR_OK)
         return -1;
@@ -1421,6 +1426,749 @@ static void test_call_list(void **state)
     free(r);
 }
 
+/* ---- calls across nodes ---- */
+
+#define TNOW (T0 + 100000) /* the reaping node's clock, in the reaps below */
+#define SELF "n-self"
+#define PROBE "n-probe" /* beats only to read the database's clock */
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+static int64_t beat(struct fx *f, const char *node)
+{
+    int64_t t = 0;
+
+    assert_int_equal(f->ops->node_beat(f->c, node, &t), ERR_OK);
+    assert_true(t > 0);
+    return t;
+}
+
+/* The database's clock now. */
+static int64_t db_now(struct fx *f)
+{
+    return beat(f, PROBE);
+}
+
+/* Waits until the database's clock has passed t (10 s at most), so that
+ * any statement from now on reads a later time than t. */
+static int64_t db_after(struct fx *f, int64_t t)
+{
+    int64_t deadline = clock_mono_ms() + 10000, now;
+
+    while ((now = db_now(f)) <= t) {
+        assert_true(clock_mono_ms() < deadline);
+        nap_ms(1);
+    }
+    return now;
+}
+
+/* Beats old, waits until the database's clock is gap_ms past that, then
+ * beats young. Returns a threshold (ms) by which old is always older, and
+ * young younger as long as it is used within the threshold of *young_at;
+ * still_young says afterwards whether that held. A test that depends on
+ * young being judged young, and finds it was not, tries again with a
+ * wider gap only when still_young says the verdict proves nothing. */
+static int64_t split_ages(struct fx *f, const char *old, const char *young, int64_t gap_ms,
+                          int64_t *young_at)
+{
+    int64_t old_at = beat(f, old);
+
+    (void)db_after(f, old_at + gap_ms - 1);
+    *young_at = beat(f, young);
+    return *young_at - old_at - 1;
+}
+
+static bool still_young(struct fx *f, int64_t young_at, int64_t threshold_ms)
+{
+    return db_now(f) - young_at <= threshold_ms;
+}
+
+static void fill(char *dst, size_t cap, char c)
+{
+    memset(dst, c, cap - 1);
+    dst[cap - 1] = '\0';
+}
+
+/* A dialog with every field at its longest, so that none is cut. */
+static void make_dialog(struct store_dialog *d, char c, int64_t cseq)
+{
+    fill(d->call_id, sizeof(d->call_id), c);
+    memcpy(d->local_uri, "sip:", 4);
+    fill(d->local_uri + 4, sizeof(d->local_uri) - 4, c);
+    fill(d->local_tag, sizeof(d->local_tag), 'l');
+    memcpy(d->remote_uri, "sip:+918000000002@carrier.example", 34);
+    fill(d->remote_tag, sizeof(d->remote_tag), 'r');
+    fill(d->remote_target, sizeof(d->remote_target), 't');
+    fill(d->route_set, sizeof(d->route_set), 'p');
+    memcpy(d->route_set, "<sip:10.0.0.1;lr>, <", 20);
+    d->next_cseq = cseq;
+}
+
+static void assert_dialog(const struct store_dialog *got, const struct store_dialog *want)
+{
+    assert_string_equal(got->call_id, want->call_id);
+    assert_string_equal(got->local_uri, want->local_uri);
+    assert_string_equal(got->local_tag, want->local_tag);
+    assert_string_equal(got->remote_uri, want->remote_uri);
+    assert_string_equal(got->remote_tag, want->remote_tag);
+    assert_string_equal(got->remote_target, want->remote_target);
+    assert_string_equal(got->route_set, want->route_set);
+    assert_true(got->next_cseq == want->next_cseq);
+}
+
+static void assert_no_dialog(const struct store_dialog *d)
+{
+    struct store_dialog none;
+
+    memset(&none, 0, sizeof(none));
+    assert_dialog(d, &none);
+}
+
+/* A call of node owner ("" for none) in status. */
+static void add_call(struct fx *f, int n, const char *owner, const char *status,
+                     int64_t answered_at)
+{
+    struct store_call k;
+
+    make_call(&k, n, f->org1, n % 2);
+    snprintf(k.node_id, sizeof(k.node_id), "%s", owner);
+    snprintf(k.status, sizeof(k.status), "%s", status);
+    k.started_at = T0 + n;
+    k.answered_at = answered_at;
+    if (answered_at)
+        make_dialog(&k.dialog, (char)('a' + n % 26), 100 + n);
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+}
+
+static void get_call(struct fx *f, int n, struct store_call *out)
+{
+    char uuid[CALL_UUID_LEN + 1];
+
+    snprintf(uuid, sizeof(uuid), "00000000-0000-4000-8000-%012d", n);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, uuid, out), ERR_OK);
+}
+
+static void assert_status(struct fx *f, int n, const char *status)
+{
+    struct store_call k;
+
+    get_call(f, n, &k);
+    assert_string_equal(k.status, status);
+}
+
+/* The call numbered n (make_call's n) among rows, or NULL. */
+static const struct store_call *row_of(const struct rows *r, int n)
+{
+    char uuid[CALL_UUID_LEN + 1];
+    int i;
+
+    snprintf(uuid, sizeof(uuid), "00000000-0000-4000-8000-%012d", n);
+    for (i = 0; i < r->n; i++)
+        if (strcmp(r->calls[i].call_uuid, uuid) == 0)
+            return &r->calls[i];
+    return NULL;
+}
+
+/* The owner and the dialog are written by create, read back by get and
+ * list; an update writes the dialog, never the owner. */
+static void test_call_node_and_dialog(void **state)
+{
+    struct fx *f = *state;
+    struct store_call k, got;
+    struct store_dialog d;
+    struct rows *r = rows_new();
+
+    make_call(&k, 1, f->org1, true);
+    memcpy(k.node_id, "node-a.1_x", 11);
+    make_dialog(&k.dialog, 'x', 2);
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+    get_call(f, 1, &got);
+    assert_string_equal(got.node_id, "node-a.1_x");
+    assert_dialog(&got.dialog, &k.dialog);
+
+    make_dialog(&d, 'y', 3);
+    k.dialog = d;
+    memcpy(k.node_id, "node-b", 7);
+    memcpy(k.status, "IN_PROGRESS", 12);
+    assert_int_equal(f->ops->call_update(f->c, &k), ERR_OK);
+    get_call(f, 1, &got);
+    assert_string_equal(got.node_id, "node-a.1_x");
+    assert_string_equal(got.status, "IN_PROGRESS");
+    assert_dialog(&got.dialog, &d);
+    /* The dialog is the whole of it, each time: one without a route set. */
+    d.route_set[0] = '\0';
+    d.next_cseq = 4;
+    k.dialog = d;
+    assert_int_equal(f->ops->call_update(f->c, &k), ERR_OK);
+    get_call(f, 1, &got);
+    assert_dialog(&got.dialog, &d);
+
+    /* Without owner or dialog: "" and 0. */
+    make_call(&k, 2, f->org1, false);
+    assert_int_equal(f->ops->call_create(f->c, &k), ERR_OK);
+    get_call(f, 2, &got);
+    assert_string_equal(got.node_id, "");
+    assert_no_dialog(&got.dialog);
+
+    assert_int_equal(f->ops->call_list(f->c, f->org1, INT64_MAX, 10, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_string_equal(r->calls[0].node_id, "");
+    assert_no_dialog(&r->calls[0].dialog);
+    assert_string_equal(r->calls[1].node_id, "node-a.1_x");
+    assert_dialog(&r->calls[1].dialog, &d);
+    free(r);
+}
+
+/* Heartbeats are stamped with the database's clock, which goes forward. */
+static void test_node_beat(void **state)
+{
+    struct fx *f = *state;
+    int64_t t1, t2, t3, now = clock_now_ms();
+
+    t1 = beat(f, "n-a");
+    /* The same machine's clock, give or take. */
+    assert_true(t1 > now - 60000 && t1 < now + 60000);
+    t2 = db_after(f, t1);
+    assert_true(t2 > t1);
+    t3 = beat(f, "n-a");
+    assert_true(t3 >= t2);
+    assert_true(beat(f, "n-b") >= t3);
+}
+
+/* A dead node's live calls end, each once, with cause 38: answered ones
+ * COMPLETED with their duration, the others FAILED; nothing else moves. */
+static void test_node_reap(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    const struct store_call *k;
+    struct store_call got;
+    struct store_dialog d;
+    int64_t t;
+
+    (void)beat(f, "n-dead");
+    t = beat(f, SELF);
+    add_call(f, 1, "n-dead", "IN_PROGRESS", TNOW - 9500);
+    add_call(f, 2, "n-dead", "RINGING", 0);
+    add_call(f, 3, "n-dead", "QUEUED", 0);
+    add_call(f, 4, "n-dead", "COMPLETED", T0 + 50);
+    add_call(f, 5, SELF, "IN_PROGRESS", T0 + 60);
+    add_call(f, 6, "n-ghost", "RINGING", 0); /* no heartbeat row: never judged */
+    add_call(f, 7, "", "RINGING", 0);        /* no owner: never judged */
+    add_call(f, 8, "n-dead", "NO_ANSWER", 0);
+    add_call(f, 9, "n-dead", "IN_PROGRESS", TNOW + 3000); /* answered "after" now: 0 s */
+    /* With dead_ms 0, a node is dead once the database's clock is past its
+     * last beat: every node here, self too. */
+    (void)db_after(f, t);
+    assert_int_equal(f->ops->node_reap(f->c, SELF, 0, false, TNOW, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 4);
+
+    k = row_of(r, 1);
+    assert_non_null(k);
+    assert_string_equal(k->status, "COMPLETED");
+    assert_string_equal(k->hangup_cause, "38");
+    assert_true(k->ended_at == TNOW && k->duration == 9);
+    assert_true(k->answered_at == TNOW - 9500 && k->started_at == T0 + 1);
+    assert_string_equal(k->node_id, "n-dead");
+    make_dialog(&d, 'b', 101);
+    assert_dialog(&k->dialog, &d);
+    for (int n = 2; n <= 3; n++) {
+        k = row_of(r, n);
+        assert_non_null(k);
+        assert_string_equal(k->status, "FAILED");
+        assert_string_equal(k->hangup_cause, "38");
+        assert_true(k->ended_at == TNOW && k->duration == 0 && k->answered_at == 0);
+        assert_no_dialog(&k->dialog);
+    }
+    k = row_of(r, 9);
+    assert_non_null(k);
+    assert_string_equal(k->status, "COMPLETED");
+    assert_true(k->duration == 0);
+
+    /* As stored. */
+    get_call(f, 1, &got);
+    assert_string_equal(got.status, "COMPLETED");
+    assert_string_equal(got.hangup_cause, "38");
+    assert_true(got.ended_at == TNOW && got.duration == 9);
+    assert_dialog(&got.dialog, &d);
+    assert_status(f, 2, "FAILED");
+    assert_status(f, 3, "FAILED");
+    get_call(f, 4, &got);
+    assert_string_equal(got.status, "COMPLETED");
+    assert_string_equal(got.hangup_cause, "");
+    assert_true(got.ended_at == 0);
+    assert_status(f, 5, "IN_PROGRESS");
+    assert_status(f, 6, "RINGING");
+    assert_status(f, 7, "RINGING");
+    assert_status(f, 8, "NO_ANSWER");
+
+    /* Nothing is ended twice. */
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->node_reap(f->c, SELF, 0, false, TNOW + 1, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+
+    /* At a SQLite start: every live call but self's, whoever owns it. */
+    assert_int_equal(f->ops->node_reap(f->c, SELF, 0, true, TNOW + 2, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 2);
+    assert_non_null(row_of(r, 6));
+    assert_non_null(row_of(r, 7));
+    assert_string_equal(row_of(r, 6)->status, "FAILED");
+    assert_true(row_of(r, 7)->ended_at == TNOW + 2);
+    assert_status(f, 5, "IN_PROGRESS");
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->node_reap(f->c, SELF, 0, true, TNOW + 3, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 0);
+    get_call(f, 6, &got);
+    assert_true(got.ended_at == TNOW + 2);
+
+    /* A callback error is the reap's result; the calls stay ended. */
+    add_call(f, 10, "n-other", "RINGING", 0);
+    r->stop_after = 1;
+    assert_int_equal(f->ops->node_reap(f->c, SELF, 0, true, TNOW, call_cb, r), ERR_INTERNAL);
+    assert_int_equal(r->n, 1);
+    assert_status(f, 10, "FAILED");
+    free(r);
+}
+
+/* A node that beats within dead_ms keeps its calls; one that does not
+ * loses them, in the same reap. */
+static void test_node_reap_live(void **state)
+{
+    struct fx *f = *state;
+    struct rows *r = rows_new();
+    char old[NODE_ID_MAX + 1], young[NODE_ID_MAX + 1];
+    int64_t gap, dead_ms, young_at;
+    int n = 1;
+
+    for (gap = 250; gap <= 8000; gap *= 2, n += 2) {
+        snprintf(old, sizeof(old), "n-old-%d", n);
+        snprintf(young, sizeof(young), "n-young-%d", n);
+        add_call(f, n, old, "RINGING", 0);
+        add_call(f, n + 1, young, "IN_PROGRESS", T0);
+        dead_ms = split_ages(f, old, young, gap, &young_at);
+        memset(r, 0, sizeof(*r));
+        assert_int_equal(f->ops->node_reap(f->c, SELF, dead_ms, false, TNOW, call_cb, r), ERR_OK);
+        /* The old node was dead, whatever the timing. */
+        assert_true(r->n >= 1);
+        assert_non_null(row_of(r, n));
+        assert_status(f, n, "FAILED");
+        if (r->n == 1) {
+            assert_status(f, n + 1, "IN_PROGRESS");
+            free(r);
+            return;
+        }
+        /* The young one was judged dead too: only a stall of this process
+         * longer than dead_ms excuses it. */
+        assert_false(still_young(f, young_at, dead_ms));
+    }
+    fail_msg("the young node was judged dead at every gap");
+}
+
+/* Commands, as the engine sends them. */
+#define CMDS_MAX 64
+struct cmds {
+    int n;
+    int stop_after; /* 0: never; else ERR_INTERNAL on that one */
+    char kind[CMDS_MAX][CMD_KIND_MAX + 1];
+    char arg[CMDS_MAX][CMD_ARG_MAX + 1];
+};
+
+static enum err cmd_cb(void *ud, const char *kind, const char *arg)
+{
+    struct cmds *c = ud;
+
+    assert_true(c->n < CMDS_MAX);
+    snprintf(c->kind[c->n], sizeof(c->kind[0]), "%s", kind);
+    snprintf(c->arg[c->n], sizeof(c->arg[0]), "%s", arg);
+    c->n++;
+    return c->stop_after && c->n == c->stop_after ? ERR_INTERNAL : ERR_OK;
+}
+
+#define HOUR_MS (3600 * 1000LL)
+#define UUID1 "00000000-0000-4000-8000-000000000001"
+#define UUID2 "00000000-0000-4000-8000-000000000002"
+
+static struct cmds *take(struct fx *f, const char *node, int64_t max_age_ms)
+{
+    static struct cmds c;
+
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(f->ops->cmd_take(f->c, node, max_age_ms, cmd_cb, &c), ERR_OK);
+    return &c;
+}
+
+static void test_cmd_post_take(void **state)
+{
+    struct fx *f = *state;
+    struct cmds *c, *stop = calloc(1, sizeof(*stop));
+    char arg[CMD_ARG_MAX + 2], kind[CMD_KIND_MAX + 2];
+    int i;
+
+    assert_non_null(stop);
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "hangup", UUID1), ERR_OK);
+    assert_int_equal(f->ops->cmd_post(f->c, "n-b", 0, "hangup", UUID2), ERR_OK);
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "app_deleted", APP_A), ERR_OK);
+    /* Oldest first; each once. */
+    c = take(f, "n-a", HOUR_MS);
+    assert_int_equal(c->n, 2);
+    assert_string_equal(c->kind[0], "hangup");
+    assert_string_equal(c->arg[0], UUID1);
+    assert_string_equal(c->kind[1], "app_deleted");
+    assert_string_equal(c->arg[1], APP_A);
+    assert_int_equal(take(f, "n-a", HOUR_MS)->n, 0);
+    c = take(f, "n-b", HOUR_MS);
+    assert_int_equal(c->n, 1);
+    assert_string_equal(c->arg[0], UUID2);
+    assert_int_equal(take(f, "n-c", HOUR_MS)->n, 0);
+
+    /* More than one round's worth, in order. */
+    for (i = 0; i < 50; i++) {
+        snprintf(arg, sizeof(arg), "arg-%02d", i);
+        assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "hangup", arg), ERR_OK);
+    }
+    c = take(f, "n-a", HOUR_MS);
+    assert_int_equal(c->n, 50);
+    for (i = 0; i < 50; i++) {
+        snprintf(arg, sizeof(arg), "arg-%02d", i);
+        assert_string_equal(c->arg[i], arg);
+    }
+
+    /* A callback error ends the take, once the commands already removed
+     * are handed out: none is lost, none comes twice. */
+    for (i = 0; i < 3; i++)
+        assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "hangup", UUID1), ERR_OK);
+    stop->stop_after = 1;
+    assert_int_equal(f->ops->cmd_take(f->c, "n-a", HOUR_MS, cmd_cb, stop), ERR_INTERNAL);
+    assert_int_equal(stop->n, 3);
+    assert_int_equal(take(f, "n-a", HOUR_MS)->n, 0);
+    free(stop);
+
+    /* At the longest; one byte more does not fit what cmd_take hands out. */
+    fill(kind, CMD_KIND_MAX + 1, 'k');
+    fill(arg, CMD_ARG_MAX + 1, 'a');
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, kind, arg), ERR_OK);
+    c = take(f, "n-a", HOUR_MS);
+    assert_int_equal(c->n, 1);
+    assert_string_equal(c->kind[0], kind);
+    assert_string_equal(c->arg[0], arg);
+    fill(kind, sizeof(kind), 'k');
+    fill(arg, sizeof(arg), 'a');
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, kind, "x"), ERR_INVALID);
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "hangup", arg), ERR_INVALID);
+    assert_int_equal(take(f, "n-a", HOUR_MS)->n, 0);
+}
+
+/* To every live node, once each; not to a node whose heartbeat is older
+ * than alive_ms, nor to one that never beat. */
+static void test_cmd_broadcast(void **state)
+{
+    struct fx *f = *state;
+    char old[NODE_ID_MAX + 1], a[NODE_ID_MAX + 1], b[NODE_ID_MAX + 1];
+    int64_t gap, alive_ms, young_at;
+    struct cmds *c;
+    int n;
+
+    /* Nobody beats yet: nobody gets it. */
+    assert_int_equal(f->ops->cmd_post(f->c, NULL, HOUR_MS, "app_deleted", APP_A), ERR_OK);
+    assert_int_equal(take(f, "n-never", HOUR_MS)->n, 0);
+
+    for (gap = 250, n = 0; gap <= 8000; gap *= 2, n++) {
+        snprintf(old, sizeof(old), "n-old-%d", n);
+        snprintf(a, sizeof(a), "n-a-%d", n);
+        snprintf(b, sizeof(b), "n-b-%d", n);
+        alive_ms = split_ages(f, old, a, gap, &young_at);
+        (void)beat(f, b);
+        assert_int_equal(f->ops->cmd_post(f->c, NULL, alive_ms, "app_deleted", APP_B), ERR_OK);
+        assert_int_equal(take(f, old, HOUR_MS)->n, 0);
+        assert_int_equal(take(f, "n-never", HOUR_MS)->n, 0);
+        c = take(f, b, HOUR_MS);
+        assert_int_equal(c->n, 1);
+        assert_string_equal(c->kind[0], "app_deleted");
+        assert_string_equal(c->arg[0], APP_B);
+        (void)take(f, PROBE, HOUR_MS); /* it beats too: alive or not, by the timing */
+        c = take(f, a, HOUR_MS);
+        if (c->n == 1) {
+            assert_string_equal(c->arg[0], APP_B);
+            return;
+        }
+        assert_int_equal(c->n, 0);
+        assert_false(still_young(f, young_at, alive_ms));
+    }
+    fail_msg("the young node was judged gone at every gap");
+}
+
+/* Commands older than max_age_ms go without being handed out. */
+static void test_cmd_max_age(void **state)
+{
+    struct fx *f = *state;
+    struct cmds *c;
+
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "hangup", UUID1), ERR_OK);
+    /* Stored at a time no later than this, so older than 0 ms from the next. */
+    (void)db_after(f, db_now(f));
+    assert_int_equal(take(f, "n-a", 0)->n, 0);
+    assert_int_equal(f->ops->cmd_post(f->c, "n-a", 0, "hangup", UUID2), ERR_OK);
+    c = take(f, "n-a", HOUR_MS);
+    assert_int_equal(c->n, 1);
+    assert_string_equal(c->arg[0], UUID2);
+}
+
+/* SQLite only sleeps; PostgreSQL wakes on a post from any connection. */
+static void test_cmd_wait_timeout(void **state)
+{
+    struct fx *f = *state;
+    bool woke = true;
+    int64_t t0 = clock_mono_ms();
+
+    assert_int_equal(f->ops->cmd_wait(f->c, 120, &woke), ERR_OK);
+    assert_false(woke);
+    assert_true(clock_mono_ms() - t0 >= 119);
+    woke = true;
+    assert_int_equal(f->ops->cmd_wait(f->c, 0, &woke), ERR_OK);
+    assert_false(woke);
+}
+
+struct poster {
+    struct store_conn *c;
+    int delay_ms;
+};
+
+static void *post_later(void *arg)
+{
+    struct poster *p = arg;
+
+    nap_ms(p->delay_ms);
+    if (p->c->ops->cmd_post(p->c, "n-x", 0, "hangup", UUID1) != ERR_OK)
+        return (void *)1;
+    return NULL;
+}
+
+/* Runs SQL on the server as psql, without output. */
+static void psql_do(const char *sql)
+{
+    static char buf[1][SQL_MAX];
+
+    assert_true(strlen(sql) < SQL_MAX);
+    snprintf(buf[0], SQL_MAX, "%s", sql);
+    assert_int_equal(psql(buf, 1), 0);
+}
+
+/* The name of the test's database: its URL's path. */
+static void db_name(const struct fx *f, char name[DB_NAME_MAX + 1])
+{
+    const char *auth = strstr(f->url, "://") + 3;
+    const char *path = auth + strcspn(auth, "/?");
+
+    snprintf(name, DB_NAME_MAX + 1, "%.*s", (int)strcspn(path + 1, "?"), path + 1);
+}
+
+static void test_cmd_wait_pg(void **state)
+{
+    struct fx *f = *state;
+    struct store_conn *c2 = NULL;
+    struct poster p;
+    pthread_t th;
+    void *res;
+    char name[DB_NAME_MAX + 1], sql[SQL_MAX];
+    bool woke = false;
+    int64_t t0;
+
+    if (!be.pg)
+        skip();
+    assert_int_equal(store_conn_open(f->s, &c2), ERR_OK);
+    /* Listening starts with the first wait. */
+    assert_int_equal(f->ops->cmd_wait(f->c, 50, &woke), ERR_OK);
+    assert_false(woke);
+    /* A post from another connection (another node) wakes it... */
+    assert_int_equal(f->ops->cmd_post(c2, "n-x", 0, "hangup", UUID1), ERR_OK);
+    t0 = clock_mono_ms();
+    assert_int_equal(f->ops->cmd_wait(f->c, 10000, &woke), ERR_OK);
+    assert_true(woke);
+    assert_true(clock_mono_ms() - t0 < 5000);
+    /* ...once. */
+    assert_int_equal(f->ops->cmd_wait(f->c, 50, &woke), ERR_OK);
+    assert_false(woke);
+    /* A broadcast wakes it too, and so does a post while it waits. */
+    (void)beat(f, "n-x");
+    assert_int_equal(f->ops->cmd_post(c2, NULL, HOUR_MS, "app_deleted", APP_A), ERR_OK);
+    assert_int_equal(f->ops->cmd_wait(f->c, 10000, &woke), ERR_OK);
+    assert_true(woke);
+    p.c = c2;
+    p.delay_ms = 100;
+    assert_int_equal(pthread_create(&th, NULL, post_later, &p), 0);
+    assert_int_equal(f->ops->cmd_wait(f->c, 10000, &woke), ERR_OK);
+    assert_int_equal(pthread_join(th, &res), 0);
+    assert_null(res);
+    assert_true(woke);
+    assert_int_equal(take(f, "n-x", HOUR_MS)->n, 3);
+
+    /* The server ends every session of this database (as a restart
+     * would): the next wait connects again and listens anew. */
+    db_name(f, name);
+    snprintf(sql, sizeof(sql),
+             "DO $$ BEGIN PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+             "WHERE datname = '%s'; END $$",
+             name);
+    psql_do(sql);
+    assert_int_equal(f->ops->cmd_wait(f->c, 50, &woke), ERR_OK);
+    assert_false(woke);
+    assert_int_equal(f->ops->cmd_post(c2, "n-x", 0, "hangup", UUID2), ERR_OK);
+    assert_int_equal(f->ops->cmd_wait(f->c, 10000, &woke), ERR_OK);
+    assert_true(woke);
+    store_conn_close(c2);
+}
+
+/* Two nodes reaping the same dead node at once end each call once. */
+#define RACE_CALLS 40
+struct racer {
+    struct store_conn *c;
+    pthread_barrier_t *go;
+    const char *self;
+    int n;
+    int seen[RACE_CALLS];
+    enum err e;
+};
+
+static enum err race_cb(void *ud, const struct store_call *k)
+{
+    struct racer *r = ud;
+    long n = strtol(k->call_uuid + 24, NULL, 10) % 1000;
+
+    if (n >= 0 && n < RACE_CALLS)
+        r->seen[n]++;
+    r->n++;
+    return ERR_OK;
+}
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+
+    pthread_barrier_wait(r->go);
+    r->e = r->c->ops->node_reap(r->c, r->self, 0, false, TNOW, race_cb, r);
+    return NULL;
+}
+
+static void test_node_reap_race(void **state)
+{
+    struct fx *f = *state;
+    struct racer x, y;
+    pthread_barrier_t go;
+    pthread_t tx, ty;
+    int round, i;
+    int64_t t;
+
+    if (!be.pg)
+        skip();
+    memset(&x, 0, sizeof(x));
+    memset(&y, 0, sizeof(y));
+    assert_int_equal(store_conn_open(f->s, &x.c), ERR_OK);
+    assert_int_equal(store_conn_open(f->s, &y.c), ERR_OK);
+    x.self = "n-x";
+    y.self = "n-y";
+    for (round = 0; round < 5; round++) {
+        for (i = 0; i < RACE_CALLS; i++)
+            add_call(f, round * 1000 + i, "n-dead", i % 3 ? "IN_PROGRESS" : "RINGING",
+                     i % 3 ? T0 : 0);
+        t = beat(f, "n-dead");
+        (void)db_after(f, t);
+        x.n = y.n = 0;
+        memset(x.seen, 0, sizeof(x.seen));
+        memset(y.seen, 0, sizeof(y.seen));
+        assert_int_equal(pthread_barrier_init(&go, NULL, 2), 0);
+        x.go = y.go = &go;
+        assert_int_equal(pthread_create(&tx, NULL, race, &x), 0);
+        assert_int_equal(pthread_create(&ty, NULL, race, &y), 0);
+        assert_int_equal(pthread_join(tx, NULL), 0);
+        assert_int_equal(pthread_join(ty, NULL), 0);
+        pthread_barrier_destroy(&go);
+        assert_int_equal(x.e, ERR_OK);
+        assert_int_equal(y.e, ERR_OK);
+        assert_int_equal(x.n + y.n, RACE_CALLS);
+        for (i = 0; i < RACE_CALLS; i++)
+            assert_int_equal(x.seen[i] + y.seen[i], 1);
+    }
+    store_conn_close(x.c);
+    store_conn_close(y.c);
+}
+
+/* Forks a process that opens url and tries to hold it; its exit status
+ * says what it got: 0 ERR_OK, 1 ERR_CONFLICT naming want_holder, 2 else. */
+static int hold_in_child(const char *url, long want_holder)
+{
+    struct store *s = NULL;
+    long holder = -1;
+    int status;
+    enum err e;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (store_open(url, &s) != ERR_OK)
+            _exit(3);
+        e = store_hold(s, &holder);
+        if (e == ERR_OK)
+            _exit(holder == 0 ? 0 : 2);
+        _exit(e == ERR_CONFLICT && holder == want_holder ? 1 : 2);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* A SQLite file is held by one process at a time; PostgreSQL and private
+ * in-memory databases are never held. */
+static void test_store_hold(void **state)
+{
+    struct fx *f = *state;
+    char dir[] = "/tmp/sfvopi-hold-XXXXXX", url[URL_MAX], path[URL_MAX], text[32];
+    static const char *const files[] = {"db.sqlite-serve.lock", "db.sqlite-wal", "db.sqlite-shm",
+                                        "db.sqlite"};
+    struct store *s = NULL;
+    struct stat st;
+    long holder = -1;
+    ssize_t n;
+    size_t i;
+    int fd;
+
+    assert_int_equal(store_hold(f->s, &holder), ERR_OK);
+    assert_true(holder == 0);
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(url, sizeof(url), "sqlite:%s/db.sqlite", dir);
+    assert_int_equal(store_open(url, &s), ERR_OK);
+    /* Opening is not holding (the admin commands only open). */
+    assert_int_equal(hold_in_child(url, 0), 0);
+    assert_int_equal(store_hold(s, &holder), ERR_OK);
+    assert_int_equal(store_hold(s, &holder), ERR_OK); /* held already */
+    assert_int_equal(hold_in_child(url, (long)getpid()), 1);
+    /* The lock file names the holder, and is the owner's alone. */
+    snprintf(path, sizeof(path), "%s/db.sqlite-serve.lock", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    assert_true(n > 0);
+    text[n] = '\0';
+    assert_true(strtol(text, NULL, 10) == (long)getpid());
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* Let go by store_free. */
+    store_free(s);
+    assert_int_equal(hold_in_child(url, 0), 0);
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        (void)unlink(path);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* ---- batches ---- */
 
 /* Committed: every operation of the batch stays, and one that failed inside
@@ -1549,6 +2297,17 @@ int main(void)
         T(test_number_route),
         T(test_call_create_get_update),
         T(test_call_list),
+        T(test_call_node_and_dialog),
+        T(test_node_beat),
+        T(test_node_reap),
+        T(test_node_reap_live),
+        T(test_node_reap_race),
+        T(test_cmd_post_take),
+        T(test_cmd_broadcast),
+        T(test_cmd_max_age),
+        T(test_cmd_wait_timeout),
+        T(test_cmd_wait_pg),
+        T(test_store_hold),
         T(test_batch_commit),
         T(test_batch_rollback),
         T(test_batch_misuse),
