@@ -19,8 +19,8 @@
 #include "store/sql.h"
 #include "store/store.h"
 
-#define DB_MAX_ARGS 26 /* the most any statement of the catalogue takes (SQL_CALL_INSERT) */
-#define DB_MAX_COLS 27 /* the most any statement of the catalogue returns (a call's columns) */
+#define DB_MAX_ARGS 28 /* the most any statement of the catalogue takes (SQL_CALL_INSERT) */
+#define DB_MAX_COLS 29 /* the most any statement of the catalogue returns (a call's columns) */
 
 enum db_type { DB_NULL, DB_TEXT, DB_I64, DB_BOOL, DB_BLOB };
 

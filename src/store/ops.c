@@ -213,6 +213,8 @@ static void row_call(const struct db_row *r, struct store_call *k)
     COL_TEXT(r, 24, k->dialog.remote_target);
     COL_TEXT(r, 25, k->dialog.route_set);
     k->dialog.next_cseq = col_i64(r, 26);
+    COL_TEXT(r, 27, k->hangup_url);
+    COL_TEXT(r, 28, k->hangup_method);
 }
 
 /* ---- running statements ---- */
@@ -873,6 +875,8 @@ static enum err call_create(struct store_conn *base, const struct store_call *k)
     a_i64(&a, k->rtp_jitter_us);
     a_text_or_null(&a, k->node_id);
     a_dialog(&a, &k->dialog);
+    a_text_or_null(&a, k->hangup_url);
+    a_text_or_null(&a, k->hangup_method);
     return single(base, SQL_CALL_INSERT, &a, "call_create", W_ANY, NULL, NULL);
 }
 

@@ -17,7 +17,7 @@
 #define CALL_COLS                                                                                  \
     "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
     "answered_at, ended_at, duration, hangup_cause, created_at, seq, rtp_packets_received, "       \
-    "rtp_packets_lost, rtp_jitter_us, node_id, " DIALOG_COLS
+    "rtp_packets_lost, rtp_jitter_us, node_id, " DIALOG_COLS ", hangup_url, hangup_method"
 #define DIALOG_COLS                                                                                \
     "dialog_call_id, dialog_local_uri, dialog_local_tag, dialog_remote_uri, dialog_remote_tag, "   \
     "dialog_remote_target, dialog_route_set, dialog_next_cseq"
@@ -119,9 +119,9 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_CALL_INSERT, "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
                        "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
                        "hangup_cause, created_at, rtp_packets_received, rtp_packets_lost, "
-                       "rtp_jitter_us, node_id, " DIALOG_COLS ") VALUES ($1, $2, $3, $4, $5, $6, "
-                       "$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
-                       "$22, $23, $24, $25, $26)"),
+                       "rtp_jitter_us, node_id, " DIALOG_COLS ", hangup_url, hangup_method) VALUES ($1, $2, "
+                       "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+                       "$19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"),
     /* Everything of the call's progress and its dialog; never its owner. */
     S(SQL_CALL_UPDATE, "UPDATE calls SET status = $2, started_at = $3, answered_at = $4, "
                        "ended_at = $5, duration = $6, hangup_cause = $7, "
@@ -147,8 +147,13 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
       "DELETE FROM nodes WHERE heartbeat_at < " SQL_NOW_MS " - $1 AND NOT "
       "EXISTS (SELECT 1 FROM calls WHERE calls.node_id = nodes.node_id AND " CALL_LIVE ")"),
     S(SQL_CMD_PURGE, "DELETE FROM node_commands WHERE created_at < " SQL_NOW_MS " - $1"),
+    /* Only while the reaper's own heartbeat is fresh (5 s, the gap that
+     * stops a node judging): a reap held up by a stalled database finds its
+     * own heartbeat as old as the others' and ends nothing. */
     S(SQL_CALL_REAP_DEAD, REAP " AND node_id <> $1 AND node_id IN (SELECT node_id FROM nodes "
-                               "WHERE heartbeat_at < " SQL_NOW_MS " - $3) RETURNING " CALL_COLS),
+                               "WHERE heartbeat_at < " SQL_NOW_MS " - $3) AND EXISTS (SELECT 1 "
+                               "FROM nodes WHERE node_id = $1 AND heartbeat_at >= " SQL_NOW_MS
+                               " - 5000) RETURNING " CALL_COLS),
     S(SQL_CALL_REAP_ALL, REAP " AND (node_id IS NULL OR node_id <> $1) RETURNING " CALL_COLS),
     S(SQL_CMD_INSERT, "INSERT INTO node_commands(node_id, kind, arg, created_at) "
                       "VALUES ($1, $2, $3, " SQL_NOW_MS ")"),

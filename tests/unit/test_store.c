@@ -1752,6 +1752,16 @@ static void test_node_reap_live(void **state)
         add_call(f, n + 1, young, "IN_PROGRESS", T0);
         dead_ms = split_ages(f, old, young, gap, &young_at);
         memset(r, 0, sizeof(*r));
+        /* A reaper whose own heartbeat is not fresh judges no one. */
+        assert_int_equal(f->ops->node_reap(f->c, "n-never-beat", dead_ms, false, TNOW, call_cb, r),
+                         ERR_OK);
+        assert_int_equal(r->n, 0);
+        assert_status(f, n, "RINGING");
+        {
+            int64_t t;
+
+            assert_int_equal(f->ops->node_beat(f->c, SELF, &t), ERR_OK);
+        }
         assert_int_equal(f->ops->node_reap(f->c, SELF, dead_ms, false, TNOW, call_cb, r), ERR_OK);
         /* The old node was dead, whatever the timing. */
         assert_true(r->n >= 1);
@@ -2077,6 +2087,8 @@ static void test_node_reap_race(void **state)
                      i % 3 ? T0 : 0);
         t = beat(f, "n-dead");
         (void)db_after(f, t);
+        (void)beat(f, "n-x"); /* the reapers' own heartbeats are fresh */
+        (void)beat(f, "n-y");
         x.n = y.n = 0;
         memset(x.seen, 0, sizeof(x.seen));
         memset(y.seen, 0, sizeof(y.seen));

@@ -2,6 +2,10 @@
 -- it and keeps the SIP dialog from which another node can end it (a BYE);
 -- rows from before read NULL (no owner, no dialog) and dialog_next_cseq 0.
 ALTER TABLE calls ADD COLUMN node_id TEXT;
+-- Where the hangup webhook goes, so that the node that ends a dead node's
+-- call can send it.
+ALTER TABLE calls ADD COLUMN hangup_url TEXT;
+ALTER TABLE calls ADD COLUMN hangup_method TEXT;
 ALTER TABLE calls ADD COLUMN dialog_call_id TEXT;
 ALTER TABLE calls ADD COLUMN dialog_local_uri TEXT;
 ALTER TABLE calls ADD COLUMN dialog_local_tag TEXT;
