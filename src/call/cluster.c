@@ -162,6 +162,21 @@ static void reap_at_start(struct cluster *cl, struct store_conn *c)
         log_warn("msg=\"calls left alive by an earlier run ended\" calls=%u", r.n);
 }
 
+/* PostgreSQL: calls owned by this node's name before it has taken any are
+ * those of an earlier run under the same --node-id, restarted before the
+ * others judged it dead. */
+static void reap_own_at_start(struct cluster *cl, struct store_conn *c)
+{
+    struct reap_ctx r = {cl, 0};
+    enum err e = c->ops->node_reap(c, cl->node_id, -1, false, clock_now_ms(), on_reaped, &r);
+
+    if (e != ERR_OK)
+        log_error("msg=\"calls left alive by an earlier run of this node not ended\" err=%s",
+                  err_str(e));
+    else if (r.n)
+        log_warn("msg=\"calls left alive by an earlier run of this node ended\" calls=%u", r.n);
+}
+
 enum err cluster_start(const struct cluster_config *cfg, struct cluster **out)
 {
     struct cluster *cl = calloc(1, sizeof(*cl));
@@ -192,6 +207,8 @@ enum err cluster_start(const struct cluster_config *cfg, struct cluster **out)
         shared = cluster_shared(c);
         if (!shared)
             reap_at_start(cl, c);
+        else
+            reap_own_at_start(cl, c);
         store_conn_close(c);
     }
     *out = cl;

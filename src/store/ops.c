@@ -990,6 +990,8 @@ static enum err node_reap_tx(struct db_conn *c, void *ctx)
     a_i64(&a, rp->now);
     if (rp->all_others)
         return run(c, SQL_CALL_REAP_ALL, &a, "node_reap", reap_row, rp, NULL);
+    if (rp->dead_ms < 0)
+        return run(c, SQL_CALL_REAP_OWN, &a, "node_reap", reap_row, rp, NULL);
     a_i64(&a, rp->dead_ms);
     return run(c, SQL_CALL_REAP_DEAD, &a, "node_reap", reap_row, rp, NULL);
 }

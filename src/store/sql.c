@@ -155,6 +155,7 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
                                "FROM nodes WHERE node_id = $1 AND heartbeat_at >= " SQL_NOW_MS
                                " - 5000) RETURNING " CALL_COLS),
     S(SQL_CALL_REAP_ALL, REAP " AND (node_id IS NULL OR node_id <> $1) RETURNING " CALL_COLS),
+    S(SQL_CALL_REAP_OWN, REAP " AND node_id = $1 RETURNING " CALL_COLS),
     S(SQL_CMD_INSERT, "INSERT INTO node_commands(node_id, kind, arg, created_at) "
                       "VALUES ($1, $2, $3, " SQL_NOW_MS ")"),
     /* To every node alive now: a heartbeat at most $1 ms old. */

@@ -309,6 +309,9 @@ struct store_ops {
      * racing end each call once: cb gets each call this call ended, after
      * the update (with its stored dialog), and no other call ever gets it
      * again. A cb error does not undo the update. */
+    /* dead_ms < 0 (without all_others): ends the non-final calls owned by
+     * self itself instead, those of an earlier run under the same name (a
+     * node restarted with its --node-id before it was judged dead). */
     enum err (*node_reap)(struct store_conn *c, const char *self, int64_t dead_ms, bool all_others,
                           int64_t now, store_call_cb cb, void *ud);
     /* Stores a command for node (NULL: for every node whose heartbeat is

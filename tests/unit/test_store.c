@@ -1732,6 +1732,14 @@ static void test_node_reap(void **state)
     assert_int_equal(f->ops->node_reap(f->c, SELF, 0, true, TNOW, call_cb, r), ERR_INTERNAL);
     assert_int_equal(r->n, 1);
     assert_status(f, 10, "FAILED");
+
+    /* A node restarted under its name ends its earlier run's calls. */
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(f->ops->node_reap(f->c, SELF, -1, false, TNOW, call_cb, r), ERR_OK);
+    assert_int_equal(r->n, 1);
+    assert_non_null(row_of(r, 5));
+    assert_status(f, 5, "COMPLETED");
+    assert_string_equal(row_of(r, 5)->hangup_cause, "38");
     free(r);
 }
 
