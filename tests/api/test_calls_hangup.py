@@ -93,7 +93,8 @@ def test_hangup_names_only_the_callers_own_calls(srv, line, fc, work):
 
 def _serve_argv(url, sip_port, rtp):
     return [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
-            "--sip-listen", f"127.0.0.1:{sip_port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}"]
+            "--sip-listen", f"127.0.0.1:{sip_port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
+            "--sip-allow", "127.0.0.1"]
 
 
 @pytest.mark.skipif(bool(PG_URL), reason="SQLite only: nodes on PostgreSQL are test_cluster.py")
@@ -105,6 +106,7 @@ def test_sqlite_server_killed_with_a_live_call_ends_it_at_restart(tmp_path, fc, 
     sip_port, rtp = free_udp_port(), free_rtp_range(50, step=7)
     argv = _serve_argv(url, sip_port, rtp)
     first = Server(url, tmp_path, argv=argv).start()
+    first.sip_port = sip_port
     try:
         assert wait_until(lambda: port_taken(sip_port), timeout=5, interval=0.05), first.log
         ln = Line(first, fc)
@@ -126,6 +128,7 @@ def test_sqlite_server_killed_with_a_live_call_ends_it_at_restart(tmp_path, fc, 
             assert wait_until(lambda: not port_taken(sip_port), timeout=5, interval=0.05)
             t0 = time.monotonic()
             second = Server(url, tmp_path, argv=argv).start()
+            second.sip_port = sip_port
             try:
                 fc.wait_for(1, path="/hangup", timeout=15)
                 took = time.monotonic() - t0
@@ -135,7 +138,7 @@ def test_sqlite_server_killed_with_a_live_call_ends_it_at_restart(tmp_path, fc, 
                 assert len(hits) == 1, fc.hits
                 h = check_payload(hits[0], "hangup", direction="INBOUND", frm=CALLER,
                                   to=ln.number, status="COMPLETED", cause="38", call_uuid=call_id)
-                rec = get_record(ln, call_id)
+                rec = get_record(second.client(key=ln.org.key), call_id)
                 assert (rec["call_status"], rec["hangup_cause"]) == ("COMPLETED", "38"), rec
                 assert rec["ended_at"] == h["ended_at"], (rec, h)
                 assert re.search(r'msg="calls left alive by an earlier run ended" calls=1\b',
