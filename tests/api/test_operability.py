@@ -479,6 +479,8 @@ def test_log_level_off_writes_no_access_lines(start):
      "--drain-timeout must be a whole number of seconds from 0 to 86400"),
     (["--drain-timeout", "86401"], {}, "--drain-timeout must be a whole number of seconds"),
     (["--drain-timeout", "5s"], {}, "--drain-timeout must be a whole number of seconds"),
+    (["--node-id", "node a"], {}, "--node-id must be 1 to 64 characters from A-Z"),
+    ([], {"SFVOPI_NODE_ID": "n" * 65}, "--node-id must be 1 to 64 characters"),
     ([], {"SFVOPI_DRAIN_TIMEOUT": "soon"},
      "--drain-timeout must be a whole number of seconds from 0 to 86400 (from "
      "SFVOPI_DRAIN_TIMEOUT)"),
@@ -508,6 +510,7 @@ def test_serve_help_names_every_option_with_its_variable_and_default():
         "--metrics": ("SFVOPI_METRICS", "on"),
         "--metrics-public": ("SFVOPI_METRICS_PUBLIC", "off"),
         "--drain-timeout": ("SFVOPI_DRAIN_TIMEOUT", "30"),
+        "--node-id": ("SFVOPI_NODE_ID", "<hostname>-<random>"),
         "--admin-listen": ("SFVOPI_ADMIN_LISTEN", "off"),
         "--tls-cert": ("SFVOPI_TLS_CERT", "plain HTTP"),
         "--tls-key": ("SFVOPI_TLS_KEY", "none"),
