@@ -116,12 +116,13 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_NUM_ROUTE, "SELECT n.org_id, n.status, " APP_COLS_A " FROM numbers n "
                      "LEFT JOIN links l ON l.number_id = n.id AND l.status = 'ACTIVE' "
                      "LEFT JOIN apps a ON a.app_id = l.app_id WHERE n.e164 = $1"),
-    S(SQL_CALL_INSERT, "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
-                       "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
-                       "hangup_cause, created_at, rtp_packets_received, rtp_packets_lost, "
-                       "rtp_jitter_us, node_id, " DIALOG_COLS ", hangup_url, hangup_method) VALUES ($1, $2, "
-                       "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-                       "$19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"),
+    S(SQL_CALL_INSERT,
+      "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", "
+      "\"to\", direction, status, started_at, answered_at, ended_at, duration, "
+      "hangup_cause, created_at, rtp_packets_received, rtp_packets_lost, "
+      "rtp_jitter_us, node_id, " DIALOG_COLS ", hangup_url, hangup_method) VALUES ($1, $2, "
+      "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
+      "$19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"),
     /* Everything of the call's progress and its dialog; never its owner. */
     S(SQL_CALL_UPDATE, "UPDATE calls SET status = $2, started_at = $3, answered_at = $4, "
                        "ended_at = $5, duration = $6, hangup_cause = $7, "
