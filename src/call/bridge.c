@@ -29,6 +29,33 @@
  * sending a burst. */
 #define MAX_LAG_MS 100
 #define CONNECT_TIMEOUT_MS 5000
+/* sendDigits (AGENT.md 1), in 20 ms frames: 100 ms a key, 60 ms after
+ * it, 500 ms for a w. */
+#define DIGIT_FRAMES 5
+#define DIGIT_GAP_FRAMES 3
+#define PAUSE_FRAMES 25
+#define DIGIT_END_REPEATS 3 /* RFC 4733 2.5.1.4: the end packet, three times */
+/* Digits, hangups and checkpoints waiting behind queued audio. */
+#define ACTIONS_MAX 32
+/* Party audio is G.711: 8 bytes a millisecond. */
+#define BYTES_PER_MS 8
+
+/* What waits for the audio queued before it: a run of digits, the
+ * hangup, or a checkpoint queued behind one of them with no audio in
+ * between (a mark of the play-out queue would be reported before them). */
+enum action_kind {
+    ACTION_DIGITS,
+    ACTION_HANGUP,
+    ACTION_CHECKPOINT,
+};
+
+struct action {
+    enum action_kind kind;
+    uint64_t at; /* stream offset: due once the queue has played this far */
+    char text[STREAMMSG_DIGITS_MAX + 1]; /* the digits, or the checkpoint's name */
+};
+
+_Static_assert(STREAMMSG_DIGITS_MAX == PLAYOUT_NAME_MAX, "one buffer holds digits and names");
 
 /* Shared by a bridge and the WebSocket events in flight towards it, so an
  * event that arrives after the bridge is gone finds b == NULL. */
@@ -74,6 +101,12 @@ struct bridge {
     int64_t start_ms;
     uint64_t chunk_in, chunk_out;
     uint64_t dropped; /* media messages the WebSocket could not take */
+    struct action actions[ACTIONS_MAX]; /* ring, in the order they came */
+    size_t action_head, nactions;
+    char run[STREAMMSG_DIGITS_MAX + 1]; /* the digits being sent, "" when none */
+    size_t run_pos;                     /* the character being sent */
+    int run_frame;                      /* frames of it already sent */
+    uint64_t clear_base;                /* the queue's played offset at the last clearAudio */
     bool rtp_failed;
     struct buf out;
 };
@@ -161,36 +194,165 @@ static bool track_wanted(const struct bridge *b, bool inbound)
     return inbound ? b->sc.direction == STREAM_DIR_INBOUND : b->sc.direction == STREAM_DIR_OUTBOUND;
 }
 
-/* One 20 ms frame to the party: queued audio or silence, then the
- * checkpoints it completed. */
-static void send_frame(struct bridge *b)
+static struct action *action_at(struct bridge *b, size_t i)
+{
+    return &b->actions[(b->action_head + i) % ACTIONS_MAX];
+}
+
+static void action_pop(struct bridge *b)
+{
+    b->action_head = (b->action_head + 1) % ACTIONS_MAX;
+    b->nactions--;
+}
+
+static enum err action_push(struct bridge *b, enum action_kind kind, const char *text)
+{
+    struct action *a;
+
+    if (b->nactions == ACTIONS_MAX)
+        return ERR_TOO_LARGE;
+    a = action_at(b, b->nactions);
+    a->kind = kind;
+    a->at = playout_pushed(&b->q);
+    snprintf(a->text, sizeof(a->text), "%s", text ? text : "");
+    b->nactions++;
+    return ERR_OK;
+}
+
+/* Customer audio sent to the party from the last clearAudio (or the
+ * start) up to the stream offset at, in ms. */
+static int64_t played_ms(const struct bridge *b, uint64_t at)
+{
+    return (int64_t)((at - b->clear_base) / BYTES_PER_MS);
+}
+
+static void send_played(struct bridge *b, const char *name, uint64_t at)
+{
+    if (streammsg_played(&b->out, b->stream_id, name, played_ms(b, at)) == ERR_OK)
+        send_text(b);
+    else
+        buf_reset(&b->out);
+}
+
+static uint8_t digit_event(char c)
+{
+    if (c >= '0' && c <= '9')
+        return (uint8_t)(c - '0');
+    if (c == '*')
+        return 10;
+    if (c == '#')
+        return 11;
+    return (uint8_t)(12 + (c - 'A')); /* A-D; streammsg_parse let nothing else through */
+}
+
+/* One frame of the digits being sent: a telephone-event packet while a
+ * key sounds (its end packet three times), else silence (frame holds
+ * it). Returns true when the frame was an event, not audio. */
+static bool run_step(struct bridge *b, const uint8_t *frame)
+{
+    char c = b->run[b->run_pos];
+    int len = c == 'w' ? PAUSE_FRAMES : DIGIT_FRAMES + DIGIT_GAP_FRAMES;
+    int k = b->run_frame, r;
+    bool event = c != 'w' && k < DIGIT_FRAMES;
+    enum err e = ERR_OK;
+
+    if (event) {
+        bool end = k == DIGIT_FRAMES - 1;
+        uint16_t duration = (uint16_t)((k + 1) * PARTY_FRAME);
+
+        for (r = 0; r < (end ? DIGIT_END_REPEATS : 1) && e == ERR_OK; r++)
+            e = sip_leg_send_event(b->leg, digit_event(c), k == 0, end, duration,
+                                   r == 0 ? PARTY_FRAME : 0);
+        if (e != ERR_OK && !b->rtp_failed) {
+            b->rtp_failed = true;
+            log_warn("msg=\"digits not sent to the party\" call=%s", b->call_uuid);
+        }
+    } else if (sip_leg_send_audio(b->leg, frame, PARTY_FRAME) != ERR_OK && !b->rtp_failed) {
+        b->rtp_failed = true;
+        log_warn("msg=\"audio not sent to the party\" call=%s", b->call_uuid);
+    }
+    if (++b->run_frame == len) {
+        b->run_frame = 0;
+        b->run_pos++;
+    }
+    return event;
+}
+
+/* The actions due now, before this frame: checkpoints behind a finished
+ * run are told, a run of digits starts. Returns true when the hangup is
+ * due (the caller must then end the call and touch b no more); otherwise
+ * *until is the offset the queue must stop at. */
+static bool actions_due(struct bridge *b, uint64_t *until)
+{
+    *until = UINT64_MAX;
+    while (!b->run[0] && b->nactions) {
+        struct action *a = action_at(b, 0);
+
+        if (a->at > playout_played(&b->q)) {
+            *until = a->at;
+            break;
+        }
+        switch (a->kind) {
+        case ACTION_HANGUP: return true;
+        case ACTION_CHECKPOINT: send_played(b, a->text, a->at); break;
+        case ACTION_DIGITS:
+            memcpy(b->run, a->text, sizeof(b->run));
+            b->run_pos = 0;
+            b->run_frame = 0;
+            break;
+        }
+        action_pop(b);
+    }
+    return false;
+}
+
+/* One 20 ms frame to the party: queued audio or silence (or a key of the
+ * digits being sent), then the checkpoints it completed. Returns true when
+ * the customer's hangup is due instead: the caller ends the call. */
+static bool send_frame(struct bridge *b)
 {
     uint8_t frame[PARTY_FRAME];
     const char *done[PLAYOUT_MAX_CHECKPOINTS];
+    uint64_t done_at[PLAYOUT_MAX_CHECKPOINTS];
     int ndone = 0, i;
-
+    uint64_t until;
     struct sip_media now;
     uint8_t party[PARTY_FRAME];
     const uint8_t *out = frame;
 
-    playout_frame(&b->q, frame, sizeof(frame), done, &ndone);
+    if (actions_due(b, &until))
+        return true;
     sip_leg_media(b->leg, &now);
-    if (now.ready && now.alaw != b->media.alaw) {
-        recode(frame, sizeof(frame), party, now.alaw);
-        out = party;
-    }
-    if (sip_leg_send_audio(b->leg, out, sizeof(frame)) != ERR_OK && !b->rtp_failed) {
-        b->rtp_failed = true; /* said once: the party's address is unusable */
-        log_warn("msg=\"audio not sent to the party\" call=%s", b->call_uuid);
+    if (b->run[0]) {
+        memset(frame, b->media.alaw ? G711_ALAW_SILENCE : G711_ULAW_SILENCE, sizeof(frame));
+        if (now.ready && now.alaw != b->media.alaw) {
+            recode(frame, sizeof(frame), party, now.alaw);
+            out = party;
+        }
+        (void)run_step(b, out);
+    } else {
+        playout_frame_until(&b->q, frame, sizeof(frame), until, done, done_at, &ndone);
+        if (now.ready && now.alaw != b->media.alaw) {
+            recode(frame, sizeof(frame), party, now.alaw);
+            out = party;
+        }
+        if (sip_leg_send_audio(b->leg, out, sizeof(frame)) != ERR_OK && !b->rtp_failed) {
+            b->rtp_failed = true; /* said once: the party's address is unusable */
+            log_warn("msg=\"audio not sent to the party\" call=%s", b->call_uuid);
+        }
     }
     if (track_wanted(b, false))
         send_media(b, &b->out_tc, frame, "outbound", &b->chunk_out);
-    for (i = 0; i < ndone; i++) {
-        if (streammsg_played(&b->out, b->stream_id, done[i]) == ERR_OK)
+    for (i = 0; i < ndone; i++)
+        send_played(b, done[i], done_at[i]);
+    if (b->run[0] && !b->run[b->run_pos]) {
+        if (streammsg_digits_sent(&b->out, b->stream_id, b->run) == ERR_OK)
             send_text(b);
         else
             buf_reset(&b->out);
+        b->run[0] = '\0';
     }
+    return false;
 }
 
 static void on_tick(void *arg)
@@ -204,7 +366,11 @@ static void on_tick(void *arg)
     if (now - b->next_ms > MAX_LAG_MS)
         b->next_ms = now; /* the loop stalled: resume, do not burst */
     while (b->next_ms <= now && n++ < 5) {
-        send_frame(b);
+        if (send_frame(b)) {
+            log_info("msg=\"call hung up from its stream\" call=%s", b->call_uuid);
+            b->env->hangup(b->arg); /* may close b: last */
+            return;
+        }
         b->next_ms += FRAME_MS;
     }
     sip_timer_start(b->tick, b->next_ms - now);
@@ -245,13 +411,55 @@ static void on_open(struct bridge *b)
     sip_timer_start(b->limit, (int64_t)b->sc.stream_timeout * 1000);
 }
 
+/* clearAudio: drops the queued audio and every checkpoint waiting (in the
+ * queue's marks or behind digits), tells what was played and dropped.
+ * Digits and a hangup waiting stay: they become due at once. */
+static void clear(struct bridge *b)
+{
+    const char *marks[PLAYOUT_MAX_CHECKPOINTS];
+    uint64_t marks_at[PLAYOUT_MAX_CHECKPOINTS];
+    const char *names[PLAYOUT_MAX_CHECKPOINTS + ACTIONS_MAX];
+    struct action kept[ACTIONS_MAX];
+    uint64_t played = playout_played(&b->q);
+    int64_t played_total = played_ms(b, played);
+    int64_t discarded = (int64_t)(playout_queued(&b->q) / BYTES_PER_MS);
+    int nmarks = 0, nnames = 0, m = 0;
+    size_t i, nkept = 0;
+
+    /* Marks are in offset order and so are the actions; a mark at an
+     * action's offset was queued before it. */
+    playout_clear(&b->q, marks, marks_at, &nmarks);
+    for (i = 0; i < b->nactions; i++) {
+        struct action *a = action_at(b, i);
+
+        if (a->kind != ACTION_CHECKPOINT) {
+            kept[nkept++] = *a;
+            continue;
+        }
+        for (; m < nmarks && marks_at[m] <= a->at; m++)
+            names[nnames++] = marks[m];
+        names[nnames++] = a->text;
+    }
+    for (; m < nmarks; m++)
+        names[nnames++] = marks[m];
+    transcode_from_stream_reset(&b->play_tc);
+    if (streammsg_cleared(&b->out, b->stream_id, played_total, discarded, names, nnames) == ERR_OK)
+        send_text(b);
+    else
+        buf_reset(&b->out);
+    b->action_head = 0;
+    b->nactions = nkept;
+    memcpy(b->actions, kept, nkept * sizeof(kept[0]));
+    b->clear_base = playout_played(&b->q);
+}
+
 static void on_text(struct bridge *b, const char *data, size_t len)
 {
     const struct bridge_env *env = b->env;
     struct streammsg_in in;
-    const char *dropped[PLAYOUT_MAX_CHECKPOINTS];
-    int ndropped = 0;
+    struct sip_media now;
     size_t need, n, room;
+    enum err e;
 
     if (!b->sc.bidirectional) {
         log_debug("msg=\"stream message ignored: not bidirectional\" call=%s", b->call_uuid);
@@ -285,16 +493,34 @@ static void on_text(struct bridge *b, const char *data, size_t len)
             log_info("msg=\"playAudio dropped\" call=%s", b->call_uuid);
         break;
     case STREAMMSG_CHECKPOINT:
-        if (playout_checkpoint(&b->q, in.name) != ERR_OK)
+        /* Behind digits or a hangup with no audio in between: it waits
+         * for them, in their queue. */
+        if (b->nactions && action_at(b, b->nactions - 1)->at == playout_pushed(&b->q))
+            e = action_push(b, ACTION_CHECKPOINT, in.name);
+        else
+            e = playout_checkpoint(&b->q, in.name);
+        if (e != ERR_OK)
             log_info("msg=\"checkpoint dropped: too many pending\" call=%s", b->call_uuid);
         break;
-    case STREAMMSG_CLEAR:
-        playout_clear(&b->q, dropped, &ndropped);
-        transcode_from_stream_reset(&b->play_tc);
-        if (streammsg_cleared(&b->out, b->stream_id) == ERR_OK)
-            send_text(b);
-        else
-            buf_reset(&b->out);
+    case STREAMMSG_CLEAR: clear(b); break;
+    case STREAMMSG_HANGUP:
+        if (!in.after_playback) {
+            log_info("msg=\"call hung up from its stream\" call=%s", b->call_uuid);
+            env->hangup(b->arg); /* may close b: last */
+            return;
+        }
+        if (action_push(b, ACTION_HANGUP, NULL) != ERR_OK)
+            log_info("msg=\"hangup dropped: too many pending\" call=%s", b->call_uuid);
+        break;
+    case STREAMMSG_DIGITS:
+        sip_leg_media(b->leg, &now);
+        if (!now.dtmf_send) {
+            log_info("msg=\"sendDigits dropped: the party named no telephone-event\" call=%s",
+                     b->call_uuid);
+            break;
+        }
+        if (action_push(b, ACTION_DIGITS, in.digits) != ERR_OK)
+            log_info("msg=\"sendDigits dropped: too many pending\" call=%s", b->call_uuid);
         break;
     }
 }

@@ -2,7 +2,10 @@
  * party's RTP and the customer's WebSocket. Party audio becomes media
  * events; the customer's playAudio goes through a bounded play-out queue
  * to the party every 20 ms, paced by the engine's clock, with silence when
- * the queue is empty; checkpoints, clearAudio and DTMF as specified.
+ * the queue is empty; checkpoints, clearAudio and DTMF as specified; and
+ * AGENT.md's additions: hangup (at once or after the queued audio),
+ * sendDigits (RFC 4733 towards the party, in the queue's order) and what
+ * clearAudio and playedStream tell of the audio really played.
  * Engine thread only, except the WebSocket callback, which only copies the
  * event into the engine's queue. */
 #ifndef SFVOPI_CALL_BRIDGE_H
@@ -26,6 +29,10 @@ struct bridge_env {
     int queue_id;            /* the message id they carry */
     uint8_t *scratch;        /* STREAMMSG_AUDIO_MAX bytes: one decoded playAudio */
     uint8_t *scratch2;       /* the same, converted to the party's codec */
+    /* The customer's hangup event (AGENT.md 1) is due: called with the
+     * bridge's arg; the engine ends the call, and may close the bridge
+     * from inside. */
+    void (*hangup)(void *arg);
 };
 
 struct bridge;

@@ -527,6 +527,16 @@ static void on_stream_ended(void *arg)
     }
 }
 
+/* AGENT.md 1: the customer's hangup event (at once, or after the audio
+ * queued before it) ends the call like the REST hangup. */
+static void on_stream_hangup(void *arg)
+{
+    struct call *c = arg;
+    struct callsm_event ev = {.type = CALLSM_EV_LOCAL_HANGUP, .now_ms = clock_mono_ms()};
+
+    (void)apply(c, &ev);
+}
+
 static void open_stream(struct call *c)
 {
     enum err e = ERR_UNAVAILABLE;
@@ -1274,6 +1284,7 @@ static void *engine_main(void *arg)
     e->benv.hub = e->hub;
     e->benv.queue = e->queue;
     e->benv.queue_id = MSG_WS;
+    e->benv.hangup = on_stream_hangup;
     e->benv.scratch = malloc(STREAMMSG_AUDIO_MAX);
     e->benv.scratch2 = malloc(STREAMMSG_AUDIO_MAX);
     if (!e->benv.scratch || !e->benv.scratch2)

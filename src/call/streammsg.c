@@ -3,6 +3,7 @@
  * per call); incoming ones are read with jansson under the strict rules of
  * json/, their payload decoded by libsodium's constant-time base64. */
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "call/streammsg.h"
@@ -30,10 +31,36 @@ static bool b64_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t
     return end == s + n;
 }
 
+/* Plivo's stream protocol names for our content types (AGENT.md 1). */
+static const char *canonical_type(const char *ct)
+{
+    if (strcmp(ct, "audio/x-mulaw") == 0)
+        return "audio/PCMU";
+    if (strcmp(ct, "audio/x-alaw") == 0)
+        return "audio/PCMA";
+    return ct;
+}
+
+static bool digits_valid(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || n > STREAMMSG_DIGITS_MAX)
+        return false;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= '0' && c <= '9') || c == '*' || c == '#' || (c >= 'A' && c <= 'D') ||
+              c == 'w'))
+            return false;
+    }
+    return true;
+}
+
 void streammsg_parse(const char *data, size_t len, uint8_t *audio, size_t audio_cap,
                      struct streammsg_in *out)
 {
-    json_t *root = NULL, *ev, *media, *ct, *rate, *payload, *name;
+    json_t *root = NULL, *ev, *media, *ct, *rate, *payload, *name, *v;
     const char *e;
 
     memset(out, 0, sizeof(*out));
@@ -75,7 +102,8 @@ void streammsg_parse(const char *data, size_t len, uint8_t *audio, size_t audio_
             ignored(out, "payload is not base64 or too large");
             goto out_root;
         }
-        memcpy(out->content_type, json_string_value(ct), json_string_length(ct) + 1);
+        snprintf(out->content_type, sizeof(out->content_type), "%s",
+                 canonical_type(json_string_value(ct)));
         out->sample_rate = json_integer_value(rate);
         out->kind = STREAMMSG_PLAY;
     } else if (strcmp(e, "checkpoint") == 0) {
@@ -89,6 +117,22 @@ void streammsg_parse(const char *data, size_t len, uint8_t *audio, size_t audio_
         out->kind = STREAMMSG_CHECKPOINT;
     } else if (strcmp(e, "clearAudio") == 0) {
         out->kind = STREAMMSG_CLEAR;
+    } else if (strcmp(e, "hangup") == 0) {
+        v = json_object_get(root, "afterPlayback");
+        if (v && !json_is_boolean(v)) {
+            ignored(out, "hangup with an afterPlayback that is not a boolean");
+            goto out_root;
+        }
+        out->after_playback = json_is_true(v);
+        out->kind = STREAMMSG_HANGUP;
+    } else if (strcmp(e, "sendDigits") == 0) {
+        v = json_object_get(root, "digits");
+        if (!json_is_string(v) || !digits_valid(json_string_value(v), json_string_length(v))) {
+            ignored(out, "sendDigits without 1 to 64 digits of 0-9 * # A-D w");
+            goto out_root;
+        }
+        memcpy(out->digits, json_string_value(v), json_string_length(v) + 1);
+        out->kind = STREAMMSG_DIGITS;
     } else {
         ignored(out, "unknown event");
     }
@@ -164,18 +208,31 @@ enum err streammsg_dtmf(struct buf *out, const char *stream_id, char digit)
     return jw_end(&w);
 }
 
-enum err streammsg_cleared(struct buf *out, const char *stream_id)
+enum err streammsg_cleared(struct buf *out, const char *stream_id, int64_t played_ms,
+                           int64_t discarded_ms, const char *const *names, int n)
 {
     struct jw w;
+    int i;
 
     jw_init(&w, out);
     jw_lit(&w, "{\"event\":\"clearedAudio\",\"streamId\":");
     jw_str(&w, stream_id);
-    jw_lit(&w, "}");
+    jw_lit(&w, ",\"playedMs\":");
+    jw_i64(&w, played_ms);
+    jw_lit(&w, ",\"discardedMs\":");
+    jw_i64(&w, discarded_ms);
+    jw_lit(&w, ",\"clearedCheckpoints\":[");
+    for (i = 0; i < n; i++) {
+        if (i)
+            jw_lit(&w, ",");
+        jw_str(&w, names[i]);
+    }
+    jw_lit(&w, "]}");
     return jw_end(&w);
 }
 
-enum err streammsg_played(struct buf *out, const char *stream_id, const char *name)
+enum err streammsg_played(struct buf *out, const char *stream_id, const char *name,
+                          int64_t played_ms)
 {
     struct jw w;
 
@@ -184,6 +241,21 @@ enum err streammsg_played(struct buf *out, const char *stream_id, const char *na
     jw_str(&w, stream_id);
     jw_lit(&w, ",\"name\":");
     jw_str(&w, name);
+    jw_lit(&w, ",\"playedMs\":");
+    jw_i64(&w, played_ms);
+    jw_lit(&w, "}");
+    return jw_end(&w);
+}
+
+enum err streammsg_digits_sent(struct buf *out, const char *stream_id, const char *digits)
+{
+    struct jw w;
+
+    jw_init(&w, out);
+    jw_lit(&w, "{\"event\":\"digitsSent\",\"streamId\":");
+    jw_str(&w, stream_id);
+    jw_lit(&w, ",\"digits\":");
+    jw_str(&w, digits);
     jw_lit(&w, "}");
     return jw_end(&w);
 }

@@ -95,10 +95,20 @@ enum err playout_checkpoint(struct playout *q, const char *name)
 size_t playout_frame(struct playout *q, uint8_t *out, size_t frame_bytes, const char **done,
                      int *ndone)
 {
+    return playout_frame_until(q, out, frame_bytes, UINT64_MAX, done, NULL, ndone);
+}
+
+size_t playout_frame_until(struct playout *q, uint8_t *out, size_t frame_bytes, uint64_t until,
+                           const char **done, uint64_t *done_at, int *ndone)
+{
     size_t take = q->len < frame_bytes ? q->len : frame_bytes;
     size_t first;
 
     assert(frame_bytes > 0);
+    if (until < q->played)
+        take = 0;
+    else if (until - q->played < take)
+        take = (size_t)(until - q->played);
     if (take) {
         first = q->cap - q->head < take ? q->cap - q->head : take;
         memcpy(out, q->buf + q->head, first);
@@ -110,6 +120,8 @@ size_t playout_frame(struct playout *q, uint8_t *out, size_t frame_bytes, const 
     memset(out + take, q->silence, frame_bytes - take);
     *ndone = 0;
     while (q->nmarks && q->marks[q->mark_head].at <= q->played) {
+        if (done_at)
+            done_at[*ndone] = q->marks[q->mark_head].at;
         done[(*ndone)++] = q->marks[q->mark_head].name;
         q->mark_head = (q->mark_head + 1) % PLAYOUT_MAX_CHECKPOINTS;
         q->nmarks--;
@@ -117,17 +129,29 @@ size_t playout_frame(struct playout *q, uint8_t *out, size_t frame_bytes, const 
     return take;
 }
 
-void playout_clear(struct playout *q, const char **dropped, int *ndropped)
+void playout_clear(struct playout *q, const char **dropped, uint64_t *dropped_at, int *ndropped)
 {
     q->played += q->len;
     q->head = 0;
     q->len = 0;
     *ndropped = 0;
     while (q->nmarks) {
+        if (dropped_at)
+            dropped_at[*ndropped] = q->marks[q->mark_head].at;
         dropped[(*ndropped)++] = q->marks[q->mark_head].name;
         q->mark_head = (q->mark_head + 1) % PLAYOUT_MAX_CHECKPOINTS;
         q->nmarks--;
     }
+}
+
+uint64_t playout_pushed(const struct playout *q)
+{
+    return q->pushed;
+}
+
+uint64_t playout_played(const struct playout *q)
+{
+    return q->played;
 }
 
 size_t playout_queued(const struct playout *q)

@@ -64,11 +64,25 @@ enum err playout_checkpoint(struct playout *q, const char *name) WARN_UNUSED;
 size_t playout_frame(struct playout *q, uint8_t *out, size_t frame_bytes, const char **done,
                      int *ndone);
 
+/* playout_frame that takes no audio past the stream offset until (the
+ * bridge's pending digits and hangup wait there): the rest of the frame is
+ * silence. done_at, if not NULL, receives each reported checkpoint's
+ * stream offset beside its name (same capacity). */
+size_t playout_frame_until(struct playout *q, uint8_t *out, size_t frame_bytes, uint64_t until,
+                           const char **done, uint64_t *done_at, int *ndone);
+
 /* clearAudio: drops all queued audio and every pending checkpoint at once.
  * The dropped names go to dropped[0..*ndropped) (same capacity and lifetime
  * as playout_frame's done) so the engine can log them; per CALLS.md 7 it
- * must NOT answer them with playedStream, only send one clearedAudio. */
-void playout_clear(struct playout *q, const char **dropped, int *ndropped);
+ * must NOT answer them with playedStream, only send one clearedAudio.
+ * dropped_at, if not NULL, receives their stream offsets. */
+void playout_clear(struct playout *q, const char **dropped, uint64_t *dropped_at, int *ndropped);
+
+/* Stream offsets: bytes ever queued, and ever sent or dropped by
+ * playout_clear. playout_pushed is the offset a checkpoint placed now
+ * would get; pushed - played is what is queued. */
+uint64_t playout_pushed(const struct playout *q);
+uint64_t playout_played(const struct playout *q);
 
 /* Bytes of audio waiting. */
 size_t playout_queued(const struct playout *q);

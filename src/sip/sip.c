@@ -275,6 +275,7 @@ struct sip_leg {
     int remote_cause; /* from the Reason header of the party's BYE or CANCEL */
     struct sip_media media_info;
     uint32_t tx_ts;
+    uint32_t ev_ts; /* the RTP timestamp of the key press being sent */
     bool tx_started;
     bool latched; /* rtp_latch: latch holds the party's RTP source */
     struct sa latch;
@@ -1564,6 +1565,10 @@ static void media_settle(struct sip_leg *leg)
             }
             if (strcasecmp(f->name, "telephone-event"))
                 continue;
+            if (i == 0 && !mi->dtmf_send && f->srate == 8000) {
+                mi->dtmf_send = true;
+                mi->dtmf_send_pt = f->pt;
+            }
             for (k = 0; k < mi->ndtmf; k++)
                 have = have || mi->dtmf_pt[k] == f->pt;
             if (!have && mi->ndtmf < (int)(sizeof(mi->dtmf_pt) / sizeof(int)))
@@ -1820,6 +1825,42 @@ enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t 
     mem_deref(mb);
     leg->tx_started = true;
     leg->tx_ts += (uint32_t)len;
+    return rc ? ERR_UNAVAILABLE : ERR_OK;
+}
+
+enum err sip_leg_send_event(struct sip_leg *leg, uint8_t event, bool start, bool end,
+                            uint16_t duration, uint32_t advance)
+{
+    const struct sa *dst;
+    struct mbuf *mb;
+    int rc;
+
+    if (leg->dead || !leg->media_info.ready || !leg->media_info.dtmf_send || event > 15)
+        return ERR_UNAVAILABLE;
+    if (start)
+        leg->ev_ts = leg->tx_ts;
+    if (leg->no_send) {
+        leg->tx_ts += advance;
+        return ERR_OK;
+    }
+    dst = leg->latched ? &leg->latch : sdp_media_raddr(leg->media);
+    if (!dst || !sa_isset(dst, SA_ALL))
+        return ERR_UNAVAILABLE;
+    mb = mbuf_alloc(RTP_HEADER_SIZE + 4 + SRTPSESS_TAG_80);
+    if (!mb)
+        return ERR_NOMEM;
+    mb->pos = RTP_HEADER_SIZE;
+    /* RFC 4733 2.3: event, E|R|volume (10: -10 dBm0), duration. */
+    rc = mbuf_write_u8(mb, event);
+    rc |= mbuf_write_u8(mb, (uint8_t)((end ? 0x80 : 0) | 10));
+    rc |= mbuf_write_u16(mb, htons(duration));
+    mb->pos = RTP_HEADER_SIZE;
+    if (!rc)
+        rc = rtp_send(leg->rtp, dst, false, start, (uint8_t)leg->media_info.dtmf_send_pt,
+                      leg->ev_ts, mb);
+    mem_deref(mb);
+    leg->tx_started = true;
+    leg->tx_ts += advance;
     return rc ? ERR_UNAVAILABLE : ERR_OK;
 }
 

@@ -159,6 +159,8 @@ struct sip_media {
     int audio_pt;   /* the payload type to send audio with */
     int dtmf_pt[4]; /* payload types read as RFC 4733 telephone events */
     int ndtmf;
+    bool dtmf_send;    /* the party's SDP names telephone-event/8000 ... */
+    int dtmf_send_pt;  /* ... with this payload type: key presses towards it */
     bool srtp; /* media is SRTP (SDES) */
 };
 
@@ -279,6 +281,17 @@ void sip_leg_rtp_stats(const struct sip_leg *leg, struct sip_rtp_stats *out);
  * a=inactive, c=0.0.0.0) nothing is sent and ERR_OK returned.
  * ERR_UNAVAILABLE before the SDP answer. */
 enum err sip_leg_send_audio(struct sip_leg *leg, const uint8_t *payload, size_t len) WARN_UNUSED;
+
+/* Sends one RFC 4733 telephone-event packet of a key press (event 0-15)
+ * to the party, in the media's time line: start begins a new event at the
+ * current media time (marker bit set; every packet of the event carries
+ * that RTP timestamp), duration is its length so far in samples, end sets
+ * the E bit. The media clock then moves on by advance samples, as if that
+ * much audio had been sent. Held calls: as sip_leg_send_audio.
+ * ERR_UNAVAILABLE before the SDP answer or when the party named no
+ * telephone-event/8000 (media.dtmf_send false). */
+enum err sip_leg_send_event(struct sip_leg *leg, uint8_t event, bool start, bool end,
+                            uint16_t duration, uint32_t advance) WARN_UNUSED;
 
 /* Counters of the carrier edge since the process started (SIP.md section
  * 6). Any thread. */

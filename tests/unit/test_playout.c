@@ -173,6 +173,50 @@ static void checkpoints_follow_their_audio(void **state)
     playout_release(&q);
 }
 
+/* A frame stops at the offset a pending action waits at: the rest is
+ * silence, the next frame resumes with the audio after it, and each
+ * checkpoint comes with its offset. */
+static void frame_until_stops_at_the_offset(void **state)
+{
+    struct playout q;
+    uint8_t in[300], out[FRAME];
+    const char *names[PLAYOUT_MAX_CHECKPOINTS];
+    uint64_t at[PLAYOUT_MAX_CHECKPOINTS];
+    uint64_t until;
+    int n;
+    size_t i;
+
+    (void)state;
+    fill_seq(in, sizeof(in), 1);
+    playout_init(&q, 100000, G711_ALAW_SILENCE);
+    assert_int_equal(playout_push(&q, in, 200), ERR_OK);
+    assert_int_equal(playout_checkpoint(&q, "a"), ERR_OK);
+    until = playout_pushed(&q);
+    assert_int_equal(until, 200);
+    assert_int_equal(playout_push(&q, in + 200, 100), ERR_OK);
+
+    assert_int_equal(playout_frame_until(&q, out, FRAME, until, names, at, &n), FRAME);
+    assert_int_equal(n, 0);
+    assert_memory_equal(out, in, FRAME);
+    assert_int_equal(playout_frame_until(&q, out, FRAME, until, names, at, &n), 40);
+    assert_memory_equal(out, in + FRAME, 40);
+    for (i = 40; i < FRAME; i++)
+        assert_int_equal(out[i], 0xD5);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "a");
+    assert_int_equal(at[0], 200);
+    assert_int_equal(playout_played(&q), 200);
+    /* At the offset: nothing more until it moves. */
+    assert_int_equal(playout_frame_until(&q, out, FRAME, until, names, at, &n), 0);
+    assert_int_equal(playout_frame_until(&q, out, FRAME, 0, names, at, &n), 0);
+    assert_int_equal(playout_queued(&q), 100);
+    assert_int_equal(playout_frame(&q, out, FRAME, names, &n), 100);
+    assert_memory_equal(out, in + 200, 100);
+    assert_int_equal(playout_played(&q), 300);
+    assert_int_equal(playout_pushed(&q), 300);
+    playout_release(&q);
+}
+
 static void clear_drops_audio_and_checkpoints(void **state)
 {
     struct playout q;
@@ -191,7 +235,7 @@ static void clear_drops_audio_and_checkpoints(void **state)
     assert_int_equal(playout_frame(&q, out, FRAME, names, &n), FRAME);
     assert_int_equal(n, 0);
 
-    playout_clear(&q, names, &n);
+    playout_clear(&q, names, NULL, &n);
     assert_int_equal(n, 2);
     assert_string_equal(names[0], "one");
     assert_string_equal(names[1], "two");
@@ -215,7 +259,7 @@ static void clear_drops_audio_and_checkpoints(void **state)
     assert_string_equal(names[0], "three");
 
     /* Clearing an empty queue reports nothing. */
-    playout_clear(&q, names, &n);
+    playout_clear(&q, names, NULL, &n);
     assert_int_equal(n, 0);
     playout_release(&q);
 }
@@ -341,6 +385,7 @@ int main(void)
         cmocka_unit_test(bytes_cross_frame_boundaries_exactly),
         cmocka_unit_test(ring_wraps_and_grows),
         cmocka_unit_test(checkpoints_follow_their_audio),
+        cmocka_unit_test(frame_until_stops_at_the_offset),
         cmocka_unit_test(clear_drops_audio_and_checkpoints),
         cmocka_unit_test(caps_are_enforced),
         cmocka_unit_test(dtmf_one_press_despite_retransmits),

@@ -47,12 +47,26 @@ static void test_out_messages(void **state)
     assert_string_equal(b.data,
                         "{\"event\":\"dtmf\",\"streamId\":\"S\",\"dtmf\":{\"digit\":\"#\"}}");
     buf_reset(&b);
-    assert_int_equal(streammsg_cleared(&b, "S"), ERR_OK);
-    assert_string_equal(b.data, "{\"event\":\"clearedAudio\",\"streamId\":\"S\"}");
+    assert_int_equal(streammsg_cleared(&b, "S", 0, 0, NULL, 0), ERR_OK);
+    assert_string_equal(b.data, "{\"event\":\"clearedAudio\",\"streamId\":\"S\",\"playedMs\":0,"
+                                "\"discardedMs\":0,\"clearedCheckpoints\":[]}");
     buf_reset(&b);
-    assert_int_equal(streammsg_played(&b, "S", "gr\"eet"), ERR_OK);
+    {
+        const char *names[] = {"t7", "\xc3\xa9\"x"};
+
+        assert_int_equal(streammsg_cleared(&b, "S", 1840, 2260, names, 2), ERR_OK);
+        assert_string_equal(b.data, "{\"event\":\"clearedAudio\",\"streamId\":\"S\","
+                                    "\"playedMs\":1840,\"discardedMs\":2260,"
+                                    "\"clearedCheckpoints\":[\"t7\",\"\xc3\xa9\\\"x\"]}");
+        buf_reset(&b);
+    }
+    assert_int_equal(streammsg_played(&b, "S", "gr\"eet", 120), ERR_OK);
+    assert_string_equal(b.data, "{\"event\":\"playedStream\",\"streamId\":\"S\",\"name\":"
+                                "\"gr\\\"eet\",\"playedMs\":120}");
+    buf_reset(&b);
+    assert_int_equal(streammsg_digits_sent(&b, "S", "12w#"), ERR_OK);
     assert_string_equal(b.data,
-                        "{\"event\":\"playedStream\",\"streamId\":\"S\",\"name\":\"gr\\\"eet\"}");
+                        "{\"event\":\"digitsSent\",\"streamId\":\"S\",\"digits\":\"12w#\"}");
     buf_release(&b);
 }
 
@@ -127,6 +141,20 @@ static void test_in_ignored(void **state)
         "{\"event\":\"checkpoint\",\"name\":"
         "\"12345678901234567890123456789012345678901234567890123456789012345\"}",
         "{\"event\":\"clearAudio\",\"event\":\"clearAudio\"}",
+        "{\"event\":\"hangup\",\"afterPlayback\":\"true\"}",
+        "{\"event\":\"hangup\",\"afterPlayback\":1}",
+        "{\"event\":\"hangup\",\"afterPlayback\":null}",
+        "{\"event\":\"Hangup\"}",
+        "{\"event\":\"sendDigits\"}",
+        "{\"event\":\"sendDigits\",\"digits\":\"\"}",
+        "{\"event\":\"sendDigits\",\"digits\":12}",
+        "{\"event\":\"sendDigits\",\"digits\":\"1 2\"}",
+        "{\"event\":\"sendDigits\",\"digits\":\"12a\"}",
+        "{\"event\":\"sendDigits\",\"digits\":\"E\"}",
+        "{\"event\":\"sendDigits\",\"digits\":\"W\"}",
+        "{\"event\":\"sendDigits\",\"digits\":\"1\\u0000\"}",
+        "{\"event\":\"sendDigits\",\"digits\":"
+        "\"12345678901234567890123456789012345678901234567890123456789012345\"}",
     };
     struct streammsg_in in;
     size_t i;
@@ -157,6 +185,44 @@ static void test_in_checkpoint_and_clear(void **state)
 }
 
 /* The decoded audio never passes the caller's buffer. */
+static void test_in_agent_events(void **state)
+{
+    struct streammsg_in in;
+
+    (void)state;
+    parse("{\"event\":\"hangup\"}", &in);
+    assert_int_equal(in.kind, STREAMMSG_HANGUP);
+    assert_false(in.after_playback);
+    parse("{\"event\":\"hangup\",\"afterPlayback\":true,\"streamId\":\"x\"}", &in);
+    assert_int_equal(in.kind, STREAMMSG_HANGUP);
+    assert_true(in.after_playback);
+    parse("{\"event\":\"hangup\",\"afterPlayback\":false}", &in);
+    assert_int_equal(in.kind, STREAMMSG_HANGUP);
+    assert_false(in.after_playback);
+    parse("{\"event\":\"sendDigits\",\"digits\":\"0123456789*#ABCDw\"}", &in);
+    assert_int_equal(in.kind, STREAMMSG_DIGITS);
+    assert_string_equal(in.digits, "0123456789*#ABCDw");
+    parse("{\"event\":\"sendDigits\",\"digits\":"
+          "\"1234567890123456789012345678901234567890123456789012345678901234\"}",
+          &in);
+    assert_int_equal(in.kind, STREAMMSG_DIGITS);
+    assert_int_equal(strlen(in.digits), 64);
+    /* Plivo's content type names are ours. */
+    parse("{\"event\":\"playAudio\",\"media\":{\"contentType\":\"audio/x-mulaw\","
+          "\"sampleRate\":8000,\"payload\":\"/w==\"}}",
+          &in);
+    assert_int_equal(in.kind, STREAMMSG_PLAY);
+    assert_string_equal(in.content_type, "audio/PCMU");
+    parse("{\"event\":\"playAudio\",\"media\":{\"contentType\":\"audio/x-alaw\","
+          "\"sampleRate\":8000,\"payload\":\"1Q==\"}}",
+          &in);
+    assert_string_equal(in.content_type, "audio/PCMA");
+    parse("{\"event\":\"playAudio\",\"media\":{\"contentType\":\"audio/X-MULAW\","
+          "\"sampleRate\":8000,\"payload\":\"/w==\"}}",
+          &in);
+    assert_string_equal(in.content_type, "audio/X-MULAW");
+}
+
 static void test_in_audio_cap(void **state)
 {
     struct streammsg_in in;
@@ -179,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_in_play),
         cmocka_unit_test(test_in_ignored),
         cmocka_unit_test(test_in_checkpoint_and_clear),
+        cmocka_unit_test(test_in_agent_events),
         cmocka_unit_test(test_in_audio_cap),
     };
 
