@@ -201,11 +201,11 @@ class World:
     def api(self):
         return self.org.client()
 
-    def call_body(self):
+    def call_body(self, ring_timeout=1):
         """A POST /calls body from the first linked number to a new callee (the INVITE that
         carries it is told apart from the others at the trunk by that number)."""
         self.callee = new_callee()
-        return {"from": self.linked[0], "to": self.callee, "ring_timeout": 1,
+        return {"from": self.linked[0], "to": self.callee, "ring_timeout": ring_timeout,
                 "answer_url": "https://example.com/webhook/answer"}
 
     def final_call(self, call_uuid, timeout=10):
@@ -260,6 +260,7 @@ class Case:
     body: Optional[Callable] = None     # world -> JSON body
     after: Optional[Callable] = None    # (world, data, before) -> None, after the repair
     needs_call: bool = False        # the organisation needs a (finished) call record
+    needs_live_call: bool = False   # ... or a call still ringing (the trunk never answers)
 
     @property
     def places_call(self):
@@ -306,6 +307,13 @@ def _after_call(w, data, before):
     w.final_call(data["call_uuid"])
 
 
+def _after_hangup(w, data, before):
+    ringing = next(c for c in before["calls"] if c["call_uuid"] == w.call_uuid)
+    assert data == {"call_uuid": w.call_uuid, "status": ringing["call_status"]}, data
+    rec = w.final_call(w.call_uuid)
+    assert (rec["call_status"], rec["hangup_cause"]) == ("CANCELED", "16"), rec
+
+
 def _same_as(key):
     def check(w, data, before):
         assert data == key(w, before), (data, key(w, before))
@@ -348,6 +356,9 @@ CASES = [
          needs_call=True, after=_same_as(lambda w, b: b["calls"])),
     Case("calls.get", "GET", "/calls/{call}", "Failed to get call", rename("calls"),
          needs_call=True, after=_same_as(lambda w, b: b["calls"][0])),
+    # AGENT.md section 3: the call is looked up before it is hung up.
+    Case("calls.hangup", "POST", "/calls/{call}/hangup", "Failed to hang up call",
+         rename("calls"), needs_live_call=True, after=_after_hangup),
 ]
 
 # One case per route for the key-check failure (the fault is before the route's own query).
@@ -367,6 +378,10 @@ def _prepare(w, case):
     if case.needs_call:
         w.call_uuid = ok(w.api.post("/calls", json=w.call_body()))["call_uuid"]
         w.final_call(w.call_uuid)
+        w.callee = ""
+    if case.needs_live_call:
+        w.call_uuid = ok(w.api.post("/calls", json=w.call_body(ring_timeout=60)))["call_uuid"]
+        assert wait_until(lambda: w.trunk_invites(), timeout=5, interval=0.05)
         w.callee = ""
 
 

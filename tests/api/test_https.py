@@ -446,10 +446,12 @@ def get_with_xff(srv, xff):
 
 
 def test_x_forwarded_for_only_from_trusted_proxies(tmp):
-    with fresh_db(tmp, "xff") as url:
+    # Three servers, a database each (SQLite holds one server per file).
+    with fresh_db(tmp, "xff") as url, fresh_db(tmp, "xff-plain") as url_plain, \
+            fresh_db(tmp, "xff-other") as url_other:
         trusting = start(url, tmp, "--trusted-proxy", "127.0.0.1, 10.0.0.0/8", threads="1")
-        plain = start(url, tmp, threads="1")
-        other = start(url, tmp, "--trusted-proxy", "10.0.0.0/8", threads="1")
+        plain = start(url_plain, tmp, threads="1")
+        other = start(url_other, tmp, "--trusted-proxy", "10.0.0.0/8", threads="1")
         try:
             # The peer (127.0.0.1) is trusted: the right-most untrusted address is the client.
             assert get_with_xff(trusting, None) == "127.0.0.1"

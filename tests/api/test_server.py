@@ -140,8 +140,20 @@ def test_global_options_after_serve_and_db_from_env(db, tmp_path):
 
 
 def test_two_servers_share_one_database(db, tmp_path):
-    """Each node sees the other's writes (the CLI and servers share the database)."""
+    """PostgreSQL: each node sees the other's writes (the CLI and servers share the database).
+    SQLite holds one server per file (README, "Calls on several nodes"): a second serve on the
+    same file exits 1 with its one-line reason, and the first goes on serving."""
     a = Server(db, tmp_path).start()
+    if db.startswith("sqlite:"):
+        try:
+            second = run_cli("serve", "--listen", "127.0.0.1:0", db_url=db, timeout=15)
+            assert second.returncode == 1, (second.returncode, second.stderr)
+            assert second.stderr == f"sfvopi: database {db} is in use by another server " \
+                f"(pid {a.proc.pid})\n", second.stderr
+            assert healthy(a)
+        finally:
+            assert a.stop() == 0
+        return
     b = Server(db, tmp_path).start()
     try:
         org_id = cli_ok(a.cli("org", "create", "--name", "shared"))[0]
