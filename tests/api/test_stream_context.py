@@ -31,7 +31,6 @@ from openapi_check import check_operation  # noqa: E402
 from sipp_helper import Sipp, add_header  # noqa: E402
 from stream_helper import Agent, Party  # noqa: E402
 from test_calls_sip import CALLER, Line, fc, work  # noqa: E402,F401
-from test_calls_stream import started  # noqa: E402
 
 OPERATOR_HEADER = ("X-Carrier-Token", "op-secret")
 DOC_START_KEYS = {"event", "streamId", "callId", "mediaFormat"}
@@ -68,6 +67,13 @@ def agent():
 def party():
     with Party() as p:
         yield p
+
+
+def started(fc, agent, timeout=8):
+    """As test_calls_stream.started (not imported: that module runs on SQLite only)."""
+    answer, = fc.wait_for(1, path="/answer", timeout=timeout)
+    t, start = agent.wait_start(timeout)
+    return answer.payload["call_uuid"], start, t
 
 
 def stream_reply(agent, **stream):
