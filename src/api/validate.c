@@ -322,8 +322,8 @@ static bool operator_names(const char *const *lines, size_t nlines, const char *
 
 /* sip_headers: every rule is checked before anything is kept, and a bad
  * body names the field once. */
-static void read_sip_headers(json_t *body, const char *const *operator_headers,
-                             size_t noperator, struct xheaders *out, struct field_errors *fe)
+static void read_sip_headers(json_t *body, const char *const *operator_headers, size_t noperator,
+                             struct xheaders *out, struct field_errors *fe)
 {
     static const char field[] = "sip_headers";
     json_t *v = json_object_get(body, field), *val;

@@ -2397,12 +2397,11 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
     if (!rc)
         rc = sdp_encode(&desc, leg->sdp, true);
     if (!rc)
-        rc =
-            sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),
-                            ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
-                            desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
-                            on_estab, on_info, NULL, on_close, leg, "%s%s%s", pai, ep->headers,
-                            extra);
+        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri,
+                             ep_cuser(ep, ep->dial_tp), ep->route[0] ? routev : NULL,
+                             ep->route[0] ? 1 : 0, "application/sdp", desc, auth_handler, ep, false,
+                             on_offer, on_answer, on_progress, on_estab, on_info, NULL, on_close,
+                             leg, "%s%s%s", pai, ep->headers, extra);
     mem_deref(desc);
     if (rc) {
         log_warn("msg=\"INVITE not sent\" why=\"%s\"", strerror(rc));

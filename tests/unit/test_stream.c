@@ -638,8 +638,10 @@ static void test_custom_parameters(void **state)
     assert_int_equal(cfg.params[15].key[0], '1');
     assert_int_equal(cfg.params[15].key[1], '5');
     /* A 64-byte key may be 2-byte characters: bytes count, not characters. */
-    cfg = ok(WS "{\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
-                "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\":\"x\"}}}");
+    cfg = ok(WS "{\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                "\u00e9\u00e9\u00e9"
+                "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                "\u00e9\u00e9\u00e9\":\"x\"}}}");
     assert_int_equal(strlen(cfg.params[0].key), 64);
 
     /* One over each cap. */
@@ -652,8 +654,10 @@ static void test_custom_parameters(void **state)
     text = params_reply(1, 4, 513);
     bad(text, "stream.custom_parameters");
     free(text);
-    bad(WS "{\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
-        "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9x\":\"x\"}}}",
+    bad(WS "{\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+           "\u00e9\u00e9"
+           "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+           "\u00e9\u00e9x\":\"x\"}}}",
         "stream.custom_parameters");
     /* Not an object, null, an empty key, values that are not strings. */
     bad(WS "null}}", "stream.custom_parameters");

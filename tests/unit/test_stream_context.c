@@ -106,8 +106,7 @@ static void test_start_at_caps(void **state)
     o = json_object_get(root, "sipHeaders");
     assert_int_equal(json_object_size(o), XHEADERS_MAX);
     for (i = 0; i < XHEADERS_MAX; i++)
-        assert_string_equal(json_string_value(json_object_get(o, xh->h[i].name)),
-                            xh->h[i].value);
+        assert_string_equal(json_string_value(json_object_get(o, xh->h[i].name)), xh->h[i].value);
     json_decref(root);
     /* A buffer too small is an error, never a cut message. */
     buf_release(&b);
@@ -121,8 +120,8 @@ static void test_start_at_caps(void **state)
 static void test_xheader_rules(void **state)
 {
     static const char *const good[] = {"X-A", "X-Tenant-Id", "X-0", "X---", "X-aZ09-"};
-    static const char *const bad[] = {"", "X", "X-", "x-lower", "Y-A", "X_A", "X-A B",
-                                      "X-A:", "X-\xc3\xa9", "XA", "-X-A", "X-A\t"};
+    static const char *const bad[] = {"",      "X",    "X-",         "x-lower", "Y-A",  "X_A",
+                                      "X-A B", "X-A:", "X-\xc3\xa9", "XA",      "-X-A", "X-A\t"};
     char name[80];
     size_t i;
 
