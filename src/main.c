@@ -391,6 +391,8 @@ static int serve(const struct cli *cli)
     api_cfg.hangup_call = engine_call_hangup;
     api_cfg.draining = engine ? engine_draining : NULL;
     api_cfg.metrics_public = cli->metrics_public;
+    api_cfg.sip_headers = cli->sip_headers;
+    api_cfg.nsip_headers = (size_t)cli->nsip_headers;
     api_server_app(&api_cfg, &cfg.app);
 
     e = server_start(&cfg, &srv, bound, sizeof(bound));

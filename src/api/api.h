@@ -56,6 +56,10 @@ struct api_config {
     /* True while the engine drains (main.c sets engine_draining): /readyz
      * answers 503. NULL: never. */
     bool (*draining)(const struct engine *e);
+    /* The operator's --sip-header lines ("Name: value"), borrowed: a POST
+     * /sfvopi/calls may not name these headers in its sip_headers. */
+    const char *const *sip_headers;
+    size_t nsip_headers;
 };
 
 struct api_worker;

@@ -59,7 +59,8 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
     struct jw jw;
     enum err e;
 
-    if (validate_call_create(body, w->cfg.default_cc, &b, &fe) != ERR_OK) {
+    if (validate_call_create(body, w->cfg.default_cc, w->cfg.sip_headers, w->cfg.nsip_headers, &b,
+                             &fe) != ERR_OK) {
         api__invalid(resp, &fe);
         return;
     }

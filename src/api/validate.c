@@ -303,8 +303,69 @@ static void read_seconds(json_t *body, const char *name, unsigned def, unsigned 
     *dst = (unsigned)n;
 }
 
-enum err validate_call_create(json_t *body, const char *default_cc, struct call_body *out,
-                              struct field_errors *fe)
+/* True when one of the "Name: value" lines names name[0..len), in any case. */
+static bool operator_names(const char *const *lines, size_t nlines, const char *name, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < nlines; i++) {
+        const char *colon = strchr(lines[i], ':');
+        size_t n = colon ? (size_t)(colon - lines[i]) : strlen(lines[i]);
+
+        while (n && (lines[i][n - 1] == ' ' || lines[i][n - 1] == '\t'))
+            n--;
+        if (n == len && strncasecmp(lines[i], name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* sip_headers: every rule is checked before anything is kept, and a bad
+ * body names the field once. */
+static void read_sip_headers(json_t *body, const char *const *operator_headers, size_t noperator,
+                             struct xheaders *out, struct field_errors *fe)
+{
+    static const char field[] = "sip_headers";
+    json_t *v = json_object_get(body, field), *val;
+    const char *key;
+
+    out->n = 0;
+    if (!v)
+        return;
+    if (!json_is_object(v)) {
+        add_error(fe, field, "must be an object");
+        return;
+    }
+    if (json_object_size(v) > XHEADERS_MAX) {
+        add_error(fe, field, "must have at most 16 headers");
+        return;
+    }
+    json_object_foreach(v, key, val)
+    {
+        size_t n = strlen(key);
+
+        if (!xheader_name_valid(key, n)) {
+            add_error(fe, field, "names must match ^X-[A-Za-z0-9-]{1,62}$");
+            return;
+        }
+        if (operator_names(operator_headers, noperator, key, n)) {
+            add_error(fe, field, "must not name a header the server sets (--sip-header)");
+            return;
+        }
+        if (!json_is_string(val) ||
+            !xheader_value_valid(json_string_value(val), json_string_length(val))) {
+            add_error(fe, field, "values must be printable ASCII strings of at most 256 bytes");
+            return;
+        }
+        memcpy(out->h[out->n].name, key, n + 1);
+        memcpy(out->h[out->n].value, json_string_value(val), json_string_length(val) + 1);
+        out->n++;
+    }
+}
+
+enum err validate_call_create(json_t *body, const char *default_cc,
+                              const char *const *operator_headers, size_t noperator,
+                              struct call_body *out, struct field_errors *fe)
 {
     struct engine_outbound *r = &out->req;
 
@@ -322,6 +383,9 @@ enum err validate_call_create(json_t *body, const char *default_cc, struct call_
                  &r->call_time_limit_s, "must be 1 to 86400", fe);
     read_seconds(body, "ring_timeout", RING_TIMEOUT_DEFAULT, RING_TIMEOUT_MAX, &r->ring_timeout_s,
                  "must be 1 to 600", fe);
+    read_sip_headers(body, operator_headers, noperator, &r->sip_headers, fe);
+    if (fe->n)
+        r->sip_headers.n = 0;
     return fe->n ? ERR_INVALID : ERR_OK;
 }
 

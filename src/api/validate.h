@@ -54,10 +54,15 @@ struct call_body {
 
 /* Reads a place-call body; numbers are normalised with default_cc. An
  * explicit null for ring_url or hangup_url is the same as leaving it out;
- * unknown fields are ignored. ERR_INVALID with fe filled when any field
- * breaks a rule. */
-enum err validate_call_create(json_t *body, const char *default_cc, struct call_body *out,
-                              struct field_errors *fe) WARN_UNUSED;
+ * unknown fields are ignored. sip_headers (AGENT.md section 2) is an
+ * object of at most XHEADERS_MAX string values, names passing
+ * xheader_name_valid, none named (in any case) by
+ * one of the operator's "Name: value" lines operator_headers[0..noperator)
+ * (--sip-header), values passing xheader_value_valid. ERR_INVALID with fe
+ * filled when any field breaks a rule. */
+enum err validate_call_create(json_t *body, const char *default_cc,
+                              const char *const *operator_headers, size_t noperator,
+                              struct call_body *out, struct field_errors *fe) WARN_UNUSED;
 
 /* True when s is a call_uuid (8-4-4-4-12 hexadecimal digits, either case)
  * or a request_uuid ("sfv_ob_req_" and 12 of [a-z0-9]). A call_uuid is

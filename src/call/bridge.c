@@ -79,6 +79,7 @@ struct bridge {
     struct stream_config sc;
     char stream_id[STREAM_ID_MAX];
     char call_uuid[64];
+    struct xheaders sip; /* the inbound INVITE's X- headers, for start */
     const char *content_type;
     struct sip_leg *leg;
     struct sip_media media; /* as at the start: the codec of the queue and transcoders */
@@ -400,8 +401,8 @@ static void on_open(struct bridge *b)
 {
     b->open = true;
     b->start_ms = clock_mono_ms();
-    if (streammsg_start(&b->out, b->stream_id, b->call_uuid, b->content_type, b->sc.sample_rate) ==
-        ERR_OK)
+    if (streammsg_start(&b->out, b->stream_id, b->call_uuid, b->content_type, b->sc.sample_rate,
+                        b->sc.params, b->sc.nparams, &b->sip) == ERR_OK)
         send_text(b);
     else
         buf_reset(&b->out);
@@ -609,8 +610,8 @@ void bridge_rtp(struct bridge *b, int pt, uint32_t ts, const uint8_t *payload, s
 }
 
 enum err bridge_open(const struct bridge_env *env, const struct stream_config *sc,
-                     const char *call_uuid, struct sip_leg *leg, bridge_ended_cb ended, void *arg,
-                     struct bridge **out)
+                     const char *call_uuid, const struct xheaders *sip, struct sip_leg *leg,
+                     bridge_ended_cb ended, void *arg, struct bridge **out)
 {
     struct bridge *b;
     unsigned char rnd[ULID_RANDOM_BYTES];
@@ -622,6 +623,8 @@ enum err bridge_open(const struct bridge_env *env, const struct stream_config *s
         return ERR_NOMEM;
     b->env = env;
     b->sc = *sc;
+    if (sip)
+        b->sip = *sip;
     b->leg = leg;
     b->ended_cb = ended;
     b->arg = arg;

@@ -83,6 +83,7 @@ struct call {
     bool last_answered;
     int64_t wall_offset;         /* wall ms minus monotonic ms */
     struct stream_config stream; /* the successful answer's */
+    struct xheaders sip_headers; /* inbound: the INVITE's X- headers, for the stream's start */
     struct bridge *bridge;       /* while the audio stream runs */
     bool stream_end_pending;     /* the stream could not open: report it from the loop */
     /* The record exists in the database: an outbound call's is written by
@@ -542,8 +543,8 @@ static void open_stream(struct call *c)
     enum err e = ERR_UNAVAILABLE;
 
     if (c->leg)
-        e = bridge_open(&c->e->benv, &c->stream, c->rec.call_uuid, c->leg, on_stream_ended, c,
-                        &c->bridge);
+        e = bridge_open(&c->e->benv, &c->stream, c->rec.call_uuid, &c->sip_headers, c->leg,
+                        on_stream_ended, c, &c->bridge);
     if (e == ERR_OK)
         return;
     /* Counts as the stream ending at once (CALLS.md 7), told from the loop. */
@@ -919,6 +920,7 @@ static int invite_routed(struct engine *e, struct sip_incoming *in, const struct
     copy_str(c->out.hangup_method, sizeof(c->out.hangup_method), app.hangup_method);
     copy_str(c->rec.hangup_url, sizeof(c->rec.hangup_url), app.hangup_url);
     copy_str(c->rec.hangup_method, sizeof(c->rec.hangup_method), app.hangup_method);
+    c->sip_headers = *sip_incoming_xheaders(in);
     c->slot = recw_reserve(e->recw);
     if (!c->slot) {
         log_warn("msg=\"inbound call refused: call records are waiting for the database\"");
@@ -961,7 +963,7 @@ static void place(struct engine *e, struct call *c)
     if (atomic_load(&e->stopping))
         err = ERR_UNAVAILABLE;
     else
-        err = sip_leg_dial(e->ep, c->rec.from, c->rec.to, c, &c->leg);
+        err = sip_leg_dial(e->ep, c->rec.from, c->rec.to, &c->out.sip_headers, c, &c->leg);
     ev.now_ms = clock_mono_ms();
     if (!apply(c, &ev))
         return;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "core/e164.h"
+#include "core/xheaders.h"
 #include "store/store.h"
 
 /* An outbound call as POST /sfvopi/calls asks for it, validated and with
@@ -27,6 +28,9 @@ struct engine_outbound {
     char fallback_method[METHOD_MAX + 1];
     unsigned call_time_limit_s; /* 1-86400 */
     unsigned ring_timeout_s;    /* 1-600 */
+    /* sip_headers: added to the INVITE after the operator's --sip-header
+     * lines, none of which they name. */
+    struct xheaders sip_headers;
 };
 
 #endif

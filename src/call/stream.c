@@ -70,6 +70,51 @@ static bool read_bool(json_t *v, const char *field, bool *out, struct field_erro
     return true;
 }
 
+/* stream.custom_parameters: checked whole before anything is copied, so
+ * that a bad one names a single field error. The keys come out in the
+ * order they were received (jansson keeps insertion order). */
+static void read_params(json_t *v, struct stream_config *cfg, struct field_errors *fe)
+{
+    const char *field = "stream.custom_parameters";
+    const char *key;
+    json_t *val;
+    size_t n = 0;
+
+    if (!json_is_object(v)) {
+        add_error(fe, field, "must be an object");
+        return;
+    }
+    if (json_object_size(v) > STREAM_PARAMS_MAX) {
+        add_error(fe, field, "must have at most 16 values");
+        return;
+    }
+    json_object_foreach(v, key, val)
+    {
+        size_t klen = strlen(key);
+
+        if (klen == 0 || klen > STREAM_PARAM_KEY_MAX) {
+            add_error(fe, field, "keys must be 1 to 64 bytes");
+            return;
+        }
+        if (!json_is_string(val)) {
+            add_error(fe, field, "values must be strings");
+            return;
+        }
+        if (json_string_length(val) > STREAM_PARAM_VALUE_MAX ||
+            strlen(json_string_value(val)) != json_string_length(val)) {
+            add_error(fe, field, "values must be at most 512 bytes");
+            return;
+        }
+    }
+    json_object_foreach(v, key, val)
+    {
+        memcpy(cfg->params[n].key, key, strlen(key) + 1);
+        memcpy(cfg->params[n].value, json_string_value(val), json_string_length(val) + 1);
+        n++;
+    }
+    cfg->nparams = n;
+}
+
 enum err stream_parse(const char *body, size_t len, struct stream_config *out,
                       struct field_errors *fe)
 {
@@ -166,6 +211,10 @@ enum err stream_parse(const char *body, size_t len, struct stream_config *out,
     v = json_object_get(stream, "keep_call_alive");
     if (v)
         (void)read_bool(v, "stream.keep_call_alive", &cfg.keep_call_alive, fe);
+
+    v = json_object_get(stream, "custom_parameters");
+    if (v)
+        read_params(v, &cfg, fe);
 
     if (fe->n == 0) {
         *out = cfg;

@@ -23,6 +23,11 @@
 #define STREAM_TIMEOUT_MAX 86400
 #define STREAM_TIMEOUT_DEFAULT 86400
 #define STREAM_RATE_DEFAULT 8000
+/* stream.custom_parameters (AGENT.md section 2): at most this many string
+ * values, keys of 1 to 64 bytes, values of at most 512 bytes. */
+#define STREAM_PARAMS_MAX 16
+#define STREAM_PARAM_KEY_MAX 64
+#define STREAM_PARAM_VALUE_MAX 512
 
 /* A ULID: 26 Crockford base32 characters (48-bit ms timestamp, 80 random bits). */
 #define ULID_LEN 26
@@ -37,6 +42,13 @@ enum stream_direction {
     STREAM_DIR_BOTH,
 };
 
+/* One custom parameter, UTF-8 text without NUL (the strict JSON reading
+ * refuses U+0000). */
+struct stream_param {
+    char key[STREAM_PARAM_KEY_MAX + 1];
+    char value[STREAM_PARAM_VALUE_MAX + 1];
+};
+
 struct stream_config {
     char url[STREAM_URL_MAX + 1]; /* ws:// or wss://, as sent (scheme case kept) */
     enum stream_codec codec;
@@ -45,6 +57,9 @@ struct stream_config {
     bool bidirectional;
     int stream_timeout; /* seconds, STREAM_TIMEOUT_MIN..MAX */
     bool keep_call_alive;
+    /* custom_parameters, in the order received; nparams 0 when absent. */
+    struct stream_param params[STREAM_PARAMS_MAX];
+    size_t nparams;
 };
 
 /* True when s[0..len) (any bytes, need not be NUL-terminated) is a ws:// or
@@ -58,7 +73,10 @@ bool stream_url_valid(const char *s, size_t len, const char **reason);
  * "stream" object whose fields follow section 6 (defaults applied, unknown
  * fields ignored). Enum values (codec, direction) are accepted in any case,
  * like the *_method fields of API.md, and stored as enums. A present field
- * of the wrong type, out of range, or null makes the reply invalid.
+ * of the wrong type, out of range, or null makes the reply invalid;
+ * custom_parameters must be an object of at most STREAM_PARAMS_MAX string
+ * values with keys of 1 to STREAM_PARAM_KEY_MAX bytes and values of at
+ * most STREAM_PARAM_VALUE_MAX bytes ("stream.custom_parameters" otherwise).
  * ERR_INVALID when the body is over STREAM_BODY_MAX, is not a JSON object
  * (strict reading of js_parse_object: UTF-8, no U+0000, no duplicate keys),
  * or any rule is broken; fe then names each rejected field ("body",

@@ -141,9 +141,12 @@ out_root:
 }
 
 enum err streammsg_start(struct buf *out, const char *stream_id, const char *call_uuid,
-                         const char *content_type, int sample_rate)
+                         const char *content_type, int sample_rate,
+                         const struct stream_param *params, size_t nparams,
+                         const struct xheaders *sip)
 {
     struct jw w;
+    size_t i;
 
     jw_init(&w, out);
     jw_lit(&w, "{\"event\":\"start\",\"streamId\":");
@@ -154,7 +157,30 @@ enum err streammsg_start(struct buf *out, const char *stream_id, const char *cal
     jw_str(&w, content_type);
     jw_lit(&w, ",\"sampleRate\":");
     jw_i64(&w, sample_rate);
-    jw_lit(&w, "}}");
+    jw_lit(&w, "}");
+    if (params && nparams) {
+        jw_lit(&w, ",\"customParameters\":{");
+        for (i = 0; i < nparams; i++) {
+            if (i)
+                jw_lit(&w, ",");
+            jw_str(&w, params[i].key);
+            jw_lit(&w, ":");
+            jw_str(&w, params[i].value);
+        }
+        jw_lit(&w, "}");
+    }
+    if (sip && sip->n) {
+        jw_lit(&w, ",\"sipHeaders\":{");
+        for (i = 0; i < sip->n; i++) {
+            if (i)
+                jw_lit(&w, ",");
+            jw_str(&w, sip->h[i].name);
+            jw_lit(&w, ":");
+            jw_str(&w, sip->h[i].value);
+        }
+        jw_lit(&w, "}");
+    }
+    jw_lit(&w, "}");
     return jw_end(&w);
 }
 

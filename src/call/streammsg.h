@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "call/stream.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/xheaders.h"
 #include "media/playout.h"
 
 /* A customer message larger than this is ignored unread (the WebSocket
@@ -66,9 +68,16 @@ void streammsg_parse(const char *data, size_t len, uint8_t *audio, size_t audio_
                      struct streammsg_in *out);
 
 /* The messages sfvopi sends, appended to out as one JSON object each.
- * ERR_TOO_LARGE / ERR_NOMEM from the buffer. */
+ * ERR_TOO_LARGE / ERR_NOMEM from the buffer.
+ * start: after the documented fields, "customParameters" (params[0..nparams),
+ * keys and values as received, in that order) and "sipHeaders" (the inbound
+ * INVITE's X- headers), each only when it has at least one entry, so that a
+ * call without them sends exactly the documented message. params and sip
+ * may be NULL for none. */
 enum err streammsg_start(struct buf *out, const char *stream_id, const char *call_uuid,
-                         const char *content_type, int sample_rate) WARN_UNUSED;
+                         const char *content_type, int sample_rate,
+                         const struct stream_param *params, size_t nparams,
+                         const struct xheaders *sip) WARN_UNUSED;
 /* track: "inbound" or "outbound"; timestamp_ms since the stream's start;
  * chunk counts from 1 per track. */
 enum err streammsg_media(struct buf *out, const char *stream_id, const uint8_t *audio, size_t n,

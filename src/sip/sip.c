@@ -413,6 +413,7 @@ struct sip_incoming {
     bool no_codec;
     char to[SIP_USER_MAX];
     char from[SIP_USER_MAX];
+    struct xheaders xh;
 };
 
 int sip_reason_cause(const char *value, size_t len)
@@ -472,6 +473,39 @@ static void copy_pl(const struct pl *pl, char *out, size_t size)
 static void copy_user(const struct pl *pl, char *out, size_t size)
 {
     (void)utf8_escape(out, size, pl->p, pl->l);
+}
+
+/* RFC 3261 token characters, which a header name is made of. */
+static bool token_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-.!%*_+`'~", c));
+}
+
+/* The X- headers of msg as sip_incoming_xheaders describes them. */
+static void msg_xheaders(const struct sip_msg *msg, struct xheaders *out)
+{
+    struct le *le;
+
+    out->n = 0;
+    for (le = list_head(&msg->hdrl); le && out->n < XHEADERS_MAX; le = le->next) {
+        const struct sip_hdr *hdr = le->data;
+        const struct pl *name = &hdr->name;
+        size_t i;
+
+        if (name->l < 3 || name->l > XHEADER_NAME_MAX || (name->p[0] != 'X' && name->p[0] != 'x') ||
+            name->p[1] != '-')
+            continue;
+        for (i = 0; i < name->l && token_char(name->p[i]); i++)
+            ;
+        if (i < name->l || xheaders_has(out, name->p, name->l))
+            continue;
+        memcpy(out->h[out->n].name, name->p, name->l);
+        out->h[out->n].name[name->l] = '\0';
+        (void)utf8_escape(out->h[out->n].value, sizeof(out->h[out->n].value), hdr->val.p,
+                          hdr->val.l);
+        out->n++;
+    }
 }
 
 /* What sfvopi reads of a decoded message; shared by the INVITE handler,
@@ -2280,6 +2314,11 @@ const char *sip_incoming_from(const struct sip_incoming *in)
     return in->from;
 }
 
+const struct xheaders *sip_incoming_xheaders(const struct sip_incoming *in)
+{
+    return &in->xh;
+}
+
 enum err sip_leg_answer(struct sip_leg *leg)
 {
     struct mbuf *desc = NULL;
@@ -2348,12 +2387,30 @@ out_leg:
     return e;
 }
 
-enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_user, void *leg_arg,
-                      struct sip_leg **out)
+/* xh as header lines "Name: value\r\n", "" for none. */
+static void xheader_lines(const struct xheaders *xh, char *out, size_t size)
+{
+    size_t i, len = 0;
+
+    out[0] = '\0';
+    for (i = 0; xh && i < xh->n && i < XHEADERS_MAX; i++) {
+        int n = snprintf(out + len, size - len, "%s: %s\r\n", xh->h[i].name, xh->h[i].value);
+
+        if (n < 0 || (size_t)n >= size - len) {
+            out[len] = '\0'; /* cannot happen: sized for XHEADERS_MAX whole lines */
+            return;
+        }
+        len += (size_t)n;
+    }
+}
+
+enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_user,
+                      const struct xheaders *xh, void *leg_arg, struct sip_leg **out)
 {
     struct sip_leg *leg;
     struct mbuf *desc = NULL;
     char to_uri[HOST_MAX + 160], from_uri[2 * HOST_MAX], pai[2 * HOST_MAX + 40] = "";
+    char extra[XHEADERS_MAX * (XHEADER_NAME_MAX + XHEADER_VALUE_MAX + 4) + 1];
     const char *routev[1] = {ep->route};
     enum err e;
     int rc;
@@ -2368,6 +2425,7 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
     if (ep->caller_id_pai && snprintf(pai, sizeof(pai), "P-Asserted-Identity: <sip:%s@%s>\r\n",
                                       from_user, ep->from_domain) >= (int)sizeof(pai))
         return ERR_INVALID;
+    xheader_lines(xh, extra, sizeof(extra));
     e = leg_new(ep, leg_arg, true, &leg);
     if (e != ERR_OK)
         return e;
@@ -2380,11 +2438,11 @@ enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_u
     if (!rc)
         rc = sdp_encode(&desc, leg->sdp, true);
     if (!rc)
-        rc =
-            sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri, ep_cuser(ep, ep->dial_tp),
-                            ep->route[0] ? routev : NULL, ep->route[0] ? 1 : 0, "application/sdp",
-                            desc, auth_handler, ep, false, on_offer, on_answer, on_progress,
-                            on_estab, on_info, NULL, on_close, leg, "%s%s", pai, ep->headers);
+        rc = sipsess_connect(&leg->sess, ep->sock, to_uri, NULL, from_uri,
+                             ep_cuser(ep, ep->dial_tp), ep->route[0] ? routev : NULL,
+                             ep->route[0] ? 1 : 0, "application/sdp", desc, auth_handler, ep, false,
+                             on_offer, on_answer, on_progress, on_estab, on_info, NULL, on_close,
+                             leg, "%s%s%s", pai, ep->headers, extra);
     mem_deref(desc);
     if (rc) {
         log_warn("msg=\"INVITE not sent\" why=\"%s\"", strerror(rc));
@@ -2490,6 +2548,7 @@ static void on_conn(const struct sip_msg *msg, void *arg)
     msg_peek(msg, ep->user, &pk);
     snprintf(in.to, sizeof(in.to), "%s", pk.called);
     snprintf(in.from, sizeof(in.from), "%s", pk.from);
+    msg_xheaders(msg, &in.xh);
     code = ep->h.invite(ep->h.arg, &in);
     if (in.accepted || in.held)
         return;

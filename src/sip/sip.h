@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/xheaders.h"
 #include "sip/policy.h"
 
 /* A SIP user part as we keep it (UTF-8, cut to fit), plus NUL. */
@@ -194,6 +195,14 @@ bool sip_ep_can_dial(const struct sip_ep *ep);
  * an escape. */
 const char *sip_incoming_to(const struct sip_incoming *in);
 const char *sip_incoming_from(const struct sip_incoming *in);
+/* The INVITE's headers whose name starts with "X-" (either case), in the
+ * order received, names as sent: the first XHEADERS_MAX distinct names
+ * (a repeated name, in any case, keeps its first value); a name longer
+ * than XHEADER_NAME_MAX bytes or with other than RFC 3261 token characters
+ * is skipped. Values are made UTF-8 text as the user parts above and cut
+ * to XHEADER_VALUE_MAX bytes, never inside a character or an escape.
+ * Valid as long as in. */
+const struct xheaders *sip_incoming_xheaders(const struct sip_incoming *in);
 
 /* Inside the invite callback: takes the INVITE. Sends 180 Ringing, then,
  * when answer_now, at once 200 OK with the SDP answer (PCMA or PCMU as the
@@ -225,10 +234,12 @@ void sip_held_finish(struct sip_held *h, int code, unsigned retry_after_s);
  * not be sent. */
 enum err sip_leg_answer(struct sip_leg *leg) WARN_UNUSED;
 /* Sends an INVITE to the trunk for to_user, from from_user, offering PCMA,
- * PCMU and telephone-event. ERR_UNAVAILABLE without a trunk or a free
- * media port. */
-enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_user, void *leg_arg,
-                      struct sip_leg **out) WARN_UNUSED;
+ * PCMU and telephone-event, with the --sip-header lines and then xh's
+ * headers (NULL for none; the caller has checked them with
+ * xheader_name_valid and xheader_value_valid). ERR_UNAVAILABLE without a
+ * trunk or a free media port. */
+enum err sip_leg_dial(struct sip_ep *ep, const char *from_user, const char *to_user,
+                      const struct xheaders *xh, void *leg_arg, struct sip_leg **out) WARN_UNUSED;
 /* Ends and frees the leg: BYE when established, CANCEL when our INVITE is
  * unanswered, 487 when an inbound INVITE is unanswered, nothing when it
  * has already ended. No callback for it afterwards. Accepts NULL. */

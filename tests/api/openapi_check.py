@@ -99,6 +99,15 @@ def schema_errors(schema, value, doc=DOC, where="$"):
                 for k in extra:
                     errs += schema_errors(schema["additionalProperties"], value[k], doc,
                                           f"{where}.{k}")
+        elif kw in ("minProperties", "maxProperties"):
+            if isinstance(value, dict):
+                n = len(value)
+                if (n < schema[kw]) if kw == "minProperties" else (n > schema[kw]):
+                    errs.append(f"{where}: {n} properties, {kw} {schema[kw]}")
+        elif kw == "propertyNames":
+            if isinstance(value, dict):
+                for k in value:
+                    errs += schema_errors(schema["propertyNames"], k, doc, f"{where}[{k!r}]")
         elif kw == "items":
             if isinstance(value, list):
                 for i, item in enumerate(value):

@@ -1,7 +1,8 @@
 /* Fuzzes the JSON body parser and every body validator (create app, update
- * app, link) and the URL rule. */
+ * app, link, place call with its sip_headers) and the URL rule. */
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/validate.h"
 #include "json/json.h"
@@ -12,6 +13,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct store_app app;
     struct store_app_patch patch;
+    static const char *const operator_headers[] = {"X-Carrier-Token: secret"};
+    static struct call_body call;
+    size_t i;
     struct field_errors fe;
     char e164[E164_MAX];
     const char *reason;
@@ -27,6 +31,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     if (validate_link(body, "91", e164, &fe) == ERR_OK && e164[0] != '+')
         __builtin_trap();
+    /* An accepted call's headers obey every rule, the operator's excluded. */
+    if (validate_call_create(body, "91", operator_headers, 1, &call, &fe) == ERR_OK) {
+        if (call.req.sip_headers.n > XHEADERS_MAX)
+            __builtin_trap();
+        for (i = 0; i < call.req.sip_headers.n; i++) {
+            const struct xheader *h = &call.req.sip_headers.h[i];
+
+            if (!xheader_name_valid(h->name, strlen(h->name)) ||
+                !xheader_value_valid(h->value, strlen(h->value)) ||
+                strcasecmp(h->name, "X-Carrier-Token") == 0)
+                __builtin_trap();
+        }
+    } else if (fe.n == 0) {
+        __builtin_trap();
+    }
     json_decref(body);
     return 0;
 }

@@ -1,7 +1,9 @@
 /* Fuzzes the answer reply parser (stream_parse) and the ws/wss URL rule.
  * On success the config must obey section 6 whatever the input: a ws or
  * wss URL that passes the URL rule again, a sample rate allowed for the
- * codec, a timeout in range. The raw input is also tried as a URL, and the
+ * codec, a timeout in range, custom parameters within their caps that
+ * the start message carries back as JSON, byte for byte. The raw input is
+ * also tried as a URL, and the
  * URL rule must agree with validate_url on the authority. */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +12,8 @@
 
 #include "api/validate.h"
 #include "call/stream.h"
+#include "call/streammsg.h"
+#include "json/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,6 +43,48 @@ static void check_against_http(const char *s, size_t size)
     http_ok = validate_url(http, 7 + size - scheme, &r2);
     if (ws_ok != http_ok)
         __builtin_trap();
+}
+
+/* Accepted custom parameters are within their caps, and start carries
+ * them back: the same keys with the same values, in the same order. */
+static void check_params(const struct stream_config *cfg)
+{
+    static struct buf b;
+    static bool init;
+    json_t *root = NULL, *o, *v;
+    const char *key;
+    size_t i = 0;
+
+    if (cfg->nparams > STREAM_PARAMS_MAX)
+        __builtin_trap();
+    for (i = 0; i < cfg->nparams; i++) {
+        size_t kn = strnlen(cfg->params[i].key, sizeof(cfg->params[i].key));
+
+        if (kn == 0 || kn > STREAM_PARAM_KEY_MAX ||
+            strnlen(cfg->params[i].value, sizeof(cfg->params[i].value)) > STREAM_PARAM_VALUE_MAX)
+            __builtin_trap();
+    }
+    if (!init) {
+        buf_init(&b, 1 << 20);
+        init = true;
+    }
+    buf_reset(&b);
+    if (streammsg_start(&b, "SFV_STRM_BI_X", "c", "audio/PCMA", 8000, cfg->params, cfg->nparams,
+                        NULL) != ERR_OK ||
+        js_parse_object(b.data, b.len, &root) != ERR_OK)
+        __builtin_trap();
+    o = json_object_get(root, "customParameters");
+    if (cfg->nparams == 0 ? o != NULL : json_object_size(o) != cfg->nparams)
+        __builtin_trap();
+    i = 0;
+    json_object_foreach(o, key, v)
+    {
+        if (strcmp(key, cfg->params[i].key) != 0 ||
+            strcmp(json_string_value(v), cfg->params[i].value) != 0)
+            __builtin_trap();
+        i++;
+    }
+    json_decref(root);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -83,6 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     if (cfg.stream_timeout < STREAM_TIMEOUT_MIN || cfg.stream_timeout > STREAM_TIMEOUT_MAX)
         __builtin_trap();
+    check_params(&cfg);
     /* The streamId of what was accepted is well formed. */
     if (size >= ULID_RANDOM_BYTES)
         memcpy(rnd, data, ULID_RANDOM_BYTES);

@@ -575,6 +575,118 @@ struct ulid_case {
     const char *want;
 };
 
+/* ---- custom_parameters (AGENT.md section 2) ---- */
+
+#define WS "{\"stream\":{\"url\":\"ws://a.example/ws\",\"custom_parameters\":"
+
+/* A reply whose custom_parameters holds n entries "kI" (I from 0) with the
+ * key padded with 'k' to klen bytes and the value of vlen 'v's. */
+static char *params_reply(int n, size_t klen, size_t vlen)
+{
+    size_t cap = 128 + (size_t)n * (klen + vlen + 8);
+    char *out = malloc(cap), *p;
+    int i;
+
+    assert_non_null(out);
+    p = out + snprintf(out, cap, "%s{", WS);
+    for (i = 0; i < n; i++) {
+        char key[80];
+        int kn = snprintf(key, sizeof(key), "%d", i);
+
+        while ((size_t)kn < klen)
+            key[kn++] = 'k';
+        key[klen] = '\0';
+        p += snprintf(p, cap - (size_t)(p - out), "%s\"%s\":\"", i ? "," : "", key);
+        memset(p, 'v', vlen);
+        p += vlen;
+        p += snprintf(p, cap - (size_t)(p - out), "\"");
+    }
+    snprintf(p, cap - (size_t)(p - out), "}}}");
+    return out;
+}
+
+static void test_custom_parameters(void **state)
+{
+    struct stream_config cfg;
+    char *text;
+    int i;
+
+    (void)state;
+    /* Absent: none. */
+    cfg = ok("{\"stream\":{\"url\":\"ws://a.example/ws\"}}");
+    assert_int_equal(cfg.nparams, 0);
+    cfg = ok(WS "{}}}");
+    assert_int_equal(cfg.nparams, 0);
+    /* Order as received (not sorted), values as sent, unicode and escapes kept. */
+    cfg = ok(WS "{\"zeta\":\"1\",\"alpha\":\"\",\"m\\u00e9\":\"caf\u00e9 \\\"q\\\" \u20ac\"}}}");
+    assert_int_equal(cfg.nparams, 3);
+    assert_string_equal(cfg.params[0].key, "zeta");
+    assert_string_equal(cfg.params[0].value, "1");
+    assert_string_equal(cfg.params[1].key, "alpha");
+    assert_string_equal(cfg.params[1].value, "");
+    assert_string_equal(cfg.params[2].key, "m\xc3\xa9");
+    assert_string_equal(cfg.params[2].value, "caf\xc3\xa9 \"q\" \xe2\x82\xac");
+    /* The maxima: 16 entries, 64-byte keys, 512-byte values. */
+    text = params_reply(16, 64, 512);
+    cfg = ok(text);
+    free(text);
+    assert_int_equal(cfg.nparams, 16);
+    for (i = 0; i < 16; i++) {
+        assert_int_equal(strlen(cfg.params[i].key), 64);
+        assert_int_equal(strlen(cfg.params[i].value), 512);
+    }
+    assert_int_equal(cfg.params[15].key[0], '1');
+    assert_int_equal(cfg.params[15].key[1], '5');
+    /* A 64-byte key may be 2-byte characters: bytes count, not characters. */
+    cfg = ok(WS "{\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                "\u00e9\u00e9\u00e9"
+                "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                "\u00e9\u00e9\u00e9\":\"x\"}}}");
+    assert_int_equal(strlen(cfg.params[0].key), 64);
+
+    /* One over each cap. */
+    text = params_reply(17, 4, 1);
+    bad(text, "stream.custom_parameters");
+    free(text);
+    text = params_reply(1, 65, 1);
+    bad(text, "stream.custom_parameters");
+    free(text);
+    text = params_reply(1, 4, 513);
+    bad(text, "stream.custom_parameters");
+    free(text);
+    bad(WS "{\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+           "\u00e9\u00e9"
+           "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+           "\u00e9\u00e9x\":\"x\"}}}",
+        "stream.custom_parameters");
+    /* Not an object, null, an empty key, values that are not strings. */
+    bad(WS "null}}", "stream.custom_parameters");
+    bad(WS "[]}}", "stream.custom_parameters");
+    bad(WS "\"a=b\"}}", "stream.custom_parameters");
+    bad(WS "1}}", "stream.custom_parameters");
+    bad(WS "true}}", "stream.custom_parameters");
+    bad(WS "{\"\":\"x\"}}}", "stream.custom_parameters");
+    bad(WS "{\"a\":null}}}", "stream.custom_parameters");
+    bad(WS "{\"a\":1}}}", "stream.custom_parameters");
+    bad(WS "{\"a\":true}}}", "stream.custom_parameters");
+    bad(WS "{\"a\":{}}}}", "stream.custom_parameters");
+    bad(WS "{\"a\":[\"x\"]}}}", "stream.custom_parameters");
+    bad(WS "{\"a\":\"x\",\"b\":2}}}", "stream.custom_parameters");
+    /* U+0000 and duplicate keys make the body itself invalid (strict reading). */
+    bad(WS "{\"a\":\"x\\u0000y\"}}}", "body");
+    bad(WS "{\"a\":\"x\",\"a\":\"y\"}}}", "body");
+    /* A bad custom_parameters is listed beside the other bad fields. */
+    {
+        struct field_errors fe;
+
+        assert_int_equal(parse("{\"stream\":{\"url\":1,\"custom_parameters\":2}}", &cfg, &fe),
+                         ERR_INVALID);
+        assert_int_equal(fe.n, 2);
+        assert_string_equal(fe.e[0].field, "stream.url");
+        assert_string_equal(fe.e[1].field, "stream.custom_parameters");
+    }
+}
+
 static void test_ulid_vectors(void **state)
 {
     /* Expected values computed independently as (ms << 80 | rnd) in base 32;
@@ -671,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_url_embedded_nul),
         cmocka_unit_test(test_url_length),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_custom_parameters),
         cmocka_unit_test(test_ulid_vectors),
         cmocka_unit_test(test_ulid_alphabet_and_order),
         cmocka_unit_test(test_stream_id),

@@ -29,7 +29,8 @@ static void test_out_messages(void **state)
     (void)state;
     buf_init(&b, 1 << 20);
     assert_int_equal(streammsg_start(&b, "SFV_STRM_BI_01ARZ3NDEKTSV4RRFFQ69G5FAV",
-                                     "9b2f0c1e-1111-4222-8333-444455556666", "audio/PCMA", 8000),
+                                     "9b2f0c1e-1111-4222-8333-444455556666", "audio/PCMA", 8000,
+                                     NULL, 0, NULL),
                      ERR_OK);
     assert_string_equal(b.data, "{\"event\":\"start\",\"streamId\":"
                                 "\"SFV_STRM_BI_01ARZ3NDEKTSV4RRFFQ69G5FAV\",\"callId\":"

@@ -758,7 +758,7 @@ static void test_errors_reset(void **state)
 static enum err call_body_of(const char *text, struct call_body *b, struct field_errors *fe)
 {
     json_t *v = parse(text);
-    enum err e = validate_call_create(v, "91", b, fe);
+    enum err e = validate_call_create(v, "91", NULL, 0, b, fe);
 
     json_decref(v);
     return e;
