@@ -51,7 +51,7 @@ enum action_kind {
 
 struct action {
     enum action_kind kind;
-    uint64_t at; /* stream offset: due once the queue has played this far */
+    uint64_t at;                         /* stream offset: due once the queue has played this far */
     char text[STREAMMSG_DIGITS_MAX + 1]; /* the digits, or the checkpoint's name */
 };
 
@@ -101,7 +101,7 @@ struct bridge {
     int64_t next_ms;
     int64_t start_ms;
     uint64_t chunk_in, chunk_out;
-    uint64_t dropped; /* media messages the WebSocket could not take */
+    uint64_t dropped;                   /* media messages the WebSocket could not take */
     struct action actions[ACTIONS_MAX]; /* ring, in the order they came */
     size_t action_head, nactions;
     char run[STREAMMSG_DIGITS_MAX + 1]; /* the digits being sent, "" when none */
@@ -420,7 +420,7 @@ static void clear(struct bridge *b)
     const char *marks[PLAYOUT_MAX_CHECKPOINTS];
     uint64_t marks_at[PLAYOUT_MAX_CHECKPOINTS];
     const char *names[PLAYOUT_MAX_CHECKPOINTS + ACTIONS_MAX];
-    struct action kept[ACTIONS_MAX];
+    struct action kept[ACTIONS_MAX] = {0};
     uint64_t played = playout_played(&b->q);
     int64_t played_total = played_ms(b, played);
     int64_t discarded = (int64_t)(playout_queued(&b->q) / BYTES_PER_MS);

@@ -50,8 +50,7 @@ static bool digits_valid(const char *s, size_t n)
     for (i = 0; i < n; i++) {
         char c = s[i];
 
-        if (!((c >= '0' && c <= '9') || c == '*' || c == '#' || (c >= 'A' && c <= 'D') ||
-              c == 'w'))
+        if (!((c >= '0' && c <= '9') || c == '*' || c == '#' || (c >= 'A' && c <= 'D') || c == 'w'))
             return false;
     }
     return true;

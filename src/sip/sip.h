@@ -160,9 +160,9 @@ struct sip_media {
     int audio_pt;   /* the payload type to send audio with */
     int dtmf_pt[4]; /* payload types read as RFC 4733 telephone events */
     int ndtmf;
-    bool dtmf_send;    /* the party's SDP names telephone-event/8000 ... */
-    int dtmf_send_pt;  /* ... with this payload type: key presses towards it */
-    bool srtp; /* media is SRTP (SDES) */
+    bool dtmf_send;   /* the party's SDP names telephone-event/8000 ... */
+    int dtmf_send_pt; /* ... with this payload type: key presses towards it */
+    bool srtp;        /* media is SRTP (SDES) */
 };
 
 /* Binds the SIP socket, starts resolving the default allowlist and, with
