@@ -542,6 +542,103 @@ def test_readme_echo_agent_answers_a_call(tmp_path):
     assert "Traceback" not in agent_log.read_text(errors="replace"), agent_log.read_text()
 
 
+def _frame_hz(payload, alaw):
+    """The frequency of one 20 ms A-law frame, from its zero crossings."""
+    x = [alaw[b] for b in payload]
+    crossings = sum(1 for a, b in zip(x, x[1:]) if (a < 0) != (b < 0))
+    return crossings / 2 / (len(x) / 8000)
+
+
+def test_readme_voice_agent_barge_in_goodbye_and_hangup(tmp_path):
+    """The README's voice agent, run as written (host and port aside) on a real call: the party
+    hears the 440 Hz greeting until it speaks, then exactly the 500 ms goodbye at 660 Hz, then a
+    BYE; the agent's clearedAudio playedMs is what the party heard of the greeting (one frame);
+    the call ends COMPLETED "16"."""
+    text = README.read_text(encoding="utf-8")
+    item = doc_item(doc_section(text, CALLS_HEADING), "Voice agents.")
+    code, end = one_block(item, "python", "'- **Voice agents.**'")
+    serve = list(re.finditer(r'websockets\.serve\((\w+), "([^"]+)", (\d+)\)', code))
+    assert len(serve) == 1, "expected one websockets.serve(handler, HOST, PORT) in the agent"
+    doc_port = int(serve[0].group(3))
+    replies = re.findall(r'`(\{"stream":.*?\})`', item[end:])
+    assert len(replies) == 1, "expected one answer webhook reply after the agent"
+    reply = json.loads(replies[0])
+    m = re.fullmatch(r"ws://[^/:]+:(\d+)(/\S*)", reply["stream"]["url"])
+    assert m and int(m.group(1)) == doc_port, reply
+
+    if SIPP is None:
+        skip_unless_strict("sipp (package sip-tester) is not installed")
+    if os.environ.get("SFVOPI_TEST_PG_URL"):
+        pytest.skip("the audio stream is independent of the database backend: SQLite run only")
+    try:
+        from stream_helper import ALAW, FRAME, Party, alaw_encode
+    except ImportError as e:
+        skip_unless_strict(f"python3-websockets is not installed ({e})")
+
+    port = _free_tcp_port()
+    s = serve[0]
+    agent_py = tmp_path / "voice_agent.py"
+    agent_py.write_text(code[:s.start(2) - 1] + '"127.0.0.1", ' + str(port) + code[s.end(3):])
+    reply["stream"]["url"] = f"ws://127.0.0.1:{port}{m.group(2)}"
+    loud = bytes([alaw_encode(12000 if i % 20 < 10 else -12000) for i in range(FRAME)])
+
+    def greeting_heard(party):
+        return sum(not p.silent for p in party.packets())
+
+    agent_log = tmp_path / "voice_agent.log"
+    with open(agent_log, "wb") as log:
+        agent = subprocess.Popen(["/usr/bin/python3", str(agent_py)], stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                 env=base_env())
+    try:
+        assert wait_until(lambda: port_taken(port, udp=False) or agent.poll() is not None,
+                          timeout=10, interval=0.05) and agent.poll() is None, \
+            f"the agent did not start (rc={agent.poll()}):\n{agent_log.read_text()}"
+        with call_server(tmp_path) as srv, FakeCustomer() as fc, Party() as party:
+            fc.on("/answer", reply_json(reply))
+            org = srv.make_org()
+            api = org.client()
+            number = org.add_numbers(1)[0]
+            app = api.create_app(name="voice agent", answer_url=fc.url("/answer"),
+                                 hangup_url=fc.url("/hangup"))
+            api.link(app["app_id"], number)
+            carrier = Sipp("in_stream_wait_bye", tmp_path, remote=f"127.0.0.1:{srv.sip_port}",
+                           service=number,
+                           keys={"caller": "+14155550100", "party_port": party.port})
+            with carrier:
+                fc.wait_for(1, path="/answer", timeout=8)
+                party.wait_peer(5)
+                assert wait_until(lambda: greeting_heard(party) >= 25, timeout=5, interval=0.02)
+                party.send_frames([loud] * 10)  # the caller speaks over the greeting
+                rc = carrier.wait(20)  # the scenario ends with sfvopi's BYE
+            assert rc == 0, f"sipp exit code {rc}\n{carrier.report()}\n{srv.log[-4000:]}"
+            hangup, = fc.wait_for(1, path="/hangup", timeout=10)
+            assert (hangup.payload["call_status"], hangup.payload["hangup_cause"]) == \
+                ("COMPLETED", "16"), hangup.payload
+            heard = [p for p in party.packets() if not p.silent]
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+        try:
+            agent.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+    out = agent_log.read_text(errors="replace")
+    assert "Traceback" not in out, out
+    said = re.findall(r"the caller heard (\d+) ms of the greeting", out)
+    assert len(said) == 1, out
+    hz = [_frame_hz(p.payload, ALAW) for p in heard]
+    greeting = [f for f in hz if abs(f - 440) < 60]
+    goodbye = [f for f in hz if abs(f - 660) < 60]
+    assert len(greeting) + len(goodbye) == len(hz), f"frames of neither tone: {hz}"
+    assert hz[:len(greeting)] == greeting, "the goodbye began before the greeting stopped"
+    assert 25 <= len(greeting) < 100, f"{len(greeting)} greeting frames: not cut by the barge-in"
+    assert len(goodbye) == 25, f"{len(goodbye)} goodbye frames: want all 500 ms before the BYE"
+    print(f"\nclearedAudio playedMs {said[0]}, the party heard {20 * len(greeting)} ms")
+    assert abs(int(said[0]) - 20 * len(greeting)) <= 20, (said, len(greeting))
+
+
 # ---------------------------------------------------------------------------------------------
 # "Connecting a carrier": the serve commands and the firewall rule.
 
