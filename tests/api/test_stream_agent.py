@@ -24,11 +24,10 @@ if os.environ.get("SFVOPI_TEST_PG_URL"):
     pytest.skip("the audio stream is independent of the database backend: SQLite run only",
                 allow_module_level=True)
 
-import test_calls_sip as base  # noqa: E402
 from conftest import wait_until  # noqa: E402
 from stream_helper import ALAW, FRAME, pattern, sine_samples, ulaw_encode  # noqa: E402
 from test_calls_stream import (  # noqa: E402,F401  (fixtures and helpers)
-    _close, agent, all_silent, answer_with, audio_run, check_rtp_continuity, finish, hangup_of,
+    _close, agent, all_silent, answer_with, audio_run, finish, hangup_of,
     inbound, party, started,
 )
 from test_calls_sip import _server_alive, fc, line, srv, work  # noqa: E402,F401
@@ -38,10 +37,10 @@ DIGIT_EVENT = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
                "A": 12, "B": 13, "C": 14, "D": 15}
 
 
-def heard(party, audio):
+def heard(endpoint, audio):
     """True once the party has received the last frame of `audio` (a whole number of frames)."""
     last = audio[-FRAME:]
-    return any(p.payload == last for p in party.packets())
+    return any(p.payload == last for p in endpoint.packets())
 
 
 def events_of(pkts):
