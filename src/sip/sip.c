@@ -1325,6 +1325,18 @@ static void leg_reap(void *arg)
 
 /* --- dialog identifiers, and a BYE from them (SIP.md section 5) --- */
 
+/* What a stored dialog may hold: printable ASCII, the only bytes SIP allows
+ * in these fields (RFC 3261 25.1: others escaped). Raw bytes from a sloppy
+ * peer are not stored: PostgreSQL refuses text that is not UTF-8, and a BYE
+ * must not carry them back. */
+static bool ids_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
 static void ids_copy(char *dst, size_t size, const struct pl *pl, bool *bad)
 {
     if (!pl->p || pl->l >= size) {
@@ -1416,7 +1428,10 @@ static void ids_established(struct sip_leg *leg, const struct sip_msg *msg)
     }
     ids->next_cseq = sip_dialog_lseq(dlg) + 1;
     leg->ids_ok = !leg->ids_bad && ids->call_id[0] && ids->local_tag[0] && ids->remote_tag[0] &&
-                  ids->remote_target[0];
+                  ids->remote_target[0] && ids_printable(ids->call_id) &&
+                  ids_printable(ids->local_uri) && ids_printable(ids->local_tag) &&
+                  ids_printable(ids->remote_uri) && ids_printable(ids->remote_tag) &&
+                  ids_printable(ids->remote_target) && ids_printable(ids->route_set);
 }
 
 bool sip_leg_dialog_ids(const struct sip_leg *leg, struct sip_dialog_ids *out)

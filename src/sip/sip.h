@@ -258,7 +258,8 @@ struct sip_dialog_ids {
     uint32_t next_cseq;
 };
 /* Fills out once the leg is established (inbound: the caller's ACK came;
- * outbound: answered). False before that, or when an identifier did not fit. */
+ * outbound: answered). False before that, or when an identifier did not fit
+ * or holds a byte that is not printable ASCII. */
 bool sip_leg_dialog_ids(const struct sip_leg *leg, struct sip_dialog_ids *out);
 /* Sends a BYE in a dialog this endpoint holds no leg for (a call of a node
  * that died), with a Reason header of Q.850 cause, to the first Route of
