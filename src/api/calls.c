@@ -168,32 +168,44 @@ static void write_call(struct jw *w, const struct store_call *k)
     jw_lit(w, "}");
 }
 
-void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
-                   struct http_response *resp)
+/* The call :call_id names in the caller's organisation, into *k (and the
+ * connection it was read on, *c). False when the answer (404 or the
+ * route's 500) is already written. */
+static bool call_lookup(struct api_worker *w, struct api_call *call, struct store_conn **c,
+                        struct store_call *k, struct http_response *resp)
 {
     char id[CALL_UUID_LEN + 1];
-    struct store_call k;
-    struct store_conn *c;
-    struct jw jw;
     enum err e;
 
-    (void)body;
     /* An id of neither form names no call: no need to ask the database. */
     if (!validate_call_id(call->m.call_id, id)) {
         api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
-        return;
+        return false;
     }
-    e = api__conn(w, &c);
+    e = api__conn(w, c);
     if (e == ERR_OK)
-        e = c->ops->call_get(c, call->who.org_id, id, &k);
+        e = (*c)->ops->call_get(*c, call->who.org_id, id, k);
     if (e == ERR_NOT_FOUND) {
         api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
-        return;
+        return false;
     }
     if (e != ERR_OK) {
         api__fail(resp, call->h->fail, e);
-        return;
+        return false;
     }
+    return true;
+}
+
+void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
+                   struct http_response *resp)
+{
+    struct store_call k;
+    struct store_conn *c;
+    struct jw jw;
+
+    (void)body;
+    if (!call_lookup(w, call, &c, &k, resp))
+        return;
     api__ok_begin(resp, &jw);
     write_call(&jw, &k);
     api__ok_end(resp, &jw, call->h->fail);
@@ -204,28 +216,14 @@ void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
 void api__call_hangup(struct api_worker *w, struct api_call *call, json_t *body,
                       struct http_response *resp)
 {
-    char id[CALL_UUID_LEN + 1];
     struct store_call k;
     struct store_conn *c;
     struct jw jw;
     enum err e;
 
     (void)body;
-    if (!validate_call_id(call->m.call_id, id)) {
-        api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
+    if (!call_lookup(w, call, &c, &k, resp))
         return;
-    }
-    e = api__conn(w, &c);
-    if (e == ERR_OK)
-        e = c->ops->call_get(c, call->who.org_id, id, &k);
-    if (e == ERR_NOT_FOUND) {
-        api__error(resp, ERR_NOT_FOUND, MSG_CALL_NOT_FOUND);
-        return;
-    }
-    if (e != ERR_OK) {
-        api__fail(resp, call->h->fail, e);
-        return;
-    }
     /* The engine decides what a final status is (call/call.h). */
     e = w->cfg.hangup_call ? w->cfg.hangup_call(w->cfg.engine, c, &k) : ERR_INTERNAL;
     if (e == ERR_CONFLICT) {
