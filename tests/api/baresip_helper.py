@@ -56,6 +56,8 @@ import warnings
 import wave
 from pathlib import Path
 
+from sipp_helper import claim
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop  # deprecated in 3.11, still present: the reference G.711 encoder
@@ -111,7 +113,7 @@ def free_sip_port():
     UDP and TCP on P and TLS on P+1."""
     for _ in range(200):
         port = random.randrange(20000, 30000)
-        if ports_free(port, port + 1):
+        if ports_free(port, port + 1) and claim((port, port + 1)):
             return port
     raise RuntimeError("no free SIP port pair")
 
@@ -121,7 +123,8 @@ def free_rtp_range(size=20):
     capture filter can name its media ports)."""
     for _ in range(100):
         low = random.randrange(40000, 60000 - size, 2)
-        if not any(_taken(p, socket.SOCK_DGRAM) for p in range(low, low + size)):
+        ports = range(low, low + size)
+        if not any(_taken(p, socket.SOCK_DGRAM) for p in ports) and claim(ports):
             return low, low + size - 1
     raise RuntimeError("no free RTP range")
 

@@ -36,7 +36,7 @@ import requests
 
 from conftest import BIN, REPO, Server, base_env
 from kamailio_helper import KAMAILIO, Kamailio
-from sipp_helper import SCENARIOS, Sipp
+from sipp_helper import SCENARIOS, Sipp, claim
 
 FRONT_CFG = REPO / "contrib" / "kamailio" / "kamailio.cfg"
 FRONT_IP = "127.0.0.1"
@@ -59,17 +59,14 @@ def udp_bound(ip, port):
         s.close()
 
 
-_taken = set()  # ports handed out by this process, so that two nodes never get the same one
-
-
 def free_port(ip, even=False):
     """A UDP port free on `ip` and on 127.0.0.1 (and on 0.0.0.0: a wildcard bind would show)."""
     for _ in range(500):
         port = random.randrange(30000, 60000, 2 if even else 1)
-        if port in _taken or udp_bound(ip, port) or udp_bound("127.0.0.1", port):
+        if udp_bound(ip, port) or udp_bound("127.0.0.1", port):
             continue
-        _taken.add(port)
-        return port
+        if claim((port,)):  # two nodes never get the same port
+            return port
     raise RuntimeError(f"no free UDP port on {ip}")
 
 
@@ -79,12 +76,10 @@ def free_range(ip, size):
     for _ in range(100):
         low = random.randrange(30000, 60000 - size, 2)
         ports = range(low, low + size)
-        if any(p in _taken for p in ports):
-            continue
         if any(udp_bound(ip, p) or udp_bound("127.0.0.1", p) for p in ports[::7]):
             continue
-        _taken.update(ports)
-        return low, low + size - 1
+        if claim(ports):
+            return low, low + size - 1
     raise RuntimeError(f"no free RTP range on {ip}")
 
 

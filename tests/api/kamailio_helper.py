@@ -61,7 +61,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sipp_helper import port_taken
+from sipp_helper import claim, port_taken
 
 KAMAILIO = shutil.which("kamailio") or ("/usr/sbin/kamailio"
                                         if os.path.exists("/usr/sbin/kamailio") else None)
@@ -325,7 +325,9 @@ class Kamailio:
         """A port free on 127.0.0.1 for UDP (and TCP when listening on both)."""
         for _ in range(200):
             port = random.randrange(32000, 60000)
-            if not port_taken(port, udp=True) and not (self.tcp and port_taken(port, udp=False)):
+            if port_taken(port, udp=True) or (self.tcp and port_taken(port, udp=False)):
+                continue
+            if claim((port,)):
                 return port
         raise RuntimeError("no free port for kamailio")
 

@@ -39,21 +39,43 @@ def port_taken(port, udp=True):
         s.close()
 
 
+# Every port handed out to a test by this process, whatever the helper that picked it. A port is
+# often picked long before it is bound (a server's trunk port is bound only when a test's SIPp
+# starts; an --rtp-ports range only call by call), so probing by binding is not enough: without this
+# record a later pick (a SIPp media port, another range) could take it in between.
+_HANDED_OUT = set()
+
+
+def claim(ports):
+    """Record `ports` as handed out; False (and nothing recorded) when one of them already was."""
+    ports = list(ports)
+    if any(p in _HANDED_OUT for p in ports):
+        return False
+    _HANDED_OUT.update(ports)
+    return True
+
+
 def free_udp_port(even=False):
-    """A UDP port free on 127.0.0.1 right now (SIPp wants an even one for media: it also binds
-    port+2 for video)."""
-    for _ in range(200):
+    """A UDP port free on 127.0.0.1 right now and never handed out before (SIPp wants an even one
+    for media: it also binds port+2 for video, and each may take the next port for RTCP)."""
+    for _ in range(500):
         port = random.randrange(32000, 60000, 2 if even else 1)
-        if not any(port_taken(p) for p in ((port, port + 2) if even else (port,))):
+        if any(port_taken(p) for p in ((port, port + 2) if even else (port,))):
+            continue
+        if claim(range(port, port + 4) if even else (port,)):
             return port
     raise RuntimeError("no free UDP port")
 
 
 def free_rtp_range(size, step=3):
-    """A range of `size` UDP ports for --rtp-ports, free on 127.0.0.1 (every `step`th probed)."""
-    for _ in range(50):
-        low = free_udp_port(even=True)
-        if low + size < 65000 and not any(port_taken(p) for p in range(low, low + size, step)):
+    """A range of `size` UDP ports for --rtp-ports, free on 127.0.0.1 (every `step`th probed) and
+    never handed out before."""
+    for _ in range(100):
+        low = random.randrange(32000, 65000 - size, 2)
+        ports = range(low, low + size)
+        if any(p in _HANDED_OUT for p in ports) or any(port_taken(p) for p in ports[::step]):
+            continue
+        if claim(ports):
             return low, low + size - 1
     raise RuntimeError("no free RTP range")
 

@@ -34,7 +34,7 @@ import test_calls_sip as base  # noqa: E402  (skips the module too when there is
 from conftest import BIN, Server, fresh_db, wait_until  # noqa: E402
 from baresip_helper import make_ca  # noqa: E402
 from dns_helper import DnsServer  # noqa: E402
-from sipp_helper import Sipp, free_rtp_range, port_taken  # noqa: E402
+from sipp_helper import Sipp, claim, free_rtp_range, port_taken  # noqa: E402
 
 if SIPP is None:
     pytest.skip("sipp (package sip-tester) is not installed", allow_module_level=True)
@@ -47,7 +47,7 @@ def free_port():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        if not port_taken(port, udp=True) and not port_taken(port, udp=False):
+        if not port_taken(port, udp=True) and not port_taken(port, udp=False) and claim((port,)):
             return port
     raise AssertionError("no free port")
 
