@@ -25,10 +25,12 @@ import threading
 import time
 import urllib.parse
 
+import pytest
 import requests
 
 from conftest import (
-    MSG_APP_NOT_FOUND, MSG_NOT_LINKED, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, Server, fresh_db,
+    ASAN, MSG_APP_NOT_FOUND, MSG_NOT_LINKED, MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, Server,
+    fresh_db,
 )
 
 ROUNDS = 20
@@ -290,6 +292,8 @@ def check_api(srv, key, model, tag):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(ASAN, reason="what survives a kill -9 is the store's property, not a memory"
+                    " one: the plain build's passes (both backends)")
 def test_sigkill_mid_traffic_keeps_every_answered_write(tmp_path, record_property):
     rnd = random.Random(SEED)
     with fresh_db(tmp_path, "crash") as db_url:
