@@ -2281,6 +2281,83 @@ static void test_batch_misuse(void **state)
     assert_true(n == 2);
 }
 
+/* ---- idempotency keys (AGENT.md section 5) ---- */
+
+#define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* The first claim holds the key; the others see it PENDING with the first
+ * request's hash, then DONE with the kept answer. Keys are per org. */
+static void test_idem_claim_finish(void **state)
+{
+    struct fx *f = *state;
+    struct store_idem *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    int64_t n = -1;
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k 1", HASH_A, a), ERR_OK);
+    assert_int_equal(a->state, STORE_IDEM_CLAIMED);
+    assert_true(a->claimed_at > 0);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k 1", HASH_B, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_PENDING);
+    assert_string_equal(b->req_hash, HASH_A);
+    /* Another org's key of the same name is another key. */
+    assert_int_equal(f->ops->idem_claim(f->c, f->org2, "k 1", HASH_B, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_CLAIMED);
+    /* Only the claim's own stamp finishes it. */
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k 1", a->claimed_at + 1, 200, "{}"),
+                     ERR_NOT_FOUND);
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k 1", a->claimed_at, 200, "{\"x\":1}"),
+                     ERR_OK);
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k 1", a->claimed_at, 200, "{}"),
+                     ERR_NOT_FOUND); /* no longer PENDING */
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k 1", HASH_A, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_DONE);
+    assert_int_equal(b->status, 200);
+    assert_string_equal(b->body, "{\"x\":1}");
+    assert_string_equal(b->req_hash, HASH_A);
+    /* A done key is never released. */
+    assert_int_equal(f->ops->idem_release(f->c, f->org1, "k 1", a->claimed_at), ERR_NOT_FOUND);
+    /* Nothing is a day old yet. */
+    assert_int_equal(f->ops->idem_purge(f->c, 10, &n), ERR_OK);
+    assert_true(n == 0);
+    free(a);
+    free(b);
+}
+
+/* A released key is free again; a body past IDEM_BODY_MAX is not kept. */
+static void test_idem_release(void **state)
+{
+    struct fx *f = *state;
+    struct store_idem *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    char *big = malloc(IDEM_BODY_MAX + 2);
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(big);
+    memset(big, 'x', IDEM_BODY_MAX + 1);
+    big[IDEM_BODY_MAX + 1] = '\0';
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k2", HASH_A, a), ERR_OK);
+    assert_int_equal(a->state, STORE_IDEM_CLAIMED);
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k2", a->claimed_at, 400, big),
+                     ERR_TOO_LARGE);
+    assert_int_equal(f->ops->idem_release(f->c, f->org1, "k2", a->claimed_at), ERR_OK);
+    assert_int_equal(f->ops->idem_release(f->c, f->org1, "k2", a->claimed_at), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k2", HASH_B, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_CLAIMED);
+    /* The longest kept body comes back whole. */
+    big[IDEM_BODY_MAX] = '\0';
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k2", b->claimed_at, 400, big), ERR_OK);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k2", HASH_B, a), ERR_OK);
+    assert_int_equal(a->state, STORE_IDEM_DONE);
+    assert_int_equal(a->status, 400);
+    assert_string_equal(a->body, big);
+    free(big);
+    free(a);
+    free(b);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2288,6 +2365,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_urls),
         T(test_ping_and_name),
+        T(test_idem_claim_finish),
+        T(test_idem_release),
         T(test_orgs),
         cmocka_unit_test(test_org_empty_database),
         T(test_callback_error_stops),
