@@ -1146,6 +1146,8 @@ static enum err cmd_wait(struct store_conn *base, int timeout_ms, bool *woke)
 /* Claim and read again while the row comes and goes between the two
  * statements (released, or expired, in the meantime). */
 #define IDEM_CLAIM_TRIES 3
+/* Expired keys a claim removes on its way. */
+#define IDEM_PURGE_LAZY 2
 
 struct idem_read {
     struct store_idem *out;
@@ -1184,6 +1186,11 @@ static enum err idem_claim(struct store_conn *base, int64_t org_id, const char *
         e = single(base, SQL_IDEM_CLAIM, &a, "idem_claim", W_ROW, map_i64, &out->claimed_at);
         if (e == ERR_OK) {
             out->state = STORE_IDEM_CLAIMED;
+            /* Each new claim removes up to two expired keys, so that the
+             * table holds about a day of keys even on a server without the
+             * heartbeat's purge (no call engine). A failure is left to the
+             * next claim. */
+            (void)idem_purge(base, IDEM_PURGE_LAZY, NULL);
             return ERR_OK;
         }
         if (e != ERR_NOT_FOUND)

@@ -377,7 +377,8 @@ struct store_ops {
      * DONE with the kept answer; out->req_hash says which request it was.
      * A key claimed IDEM_KEEP_MS ago, or left PENDING IDEM_STALE_MS, counts
      * as absent and is claimed again. A kept body longer than
-     * IDEM_BODY_MAX is cut (finish never keeps one). */
+     * IDEM_BODY_MAX is cut (finish never keeps one). A new claim also
+     * deletes up to two expired keys (failure ignored). */
     enum err (*idem_claim)(struct store_conn *c, int64_t org_id, const char *key,
                            const char *req_hash, struct store_idem *out);
     /* Keeps the answer (status, body of at most IDEM_BODY_MAX bytes) of the
