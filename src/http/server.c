@@ -278,8 +278,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
         MHD_destroy_response(mr);
         return MHD_NO;
     }
-    if (r->idem_replayed &&
-        MHD_add_response_header(mr, "Idempotent-Replayed", "true") != MHD_YES) {
+    if (r->idem_replayed && MHD_add_response_header(mr, "Idempotent-Replayed", "true") != MHD_YES) {
         MHD_destroy_response(mr);
         return MHD_NO;
     }

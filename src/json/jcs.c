@@ -101,24 +101,12 @@ static enum err write_string(const char *s, size_t len, struct buf *out)
         run = i + 1;
         switch (c) {
         case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
+        case '\\': esc[1] = (char)c; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\r': esc[1] = 'r'; break;
         default:
             memcpy(esc + 1, "u00", 3);
             esc[4] = hex[c >> 4];
@@ -198,7 +186,8 @@ static enum err write_object(const json_t *v, struct buf *out, int depth)
         if (!names)
             return ERR_NOMEM;
     }
-    json_object_foreach ((json_t *)v, name, m) {
+    json_object_foreach((json_t *)v, name, m)
+    {
         if (i == n || !utf8_valid(name, strlen(name))) {
             e = ERR_INVALID;
             goto out_names;
@@ -229,8 +218,7 @@ static enum err write_value(const json_t *v, struct buf *out, int depth)
     if (!v || depth > JCS_DEPTH_MAX)
         return ERR_INVALID;
     switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return write_object(v, out, depth);
+    case JSON_OBJECT: return write_object(v, out, depth);
     case JSON_ARRAY:
         e = buf_append_char(out, '[');
         for (i = 0; e == ERR_OK && i < json_array_size(v); i++) {
@@ -239,18 +227,12 @@ static enum err write_value(const json_t *v, struct buf *out, int depth)
             e = e ? e : write_value(json_array_get(v, i), out, depth + 1);
         }
         return e ? e : buf_append_char(out, ']');
-    case JSON_STRING:
-        return write_string(json_string_value(v), json_string_length(v), out);
-    case JSON_INTEGER:
-        return jcs_number((double)json_integer_value(v), out);
-    case JSON_REAL:
-        return jcs_number(json_real_value(v), out);
-    case JSON_TRUE:
-        return buf_append_str(out, "true");
-    case JSON_FALSE:
-        return buf_append_str(out, "false");
-    case JSON_NULL:
-        return buf_append_str(out, "null");
+    case JSON_STRING: return write_string(json_string_value(v), json_string_length(v), out);
+    case JSON_INTEGER: return jcs_number((double)json_integer_value(v), out);
+    case JSON_REAL: return jcs_number(json_real_value(v), out);
+    case JSON_TRUE: return buf_append_str(out, "true");
+    case JSON_FALSE: return buf_append_str(out, "false");
+    case JSON_NULL: return buf_append_str(out, "null");
     }
     return ERR_INVALID;
 }

@@ -15,7 +15,9 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
+import subprocess
 import threading
 import uuid
 
@@ -404,3 +406,37 @@ def test_race_across_two_nodes_places_one_call(tmp_path):
             print(summary)
             with open(os.environ.get("SFVOPI_IDEM_RACE_LOG", os.devnull), "a") as f:
                 f.write(summary + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's example.
+
+def test_readme_retry_curl(tmp_path):
+    """README "Retrying call creation safely.": its curl, run twice as written (address made
+    the test server's, $H the demo key's header), prints the same answer and places one call."""
+    from test_docs import (CALLS_HEADING, DOC_URL, README, call_server, demo_key, doc_item,
+                           doc_section, logical_lines, one_block)
+    from conftest import Client
+
+    item = doc_item(doc_section(README.read_text(encoding="utf-8"), CALLS_HEADING),
+                    "Retrying call creation safely.")
+    body, _ = one_block(item, "sh", "'- **Retrying call creation safely.**'")
+    steps = logical_lines(body)
+    assert len(steps) == 1 and steps[0].startswith("curl ") and "Idempotency-Key" in steps[0]
+    curl = steps[0].replace(DOC_URL, "URL")
+    sent = json.loads(re.search(r"-d '([^']*)'", curl).group(1))
+    with call_server(tmp_path) as srv:
+        key = demo_key(srv)
+        api = Client(srv, key)
+        app = api.create_app(name="Retry", answer_url="https://example.com/answer")
+        api.link(app["app_id"], sent["from"])
+        script = (f"set -eu\nH='X-API-Key: {key}'\n{curl.replace('URL', srv.url)}\necho\n"
+                  f"{curl.replace('URL', srv.url)}\n")
+        cp = subprocess.run(["bash", "--noprofile", "--norc", "-c", script],
+                            capture_output=True, text=True, timeout=30, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL)
+        assert cp.returncode == 0, cp.stderr
+        first, second = cp.stdout.split("\n")
+        assert first == second and json.loads(first)["message"] == "success", cp.stdout
+        calls = ok(api.get("/calls"))
+        assert [c["call_uuid"] for c in calls] == [json.loads(first)["data"]["call_uuid"]]

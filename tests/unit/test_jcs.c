@@ -47,11 +47,12 @@ static void test_rfc_sample(void **state)
 {
     (void)state;
     /* RFC 8785 section 3.2.3. */
-    expect("{\n  \"numbers\": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],\n"
-           "  \"string\": \"\\u20ac$\\u000F\\u000aA'\\u0042\\u0022\\u005c\\\\\\\"\\/\",\n"
-           "  \"literals\": [null, true, false]\n}",
-           "{\"literals\":[null,true,false],\"numbers\":[333333333.3333333,1e+30,4.5,0.002,"
-           "1e-27],\"string\":\"\xe2\x82\xac$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"}");
+    expect(
+        "{\n  \"numbers\": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],\n"
+        "  \"string\": \"\\u20ac$\\u000F\\u000aA'\\u0042\\u0022\\u005c\\\\\\\"\\/\",\n"
+        "  \"literals\": [null, true, false]\n}",
+        "{\"literals\":[null,true,false],\"numbers\":[333333333.3333333,1e+30,4.5,0.002,"
+        "1e-27],\"string\":\"\xe2\x82\xac$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"}");
 }
 
 static void test_rfc_sorting(void **state)
@@ -167,9 +168,9 @@ static void test_equal_bodies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc_sample),     cmocka_unit_test(test_rfc_sorting),
-        cmocka_unit_test(test_rfc_numbers),    cmocka_unit_test(test_number_spellings),
-        cmocka_unit_test(test_not_writable),   cmocka_unit_test(test_equal_bodies),
+        cmocka_unit_test(test_rfc_sample),   cmocka_unit_test(test_rfc_sorting),
+        cmocka_unit_test(test_rfc_numbers),  cmocka_unit_test(test_number_spellings),
+        cmocka_unit_test(test_not_writable), cmocka_unit_test(test_equal_bodies),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
