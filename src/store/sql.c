@@ -191,10 +191,10 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
                      "state = 'PENDING'"),
     S(SQL_IDEM_RELEASE, "DELETE FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2 AND "
                         "created_at = $3 AND state = 'PENDING'"),
-    /* At most $2 expired keys per statement, from the index. */
-    S(SQL_IDEM_PURGE,
-      "DELETE FROM idempotency_keys WHERE (org_id, idem_key) IN (SELECT org_id, "
-      "idem_key FROM idempotency_keys WHERE created_at < " SQL_NOW_MS " - $1 LIMIT $2)"),
+    /* At most $2 expired keys per statement, oldest first, from the index. */
+    S(SQL_IDEM_PURGE, "DELETE FROM idempotency_keys WHERE (org_id, idem_key) IN (SELECT org_id, "
+                      "idem_key FROM idempotency_keys WHERE created_at < " SQL_NOW_MS
+                      " - $1 ORDER BY created_at LIMIT $2)"),
 };
 
 #undef S
