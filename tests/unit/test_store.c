@@ -2358,6 +2358,70 @@ static void test_idem_release(void **state)
     free(b);
 }
 
+/* Claims of one key from several connections at one instant (PostgreSQL:
+ * the nodes' case): exactly one holds it, the others see it PENDING or
+ * DONE, none fails. */
+#define IDEM_RACERS 8
+#define IDEM_ROUNDS 20
+
+struct idem_racer {
+    struct store_conn *c;
+    pthread_barrier_t *go;
+    int64_t org;
+    char key[32];
+    struct store_idem got;
+    enum err e;
+};
+
+static void *idem_race(void *arg)
+{
+    struct idem_racer *r = arg;
+
+    pthread_barrier_wait(r->go);
+    r->e = r->c->ops->idem_claim(r->c, r->org, r->key, HASH_A, &r->got);
+    if (r->e == ERR_OK && r->got.state == STORE_IDEM_CLAIMED)
+        r->e = r->c->ops->idem_finish(r->c, r->org, r->key, r->got.claimed_at, 200, "{}");
+    return NULL;
+}
+
+static void test_idem_claim_race(void **state)
+{
+    struct fx *f = *state;
+    struct idem_racer *r = calloc(IDEM_RACERS, sizeof(*r));
+    pthread_t t[IDEM_RACERS];
+    pthread_barrier_t go;
+    int round, i, claimed;
+
+    if (!be.pg)
+        skip();
+    assert_non_null(r);
+    for (i = 0; i < IDEM_RACERS; i++)
+        assert_int_equal(store_conn_open(f->s, &r[i].c), ERR_OK);
+    for (round = 0; round < IDEM_ROUNDS; round++) {
+        assert_int_equal(pthread_barrier_init(&go, NULL, IDEM_RACERS), 0);
+        for (i = 0; i < IDEM_RACERS; i++) {
+            r[i].go = &go;
+            r[i].org = f->org1;
+            snprintf(r[i].key, sizeof(r[i].key), "race-%d", round);
+            assert_int_equal(pthread_create(&t[i], NULL, idem_race, &r[i]), 0);
+        }
+        claimed = 0;
+        for (i = 0; i < IDEM_RACERS; i++) {
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+            assert_int_equal(r[i].e, ERR_OK);
+            if (r[i].got.state == STORE_IDEM_CLAIMED)
+                claimed++;
+            else
+                assert_string_equal(r[i].got.req_hash, HASH_A);
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(claimed, 1);
+    }
+    for (i = 0; i < IDEM_RACERS; i++)
+        store_conn_close(r[i].c);
+    free(r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2367,6 +2431,7 @@ int main(void)
         T(test_ping_and_name),
         T(test_idem_claim_finish),
         T(test_idem_release),
+        T(test_idem_claim_race),
         T(test_orgs),
         cmocka_unit_test(test_org_empty_database),
         T(test_callback_error_stops),
