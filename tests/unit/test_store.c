@@ -2387,13 +2387,14 @@ static void *idem_race(void *arg)
 static void test_idem_claim_race(void **state)
 {
     struct fx *f = *state;
-    struct idem_racer *r = calloc(IDEM_RACERS, sizeof(*r));
+    struct idem_racer *r;
     pthread_t t[IDEM_RACERS];
     pthread_barrier_t go;
     int round, i, claimed;
 
     if (!be.pg)
         skip();
+    r = calloc(IDEM_RACERS, sizeof(*r));
     assert_non_null(r);
     for (i = 0; i < IDEM_RACERS; i++)
         assert_int_equal(store_conn_open(f->s, &r[i].c), ERR_OK);
