@@ -53,12 +53,12 @@ static enum err body_hash(const json_t *body, char hex[IDEM_HASH_HEX + 1])
 }
 
 /* The kept answer again, byte for byte. */
-static void replay(const struct store_idem *kept, struct http_response *resp)
+static void replay(const struct store_idem *kept, const char *fail, struct http_response *resp)
 {
     resp->status = kept->status;
     buf_reset(&resp->body);
     if (buf_append_str(&resp->body, kept->body) != ERR_OK) {
-        api__fail(resp, "Failed to initiate outbound call", ERR_NOMEM);
+        api__fail(resp, fail, ERR_NOMEM);
         return;
     }
     resp->idem_replayed = true;
@@ -114,7 +114,7 @@ bool api__idem_begin(struct api_worker *w, struct api_call *call, json_t *body,
     } else if (got->state == STORE_IDEM_PENDING) {
         api__error(resp, ERR_CONFLICT, MSG_IN_PROGRESS);
     } else {
-        replay(got, resp);
+        replay(got, call->h->fail, resp);
         log_debug("msg=\"kept answer given again\" org=%lld status=%d", (long long)idem->org_id,
                   got->status);
     }
