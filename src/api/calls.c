@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/idem.h"
 #include "api/internal.h"
 #include "call/outbound.h"
 #include "core/parse.h"
@@ -42,8 +43,8 @@ static void outbound_from(const struct call_body *b, const struct store_app *app
     memcpy(out->fallback_method, app->fallback_answer_method, sizeof(out->fallback_method));
 }
 
-void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body,
-                       struct http_response *resp)
+static void calls_create(struct api_worker *w, struct api_call *call, json_t *body,
+                         struct http_response *resp)
 {
     char number_status[STATUS_MAX + 1] = "";
     char request_uuid[REQUEST_UUID_LEN + 1] = "";
@@ -100,6 +101,21 @@ void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body
     jw_str(&jw, call_uuid);
     jw_lit(&jw, ",\"status\":\"queued\"}");
     api__ok_end(resp, &jw, call->h->fail);
+}
+
+/* AGENT.md section 5: with an Idempotency-Key, the call is placed only by
+ * the request that claims the key; the others get its answer. The key is
+ * checked after the body parsed as JSON (a body that does not is 400, and
+ * no key is claimed for it) and before the body's fields. */
+void api__calls_create(struct api_worker *w, struct api_call *call, json_t *body,
+                       struct http_response *resp)
+{
+    struct api_idem idem;
+
+    if (!api__idem_begin(w, call, body, &idem, resp))
+        return;
+    calls_create(w, call, body, resp);
+    api__idem_end(w, &idem, resp);
 }
 
 /* ---- records ---- */

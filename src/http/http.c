@@ -53,6 +53,7 @@ void http_response_init(struct http_response *r)
     r->content_type = NULL;
     r->rate_set = false;
     r->rate_limit = r->rate_remaining = r->rate_reset = r->retry_after = 0;
+    r->idem_replayed = false;
 }
 
 void http_response_release(struct http_response *r)

@@ -63,6 +63,11 @@ struct http_request {
     /* The request carries an X-Forwarded-For or a Forwarded header: it
      * came through a proxy, whatever the peer. */
     bool forwarded;
+    /* Idempotency-Key (AGENT.md section 5), as sent (NULL when absent),
+     * and how many such headers were sent. */
+    const char *idem_key;
+    size_t idem_key_len;
+    int idem_key_count;
 };
 
 struct http_response {
@@ -78,6 +83,9 @@ struct http_response {
     const char *route;        /* static route name for the access log */
     int route_idx;            /* index into api_route_names() for metrics; 0: unrouted */
     const char *content_type; /* static; NULL: application/json */
+    /* The answer is a kept one, given again for an Idempotency-Key:
+     * "Idempotent-Replayed: true". */
+    bool idem_replayed;
 };
 
 /* Parses an HTTP method token (case-sensitive, as in RFC 9110). */

@@ -85,6 +85,9 @@ struct header_scan {
     size_t nxff;
     const char *xff[HTTP_XFF_HEADERS_MAX];
     size_t xff_len[HTTP_XFF_HEADERS_MAX];
+    int idem_key;
+    const char *idem_key_value;
+    size_t idem_key_len;
 };
 
 static void deadline_set(struct conn_track *ct, int64_t deadline_ms)
@@ -187,6 +190,10 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         h->api_key++;
         h->api_key_value = value;
         h->api_key_len = value_size;
+    } else if (strcasecmp(key, "Idempotency-Key") == 0) {
+        h->idem_key++;
+        h->idem_key_value = value;
+        h->idem_key_len = value_size;
     } else if (strcasecmp(key, "Forwarded") == 0) {
         h->forwarded = true;
     } else if (strcasecmp(key, "X-Forwarded-For") == 0) {
@@ -268,6 +275,10 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
         return MHD_NO;
     }
     if (r->rate_set && add_rate_headers(mr, r) != MHD_YES) {
+        MHD_destroy_response(mr);
+        return MHD_NO;
+    }
+    if (r->idem_replayed && MHD_add_response_header(mr, "Idempotent-Replayed", "true") != MHD_YES) {
         MHD_destroy_response(mr);
         return MHD_NO;
     }
@@ -354,6 +365,9 @@ static enum MHD_Result begin(struct server *s, struct MHD_Connection *conn, stru
     req->api_key = h.api_key_value;
     req->api_key_len = h.api_key_len;
     req->api_key_count = h.api_key;
+    req->idem_key = h.idem_key_value;
+    req->idem_key_len = h.idem_key_len;
+    req->idem_key_count = h.idem_key;
     req->content_type =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     req->request_id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");

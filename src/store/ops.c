@@ -921,6 +921,11 @@ static enum err call_list(struct store_conn *base, int64_t org_id, int64_t befor
 
 /* ---- nodes ---- */
 
+/* Expired keys deleted per statement, each heartbeat: a bounded write
+ * however many keys a day of traffic left behind. */
+#define IDEM_PURGE_BATCH 500
+static enum err idem_purge(struct store_conn *base, int limit, int64_t *n);
+
 /* A command is for a node that is alive and takes it within a second or
  * two; one left an hour is for a node that is gone, and goes. */
 #define CMD_KEEP_MS (60 * 60 * 1000LL)
@@ -949,6 +954,7 @@ static enum err node_beat(struct store_conn *base, const char *node_id, int64_t 
     a.n = 0;
     a_i64(&a, NODE_KEEP_MS);
     (void)single(base, SQL_NODE_PURGE, &a, "node_beat", W_ANY, NULL, NULL);
+    (void)idem_purge(base, IDEM_PURGE_BATCH, NULL);
     return ERR_OK;
 }
 
@@ -1135,6 +1141,129 @@ static enum err cmd_wait(struct store_conn *base, int timeout_ms, bool *woke)
     return DB(base)->drv->wait(DB(base), timeout_ms > 0 ? timeout_ms : 0, woke);
 }
 
+/* ---- idempotency keys (AGENT.md section 5) ---- */
+
+/* Claim and read again while the row comes and goes between the two
+ * statements (released, or expired, in the meantime). */
+#define IDEM_CLAIM_TRIES 3
+/* Expired keys a claim removes on its way. */
+#define IDEM_PURGE_LAZY 2
+
+struct idem_read {
+    struct store_idem *out;
+    int64_t age_ms; /* by the database's clock */
+};
+
+static void map_idem(const struct db_row *r, void *out)
+{
+    struct idem_read *ir = out;
+    char state[8];
+
+    COL_TEXT(r, 0, ir->out->req_hash);
+    COL_TEXT(r, 1, state);
+    ir->out->state = strcmp(state, "DONE") == 0 ? STORE_IDEM_DONE : STORE_IDEM_PENDING;
+    ir->out->status = (int)col_i64(r, 2);
+    COL_TEXT(r, 3, ir->out->body);
+    ir->age_ms = col_i64(r, 5) - col_i64(r, 4);
+}
+
+static enum err idem_claim(struct store_conn *base, int64_t org_id, const char *key,
+                           const char *req_hash, struct store_idem *out)
+{
+    struct idem_read ir = {out, 0};
+    struct db_args a = {0};
+    enum err e = ERR_UNAVAILABLE;
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    for (i = 0; i < IDEM_CLAIM_TRIES; i++) {
+        a.n = 0;
+        a_i64(&a, org_id);
+        a_text(&a, key);
+        a_text(&a, req_hash);
+        a_i64(&a, IDEM_KEEP_MS);
+        a_i64(&a, IDEM_STALE_MS);
+        e = single(base, SQL_IDEM_CLAIM, &a, "idem_claim", W_ROW, map_i64, &out->claimed_at);
+        if (e == ERR_OK) {
+            out->state = STORE_IDEM_CLAIMED;
+            /* Each new claim removes up to two expired keys, so that the
+             * table holds about a day of keys even on a server without the
+             * heartbeat's purge (no call engine). A failure is left to the
+             * next claim. */
+            (void)idem_purge(base, IDEM_PURGE_LAZY, NULL);
+            return ERR_OK;
+        }
+        if (e != ERR_NOT_FOUND)
+            return e;
+        a.n = 2;
+        e = single(base, SQL_IDEM_GET, &a, "idem_claim", W_ROW, map_idem, &ir);
+        if (e == ERR_NOT_FOUND)
+            continue; /* released since: claim again */
+        if (e != ERR_OK)
+            return e;
+        /* Expired or abandoned since the claim was refused: claim again. */
+        if (ir.age_ms >= IDEM_KEEP_MS ||
+            (out->state == STORE_IDEM_PENDING && ir.age_ms >= IDEM_STALE_MS))
+            continue;
+        return ERR_OK;
+    }
+    return ERR_UNAVAILABLE;
+}
+
+static enum err idem_finish(struct store_conn *base, int64_t org_id, const char *key,
+                            int64_t claimed_at, int status, const char *body)
+{
+    struct db_args a = {0};
+
+    if (strlen(body) > IDEM_BODY_MAX)
+        return ERR_TOO_LARGE;
+    a_i64(&a, org_id);
+    a_text(&a, key);
+    a_i64(&a, claimed_at);
+    a_i64(&a, status);
+    a_text(&a, body);
+    return single(base, SQL_IDEM_DONE, &a, "idem_finish", W_CHANGE, NULL, NULL);
+}
+
+static enum err idem_release(struct store_conn *base, int64_t org_id, const char *key,
+                             int64_t claimed_at)
+{
+    struct db_args a = {0};
+
+    a_i64(&a, org_id);
+    a_text(&a, key);
+    a_i64(&a, claimed_at);
+    return single(base, SQL_IDEM_RELEASE, &a, "idem_release", W_CHANGE, NULL, NULL);
+}
+
+struct purge {
+    int limit;
+    int64_t n;
+};
+
+static enum err idem_purge_fn(struct db_conn *c, void *ctx)
+{
+    struct purge *p = ctx;
+    struct db_args a = {0};
+
+    a_i64(&a, IDEM_KEEP_MS);
+    a_i64(&a, p->limit);
+    return run(c, SQL_IDEM_PURGE, &a, "idem_purge", NULL, NULL, &p->n);
+}
+
+static enum err idem_purge(struct store_conn *base, int limit, int64_t *n)
+{
+    struct purge p = {limit, 0};
+    enum err e = op(base, OP_RETRY, idem_purge_fn, &p);
+
+    if (n)
+        *n = p.n;
+    return e;
+}
+
+#define IDEM_OPS                                                                                   \
+    .idem_claim = idem_claim, .idem_finish = idem_finish, .idem_release = idem_release,            \
+    .idem_purge = idem_purge
 #define STORE_OPS                                                                                  \
     .conn_close = conn_close, .ping = ping, .batch_begin = batch_begin, .batch_end = batch_end,    \
     .org_create = org_create, .org_get = org_get, .org_count = org_count, .org_list = org_list,    \
@@ -1146,7 +1275,7 @@ static enum err cmd_wait(struct store_conn *base, int timeout_ms, bool *woke)
     .link_create = link_create, .link_list = link_list, .link_delete = link_delete,                \
     .number_route = number_route, .call_create = call_create, .call_update = call_update,          \
     .call_get = call_get, .call_list = call_list, .node_beat = node_beat, .node_reap = node_reap,  \
-    .cmd_post = cmd_post, .cmd_take = cmd_take, .cmd_wait = cmd_wait
+    .cmd_post = cmd_post, .cmd_take = cmd_take, .cmd_wait = cmd_wait, IDEM_OPS
 
 const struct store_ops store_ops_sqlite = {.name = "sqlite", STORE_OPS};
 const struct store_ops store_ops_pg = {.name = "postgresql", STORE_OPS};

@@ -168,6 +168,33 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_CMD_TAKE,
       "DELETE FROM node_commands WHERE id IN (SELECT id FROM node_commands WHERE "
       "node_id = $1 ORDER BY id LIMIT $2) RETURNING id, kind, arg, created_at, " SQL_NOW_MS),
+    /* --- idempotency keys (AGENT.md section 5) --- */
+    /* The claim: one statement, so that of any number of requests with a
+     * key, on any node, exactly one gets the row back. A second INSERT of
+     * the same key waits for the first's to commit, then finds the
+     * conflict; the row is taken over only when it is expired ($4 ms old)
+     * or a claim abandoned PENDING ($5 ms old), checked on the row as the
+     * first left it, so two takers cannot both win either. */
+    S(SQL_IDEM_CLAIM,
+      "INSERT INTO idempotency_keys(org_id, idem_key, req_hash, state, created_at) "
+      "VALUES ($1, $2, $3, 'PENDING', " SQL_NOW_MS ") ON CONFLICT (org_id, idem_key) DO UPDATE "
+      "SET req_hash = excluded.req_hash, state = 'PENDING', status = NULL, body = NULL, "
+      "created_at = excluded.created_at WHERE idempotency_keys.created_at < "
+      "excluded.created_at - $4::bigint OR (idempotency_keys.state = 'PENDING' AND "
+      "idempotency_keys.created_at < excluded.created_at - $5::bigint) RETURNING created_at"),
+    S(SQL_IDEM_GET, "SELECT req_hash, state, status, body, created_at, " SQL_NOW_MS
+                    " FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2"),
+    /* Finishing and releasing touch only the claim they were given (its
+     * stamp): one taken over meanwhile belongs to another request. */
+    S(SQL_IDEM_DONE, "UPDATE idempotency_keys SET state = 'DONE', status = $4, body = $5 "
+                     "WHERE org_id = $1 AND idem_key = $2 AND created_at = $3 AND "
+                     "state = 'PENDING'"),
+    S(SQL_IDEM_RELEASE, "DELETE FROM idempotency_keys WHERE org_id = $1 AND idem_key = $2 AND "
+                        "created_at = $3 AND state = 'PENDING'"),
+    /* At most $2 expired keys per statement, oldest first, from the index. */
+    S(SQL_IDEM_PURGE, "DELETE FROM idempotency_keys WHERE (org_id, idem_key) IN (SELECT org_id, "
+                      "idem_key FROM idempotency_keys WHERE created_at < " SQL_NOW_MS
+                      " - $1 ORDER BY created_at LIMIT $2)"),
 };
 
 #undef S

@@ -52,6 +52,12 @@ enum sql_id {
     SQL_CMD_INSERT,
     SQL_CMD_BROADCAST,
     SQL_CMD_TAKE,
+    /* idempotency keys (AGENT.md section 5) */
+    SQL_IDEM_CLAIM,
+    SQL_IDEM_GET,
+    SQL_IDEM_DONE,
+    SQL_IDEM_RELEASE,
+    SQL_IDEM_PURGE,
     SQL_COUNT
 };
 

@@ -173,6 +173,32 @@ struct store_call {
 #define CMD_ARG_MAX 64
 typedef enum err (*store_cmd_cb)(void *ud, const char *kind, const char *arg);
 
+/* An idempotency key of POST /sfvopi/calls (AGENT.md section 5): 1-255
+ * printable ASCII characters, kept per organisation with the SHA-256 (hex)
+ * of the request's canonical body and, once answered, the answer. */
+#define IDEM_KEY_MAX 255
+#define IDEM_HASH_HEX 64
+#define IDEM_BODY_MAX 4096 /* the longest answer body kept */
+/* Keys are kept a day after their claim; a claim left PENDING a minute
+ * (its node died mid-request: placing a call takes milliseconds) is
+ * abandoned and may be claimed again. By the database's clock. */
+#define IDEM_KEEP_MS (24 * 60 * 60 * 1000LL)
+#define IDEM_STALE_MS (60 * 1000LL)
+
+enum store_idem_state {
+    STORE_IDEM_CLAIMED, /* the caller holds the key: answer, then finish or release */
+    STORE_IDEM_PENDING, /* another request holds it and has not answered yet */
+    STORE_IDEM_DONE,    /* answered: status and body are the kept answer */
+};
+
+struct store_idem {
+    enum store_idem_state state;
+    int64_t claimed_at;               /* CLAIMED: the claim's stamp, for finish and release */
+    char req_hash[IDEM_HASH_HEX + 1]; /* PENDING, DONE: the first request's hash */
+    int status;                       /* DONE */
+    char body[IDEM_BODY_MAX + 1];     /* DONE */
+};
+
 /* What an operation that reports ERR_NOT_FOUND did not find. */
 enum store_miss { STORE_MISS_NONE, STORE_MISS_APP, STORE_MISS_LINK };
 
@@ -296,7 +322,8 @@ struct store_ops {
      * milliseconds since the epoch. Then, as housekeeping whose failure is
      * only logged, removes commands an hour old (for nodes that never took
      * them) and the rows of nodes whose last heartbeat is a day old and
-     * that own no non-final call. */
+     * that own no non-final call, and up to a few hundred idempotency keys
+     * past IDEM_KEEP_MS. */
     enum err (*node_beat)(struct store_conn *c, const char *node_id, int64_t *db_now_ms);
     /* Ends, in one statement, every non-final call (QUEUED, RINGING,
      * IN_PROGRESS) owned by a dead node: one whose heartbeat row is older
@@ -341,6 +368,31 @@ struct store_ops {
      * arrives meanwhile (also while it runs other operations) wakes the
      * next wait at once. ERR_INTERNAL inside a batch. */
     enum err (*cmd_wait)(struct store_conn *c, int timeout_ms, bool *woke);
+
+    /* --- idempotency keys (AGENT.md section 5) --- */
+
+    /* Claims key for org_id with req_hash, atomically across nodes: of
+     * requests racing for one key exactly one gets STORE_IDEM_CLAIMED (and
+     * out->claimed_at). The others get the row as it stands: PENDING, or
+     * DONE with the kept answer; out->req_hash says which request it was.
+     * A key claimed IDEM_KEEP_MS ago, or left PENDING IDEM_STALE_MS, counts
+     * as absent and is claimed again. A kept body longer than
+     * IDEM_BODY_MAX is cut (finish never keeps one). A new claim also
+     * deletes up to two expired keys (failure ignored). */
+    enum err (*idem_claim)(struct store_conn *c, int64_t org_id, const char *key,
+                           const char *req_hash, struct store_idem *out);
+    /* Keeps the answer (status, body of at most IDEM_BODY_MAX bytes) of the
+     * claim made at claimed_at. ERR_NOT_FOUND when that claim is gone
+     * (taken over as abandoned); ERR_TOO_LARGE for a longer body. */
+    enum err (*idem_finish)(struct store_conn *c, int64_t org_id, const char *key,
+                            int64_t claimed_at, int status, const char *body);
+    /* Frees the key of the claim made at claimed_at, which was not
+     * answered with a kept answer. ERR_NOT_FOUND when that claim is gone. */
+    enum err (*idem_release)(struct store_conn *c, int64_t org_id, const char *key,
+                             int64_t claimed_at);
+    /* Deletes at most limit keys claimed more than IDEM_KEEP_MS ago, by
+     * the database's clock; *n (may be NULL) gets how many. */
+    enum err (*idem_purge)(struct store_conn *c, int limit, int64_t *n);
 };
 
 /* The head of every backend connection. */

@@ -31,6 +31,7 @@ from conftest import (BIN, BODY_LIMIT, REPO, Client, Server, base_env, fresh_db,
 from openapi_check import (
     DOC, DOC_PATH, assert_matches, check_against, check_operation, deref, pointer, schema_errors,
 )
+from idem_helper import plant_pending
 from sipp_helper import free_udp_port
 
 NODE_DIR = REPO / "tests" / "docs"
@@ -448,6 +449,21 @@ def _call_body(w, **over):
     return b
 
 
+def _idem_in_progress(w, c):
+    """AGENT.md section 5: a key still being answered (a claim planted as another node's)."""
+    key, body = "oa-" + uuid.uuid4().hex, _call_body(w)
+    plant_pending(w.server.db_url, w.org_id, key, body)
+    return c.post("/calls", json=body, headers={"Idempotency-Key": key})
+
+
+def _idem_reused(w, c):
+    """A key whose first request (a kept 400) had another body."""
+    key = "oa-" + uuid.uuid4().hex
+    assert c.post("/calls", json=_call_body(w, ring_timeout=0),
+                  headers={"Idempotency-Key": key}).status_code == 400
+    return c.post("/calls", json=_call_body(w, ring_timeout=5), headers={"Idempotency-Key": key})
+
+
 CASES = [
     # POST /apps
     Case("/apps", "POST", 200, lambda w, c: c.post("/apps", json={
@@ -548,6 +564,10 @@ CASES = [
          "SFVoPI app", note="not linked"),
     Case("/calls", "POST", 401, lambda w, c: c.post("/calls", json=_call_body(w), key=None)),
     Case("/calls", "POST", 413, lambda w, c: _raw(c, "POST", "/calls", big(), J)),
+    Case("/calls", "POST", 409, lambda w, c: _idem_in_progress(w, c),
+         message="A request with this Idempotency-Key is in progress"),
+    Case("/calls", "POST", 422, lambda w, c: _idem_reused(w, c),
+         message="Idempotency-Key reused with a different request"),
     Case("/calls", "POST", 500, lambda w, c: c.post("/calls", json=_call_body(w)),
          message="Failed to initiate outbound call: calling is not configured", note="no engine"),
     # GET /calls

@@ -5,7 +5,9 @@
  * Input: one flag byte, then NUL-separated fields:
  *   method \0 path \0 content-type \0 request-id \0 api-key \0 body
  * Flag bit 0 replaces the api-key field with the known key, so the fuzzer
- * reaches the authenticated routes; bit 1 drops the content-type header.
+ * reaches the authenticated routes; bit 1 drops the content-type header;
+ * bit 4 sends the request-id field as an Idempotency-Key too (bit 5: the
+ * header twice).
  * A '?' in the path starts the query, split at '&' and '=' into arguments
  * as the server does (left undecoded). */
 #include <stdint.h>
@@ -152,6 +154,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.content_length = -1;
     req.peer_loopback = (flags & 4) != 0;
     req.forwarded = (flags & 8) != 0;
+    if (flags & 16) {
+        req.idem_key = field[3];
+        req.idem_key_len = flen[3];
+        req.idem_key_count = (flags & 32) ? 2 : 1;
+    }
     req.body = field[5];
     req.body_len = f == FIELDS ? size - 1 - (size_t)(field[5] - copy) : 0;
     if (req.body_len > HTTP_BODY_MAX)
@@ -163,6 +170,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (resp.status < 200 || resp.status > 599 || resp.body.len == 0 || resp.body.data[0] != '{')
         __builtin_trap();
     if (resp.status == 405 && !resp.allow)
+        __builtin_trap();
+    /* Only kept answers are given again (AGENT.md section 5). */
+    if (resp.idem_replayed && resp.status != 200 && resp.status != 400)
         __builtin_trap();
     http_response_release(&resp);
     free(copy);

@@ -2281,6 +2281,148 @@ static void test_batch_misuse(void **state)
     assert_true(n == 2);
 }
 
+/* ---- idempotency keys (AGENT.md section 5) ---- */
+
+#define HASH_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* The first claim holds the key; the others see it PENDING with the first
+ * request's hash, then DONE with the kept answer. Keys are per org. */
+static void test_idem_claim_finish(void **state)
+{
+    struct fx *f = *state;
+    struct store_idem *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    int64_t n = -1;
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k 1", HASH_A, a), ERR_OK);
+    assert_int_equal(a->state, STORE_IDEM_CLAIMED);
+    assert_true(a->claimed_at > 0);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k 1", HASH_B, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_PENDING);
+    assert_string_equal(b->req_hash, HASH_A);
+    /* Another org's key of the same name is another key. */
+    assert_int_equal(f->ops->idem_claim(f->c, f->org2, "k 1", HASH_B, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_CLAIMED);
+    /* Only the claim's own stamp finishes it. */
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k 1", a->claimed_at + 1, 200, "{}"),
+                     ERR_NOT_FOUND);
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k 1", a->claimed_at, 200, "{\"x\":1}"),
+                     ERR_OK);
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k 1", a->claimed_at, 200, "{}"),
+                     ERR_NOT_FOUND); /* no longer PENDING */
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k 1", HASH_A, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_DONE);
+    assert_int_equal(b->status, 200);
+    assert_string_equal(b->body, "{\"x\":1}");
+    assert_string_equal(b->req_hash, HASH_A);
+    /* A done key is never released. */
+    assert_int_equal(f->ops->idem_release(f->c, f->org1, "k 1", a->claimed_at), ERR_NOT_FOUND);
+    /* Nothing is a day old yet. */
+    assert_int_equal(f->ops->idem_purge(f->c, 10, &n), ERR_OK);
+    assert_true(n == 0);
+    free(a);
+    free(b);
+}
+
+/* A released key is free again; a body past IDEM_BODY_MAX is not kept. */
+static void test_idem_release(void **state)
+{
+    struct fx *f = *state;
+    struct store_idem *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    char *big = malloc(IDEM_BODY_MAX + 2);
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(big);
+    memset(big, 'x', IDEM_BODY_MAX + 1);
+    big[IDEM_BODY_MAX + 1] = '\0';
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k2", HASH_A, a), ERR_OK);
+    assert_int_equal(a->state, STORE_IDEM_CLAIMED);
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k2", a->claimed_at, 400, big),
+                     ERR_TOO_LARGE);
+    assert_int_equal(f->ops->idem_release(f->c, f->org1, "k2", a->claimed_at), ERR_OK);
+    assert_int_equal(f->ops->idem_release(f->c, f->org1, "k2", a->claimed_at), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k2", HASH_B, b), ERR_OK);
+    assert_int_equal(b->state, STORE_IDEM_CLAIMED);
+    /* The longest kept body comes back whole. */
+    big[IDEM_BODY_MAX] = '\0';
+    assert_int_equal(f->ops->idem_finish(f->c, f->org1, "k2", b->claimed_at, 400, big), ERR_OK);
+    assert_int_equal(f->ops->idem_claim(f->c, f->org1, "k2", HASH_B, a), ERR_OK);
+    assert_int_equal(a->state, STORE_IDEM_DONE);
+    assert_int_equal(a->status, 400);
+    assert_string_equal(a->body, big);
+    free(big);
+    free(a);
+    free(b);
+}
+
+/* Claims of one key from several connections at one instant (PostgreSQL:
+ * the nodes' case): exactly one holds it, the others see it PENDING or
+ * DONE, none fails. */
+#define IDEM_RACERS 8
+#define IDEM_ROUNDS 20
+
+struct idem_racer {
+    struct store_conn *c;
+    pthread_barrier_t *go;
+    int64_t org;
+    char key[32];
+    struct store_idem got;
+    enum err e;
+};
+
+static void *idem_race(void *arg)
+{
+    struct idem_racer *r = arg;
+
+    pthread_barrier_wait(r->go);
+    r->e = r->c->ops->idem_claim(r->c, r->org, r->key, HASH_A, &r->got);
+    if (r->e == ERR_OK && r->got.state == STORE_IDEM_CLAIMED)
+        r->e = r->c->ops->idem_finish(r->c, r->org, r->key, r->got.claimed_at, 200, "{}");
+    return NULL;
+}
+
+static void test_idem_claim_race(void **state)
+{
+    struct fx *f = *state;
+    struct idem_racer *r;
+    pthread_t t[IDEM_RACERS];
+    pthread_barrier_t go;
+    int round, i, claimed;
+
+    if (!be.pg)
+        skip();
+    r = calloc(IDEM_RACERS, sizeof(*r));
+    assert_non_null(r);
+    for (i = 0; i < IDEM_RACERS; i++)
+        assert_int_equal(store_conn_open(f->s, &r[i].c), ERR_OK);
+    for (round = 0; round < IDEM_ROUNDS; round++) {
+        assert_int_equal(pthread_barrier_init(&go, NULL, IDEM_RACERS), 0);
+        for (i = 0; i < IDEM_RACERS; i++) {
+            r[i].go = &go;
+            r[i].org = f->org1;
+            snprintf(r[i].key, sizeof(r[i].key), "race-%d", round);
+            assert_int_equal(pthread_create(&t[i], NULL, idem_race, &r[i]), 0);
+        }
+        claimed = 0;
+        for (i = 0; i < IDEM_RACERS; i++) {
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+            assert_int_equal(r[i].e, ERR_OK);
+            if (r[i].got.state == STORE_IDEM_CLAIMED)
+                claimed++;
+            else
+                assert_string_equal(r[i].got.req_hash, HASH_A);
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(claimed, 1);
+    }
+    for (i = 0; i < IDEM_RACERS; i++)
+        store_conn_close(r[i].c);
+    free(r);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2288,6 +2430,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_urls),
         T(test_ping_and_name),
+        T(test_idem_claim_finish),
+        T(test_idem_release),
+        T(test_idem_claim_race),
         T(test_orgs),
         cmocka_unit_test(test_org_empty_database),
         T(test_callback_error_stops),
