@@ -1698,6 +1698,8 @@ static enum err on_queue_cancelled(void *ud, const struct store_call *call)
 
     q->any = true;
     log_info("msg=\"queued call cancelled\" call=%s app=%s", call->call_uuid, call->app_id);
+    if (!call->hangup_url[0])
+        return ERR_OK; /* no webhook to send */
     if (e)
         on_cluster_reaped(e, call);
     else
