@@ -1165,17 +1165,17 @@ struct enqueue {
 static enum err pace_lock(struct db_conn *c, const char *app_id, int64_t *next, int64_t *now)
 {
     struct db_args a = {0};
-    int64_t v[2] = {0, 0};
+    int64_t v = 0;
     enum err e;
 
     a_text(&a, app_id);
     e = stmt(c, SQL_PACE_ROW, &a, "pace_lock", W_ANY, NULL, NULL);
     if (e == ERR_OK)
-        e = stmt(c, SQL_PACE_LOCK, &a, "pace_lock", W_ROW, map_i64_pair, v);
+        e = stmt(c, SQL_PACE_LOCK, &a, "pace_lock", W_ROW, map_i64, &v);
     if (next)
-        *next = v[0];
-    if (now)
-        *now = v[1];
+        *next = v;
+    if (e == ERR_OK && now)
+        e = stmt(c, SQL_DB_NOW, NULL, "pace_lock", W_ROW, map_i64, now);
     return e;
 }
 
@@ -1319,7 +1319,7 @@ static enum err pace_claim_tx(struct db_conn *c, void *ctx)
     if (lim[1] > 0) {
         a.n = 0;
         a_text(&a, k->app_id);
-        a_i64(&a, (next > now ? next : now) + 1000 / lim[1]);
+        a_i64(&a, 1000 / lim[1]);
         e = stmt(c, SQL_PACE_NEXT, &a, "pace_claim", W_ANY, NULL, NULL);
         if (e != ERR_OK)
             return e;

@@ -181,8 +181,10 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
      * one writer anyway), and seq order is queue order. */
     S(SQL_PACE_ROW, "INSERT INTO app_pacing(app_id, next_start_at) VALUES ($1, 0) "
                     "ON CONFLICT (app_id) DO NOTHING"),
-    S(SQL_PACE_LOCK, "SELECT next_start_at, " SQL_NOW_MS " FROM app_pacing WHERE app_id = $1 "
-                     "FOR UPDATE"),
+    S(SQL_PACE_LOCK, "SELECT next_start_at FROM app_pacing WHERE app_id = $1 FOR UPDATE"),
+    /* The clock, read once the lock is held: read in the locking statement
+     * it could be as old as the wait for the lock. */
+    S(SQL_DB_NOW, "SELECT " SQL_NOW_MS),
     S(SQL_PACE_WAITING, "SELECT count(*) FROM calls WHERE app_id = $1 AND queue_req IS NOT NULL"),
     S(SQL_PACE_LIMITS, "SELECT max_concurrent_calls, calls_per_second FROM apps WHERE app_id = $1"),
     /* The app's outbound calls that are started and not over, on any node. */
@@ -193,7 +195,11 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_PACE_REQ, "SELECT queue_req FROM calls WHERE call_uuid = $1"),
     S(SQL_PACE_TAKE, "UPDATE calls SET node_id = $2, queue_req = NULL WHERE call_uuid = $1 AND "
                      "queue_req IS NOT NULL"),
-    S(SQL_PACE_NEXT, "UPDATE app_pacing SET next_start_at = $2 WHERE app_id = $1"),
+    /* The next start is stamped last, just before the commit after which
+     * the call starts: a claim slowed down after its check must not bring
+     * the next start closer to this one. */
+    S(SQL_PACE_NEXT, "UPDATE app_pacing SET next_start_at = CASE WHEN next_start_at > " SQL_NOW_MS
+                     " THEN next_start_at ELSE " SQL_NOW_MS " END + $2 WHERE app_id = $1"),
     S(SQL_PACE_APPS, "SELECT DISTINCT app_id FROM calls WHERE queue_req IS NOT NULL"),
     S(SQL_CALL_ENQUEUE,
       "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, "

@@ -54,6 +54,7 @@ enum sql_id {
     SQL_CMD_TAKE,
     SQL_PACE_ROW,
     SQL_PACE_LOCK,
+    SQL_DB_NOW,
     SQL_PACE_WAITING,
     SQL_PACE_LIMITS,
     SQL_PACE_LIVE,

@@ -375,7 +375,8 @@ struct store_ops {
      * pacing lock: fewer than max_concurrent_calls of its outbound calls
      * are live (started, not final, on any node), and the app's next start
      * time (the database's clock) has come; the next start then moves to
-     * max(now, next) + 1000 / calls_per_second ms. On success *claimed is
+     * max(now, next) + 1000 / calls_per_second ms, now read as the claim
+     * commits. On success *claimed is
      * true, *out the call (now owned by node_id, no longer waiting) and req
      * (cap bytes) its request text. Else *wait_ms says when to look again:
      * the ms until the next start time when only the rate holds it back,
