@@ -23,6 +23,7 @@ import pytest
 
 from conftest import ASAN, BIN, PG_URL, MSG_INVALID, Server, assert_error, fresh_db, ok, \
     wait_until
+from openapi_check import check_operation
 from sipp_helper import Sipp, free_rtp_range, free_udp_port, port_taken
 from test_calls_sip import (  # noqa: F401  (fixtures)
     CALLEE, FINAL, Line, _server_alive, diag, fc, finish, get_record, line, srv, work,
@@ -70,14 +71,19 @@ def test_app_pacing_fields_create_update_get_and_clear(srv):
     plain = api.create_app(name="plain")
     # Unset: the app object is exactly as a documented client knows it.
     assert "max_concurrent_calls" not in plain and "calls_per_second" not in plain, plain
-    paced = api.create_app(name="paced", max_concurrent_calls=5, calls_per_second=2)
+    r = api.post("/apps", json={"name": "paced", "answer_url": "https://example.com/a",
+                                "max_concurrent_calls": 5, "calls_per_second": 2})
+    check_operation("/apps", "POST", r, 200)
+    paced = ok(r)
     assert (paced["max_concurrent_calls"], paced["calls_per_second"]) == (5, 2), paced
     got = api.get_app(paced["app_id"])
     assert (got["max_concurrent_calls"], got["calls_per_second"]) == (5, 2), got
     listed = {a["app_id"]: a for a in ok(api.get("/apps"))}
     assert listed[paced["app_id"]]["calls_per_second"] == 2
     # Update one; the other stays. null clears one.
-    up = ok(api.put(f"/apps/{paced['app_id']}", json={"calls_per_second": 100}))
+    r = api.put(f"/apps/{paced['app_id']}", json={"calls_per_second": 100})
+    check_operation("/apps/{app_id}", "PUT", r, 200)
+    up = ok(r)
     assert (up["max_concurrent_calls"], up["calls_per_second"]) == (5, 100), up
     up = ok(api.put(f"/apps/{paced['app_id']}", json={"max_concurrent_calls": None}))
     assert "max_concurrent_calls" not in up and up["calls_per_second"] == 100, up
@@ -133,6 +139,8 @@ def test_waiting_calls_show_position_and_end_canceled(srv, fc, work):
         wait_record(api, first["call_uuid"], lambda r: r["call_status"] == "RINGING",
                     what="first call ringing")
         waiting = [post_call(api, call_body(line, fc)) for _ in range(3)]
+        r = api.get(f"/calls/{waiting[0]['call_uuid']}")
+        check_operation("/calls/{call_id}", "GET", r, 200)
         for i, w in enumerate(waiting):
             rec = record(api, w["call_uuid"])
             assert rec["call_status"] == "QUEUED" and rec["queue_position"] == i + 1, rec
@@ -354,6 +362,7 @@ def run_full_queue(a, b, fc):
         t.join(120)
     assert refused, len(accepted)
     r = refused[0]
+    check_operation("/calls", "POST", r, 429, QUEUE_FULL)
     assert_error(r, 429, QUEUE_FULL)
     retry = int(r.headers["Retry-After"])
     assert retry >= 1, r.headers
