@@ -65,7 +65,8 @@ struct api_config {
      * caps in its queue; NULL: such calls are placed at once. queue_cancel
      * ends waiting calls (here: those from a number just unlinked); NULL:
      * none are. */
-    enum err (*queue_call)(struct engine *e, struct store_conn *c, const struct engine_outbound *req,
+    enum err (*queue_call)(struct engine *e, struct store_conn *c,
+                           const struct engine_outbound *req,
                            char request_uuid[REQUEST_UUID_LEN + 1],
                            char call_uuid[CALL_UUID_LEN + 1], int64_t *position, const char **why);
     void (*queue_cancel)(struct engine *e, struct store_conn *c, const char *call_uuid,

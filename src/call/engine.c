@@ -1639,9 +1639,9 @@ enum err engine_call_queue(struct engine *e, struct store_conn *db,
     if (!rec || !text)
         goto out_free;
     if (!e->can_dial || atomic_load(&e->stopping) || atomic_load(&e->draining)) {
-        *why = !e->can_dial ? "calling is not configured"
+        *why = !e->can_dial                ? "calling is not configured"
                : atomic_load(&e->draining) ? "node draining"
-                                            : "the server is shutting down";
+                                           : "the server is shutting down";
         err = ERR_UNAVAILABLE;
         goto out_free;
     }
@@ -1784,8 +1784,8 @@ static int64_t pace_round(struct engine *e, struct store_conn *db, char (*ids)[A
                 next = next < PACE_POLL_MS ? next : PACE_POLL_MS;
                 break;
             }
-            if (db->ops->pace_claim(db, ids[i], e->node_id, &rec, text, QUEUE_REQ_MAX + 1,
-                                    &claimed, &wait) != ERR_OK) {
+            if (db->ops->pace_claim(db, ids[i], e->node_id, &rec, text, QUEUE_REQ_MAX + 1, &claimed,
+                                    &wait) != ERR_OK) {
                 next = next < PACE_POLL_MS ? next : PACE_POLL_MS;
                 break;
             }

@@ -9,15 +9,25 @@
 #include <string.h>
 
 /* The string fields of struct engine_outbound, by name. */
-#define STR_FIELD(f) {#f, offsetof(struct engine_outbound, f), sizeof(((struct engine_outbound *)0)->f)}
+#define STR_FIELD(f)                                                                               \
+    {                                                                                              \
+#f, offsetof(struct engine_outbound, f), sizeof(((struct engine_outbound *)0)->f)          \
+    }
 static const struct {
     const char *name;
     size_t offset, size;
 } str_fields[] = {
-    STR_FIELD(app_id),        STR_FIELD(from),          STR_FIELD(to),
-    STR_FIELD(answer_url),    STR_FIELD(answer_method), STR_FIELD(ring_url),
-    STR_FIELD(ring_method),   STR_FIELD(hangup_url),    STR_FIELD(hangup_method),
-    STR_FIELD(fallback_url),  STR_FIELD(fallback_method),
+    STR_FIELD(app_id),
+    STR_FIELD(from),
+    STR_FIELD(to),
+    STR_FIELD(answer_url),
+    STR_FIELD(answer_method),
+    STR_FIELD(ring_url),
+    STR_FIELD(ring_method),
+    STR_FIELD(hangup_url),
+    STR_FIELD(hangup_method),
+    STR_FIELD(fallback_url),
+    STR_FIELD(fallback_method),
 };
 #undef STR_FIELD
 
@@ -102,11 +112,11 @@ enum err pace_req_decode(const char *text, struct engine_outbound *req)
     if (!json_is_object(o))
         goto out_free;
     for (i = 0; i < sizeof(str_fields) / sizeof(str_fields[0]); i++) {
-        if (!get_str(o, str_fields[i].name, (char *)req + str_fields[i].offset,
-                     str_fields[i].size))
+        if (!get_str(o, str_fields[i].name, (char *)req + str_fields[i].offset, str_fields[i].size))
             goto out_free;
     }
-    if (!get_uint(o, "org_id", INT64_MAX, &org) || !get_uint(o, "call_time_limit_s", 86400, &limit) ||
+    if (!get_uint(o, "org_id", INT64_MAX, &org) ||
+        !get_uint(o, "call_time_limit_s", 86400, &limit) ||
         !get_uint(o, "ring_timeout_s", 600, &ring))
         goto out_free;
     req->org_id = (int64_t)org;

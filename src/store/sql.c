@@ -7,7 +7,7 @@
 
 #define APP_COLS                                                                                   \
     "app_id, org_id, name, answer_url, answer_method, hangup_url, hangup_method, "                 \
-    "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at, "   \
+    "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at, "    \
     "max_concurrent_calls, calls_per_second"
 #define KEY_COLS "id, org_id, user_id, name, prefix, status, created_at"
 #define LINK_COLS "app_id, voip_number, org_id, status, created_at, updated_at"
@@ -209,9 +209,9 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_QUEUE_POS, "SELECT (SELECT count(*) FROM calls q WHERE q.app_id = w.app_id AND "
                      "q.queue_req IS NOT NULL AND q.seq <= w.seq) FROM calls w WHERE "
                      "w.call_uuid = $1 AND w.queue_req IS NOT NULL"),
-    /* Cancelling a waiting call: one statement, so that of two nodes
-     * racing, the second finds it no longer waiting and leaves it (each
-     * call is ended, and returned, once). */
+/* Cancelling a waiting call: one statement, so that of two nodes
+ * racing, the second finds it no longer waiting and leaves it (each
+ * call is ended, and returned, once). */
 #define QUEUE_CANCEL                                                                               \
     "UPDATE calls SET status = 'CANCELED', hangup_cause = '16', ended_at = $2::bigint, "           \
     "queue_req = NULL WHERE queue_req IS NOT NULL AND "

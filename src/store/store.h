@@ -388,8 +388,7 @@ struct store_ops {
                            int64_t *wait_ms);
     /* The place (1: next) of the waiting call call_uuid in its app's
      * queue; 0 when it is not waiting (started, ended or unknown). */
-    enum err (*call_queue_position)(struct store_conn *c, const char *call_uuid,
-                                    int64_t *position);
+    enum err (*call_queue_position)(struct store_conn *c, const char *call_uuid, int64_t *position);
     /* Ends waiting calls CANCELED "16" at now: the one named call_uuid
      * (non-NULL), else every waiting call of app_id, or with from
      * (non-NULL) only those from that number. cb gets each call ended,

@@ -2371,9 +2371,8 @@ static void test_pace_queue(void **state)
     assert_int_equal(n, 0);
 
     /* The head goes first, with its request; the cap of 1 holds the next. */
-    assert_int_equal(f->ops->pace_claim(f->c, APP_A, "n-1", &got, req, sizeof(req), &claimed,
-                                        &wait),
-                     ERR_OK);
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-1", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
     assert_true(claimed);
     make_call(&k, 1, f->org1, true);
     assert_string_equal(got.call_uuid, k.call_uuid);
@@ -2385,9 +2384,8 @@ static void test_pace_queue(void **state)
     make_call(&k, 2, f->org1, true);
     assert_int_equal(f->ops->call_queue_position(f->c, k.call_uuid, &pos), ERR_OK);
     assert_true(pos == 1);
-    assert_int_equal(f->ops->pace_claim(f->c, APP_A, "n-1", &got, req, sizeof(req), &claimed,
-                                        &wait),
-                     ERR_OK);
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-1", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
     assert_false(claimed);
     assert_true(wait == -1);
     /* The first call ends: the next may start. */
@@ -2402,14 +2400,12 @@ static void test_pace_queue(void **state)
     p.fields = APP_F_CPS | APP_F_MAX_CONCURRENT;
     p.vals.calls_per_second = 1;
     assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 1, &a), ERR_OK);
-    assert_int_equal(f->ops->pace_claim(f->c, APP_A, "n-2", &got, req, sizeof(req), &claimed,
-                                        &wait),
-                     ERR_OK);
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-2", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
     assert_true(claimed);
     assert_string_equal(req, "{\"n\":2}");
-    assert_int_equal(f->ops->pace_claim(f->c, APP_A, "n-2", &got, req, sizeof(req), &claimed,
-                                        &wait),
-                     ERR_OK);
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-2", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
     assert_false(claimed);
     assert_true(wait > 0 && wait <= 1000);
 
@@ -2433,9 +2429,9 @@ static void test_pace_queue(void **state)
     enqueue_call(f, 5, 1);
     enqueue_call(f, 6, 2);
     n = 0;
-    assert_int_equal(f->ops->call_queue_cancel(f->c, NULL, APP_A, "+910000000000", T0 + 63,
-                                               count_cb, &n),
-                     ERR_OK);
+    assert_int_equal(
+        f->ops->call_queue_cancel(f->c, NULL, APP_A, "+910000000000", T0 + 63, count_cb, &n),
+        ERR_OK);
     assert_int_equal(n, 0);
     assert_int_equal(f->ops->call_queue_cancel(f->c, NULL, APP_A, N1, T0 + 63, count_cb, &n),
                      ERR_OK);
