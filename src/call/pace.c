@@ -131,7 +131,9 @@ enum err pace_req_decode(const char *text, struct engine_outbound *req)
 
         if (!json_is_array(h) || json_array_size(h) != 2 ||
             !copy_js(json_array_get(h, 0), x->name, sizeof(x->name)) ||
-            !copy_js(json_array_get(h, 1), x->value, sizeof(x->value)))
+            !copy_js(json_array_get(h, 1), x->value, sizeof(x->value)) ||
+            !xheader_name_valid(x->name, strlen(x->name)) ||
+            !xheader_value_valid(x->value, strlen(x->value)))
             goto out_free;
         req->sip_headers.n = i + 1;
     }

@@ -322,7 +322,9 @@ struct store_ops {
      * hangup_cause "38", ended_at now (ms, the caller's clock). Two nodes
      * racing end each call once: cb gets each call this call ended, after
      * the update (with its stored dialog), and no other call ever gets it
-     * again. A cb error does not undo the update. */
+     * again. A cb error does not undo the update. A call waiting in its
+     * app's queue (call_enqueue) is never ended: it has no owner, and any
+     * live node starts it. */
     /* dead_ms < 0 (without all_others): ends the non-final calls owned by
      * self itself instead, those of an earlier run under the same name (a
      * node restarted with its --node-id before it was judged dead). */
