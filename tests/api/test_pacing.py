@@ -256,6 +256,7 @@ def test_pacing_across_two_nodes(tmp_path, tmp_path_factory, fc):
         b = Node(url, tmp_path, "pace-b", trunk)
         try:
             run_pacing(a, b, tmp_path, tmp_path_factory, fc, trunk)
+            run_hangup_race(a, b, fc)
             run_full_queue(a, b, fc)
         finally:
             rc = [n.server.stop() for n in (a, b)]
@@ -329,6 +330,40 @@ def run_pacing(a, b, work, tmp_path_factory, fc, trunk):
     owners = {n for n in ("pace-a", "pace-b") if f"queued call starting" in
               (a.server.log if n == "pace-a" else b.server.log)}
     assert owners == {"pace-a", "pace-b"}, owners
+
+
+def run_hangup_race(a, b, fc):
+    """A REST hangup of one waiting call sent to both nodes at once: one 200, one 409, the call
+    CANCELED "16" with one hangup webhook; the app's deletion through the other node ends the
+    rest, each with one webhook."""
+    line = Line(a.server, fc)
+    api_b = line.org.client().__class__(b.server, line.org.key)
+    ok(line.api.put(f"/apps/{line.app['app_id']}",
+                    json={"max_concurrent_calls": 1, "calls_per_second": 1}))
+    calls = [post_call(line.api if i % 2 else api_b, call_body(line, fc)) for i in range(5)]
+    target = calls[-1]["call_uuid"]
+    assert record(line.api, target)["queue_position"] >= 2
+    go, answers = threading.Barrier(2), []
+
+    def hang(api):
+        go.wait()
+        answers.append(api.post(f"/calls/{target}/hangup"))
+    threads = [threading.Thread(target=hang, args=(api,)) for api in (line.api, api_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    rec = record(api_b, target)
+    assert (rec["call_status"], rec["hangup_cause"]) == ("CANCELED", "16"), rec
+    ok(api_b.delete(f"/apps/{line.app['app_id']}"))
+    for c in calls:
+        wait_record(line.api, c["call_uuid"], lambda r: r["call_status"] in FINAL, timeout=40,
+                    what="call final after the app's deletion")
+    assert wait_until(lambda: all(hangups_for(fc, c["call_uuid"]) for c in calls), timeout=10)
+    time.sleep(0.5)  # a duplicate webhook would come within this
+    counts = [len(hangups_for(fc, c["call_uuid"])) for c in calls]
+    assert counts == [1] * len(calls), counts
 
 
 def run_full_queue(a, b, fc):
