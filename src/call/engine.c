@@ -1779,8 +1779,10 @@ static int64_t pace_round(struct engine *e, struct store_conn *db, char (*ids)[A
             bool claimed = false;
             int64_t wait = -1;
 
-            /* A full or draining node leaves the queue to the others. */
-            if (atomic_load(&e->draining) || atomic_load(&e->live) >= e->cfg.max_calls) {
+            /* A full, draining or stopping node leaves the queue to the
+             * others (or to its next run). */
+            if (atomic_load(&e->draining) || atomic_load(&e->stopping) ||
+                atomic_load(&e->live) >= e->cfg.max_calls) {
                 next = next < PACE_POLL_MS ? next : PACE_POLL_MS;
                 break;
             }
