@@ -386,6 +386,8 @@ static int serve(const struct cli *cli)
         metrics_set_calls(calls_metrics);
     api_cfg.engine = engine;
     api_cfg.place_call = engine ? engine_call_place : NULL;
+    api_cfg.queue_call = engine ? engine_call_queue : NULL;
+    api_cfg.queue_cancel = engine_queue_cancel;
     /* Both also serve a node without calls: commands go to the owners. */
     api_cfg.app_deleted = engine_app_deleted;
     api_cfg.hangup_call = engine_call_hangup;

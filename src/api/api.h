@@ -60,6 +60,17 @@ struct api_config {
      * /sfvopi/calls may not name these headers in its sip_headers. */
     const char *const *sip_headers;
     size_t nsip_headers;
+    /* Outbound pacing (AGENT.md section 6; main.c sets engine_call_queue
+     * and engine_queue_cancel). queue_call stores a call of an app with
+     * caps in its queue; NULL: such calls are placed at once. queue_cancel
+     * ends waiting calls (here: those from a number just unlinked); NULL:
+     * none are. */
+    enum err (*queue_call)(struct engine *e, struct store_conn *c,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], int64_t *position, const char **why);
+    void (*queue_cancel)(struct engine *e, struct store_conn *c, const char *call_uuid,
+                         const char *app_id, const char *from, bool *cancelled);
 };
 
 struct api_worker;

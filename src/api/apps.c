@@ -39,6 +39,16 @@ void api__write_app(struct jw *w, const struct store_app *a)
     jw_time_or_null(w, a->created_at);
     jw_lit(w, ",\"updated_at\":");
     jw_time_or_null(w, a->updated_at);
+    /* AGENT.md section 6: only when set, so that a documented client sees
+     * the app as before. */
+    if (a->max_concurrent_calls) {
+        jw_lit(w, ",\"max_concurrent_calls\":");
+        jw_i64(w, a->max_concurrent_calls);
+    }
+    if (a->calls_per_second) {
+        jw_lit(w, ",\"calls_per_second\":");
+        jw_i64(w, a->calls_per_second);
+    }
     jw_lit(w, "}");
 }
 

@@ -14,6 +14,7 @@
 #define MSG_CALL_NOT_FOUND "Call not found"
 #define MSG_CALL_ENDED "Call already ended"
 #define MSG_NOT_CONFIGURED "calling is not configured"
+#define MSG_QUEUE_FULL "Too many queued calls for this app"
 #define LIST_LIMIT_DEFAULT 20
 #define LIST_LIMIT_MAX 100
 /* A list cursor is this prefix and the decimal seq of the last call
@@ -41,6 +42,29 @@ static void outbound_from(const struct call_body *b, const struct store_app *app
     }
     memcpy(out->fallback_url, app->fallback_answer_url, sizeof(out->fallback_url));
     memcpy(out->fallback_method, app->fallback_answer_method, sizeof(out->fallback_method));
+}
+
+/* AGENT.md section 6: the app has caps, so the call waits in its queue
+ * for a pacer. A full queue is answered here: 429 with a Retry-After of
+ * the time the calls waiting now take to start at the app's rate (1 a
+ * second without one, which a concurrency cap alone may well be slower
+ * than), at least 1 s. */
+static enum err queue_call(struct api_worker *w, struct store_conn *c, const struct store_app *app,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], const char **why,
+                           struct http_response *resp)
+{
+    int64_t position = 0, cps = app->calls_per_second ? app->calls_per_second : 1, wait;
+    enum err e;
+
+    e = w->cfg.queue_call(w->cfg.engine, c, req, request_uuid, call_uuid, &position, why);
+    if (e != ERR_RATE_LIMITED)
+        return e;
+    wait = (position + cps - 1) / cps;
+    resp->retry_after = (unsigned)(wait < 1 ? 1 : wait);
+    api__error(resp, ERR_RATE_LIMITED, MSG_QUEUE_FULL);
+    return ERR_RATE_LIMITED;
 }
 
 static void calls_create(struct api_worker *w, struct api_call *call, json_t *body,
@@ -86,7 +110,12 @@ static void calls_create(struct api_worker *w, struct api_call *call, json_t *bo
         return;
     }
     outbound_from(&b, &app, org_id, &req);
-    e = w->cfg.place_call(w->cfg.engine, c, &req, request_uuid, call_uuid, &why);
+    if ((app.max_concurrent_calls || app.calls_per_second) && w->cfg.queue_call)
+        e = queue_call(w, c, &app, &req, request_uuid, call_uuid, &why, resp);
+    else
+        e = w->cfg.place_call(w->cfg.engine, c, &req, request_uuid, call_uuid, &why);
+    if (e == ERR_RATE_LIMITED)
+        return; /* answered */
     if (e != ERR_OK) {
         if (e == ERR_DB)
             metrics_db_error();
@@ -138,8 +167,9 @@ static void jitter_text(int64_t us, char out[32])
 }
 
 /* A call record in the documented field order. Times, duration and cause
- * are null while they do not apply. */
-static void write_call(struct jw *w, const struct store_call *k)
+ * are null while they do not apply. queue_position (AGENT.md section 6)
+ * follows for a call waiting in its app's queue (position > 0). */
+static void write_call(struct jw *w, const struct store_call *k, int64_t queue_position)
 {
     bool ended = k->ended_at != 0;
     char jitter[32];
@@ -181,6 +211,10 @@ static void write_call(struct jw *w, const struct store_call *k)
     jw_i64(w, k->rtp_packets_lost);
     jw_lit(w, ",\"rtp_jitter_ms\":");
     jw_raw(w, jitter);
+    if (queue_position > 0) {
+        jw_lit(w, ",\"queue_position\":");
+        jw_i64(w, queue_position);
+    }
     jw_lit(w, "}");
 }
 
@@ -217,13 +251,23 @@ void api__call_get(struct api_worker *w, struct api_call *call, json_t *body,
 {
     struct store_call k;
     struct store_conn *c;
+    int64_t position = 0;
     struct jw jw;
+    enum err e;
 
     (void)body;
     if (!call_lookup(w, call, &c, &k, resp))
         return;
+    /* Only a call without an owner can be waiting: one read more. */
+    if (!k.node_id[0] && strcmp(k.status, "QUEUED") == 0) {
+        e = c->ops->call_queue_position(c, k.call_uuid, &position);
+        if (e != ERR_OK) {
+            api__fail(resp, call->h->fail, e);
+            return;
+        }
+    }
     api__ok_begin(resp, &jw);
-    write_call(&jw, &k);
+    write_call(&jw, &k, position);
     api__ok_end(resp, &jw, call->h->fail);
 }
 
@@ -351,7 +395,7 @@ static enum err call_row(void *ud, const struct store_call *k)
         return ERR_OK;
     }
     api__list_item(&p->l);
-    write_call(&p->l.w, k);
+    write_call(&p->l.w, k, 0);
     p->last_seq = k->seq;
     return jw_end(&p->l.w);
 }

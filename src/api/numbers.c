@@ -118,6 +118,10 @@ void api__numbers_unlink(struct api_worker *w, struct api_call *call, json_t *bo
         api__fail(resp, call->h->fail, e);
         return;
     }
+    /* AGENT.md section 6: calls from the number waiting in the app's queue
+     * end with it. */
+    if (w->cfg.queue_cancel)
+        w->cfg.queue_cancel(w->cfg.engine, c, NULL, call->m.app_id, e164, NULL);
     api__ok_begin(resp, &jw);
     jw_lit(&jw, "{\"deleted\":true}");
     api__ok_end(resp, &jw, call->h->fail);

@@ -40,6 +40,9 @@ bool validate_app_id(const char *s)
     return true;
 }
 
+static void read_pacing(json_t *body, struct store_app *app, unsigned *fields,
+                        struct field_errors *fe);
+
 enum kind { K_NAME, K_URL, K_METHOD, K_STATUS };
 
 struct field_rule {
@@ -158,6 +161,7 @@ enum err validate_app_create(json_t *body, struct store_app *app, struct field_e
         }
         (void)read_field(r, v, app, fe);
     }
+    read_pacing(body, app, NULL, fe);
     return fe->n ? ERR_INVALID : ERR_OK;
 }
 
@@ -186,6 +190,7 @@ enum err validate_app_update(json_t *body, struct store_app_patch *patch, struct
         if (read_field(r, v, &patch->vals, fe))
             patch->fields |= r->bit;
     }
+    read_pacing(body, &patch->vals, &patch->fields, fe);
     return fe->n ? ERR_INVALID : ERR_OK;
 }
 
@@ -418,4 +423,58 @@ bool validate_call_id(const char *s, char out[CALL_UUID_LEN + 1])
     }
     out[n] = '\0';
     return true;
+}
+
+/* ---- outbound pacing (AGENT.md section 6) ---- */
+
+struct pacing_rule {
+    const char *name;
+    unsigned bit; /* APP_F_* */
+    int64_t min, max;
+    const char *range;
+    size_t offset; /* of the int64_t in struct store_app */
+};
+
+static const struct pacing_rule pacing_rules[] = {
+    {"max_concurrent_calls", APP_F_MAX_CONCURRENT, APP_MAX_CONCURRENT_MIN, APP_MAX_CONCURRENT_MAX,
+     "must be an integer from 1 to 10000", offsetof(struct store_app, max_concurrent_calls)},
+    {"calls_per_second", APP_F_CPS, APP_CPS_MIN, APP_CPS_MAX, "must be an integer from 1 to 100",
+     offsetof(struct store_app, calls_per_second)},
+};
+
+/* The optional caps, on create (fields NULL) and update: absent leaves a
+ * cap as it is (none on create), null clears it (0), else an integer in
+ * its range. Errors join the body's other field errors. */
+static void read_pacing(json_t *body, struct store_app *app, unsigned *fields,
+                        struct field_errors *fe)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(pacing_rules) / sizeof(pacing_rules[0]); i++) {
+        const struct pacing_rule *r = &pacing_rules[i];
+        int64_t *dst = (int64_t *)(void *)((char *)app + r->offset);
+        json_t *v = json_object_get(body, r->name);
+        json_int_t n;
+
+        *dst = 0;
+        if (!v)
+            continue;
+        if (json_is_null(v)) {
+            if (fields)
+                *fields |= r->bit;
+            continue;
+        }
+        if (!json_is_integer(v)) {
+            add_error(fe, r->name, "must be an integer");
+            continue;
+        }
+        n = json_integer_value(v);
+        if (n < r->min || n > r->max) {
+            add_error(fe, r->name, r->range);
+            continue;
+        }
+        *dst = (int64_t)n;
+        if (fields)
+            *fields |= r->bit;
+    }
 }

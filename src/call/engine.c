@@ -7,6 +7,7 @@
  * the database: call records go through the record writer's queue
  * (recwriter) and routing look-ups to the router's thread, whose answers
  * come back through the loop's queue (SIP.md section 4). */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +20,7 @@
 #include "call/cluster.h"
 #include "call/deliver.h"
 #include "call/engine.h"
+#include "call/pace.h"
 #include "call/recwriter.h"
 #include "call/router.h"
 #include "call/stream.h"
@@ -127,7 +129,16 @@ struct engine {
     pthread_cond_t cv;
     bool started;
     enum err start_err;
+    /* The pacer (AGENT.md section 6): its thread, and a kick when a call
+     * is queued here. */
+    pthread_t pacer;
+    bool pacer_started, pace_kick, pace_stop;
+    pthread_mutex_t pace_mu;
+    pthread_cond_t pace_cv;
 };
+
+static enum err pacer_start(struct engine *e);
+static void pacer_stop(struct engine *e);
 
 /* A call's moments are kept on the monotonic clock; each call converts
  * them to wall time with one offset taken at its start, so that a moment
@@ -1311,10 +1322,13 @@ static void *engine_main(void *arg)
         if (err != ERR_OK)
             goto out_ep;
     }
+    if (pacer_start(e) != ERR_OK)
+        log_error("msg=\"pacer not started: queued calls wait for another node\"");
     started(e, ERR_OK);
 
     sip_loop_run();
 
+    pacer_stop(e);
     cluster_stop(e->cluster);
     e->cluster = NULL;
     routing_stop(e);
@@ -1428,6 +1442,8 @@ bool engine_draining(const struct engine *e)
 
 void engine_app_deleted(struct engine *e, struct store_conn *c, const char *app_id)
 {
+    /* Its waiting calls first, once, whichever node they were queued on. */
+    engine_queue_cancel(e, c, NULL, app_id, NULL, NULL);
     if (e) {
         char *id = strdup(app_id);
 
@@ -1452,6 +1468,21 @@ enum err engine_call_hangup(struct engine *e, struct store_conn *c, const struct
 
     if (call_status_parse(call->status, &st) != ERR_OK || call_status_final(st))
         return ERR_CONFLICT;
+    /* A call waiting in a queue has no owner yet: it ends here, unless a
+     * node claimed it meanwhile, which then owns it. */
+    if (!call->node_id[0] && st == CALL_STATUS_QUEUED) {
+        struct store_call now;
+        bool cancelled = false;
+
+        engine_queue_cancel(e, c, call->call_uuid, NULL, NULL, &cancelled);
+        if (cancelled)
+            return ERR_OK;
+        err = c->ops->call_get(c, call->org_id, call->call_uuid, &now);
+        if (err == ERR_OK && now.node_id[0])
+            return engine_call_hangup(e, c, &now);
+        if (err == ERR_OK && strcmp(now.status, "QUEUED") != 0)
+            return ERR_CONFLICT;
+    }
     if (e && (!cluster_shared(c) || strcmp(call->node_id, e->node_id) == 0)) {
         id = strdup(call->call_uuid);
         if (!id || sip_queue_push(e->queue, MSG_CALL_HANGUP, id) != ERR_OK) {
@@ -1473,14 +1504,15 @@ unsigned engine_calls_live(const struct engine *e)
     return e ? atomic_load(&((struct engine *)e)->live) : 0;
 }
 
-enum err engine_call_place(struct engine *e, struct store_conn *db,
-                           const struct engine_outbound *req,
-                           char request_uuid[REQUEST_UUID_LEN + 1],
-                           char call_uuid[CALL_UUID_LEN + 1], const char **why)
+/* The checks and the in-memory call of an outbound call about to start,
+ * shared by a call placed at once and one a queue started: the call's
+ * record (ids, parties, URLs) filled in from req, not stored yet. On an
+ * error *why says why and nothing is left over. */
+static enum err outbound_prepare(struct engine *e, const struct engine_outbound *req,
+                                 struct call **out, const char **why)
 {
     struct callsm_config cfg = {0};
     struct call *c;
-    enum err err;
 
     if (!e->can_dial) {
         *why = "calling is not configured";
@@ -1536,18 +1568,16 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
     copy_str(c->rec.direction, sizeof(c->rec.direction), call_direction_name(CALL_DIR_OUTBOUND));
     copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_QUEUED));
     c->rec.created_at = clock_now_ms();
-    err = db->ops->call_create(db, &c->rec);
-    if (err != ERR_OK) {
-        call_free(c);
-        /* As every other route says it: busy or unreachable, else an error. */
-        *why = err_str(err == ERR_UNAVAILABLE ? ERR_UNAVAILABLE : ERR_DB);
-        return err;
-    }
-    c->created = true;
-    copy_str(request_uuid, REQUEST_UUID_LEN + 1, c->rec.request_uuid);
-    copy_str(call_uuid, CALL_UUID_LEN + 1, c->rec.call_uuid);
-    err = sip_queue_push(e->queue, MSG_PLACE, c);
-    if (err != ERR_OK) {
+    *out = c;
+    return ERR_OK;
+}
+
+/* Hands a stored call to the engine thread, which sends the INVITE; on
+ * failure the record is closed FAILED "41" and the call freed. */
+static enum err outbound_start(struct engine *e, struct store_conn *db, struct call *c,
+                               const char **why)
+{
+    if (sip_queue_push(e->queue, MSG_PLACE, c) != ERR_OK) {
         /* Stored but never started: close the record honestly. */
         copy_str(c->rec.status, sizeof(c->rec.status), call_status_name(CALL_STATUS_FAILED));
         copy_str(c->rec.hangup_cause, sizeof(c->rec.hangup_cause), "41");
@@ -1558,4 +1588,287 @@ enum err engine_call_place(struct engine *e, struct store_conn *db,
         return ERR_UNAVAILABLE;
     }
     return ERR_OK;
+}
+
+enum err engine_call_place(struct engine *e, struct store_conn *db,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], const char **why)
+{
+    struct call *c;
+    enum err err;
+
+    err = outbound_prepare(e, req, &c, why);
+    if (err != ERR_OK)
+        return err;
+    err = db->ops->call_create(db, &c->rec);
+    if (err != ERR_OK) {
+        call_free(c);
+        /* As every other route says it: busy or unreachable, else an error. */
+        *why = err_str(err == ERR_UNAVAILABLE ? ERR_UNAVAILABLE : ERR_DB);
+        return err;
+    }
+    c->created = true;
+    copy_str(request_uuid, REQUEST_UUID_LEN + 1, c->rec.request_uuid);
+    copy_str(call_uuid, CALL_UUID_LEN + 1, c->rec.call_uuid);
+    return outbound_start(e, db, c, why);
+}
+
+/* --- outbound pacing (AGENT.md section 6) --- */
+
+/* The pacer looks again this often while a queue waits on a cap (a call's
+ * end, anywhere, frees a place) or idle for calls queued on other nodes;
+ * a rate's next start time is waited for exactly. */
+#define PACE_POLL_MS 100
+#define PACE_IDLE_MS 1000
+/* Apps looked at per round, and calls started per app per round. */
+#define PACE_APPS_MAX 64
+#define PACE_BURST_MAX 50
+
+enum err engine_call_queue(struct engine *e, struct store_conn *db,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], int64_t *position, const char **why)
+{
+    struct store_call *rec = calloc(1, sizeof(*rec));
+    char *text = malloc(QUEUE_REQ_MAX + 1);
+    enum err err = ERR_NOMEM;
+
+    *position = 0;
+    *why = "out of memory";
+    if (!rec || !text)
+        goto out_free;
+    if (!e->can_dial || atomic_load(&e->stopping) || atomic_load(&e->draining)) {
+        *why = !e->can_dial                ? "calling is not configured"
+               : atomic_load(&e->draining) ? "node draining"
+                                           : "the server is shutting down";
+        err = ERR_UNAVAILABLE;
+        goto out_free;
+    }
+    err = pace_req_encode(req, text, QUEUE_REQ_MAX + 1);
+    if (err != ERR_OK) {
+        *why = err_str(err);
+        goto out_free;
+    }
+    uuid4(rec->call_uuid);
+    memcpy(rec->request_uuid, "sfv_ob_req_", 11);
+    rand_string(rec->request_uuid + 11, 12, "abcdefghijklmnopqrstuvwxyz0123456789");
+    rec->request_uuid[REQUEST_UUID_LEN] = '\0';
+    rec->org_id = req->org_id;
+    copy_str(rec->app_id, sizeof(rec->app_id), req->app_id);
+    copy_str(rec->from, sizeof(rec->from), req->from);
+    copy_str(rec->to, sizeof(rec->to), req->to);
+    copy_str(rec->hangup_url, sizeof(rec->hangup_url), req->hangup_url);
+    copy_str(rec->hangup_method, sizeof(rec->hangup_method), req->hangup_method);
+    rec->created_at = clock_now_ms();
+    err = db->ops->call_enqueue(db, rec, text, APP_QUEUE_MAX, position);
+    if (err == ERR_RATE_LIMITED) {
+        *why = "Too many queued calls for this app";
+        goto out_free;
+    }
+    if (err != ERR_OK) {
+        *why = err_str(err == ERR_UNAVAILABLE ? ERR_UNAVAILABLE : ERR_DB);
+        goto out_free;
+    }
+    copy_str(request_uuid, REQUEST_UUID_LEN + 1, rec->request_uuid);
+    copy_str(call_uuid, CALL_UUID_LEN + 1, rec->call_uuid);
+    log_info("msg=\"outbound call queued\" call=%s app=%s position=%lld", rec->call_uuid,
+             rec->app_id, (long long)*position);
+    pthread_mutex_lock(&e->pace_mu);
+    e->pace_kick = true;
+    pthread_cond_signal(&e->pace_cv);
+    pthread_mutex_unlock(&e->pace_mu);
+out_free:
+    free(text);
+    free(rec);
+    return err;
+}
+
+/* A waiting call ended by a cancel (CANCELED "16"): its hangup webhook,
+ * sent from this node as for a dead node's call (no dialog: no BYE). */
+struct queue_cancel {
+    struct engine *e;
+    bool any;
+};
+
+static enum err on_queue_cancelled(void *ud, const struct store_call *call)
+{
+    struct queue_cancel *q = ud;
+    struct engine *e = q->e;
+
+    q->any = true;
+    log_info("msg=\"queued call cancelled\" call=%s app=%s", call->call_uuid, call->app_id);
+    if (!call->hangup_url[0])
+        return ERR_OK; /* no webhook to send */
+    if (e)
+        on_cluster_reaped(e, call);
+    else
+        log_warn("msg=\"hangup webhook of a cancelled queued call not sent: no engine here\" "
+                 "call=%s",
+                 call->call_uuid);
+    return ERR_OK;
+}
+
+void engine_queue_cancel(struct engine *e, struct store_conn *c, const char *call_uuid,
+                         const char *app_id, const char *from, bool *cancelled)
+{
+    struct queue_cancel ctx = {e, false};
+    enum err err;
+
+    err = c->ops->call_queue_cancel(c, call_uuid, app_id, from, clock_now_ms(), on_queue_cancelled,
+                                    &ctx);
+    if (err != ERR_OK)
+        log_error("msg=\"queued calls not cancelled\" app=%s err=%s", app_id ? app_id : "-",
+                  err_str(err));
+    if (cancelled)
+        *cancelled = ctx.any;
+}
+
+/* Starts a call this node just claimed from a queue. A call that cannot
+ * start (its request unreadable, the node full or stopping) ends FAILED
+ * "41" with its hangup webhook, rather than waiting for ever. */
+static void pace_start(struct engine *e, struct store_conn *db, const struct store_call *rec,
+                       const char *text)
+{
+    struct engine_outbound *req = malloc(sizeof(*req));
+    const char *why = "out of memory";
+    struct store_call fail;
+    struct call *c = NULL;
+    enum err err = ERR_NOMEM;
+
+    if (req) {
+        err = pace_req_decode(text, req);
+        why = "unreadable queued request";
+    }
+    if (err == ERR_OK)
+        err = outbound_prepare(e, req, &c, &why);
+    free(req);
+    if (err == ERR_OK) {
+        copy_str(c->rec.call_uuid, sizeof(c->rec.call_uuid), rec->call_uuid);
+        copy_str(c->rec.request_uuid, sizeof(c->rec.request_uuid), rec->request_uuid);
+        c->rec.created_at = rec->created_at;
+        c->rec.seq = rec->seq;
+        c->created = true;
+        log_info("msg=\"queued call starting\" call=%s app=%s", rec->call_uuid, rec->app_id);
+        (void)outbound_start(e, db, c, &why);
+        return;
+    }
+    log_warn("msg=\"queued call not started\" call=%s why=\"%s\"", rec->call_uuid, why);
+    fail = *rec;
+    copy_str(fail.status, sizeof(fail.status), call_status_name(CALL_STATUS_FAILED));
+    copy_str(fail.hangup_cause, sizeof(fail.hangup_cause), "41");
+    fail.ended_at = clock_now_ms();
+    if (db->ops->call_update(db, &fail) == ERR_OK)
+        on_cluster_reaped(e, &fail);
+}
+
+/* One round: every app with waiting calls, each claimed call started,
+ * until a cap holds the app back. Returns how long to wait before the
+ * next round. */
+static int64_t pace_round(struct engine *e, struct store_conn *db, char (*ids)[APP_ID_LEN + 1],
+                          char *text)
+{
+    int64_t next = PACE_IDLE_MS;
+    int n = 0, i, k;
+
+    if (db->ops->pace_apps(db, ids, PACE_APPS_MAX, &n) != ERR_OK)
+        return PACE_IDLE_MS;
+    for (i = 0; i < n && !atomic_load(&e->stopping); i++) {
+        for (k = 0; k < PACE_BURST_MAX; k++) {
+            struct store_call rec;
+            bool claimed = false;
+            int64_t wait = -1;
+
+            /* A full, draining or stopping node leaves the queue to the
+             * others (or to its next run). */
+            if (atomic_load(&e->draining) || atomic_load(&e->stopping) ||
+                atomic_load(&e->live) >= e->cfg.max_calls) {
+                next = next < PACE_POLL_MS ? next : PACE_POLL_MS;
+                break;
+            }
+            if (db->ops->pace_claim(db, ids[i], e->node_id, &rec, text, QUEUE_REQ_MAX + 1, &claimed,
+                                    &wait) != ERR_OK) {
+                next = next < PACE_POLL_MS ? next : PACE_POLL_MS;
+                break;
+            }
+            if (!claimed) {
+                wait = wait > 0 && wait < PACE_POLL_MS ? wait : PACE_POLL_MS;
+                next = next < wait ? next : wait;
+                break;
+            }
+            pace_start(e, db, &rec, text);
+        }
+    }
+    return next;
+}
+
+static void *pacer_main(void *arg)
+{
+    struct engine *e = arg;
+    char(*ids)[APP_ID_LEN + 1] = calloc(PACE_APPS_MAX, sizeof(*ids));
+    char *text = malloc(QUEUE_REQ_MAX + 1);
+    struct store_conn *db = NULL;
+
+    if (!ids || !text) {
+        log_error("msg=\"pacer stopped: out of memory\"");
+        goto out_free;
+    }
+    for (;;) {
+        int64_t wait_ms = PACE_IDLE_MS;
+        struct timespec ts;
+
+        if (db || store_conn_open(e->cfg.store, &db) == ERR_OK)
+            wait_ms = pace_round(e, db, ids, text);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&e->pace_mu);
+        while (!e->pace_stop && !e->pace_kick &&
+               pthread_cond_timedwait(&e->pace_cv, &e->pace_mu, &ts) != ETIMEDOUT)
+            ;
+        e->pace_kick = false;
+        if (e->pace_stop) {
+            pthread_mutex_unlock(&e->pace_mu);
+            break;
+        }
+        pthread_mutex_unlock(&e->pace_mu);
+    }
+out_free:
+    store_conn_close(db);
+    free(text);
+    free(ids);
+    return NULL;
+}
+
+static enum err pacer_start(struct engine *e)
+{
+    pthread_condattr_t ca;
+
+    pthread_mutex_init(&e->pace_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->pace_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&e->pacer, NULL, pacer_main, e) != 0)
+        return ERR_NOMEM;
+    e->pacer_started = true;
+    return ERR_OK;
+}
+
+static void pacer_stop(struct engine *e)
+{
+    if (!e->pacer_started)
+        return;
+    pthread_mutex_lock(&e->pace_mu);
+    e->pace_stop = true;
+    pthread_cond_signal(&e->pace_cv);
+    pthread_mutex_unlock(&e->pace_mu);
+    pthread_join(e->pacer, NULL);
+    e->pacer_started = false;
+    pthread_cond_destroy(&e->pace_cv);
+    pthread_mutex_destroy(&e->pace_mu);
 }

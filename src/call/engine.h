@@ -77,6 +77,29 @@ void engine_drain(struct engine *e);
 /* True once engine_drain was called. Thread-safe; accepts NULL. */
 bool engine_draining(const struct engine *e);
 
+/* Thread-safe; called by HTTP workers on their own store connection. An
+ * outbound call of an app with caps (AGENT.md section 6): makes the call's
+ * ids and stores it, waiting at the end of its app's queue, with req;
+ * a pacer on some live node starts it when the caps allow. *position is its
+ * place (1: next). ERR_RATE_LIMITED when APP_QUEUE_MAX calls already wait
+ * (*position is then how many); ERR_UNAVAILABLE as engine_call_place
+ * (calling not configured, draining, stopping) and from the store, with
+ * *why set (static text). */
+enum err engine_call_queue(struct engine *e, struct store_conn *c,
+                           const struct engine_outbound *req,
+                           char request_uuid[REQUEST_UUID_LEN + 1],
+                           char call_uuid[CALL_UUID_LEN + 1], int64_t *position,
+                           const char **why) WARN_UNUSED;
+
+/* Thread-safe; e may be NULL (then no hangup webhook is sent). Ends
+ * waiting calls CANCELED "16" with their hangup webhooks (sent from this
+ * node): the one named call_uuid, else those of app_id (from non-NULL:
+ * only those from that number). *cancelled (may be NULL) says whether any
+ * call was ended. Of nodes racing, each call is ended once. Errors are
+ * logged. */
+void engine_queue_cancel(struct engine *e, struct store_conn *c, const char *call_uuid,
+                         const char *app_id, const char *from, bool *cancelled);
+
 /* Calls alive now (for metrics and tests). Thread-safe. */
 unsigned engine_calls_live(const struct engine *e);
 

@@ -282,6 +282,12 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_sta
         MHD_destroy_response(mr);
         return MHD_NO;
     }
+    /* A Retry-After of its own (a full call queue), without the rate headers. */
+    if (!r->rate_set && r->retry_after &&
+        add_uint_header(mr, MHD_HTTP_HEADER_RETRY_AFTER, r->retry_after) != MHD_YES) {
+        MHD_destroy_response(mr);
+        return MHD_NO;
+    }
     rs->answered = true;
     r->body.len = len; /* kept for the access log */
     /* From here MHD's idle timeout watches the writing. */

@@ -125,7 +125,7 @@ static bool col_null(const struct db_row *r, int i)
     return i >= r->n || r->col[i].null;
 }
 
-/* The app's 13 columns from column at on (APP_COLS of the catalogue). */
+/* The app's 15 columns from column at on (APP_COLS of the catalogue). */
 static void row_app_at(const struct db_row *r, int at, struct store_app *a)
 {
     COL_TEXT(r, at + 0, a->app_id);
@@ -141,6 +141,8 @@ static void row_app_at(const struct db_row *r, int at, struct store_app *a)
     a->created_by = col_i64(r, at + 10);
     a->created_at = col_i64(r, at + 11);
     a->updated_at = col_i64(r, at + 12);
+    a->max_concurrent_calls = col_i64(r, at + 13);
+    a->calls_per_second = col_i64(r, at + 14);
 }
 
 static void row_org(const struct db_row *r, struct store_org *o)
@@ -272,6 +274,13 @@ static enum err stmt(struct db_conn *c, enum sql_id id, const struct db_args *a,
 static void map_i64(const struct db_row *r, void *out)
 {
     *(int64_t *)out = col_i64(r, 0);
+}
+
+/* The first two integer columns, into int64_t[2]. */
+static void map_i64_pair(const struct db_row *r, void *out)
+{
+    ((int64_t *)out)[0] = col_i64(r, 0);
+    ((int64_t *)out)[1] = col_i64(r, 1);
 }
 
 static void map_org(const struct db_row *r, void *out)
@@ -600,6 +609,8 @@ static enum err app_create(struct store_conn *base, const struct store_app *app)
     a_i64_or_null(&a, app->created_by);
     a_i64(&a, app->created_at);
     a_i64_or_null(&a, app->updated_at);
+    a_i64_or_null(&a, app->max_concurrent_calls);
+    a_i64_or_null(&a, app->calls_per_second);
     return single(base, SQL_APP_INSERT, &a, "app_create", W_ANY, NULL, NULL);
 }
 
@@ -646,6 +657,10 @@ static enum err app_update(struct store_conn *base, int64_t org_id, const char *
     a_bool(&a, f & APP_F_STATUS);
     a_text(&a, v->status);
     a_i64(&a, now);
+    a_bool(&a, f & APP_F_MAX_CONCURRENT);
+    a_i64_or_null(&a, v->max_concurrent_calls);
+    a_bool(&a, f & APP_F_CPS);
+    a_i64_or_null(&a, v->calls_per_second);
     return single(base, SQL_APP_UPDATE, &a, "app_update", W_ROW, map_app, out);
 }
 
@@ -1264,6 +1279,258 @@ static enum err idem_purge(struct store_conn *base, int limit, int64_t *n)
 #define IDEM_OPS                                                                                   \
     .idem_claim = idem_claim, .idem_finish = idem_finish, .idem_release = idem_release,            \
     .idem_purge = idem_purge
+/* ---- outbound pacing ---- */
+
+struct enqueue {
+    const struct store_call *call;
+    const char *req;
+    int64_t max_waiting;
+    int64_t *position;
+};
+
+/* Locks the app's pacing row (creating it), so that this transaction is
+ * the only one adding to or taking from the app's queue; *next and *now
+ * (may be NULL) get the next start time and the database's clock. */
+static enum err pace_lock(struct db_conn *c, const char *app_id, int64_t *next, int64_t *now)
+{
+    struct db_args a = {0};
+    int64_t v = 0;
+    enum err e;
+
+    a_text(&a, app_id);
+    e = stmt(c, SQL_PACE_ROW, &a, "pace_lock", W_ANY, NULL, NULL);
+    if (e == ERR_OK)
+        e = stmt(c, SQL_PACE_LOCK, &a, "pace_lock", W_ROW, map_i64, &v);
+    if (next)
+        *next = v;
+    if (e == ERR_OK && now)
+        e = stmt(c, SQL_DB_NOW, NULL, "pace_lock", W_ROW, map_i64, now);
+    return e;
+}
+
+static enum err call_enqueue_tx(struct db_conn *c, void *ctx)
+{
+    struct enqueue *q = ctx;
+    const struct store_call *k = q->call;
+    struct db_args a = {0};
+    int64_t waiting = 0;
+    enum err e;
+
+    e = pace_lock(c, k->app_id, NULL, NULL);
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, k->app_id);
+    e = stmt(c, SQL_PACE_WAITING, &a, "call_enqueue", W_ROW, map_i64, &waiting);
+    if (e != ERR_OK)
+        return e;
+    *q->position = waiting;
+    if (waiting >= q->max_waiting)
+        return ERR_RATE_LIMITED;
+    a.n = 0;
+    a_text(&a, k->call_uuid);
+    a_text_or_null(&a, k->request_uuid);
+    a_i64(&a, k->org_id);
+    a_text(&a, k->app_id);
+    a_text(&a, k->from);
+    a_text(&a, k->to);
+    a_i64(&a, k->created_at);
+    a_text_or_null(&a, k->hangup_url);
+    a_text_or_null(&a, k->hangup_method);
+    a_text(&a, q->req);
+    e = stmt(c, SQL_CALL_ENQUEUE, &a, "call_enqueue", W_ANY, NULL, NULL);
+    if (e == ERR_OK)
+        *q->position = waiting + 1;
+    return e;
+}
+
+static enum err call_enqueue(struct store_conn *base, const struct store_call *call,
+                             const char *req, int64_t max_waiting, int64_t *position)
+{
+    struct enqueue q = {call, req, max_waiting, position};
+
+    *position = 0;
+    if (strlen(req) > QUEUE_REQ_MAX)
+        return ERR_INVALID;
+    return op(base, OP_TX | OP_RETRY, call_enqueue_tx, &q);
+}
+
+struct pace_apps {
+    char (*ids)[APP_ID_LEN + 1];
+    int cap, n;
+};
+
+static enum err pace_app_row(void *ud, const struct db_row *r)
+{
+    struct pace_apps *p = ud;
+
+    if (p->n < p->cap)
+        COL_TEXT(r, 0, p->ids[p->n++]);
+    return ERR_OK;
+}
+
+static enum err pace_apps_fn(struct db_conn *c, void *ctx)
+{
+    struct pace_apps *p = ctx;
+
+    p->n = 0;
+    return run(c, SQL_PACE_APPS, NULL, "pace_apps", pace_app_row, p, NULL);
+}
+
+static enum err pace_apps(struct store_conn *base, char (*ids)[APP_ID_LEN + 1], int cap, int *n)
+{
+    struct pace_apps p = {ids, cap, 0};
+    enum err e = op(base, OP_RETRY, pace_apps_fn, &p);
+
+    *n = e == ERR_OK ? p.n : 0;
+    return e;
+}
+
+struct claim {
+    const char *app_id, *node_id;
+    struct store_call *out;
+    char *req;
+    size_t cap;
+    bool claimed;
+    int64_t wait_ms;
+};
+
+static void map_req(const struct db_row *r, void *out)
+{
+    struct claim *k = out;
+
+    col_text(r, 0, k->req, k->cap);
+}
+
+static enum err pace_claim_tx(struct db_conn *c, void *ctx)
+{
+    struct claim *k = ctx;
+    struct db_args a = {0};
+    int64_t next = 0, now = 0, lim[2] = {0, 0}, live = 0;
+    enum err e;
+
+    k->claimed = false;
+    k->wait_ms = -1;
+    e = pace_lock(c, k->app_id, &next, &now);
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, k->app_id);
+    /* A deleted app has no caps: its calls are being cancelled anyway. */
+    e = stmt(c, SQL_PACE_LIMITS, &a, "pace_claim", W_ANY, map_i64_pair, lim);
+    if (e != ERR_OK)
+        return e;
+    if (lim[0] > 0) {
+        e = stmt(c, SQL_PACE_LIVE, &a, "pace_claim", W_ROW, map_i64, &live);
+        if (e != ERR_OK)
+            return e;
+        if (live >= lim[0])
+            return ERR_OK;
+    }
+    if (lim[1] > 0 && next > now) {
+        k->wait_ms = next - now;
+        return ERR_OK;
+    }
+    e = stmt(c, SQL_PACE_HEAD, &a, "pace_claim", W_ROW, map_call, k->out);
+    if (e == ERR_NOT_FOUND)
+        return ERR_OK;
+    if (e != ERR_OK)
+        return e;
+    a.n = 0;
+    a_text(&a, k->out->call_uuid);
+    e = stmt(c, SQL_PACE_REQ, &a, "pace_claim", W_ROW, map_req, k);
+    if (e != ERR_OK)
+        return e;
+    a_text(&a, k->node_id);
+    e = stmt(c, SQL_PACE_TAKE, &a, "pace_claim", W_CHANGE, NULL, NULL);
+    if (e == ERR_NOT_FOUND)
+        return ERR_OK; /* cancelled meanwhile: the next look finds the new head */
+    if (e != ERR_OK)
+        return e;
+    if (lim[1] > 0) {
+        a.n = 0;
+        a_text(&a, k->app_id);
+        a_i64(&a, 1000 / lim[1]);
+        e = stmt(c, SQL_PACE_NEXT, &a, "pace_claim", W_ANY, NULL, NULL);
+        if (e != ERR_OK)
+            return e;
+    }
+    snprintf(k->out->node_id, sizeof(k->out->node_id), "%s", k->node_id);
+    k->claimed = true;
+    k->wait_ms = 0;
+    return ERR_OK;
+}
+
+static enum err pace_claim(struct store_conn *base, const char *app_id, const char *node_id,
+                           struct store_call *out, char *req, size_t cap, bool *claimed,
+                           int64_t *wait_ms)
+{
+    struct claim k = {app_id, node_id, out, req, cap, false, -1};
+    enum err e = op(base, OP_TX | OP_RETRY, pace_claim_tx, &k);
+
+    *claimed = e == ERR_OK && k.claimed;
+    *wait_ms = e == ERR_OK ? k.wait_ms : -1;
+    return e;
+}
+
+static enum err call_queue_position(struct store_conn *base, const char *call_uuid,
+                                    int64_t *position)
+{
+    struct db_args a = {0};
+    enum err e;
+
+    *position = 0;
+    a_text(&a, call_uuid);
+    e = single(base, SQL_QUEUE_POS, &a, "call_queue_position", W_ROW, map_i64, position);
+    return e == ERR_NOT_FOUND ? ERR_OK : e;
+}
+
+struct qcancel {
+    const char *call_uuid, *app_id, *from;
+    int64_t now;
+    struct reap rp; /* the calls ended, kept until the commit */
+};
+
+static enum err call_queue_cancel_tx(struct db_conn *c, void *ctx)
+{
+    struct qcancel *q = ctx;
+    struct db_args a = {0};
+    enum sql_id id = SQL_QUEUE_CANCEL_APP;
+
+    q->rp.n = 0;
+    if (q->call_uuid) {
+        a_text(&a, q->call_uuid);
+        id = SQL_QUEUE_CANCEL_CALL;
+    } else {
+        a_text(&a, q->app_id);
+    }
+    a_i64(&a, q->now);
+    if (!q->call_uuid && q->from) {
+        a_text(&a, q->from);
+        id = SQL_QUEUE_CANCEL_FROM;
+    }
+    return run(c, id, &a, "call_queue_cancel", reap_row, &q->rp, NULL);
+}
+
+static enum err call_queue_cancel(struct store_conn *base, const char *call_uuid,
+                                  const char *app_id, const char *from, int64_t now,
+                                  store_call_cb cb, void *ud)
+{
+    struct qcancel q = {call_uuid, app_id, from, now, {0}};
+    enum err e;
+    size_t i;
+
+    if (!call_uuid && !app_id)
+        return ERR_INTERNAL;
+    e = op(base, OP_TX | OP_RETRY, call_queue_cancel_tx, &q);
+    for (i = 0; e == ERR_OK && i < q.rp.n; i++)
+        e = cb(ud, &q.rp.v[i]);
+    free(q.rp.v);
+    return e;
+}
+
+#define PACE_OPS                                                                                   \
+    .call_enqueue = call_enqueue, .pace_apps = pace_apps, .pace_claim = pace_claim,                \
+    .call_queue_position = call_queue_position, .call_queue_cancel = call_queue_cancel
+
 #define STORE_OPS                                                                                  \
     .conn_close = conn_close, .ping = ping, .batch_begin = batch_begin, .batch_end = batch_end,    \
     .org_create = org_create, .org_get = org_get, .org_count = org_count, .org_list = org_list,    \
@@ -1277,5 +1544,5 @@ static enum err idem_purge(struct store_conn *base, int limit, int64_t *n)
     .call_get = call_get, .call_list = call_list, .node_beat = node_beat, .node_reap = node_reap,  \
     .cmd_post = cmd_post, .cmd_take = cmd_take, .cmd_wait = cmd_wait, IDEM_OPS
 
-const struct store_ops store_ops_sqlite = {.name = "sqlite", STORE_OPS};
-const struct store_ops store_ops_pg = {.name = "postgresql", STORE_OPS};
+const struct store_ops store_ops_sqlite = {.name = "sqlite", STORE_OPS, PACE_OPS};
+const struct store_ops store_ops_pg = {.name = "postgresql", STORE_OPS, PACE_OPS};

@@ -7,13 +7,14 @@
 
 #define APP_COLS                                                                                   \
     "app_id, org_id, name, answer_url, answer_method, hangup_url, hangup_method, "                 \
-    "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at"
+    "fallback_answer_url, fallback_answer_method, status, created_by, created_at, updated_at, "    \
+    "max_concurrent_calls, calls_per_second"
 #define KEY_COLS "id, org_id, user_id, name, prefix, status, created_at"
 #define LINK_COLS "app_id, voip_number, org_id, status, created_at, updated_at"
 #define APP_COLS_A                                                                                 \
     "a.app_id, a.org_id, a.name, a.answer_url, a.answer_method, a.hangup_url, a.hangup_method, "   \
     "a.fallback_answer_url, a.fallback_answer_method, a.status, a.created_by, a.created_at, "      \
-    "a.updated_at"
+    "a.updated_at, a.max_concurrent_calls, a.calls_per_second"
 #define CALL_COLS                                                                                  \
     "call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, status, started_at, "   \
     "answered_at, ended_at, duration, hangup_cause, created_at, seq, rtp_packets_received, "       \
@@ -35,7 +36,7 @@
     "UPDATE calls SET status = CASE WHEN answered_at IS NULL THEN 'FAILED' ELSE 'COMPLETED' END, " \
     "duration = CASE WHEN answered_at IS NOT NULL AND $2::bigint > answered_at THEN "              \
     "($2::bigint - answered_at) / 1000 ELSE 0 END, ended_at = $2::bigint, hangup_cause = '38' "    \
-    "WHERE " CALL_LIVE
+    "WHERE queue_req IS NULL AND " CALL_LIVE
 
 #define S(id, text) [id] = {#id, text}
 
@@ -66,7 +67,7 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
                  "WHERE n.org_id = $1 AND n.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM "
                  "links l WHERE l.number_id = n.id AND l.status = 'ACTIVE') ORDER BY n.id"),
     S(SQL_APP_INSERT, "INSERT INTO apps(" APP_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                      "$10, $11, $12, $13)"),
+                      "$10, $11, $12, $13, $14, $15)"),
     S(SQL_APP_GET, "SELECT " APP_COLS " FROM apps WHERE app_id = $1 AND org_id = $2"),
     S(SQL_APP_LIST,
       "SELECT " APP_COLS " FROM apps WHERE org_id = $1 ORDER BY created_at DESC, id DESC"),
@@ -84,7 +85,11 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
                       "fallback_answer_method = CASE WHEN $15::boolean THEN $16::text ELSE "
                       "fallback_answer_method END, "
                       "status = CASE WHEN $17::boolean THEN $18::text ELSE status END, "
-                      "updated_at = $19::bigint "
+                      "updated_at = $19::bigint, "
+                      "max_concurrent_calls = CASE WHEN $20::boolean THEN $21::bigint ELSE "
+                      "max_concurrent_calls END, "
+                      "calls_per_second = CASE WHEN $22::boolean THEN $23::bigint ELSE "
+                      "calls_per_second END "
                       "WHERE app_id = $1 AND org_id = $2 RETURNING " APP_COLS),
     S(SQL_APP_DELETE, "DELETE FROM apps WHERE app_id = $1 AND org_id = $2"),
     /* A link holds a share lock on its app's row until it commits, so that
@@ -195,6 +200,52 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_IDEM_PURGE, "DELETE FROM idempotency_keys WHERE (org_id, idem_key) IN (SELECT org_id, "
                       "idem_key FROM idempotency_keys WHERE created_at < " SQL_NOW_MS
                       " - $1 ORDER BY created_at LIMIT $2)"),
+
+    /* ---- outbound pacing (AGENT.md section 6) ---- */
+    /* Every statement that adds to or takes from an app's queue first locks
+     * the app's pacing row: on PostgreSQL the nodes queue for it, so an
+     * app's calls are queued, counted and claimed one at a time (SQLite has
+     * one writer anyway), and seq order is queue order. */
+    S(SQL_PACE_ROW, "INSERT INTO app_pacing(app_id, next_start_at) VALUES ($1, 0) "
+                    "ON CONFLICT (app_id) DO NOTHING"),
+    S(SQL_PACE_LOCK, "SELECT next_start_at FROM app_pacing WHERE app_id = $1 FOR UPDATE"),
+    /* The clock, read once the lock is held: read in the locking statement
+     * it could be as old as the wait for the lock. */
+    S(SQL_DB_NOW, "SELECT " SQL_NOW_MS),
+    S(SQL_PACE_WAITING, "SELECT count(*) FROM calls WHERE app_id = $1 AND queue_req IS NOT NULL"),
+    S(SQL_PACE_LIMITS, "SELECT max_concurrent_calls, calls_per_second FROM apps WHERE app_id = $1"),
+    /* The app's outbound calls that are started and not over, on any node. */
+    S(SQL_PACE_LIVE, "SELECT count(*) FROM calls WHERE app_id = $1 AND " CALL_LIVE
+                     " AND queue_req IS NULL AND direction = 'OUTBOUND'"),
+    S(SQL_PACE_HEAD, "SELECT " CALL_COLS " FROM calls WHERE app_id = $1 AND "
+                     "queue_req IS NOT NULL ORDER BY seq LIMIT 1"),
+    S(SQL_PACE_REQ, "SELECT queue_req FROM calls WHERE call_uuid = $1"),
+    S(SQL_PACE_TAKE, "UPDATE calls SET node_id = $2, queue_req = NULL WHERE call_uuid = $1 AND "
+                     "queue_req IS NOT NULL"),
+    /* The next start is stamped last, just before the commit after which
+     * the call starts: a claim slowed down after its check must not bring
+     * the next start closer to this one. */
+    S(SQL_PACE_NEXT, "UPDATE app_pacing SET next_start_at = CASE WHEN next_start_at > " SQL_NOW_MS
+                     " THEN next_start_at ELSE " SQL_NOW_MS " END + $2 WHERE app_id = $1"),
+    S(SQL_PACE_APPS, "SELECT DISTINCT app_id FROM calls WHERE queue_req IS NOT NULL"),
+    S(SQL_CALL_ENQUEUE,
+      "INSERT INTO calls(call_uuid, request_uuid, org_id, app_id, \"from\", \"to\", direction, "
+      "status, created_at, hangup_url, hangup_method, queue_req) VALUES ($1, $2, $3, $4, $5, $6, "
+      "'OUTBOUND', 'QUEUED', $7, $8, $9, $10)"),
+    /* 1 for the head of the queue; no row when the call is not waiting. */
+    S(SQL_QUEUE_POS, "SELECT (SELECT count(*) FROM calls q WHERE q.app_id = w.app_id AND "
+                     "q.queue_req IS NOT NULL AND q.seq <= w.seq) FROM calls w WHERE "
+                     "w.call_uuid = $1 AND w.queue_req IS NOT NULL"),
+/* Cancelling a waiting call: one statement, so that of two nodes
+ * racing, the second finds it no longer waiting and leaves it (each
+ * call is ended, and returned, once). */
+#define QUEUE_CANCEL                                                                               \
+    "UPDATE calls SET status = 'CANCELED', hangup_cause = '16', ended_at = $2::bigint, "           \
+    "queue_req = NULL WHERE queue_req IS NOT NULL AND "
+    S(SQL_QUEUE_CANCEL_CALL, QUEUE_CANCEL "call_uuid = $1 RETURNING " CALL_COLS),
+    S(SQL_QUEUE_CANCEL_APP, QUEUE_CANCEL "app_id = $1 RETURNING " CALL_COLS),
+    S(SQL_QUEUE_CANCEL_FROM, QUEUE_CANCEL "app_id = $1 AND \"from\" = $3 RETURNING " CALL_COLS),
+#undef QUEUE_CANCEL
 };
 
 #undef S

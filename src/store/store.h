@@ -66,6 +66,9 @@ struct store_app {
     int64_t created_by; /* 0: null */
     int64_t created_at;
     int64_t updated_at; /* 0: null */
+    /* Outbound pacing (AGENT.md section 6): 0 is null, no cap. */
+    int64_t max_concurrent_calls; /* APP_MAX_CONCURRENT_MIN..MAX */
+    int64_t calls_per_second;     /* APP_CPS_MIN..MAX */
 };
 
 /* Which fields of a struct store_app an update sets. */
@@ -78,7 +81,18 @@ enum {
     APP_F_FALLBACK_URL = 1 << 5,
     APP_F_FALLBACK_METHOD = 1 << 6,
     APP_F_STATUS = 1 << 7,
+    APP_F_MAX_CONCURRENT = 1 << 8,
+    APP_F_CPS = 1 << 9,
 };
+
+#define APP_MAX_CONCURRENT_MIN 1
+#define APP_MAX_CONCURRENT_MAX 10000
+#define APP_CPS_MIN 1
+#define APP_CPS_MAX 100
+/* The most calls that may wait in one app's queue. */
+#define APP_QUEUE_MAX 1000
+/* The most bytes of a waiting call's serialised request (call/pace.h). */
+#define QUEUE_REQ_MAX 16384
 
 struct store_app_patch {
     unsigned fields;       /* APP_F_* bits */
@@ -335,7 +349,9 @@ struct store_ops {
      * hangup_cause "38", ended_at now (ms, the caller's clock). Two nodes
      * racing end each call once: cb gets each call this call ended, after
      * the update (with its stored dialog), and no other call ever gets it
-     * again. A cb error does not undo the update. */
+     * again. A cb error does not undo the update. A call waiting in its
+     * app's queue (call_enqueue) is never ended: it has no owner, and any
+     * live node starts it. */
     /* dead_ms < 0 (without all_others): ends the non-final calls owned by
      * self itself instead, those of an earlier run under the same name (a
      * node restarted with its --node-id before it was judged dead). */
@@ -393,6 +409,46 @@ struct store_ops {
     /* Deletes at most limit keys claimed more than IDEM_KEEP_MS ago, by
      * the database's clock; *n (may be NULL) gets how many. */
     enum err (*idem_purge)(struct store_conn *c, int limit, int64_t *n);
+    /* --- outbound pacing (AGENT.md section 6) --- */
+
+    /* Stores call (status QUEUED, no owner, no dialog: only its ids, org,
+     * app, parties, created_at and hangup URL are read) as waiting at the
+     * end of its app's queue, with req (text of at most QUEUE_REQ_MAX
+     * bytes: what starting it needs, opaque here). *position gets its place
+     * (1: next). ERR_RATE_LIMITED when max_waiting calls already wait for
+     * the app (nothing stored; *position is then how many wait);
+     * ERR_CONFLICT when an id is taken; ERR_INVALID for a req too long. */
+    enum err (*call_enqueue)(struct store_conn *c, const struct store_call *call, const char *req,
+                             int64_t max_waiting, int64_t *position);
+    /* The apps with a waiting call, at most cap of them, into ids; *n how
+     * many. */
+    enum err (*pace_apps)(struct store_conn *c, char (*ids)[APP_ID_LEN + 1], int cap, int *n);
+    /* Claims the head of app_id's queue for node_id when the app's caps
+     * allow a call to start now, in one transaction that holds the app's
+     * pacing lock: fewer than max_concurrent_calls of its outbound calls
+     * are live (started, not final, on any node), and the app's next start
+     * time (the database's clock) has come; the next start then moves to
+     * max(now, next) + 1000 / calls_per_second ms, now read as the claim
+     * commits. On success *claimed is
+     * true, *out the call (now owned by node_id, no longer waiting) and req
+     * (cap bytes) its request text. Else *wait_ms says when to look again:
+     * the ms until the next start time when only the rate holds it back,
+     * -1 when the queue is empty or the concurrency cap holds it (a call's
+     * end frees it). Calls of an app without caps (or deleted) are claimed
+     * at once. Two nodes racing never claim one call twice. */
+    enum err (*pace_claim)(struct store_conn *c, const char *app_id, const char *node_id,
+                           struct store_call *out, char *req, size_t cap, bool *claimed,
+                           int64_t *wait_ms);
+    /* The place (1: next) of the waiting call call_uuid in its app's
+     * queue; 0 when it is not waiting (started, ended or unknown). */
+    enum err (*call_queue_position)(struct store_conn *c, const char *call_uuid, int64_t *position);
+    /* Ends waiting calls CANCELED "16" at now: the one named call_uuid
+     * (non-NULL), else every waiting call of app_id, or with from
+     * (non-NULL) only those from that number. cb gets each call ended,
+     * once its end is committed; of nodes racing, each call is ended and
+     * handed out once. A cb error does not undo the end. */
+    enum err (*call_queue_cancel)(struct store_conn *c, const char *call_uuid, const char *app_id,
+                                  const char *from, int64_t now, store_call_cb cb, void *ud);
 };
 
 /* The head of every backend connection. */

@@ -2423,6 +2423,280 @@ static void test_idem_claim_race(void **state)
     free(r);
 }
 
+/* ---- outbound pacing (AGENT.md section 6) ---- */
+
+/* The caps are optional app fields: created, read, set and cleared. */
+static void test_app_pacing_fields(void **state)
+{
+    struct fx *f = *state;
+    struct store_app_patch p;
+    struct store_app a, got;
+
+    make_app(&a, APP_A, f->org1, T0);
+    a.max_concurrent_calls = 5;
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    assert_int_equal(f->ops->app_get(f->c, f->org1, APP_A, &got), ERR_OK);
+    assert_true(got.max_concurrent_calls == 5 && got.calls_per_second == 0);
+    memset(&p, 0, sizeof(p));
+    p.fields = APP_F_CPS;
+    p.vals.calls_per_second = 2;
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 1, &got), ERR_OK);
+    assert_true(got.max_concurrent_calls == 5 && got.calls_per_second == 2);
+    /* A patch of other fields leaves them; null (0) clears one. */
+    p.fields = APP_F_NAME | APP_F_MAX_CONCURRENT;
+    memcpy(p.vals.name, "Paced", 6);
+    p.vals.max_concurrent_calls = 0;
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 2, &got), ERR_OK);
+    assert_true(got.max_concurrent_calls == 0 && got.calls_per_second == 2);
+    assert_string_equal(got.name, "Paced");
+}
+
+static void enqueue_call(struct fx *f, int n, int64_t want_pos)
+{
+    struct store_call k;
+    int64_t pos = -1;
+    char req[32];
+
+    make_call(&k, n, f->org1, true);
+    snprintf(req, sizeof(req), "{\"n\":%d}", n);
+    assert_int_equal(f->ops->call_enqueue(f->c, &k, req, 3, &pos), ERR_OK);
+    assert_true(pos == want_pos);
+}
+
+static enum err count_cb(void *ud, const struct store_call *k)
+{
+    int *n = ud;
+
+    assert_string_equal(k->status, "CANCELED");
+    assert_string_equal(k->hangup_cause, "16");
+    (*n)++;
+    return ERR_OK;
+}
+
+/* A queue: in order, capped, positions, claims under both caps, cancels
+ * that end each waiting call once, and waiting calls no reap ends. */
+static void test_pace_queue(void **state)
+{
+    struct fx *f = *state;
+    struct store_app_patch p;
+    struct store_app a;
+    struct store_call k, got;
+    char ids[4][APP_ID_LEN + 1];
+    char req[QUEUE_REQ_MAX + 1];
+    int64_t pos = 0, wait = 0;
+    bool claimed = false;
+    int n = 0;
+
+    make_app(&a, APP_A, f->org1, T0);
+    a.max_concurrent_calls = 1;
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    enqueue_call(f, 1, 1);
+    enqueue_call(f, 2, 2);
+    enqueue_call(f, 3, 3);
+    make_call(&k, 4, f->org1, true);
+    assert_int_equal(f->ops->call_enqueue(f->c, &k, "{}", 3, &pos), ERR_RATE_LIMITED);
+    assert_true(pos == 3);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_NOT_FOUND);
+    /* A waiting call is QUEUED without an owner. */
+    make_call(&k, 2, f->org1, true);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
+    assert_string_equal(got.status, "QUEUED");
+    assert_string_equal(got.node_id, "");
+    assert_int_equal(f->ops->call_queue_position(f->c, k.call_uuid, &pos), ERR_OK);
+    assert_true(pos == 2);
+    assert_int_equal(f->ops->pace_apps(f->c, ids, 4, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], APP_A);
+    /* No reap ends a waiting call, even on SQLite at a start. */
+    n = 0;
+    assert_int_equal(f->ops->node_reap(f->c, "*", 0, true, TNOW, count_cb, &n), ERR_OK);
+    assert_int_equal(n, 0);
+
+    /* The head goes first, with its request; the cap of 1 holds the next. */
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-1", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
+    assert_true(claimed);
+    make_call(&k, 1, f->org1, true);
+    assert_string_equal(got.call_uuid, k.call_uuid);
+    assert_string_equal(req, "{\"n\":1}");
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
+    assert_string_equal(got.node_id, "n-1");
+    assert_int_equal(f->ops->call_queue_position(f->c, k.call_uuid, &pos), ERR_OK);
+    assert_true(pos == 0);
+    make_call(&k, 2, f->org1, true);
+    assert_int_equal(f->ops->call_queue_position(f->c, k.call_uuid, &pos), ERR_OK);
+    assert_true(pos == 1);
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-1", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
+    assert_false(claimed);
+    assert_true(wait == -1);
+    /* The first call ends: the next may start. */
+    make_call(&k, 1, f->org1, true);
+    memcpy(k.status, "COMPLETED", 10);
+    k.ended_at = T0 + 50;
+    memcpy(k.hangup_cause, "16", 3);
+    assert_int_equal(f->ops->call_update(f->c, &k), ERR_OK);
+
+    /* A rate of 1 a second: one now, the next a second later. */
+    memset(&p, 0, sizeof(p));
+    p.fields = APP_F_CPS | APP_F_MAX_CONCURRENT;
+    p.vals.calls_per_second = 1;
+    assert_int_equal(f->ops->app_update(f->c, f->org1, APP_A, &p, T0 + 1, &a), ERR_OK);
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-2", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
+    assert_true(claimed);
+    assert_string_equal(req, "{\"n\":2}");
+    assert_int_equal(
+        f->ops->pace_claim(f->c, APP_A, "n-2", &got, req, sizeof(req), &claimed, &wait), ERR_OK);
+    assert_false(claimed);
+    assert_true(wait > 0 && wait <= 1000);
+
+    /* Cancelling: once, and a started call is no longer waiting. */
+    make_call(&k, 3, f->org1, true);
+    n = 0;
+    assert_int_equal(
+        f->ops->call_queue_cancel(f->c, k.call_uuid, NULL, NULL, T0 + 60, count_cb, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(
+        f->ops->call_queue_cancel(f->c, k.call_uuid, NULL, NULL, T0 + 61, count_cb, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(f->ops->call_get(f->c, f->org1, k.call_uuid, &got), ERR_OK);
+    assert_string_equal(got.status, "CANCELED");
+    assert_true(got.ended_at == T0 + 60);
+    make_call(&k, 2, f->org1, true);
+    assert_int_equal(
+        f->ops->call_queue_cancel(f->c, k.call_uuid, NULL, NULL, T0 + 62, count_cb, &n), ERR_OK);
+    assert_int_equal(n, 1);
+    /* By app, and by app and from-number. */
+    enqueue_call(f, 5, 1);
+    enqueue_call(f, 6, 2);
+    n = 0;
+    assert_int_equal(
+        f->ops->call_queue_cancel(f->c, NULL, APP_A, "+910000000000", T0 + 63, count_cb, &n),
+        ERR_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(f->ops->call_queue_cancel(f->c, NULL, APP_A, N1, T0 + 63, count_cb, &n),
+                     ERR_OK);
+    assert_int_equal(n, 2);
+    enqueue_call(f, 7, 1);
+    assert_int_equal(f->ops->call_queue_cancel(f->c, NULL, APP_A, NULL, T0 + 64, count_cb, &n),
+                     ERR_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(f->ops->pace_apps(f->c, ids, 4, &n), ERR_OK);
+    assert_int_equal(n, 0);
+}
+
+/* Several connections claiming from one queue at once: each call is
+ * claimed once, and never more than the cap are live. */
+#define CLAIM_CALLS 30
+#define CLAIMERS 4
+struct claimer {
+    struct store_conn *c;
+    pthread_barrier_t *go;
+    char node[16];
+    int n;
+    int seen[CLAIM_CALLS];
+    enum err e;
+};
+
+static void *claim_race(void *arg)
+{
+    struct claimer *r = arg;
+    char req[64];
+    struct store_call k;
+    bool claimed;
+    int64_t wait;
+    int idle = 0;
+
+    pthread_barrier_wait(r->go);
+    while (idle < 50) {
+        r->e = r->c->ops->pace_claim(r->c, APP_A, r->node, &k, req, sizeof(req), &claimed, &wait);
+        if (r->e != ERR_OK)
+            return NULL;
+        if (!claimed) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        r->seen[strtol(req + 5, NULL, 10) % CLAIM_CALLS]++;
+        r->n++;
+        /* The call ends at once, which frees its place under the cap. */
+        memcpy(k.status, "COMPLETED", 10);
+        k.ended_at = T0 + 1;
+        r->e = r->c->ops->call_update(r->c, &k);
+        if (r->e != ERR_OK)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void test_pace_claim_race(void **state)
+{
+    struct fx *f = *state, file;
+    struct claimer cl[CLAIMERS];
+    pthread_barrier_t go;
+    pthread_t th[CLAIMERS];
+    struct store_app a;
+    char path[64] = "";
+    int i, total = 0;
+
+    /* SQLite: a file, as a server uses, since the private in-memory
+     * database's shared cache answers a reader beside a writer with an
+     * error instead of the busy wait. */
+    if (!be.pg) {
+        memset(&file, 0, sizeof(file));
+        snprintf(path, sizeof(path), "/tmp/test_store_pace_%ld.db", (long)getpid());
+        (void)unlink(path);
+        snprintf(file.url, sizeof(file.url), "sqlite:%s", path);
+        assert_int_equal(store_open(file.url, &file.s), ERR_OK);
+        assert_int_equal(store_conn_open(file.s, &file.c), ERR_OK);
+        file.ops = file.c->ops;
+        assert_int_equal(file.ops->org_create(file.c, "Org One", T0, &file.org1), ERR_OK);
+        f = &file;
+    }
+    make_app(&a, APP_A, f->org1, T0);
+    a.max_concurrent_calls = 2;
+    assert_int_equal(f->ops->app_create(f->c, &a), ERR_OK);
+    for (i = 0; i < CLAIM_CALLS; i++) {
+        struct store_call k;
+        int64_t pos = 0;
+        char req[32];
+
+        make_call(&k, i, f->org1, true);
+        snprintf(req, sizeof(req), "{\"n\":%d}", i);
+        assert_int_equal(f->ops->call_enqueue(f->c, &k, req, APP_QUEUE_MAX, &pos), ERR_OK);
+        assert_true(pos == i + 1);
+    }
+    memset(cl, 0, sizeof(cl));
+    assert_int_equal(pthread_barrier_init(&go, NULL, CLAIMERS), 0);
+    for (i = 0; i < CLAIMERS; i++) {
+        assert_int_equal(store_conn_open(f->s, &cl[i].c), ERR_OK);
+        cl[i].go = &go;
+        snprintf(cl[i].node, sizeof(cl[i].node), "n-%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, claim_race, &cl[i]), 0);
+    }
+    for (i = 0; i < CLAIMERS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(cl[i].e, ERR_OK);
+        total += cl[i].n;
+        store_conn_close(cl[i].c);
+    }
+    pthread_barrier_destroy(&go);
+    assert_int_equal(total, CLAIM_CALLS);
+    for (i = 0; i < CLAIM_CALLS; i++) {
+        int j, seen = 0;
+
+        for (j = 0; j < CLAIMERS; j++)
+            seen += cl[j].seen[i];
+        assert_int_equal(seen, 1);
+    }
+    if (path[0]) {
+        store_conn_close(file.c);
+        store_free(file.s);
+        (void)unlink(path);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2476,6 +2750,9 @@ int main(void)
         T(test_batch_commit),
         T(test_batch_rollback),
         T(test_batch_misuse),
+        T(test_app_pacing_fields),
+        T(test_pace_queue),
+        T(test_pace_claim_race),
     };
     int failed;
 
