@@ -52,6 +52,14 @@ enum sql_id {
     SQL_CMD_INSERT,
     SQL_CMD_BROADCAST,
     SQL_CMD_TAKE,
+    /* signing secrets (AGENT.md section 4) */
+    SQL_ORG_LOCK,
+    SQL_WHSEC_ACTIVE_COUNT,
+    SQL_WHSEC_INSERT,
+    SQL_WHSEC_LIST,
+    SQL_WHSEC_LOCK,
+    SQL_WHSEC_REVOKE,
+    SQL_WHSEC_ALL_ACTIVE,
     SQL_COUNT
 };
 

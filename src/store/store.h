@@ -173,6 +173,21 @@ struct store_call {
 #define CMD_ARG_MAX 64
 typedef enum err (*store_cmd_cb)(void *ud, const char *kind, const char *arg);
 
+/* A signing secret as listed (AGENT.md section 4): never the whole secret,
+ * only its first WHSEC_SHOWN_LEN characters. */
+#define WHSEC_SECRET_LEN 38 /* "whsec_" + 32 base62 characters (core/whsig.h) */
+#define WHSEC_SHOWN_LEN 12
+#define WHSEC_ACTIVE_MAX 2
+struct store_whsecret {
+    int64_t id;
+    int64_t org_id;
+    char shown[WHSEC_SHOWN_LEN + 1];
+    int64_t created_at;
+};
+typedef enum err (*store_whsecret_cb)(void *ud, const struct store_whsecret *s);
+/* One active secret in full, for signing: valid only during the call. */
+typedef enum err (*store_whsecret_full_cb)(void *ud, int64_t org_id, const char *secret);
+
 /* What an operation that reports ERR_NOT_FOUND did not find. */
 enum store_miss { STORE_MISS_NONE, STORE_MISS_APP, STORE_MISS_LINK };
 
@@ -341,6 +356,27 @@ struct store_ops {
      * arrives meanwhile (also while it runs other operations) wakes the
      * next wait at once. ERR_INTERNAL inside a batch. */
     enum err (*cmd_wait)(struct store_conn *c, int timeout_ms, bool *woke);
+
+    /* --- signing secrets (AGENT.md section 4) --- */
+
+    /* Stores secret (WHSEC_SECRET_LEN characters) as an active secret of
+     * org_id, checking in one transaction, under the org's row lock (so
+     * that concurrent creates on any node count each other): the org
+     * (ERR_NOT_FOUND), then fewer than WHSEC_ACTIVE_MAX active secrets
+     * (ERR_CONFLICT). */
+    enum err (*whsecret_create)(struct store_conn *c, int64_t org_id, const char *secret,
+                                int64_t now, int64_t *id);
+    /* The org's active secrets, oldest first, each shown only by its first
+     * WHSEC_SHOWN_LEN characters (the rest never leaves the database). */
+    enum err (*whsecret_list)(struct store_conn *c, int64_t org_id, store_whsecret_cb cb,
+                              void *ud);
+    /* Revokes a secret: it signs nothing from then on. ERR_NOT_FOUND for an
+     * unknown id, ERR_CONFLICT for a secret revoked already. */
+    enum err (*whsecret_revoke)(struct store_conn *c, int64_t id, int64_t now);
+    /* Every active secret of every org, by org_id ascending and, within an
+     * org, newest first. The secret is handed over in full: for signing
+     * only, never to be logged or shown. */
+    enum err (*whsecret_active_all)(struct store_conn *c, store_whsecret_full_cb cb, void *ud);
 };
 
 /* The head of every backend connection. */
