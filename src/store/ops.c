@@ -1190,8 +1190,8 @@ static enum err whsecret_row(void *ud, const struct db_row *r)
 static enum err whsecret_list(struct store_conn *base, int64_t org_id, store_whsecret_cb cb,
                               void *ud)
 {
-    return list_org(base, SQL_WHSEC_LIST, "whsecret_list", org_id, whsecret_row,
-                    (const void *)cb, ud);
+    return list_org(base, SQL_WHSEC_LIST, "whsecret_list", org_id, whsecret_row, (const void *)cb,
+                    ud);
 }
 
 struct whsec_rev {

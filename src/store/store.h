@@ -368,8 +368,7 @@ struct store_ops {
                                 int64_t now, int64_t *id);
     /* The org's active secrets, oldest first, each shown only by its first
      * WHSEC_SHOWN_LEN characters (the rest never leaves the database). */
-    enum err (*whsecret_list)(struct store_conn *c, int64_t org_id, store_whsecret_cb cb,
-                              void *ud);
+    enum err (*whsecret_list)(struct store_conn *c, int64_t org_id, store_whsecret_cb cb, void *ud);
     /* Revokes a secret: it signs nothing from then on. ERR_NOT_FOUND for an
      * unknown id, ERR_CONFLICT for a secret revoked already. */
     enum err (*whsecret_revoke)(struct store_conn *c, int64_t id, int64_t now);

@@ -122,9 +122,9 @@ static void test_generate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_one_secret), cmocka_unit_test(test_two_secrets_in_order),
+        cmocka_unit_test(test_one_secret),    cmocka_unit_test(test_two_secrets_in_order),
         cmocka_unit_test(test_empty_content), cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_wipe), cmocka_unit_test(test_generate),
+        cmocka_unit_test(test_wipe),          cmocka_unit_test(test_generate),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
