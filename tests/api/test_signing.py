@@ -243,6 +243,19 @@ def test_two_secrets_both_sign_newest_first_and_a_revoked_one_stops(srv, fc, par
         assert mac(old, t, content) not in value  # the revoked secret signs nothing
 
 
+def test_outbound_ring_answer_and_hangup_are_signed(srv, fc, work):  # noqa: F811
+    """An outbound call (SIPp answering on the trunk): its ring webhook too."""
+    line = Line(srv, fc)
+    secret = create_secret(srv, line.org.id)
+    with base.uas(srv, work, "out_answer", duration_ms=1000) as s:
+        call = base.place_call(line, fc)
+        base.finish(srv, s)
+    ring, answer, hangup = base.expect_hits(fc, "/ring", "/answer", "/hangup")
+    for hit in (ring, answer, hangup):
+        assert hit.method == "POST" and hit.payload["call_uuid"] == call["call_uuid"]
+        check_signed(hit.header("X-Sfvopi-Signature"), hit.body, [secret])
+
+
 def test_no_secret_no_header(srv, fc, party, work):  # noqa: F811
     """An org without an active secret gets exactly what documented clients got before, even
     while other orgs have secrets, and again once its only secret is revoked."""
