@@ -2371,6 +2371,68 @@ static void test_whsecrets(void **state)
     assert_int_equal(r.n, 0);
 }
 
+/* Creates racing for one org, each on its own connection (PostgreSQL):
+ * the org's row lock lets exactly WHSEC_ACTIVE_MAX of them in. */
+#define WHSEC_RACERS 8
+struct whsec_racer {
+    struct store_conn *c;
+    pthread_barrier_t *go;
+    int64_t org;
+    int i;
+    enum err e;
+};
+
+static void *whsec_race(void *p)
+{
+    struct whsec_racer *r = p;
+    char secret[WHSEC_SECRET_LEN + 1];
+    int64_t id;
+
+    snprintf(secret, sizeof(secret), "whsec_race%02d%022d", r->i, (int)(r->org % 1000000));
+    pthread_barrier_wait(r->go);
+    r->e = r->c->ops->whsecret_create(r->c, r->org, secret, T0, &id);
+    return NULL;
+}
+
+static void test_whsecret_race(void **state)
+{
+    struct fx *f = *state;
+    struct whsec_racer r[WHSEC_RACERS];
+    pthread_t t[WHSEC_RACERS];
+    pthread_barrier_t go;
+    struct whsec_rows rows;
+    int round, i, won;
+    int64_t org;
+    char name[32];
+
+    if (!be.pg)
+        skip(); /* SQLite: one writer at a time, whatever the statements */
+    for (round = 0; round < 5; round++) {
+        snprintf(name, sizeof(name), "race %d", round);
+        assert_int_equal(f->ops->org_create(f->c, name, T0, &org), ERR_OK);
+        assert_int_equal(pthread_barrier_init(&go, NULL, WHSEC_RACERS), 0);
+        for (i = 0; i < WHSEC_RACERS; i++) {
+            r[i] = (struct whsec_racer){.go = &go, .org = org, .i = i};
+            assert_int_equal(store_conn_open(f->s, &r[i].c), ERR_OK);
+        }
+        for (i = 0; i < WHSEC_RACERS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, whsec_race, &r[i]), 0);
+        for (won = 0, i = 0; i < WHSEC_RACERS; i++) {
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+            store_conn_close(r[i].c);
+            if (r[i].e == ERR_OK)
+                won++;
+            else
+                assert_int_equal(r[i].e, ERR_CONFLICT);
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(won, WHSEC_ACTIVE_MAX);
+        memset(&rows, 0, sizeof(rows));
+        assert_int_equal(f->ops->whsecret_list(f->c, org, whsec_collect, &rows), ERR_OK);
+        assert_int_equal(rows.n, WHSEC_ACTIVE_MAX);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2422,6 +2484,7 @@ int main(void)
         T(test_batch_rollback),
         T(test_batch_misuse),
         T(test_whsecrets),
+        T(test_whsecret_race),
     };
     int failed;
 
