@@ -22,6 +22,7 @@
 
 #include "core/e164.h"
 #include "core/err.h"
+#include "core/whsig.h"
 
 #define APP_ID_PREFIX "sfv_app_"
 #define APP_ID_LEN 20       /* "sfv_app_" + 12 characters from [a-z0-9] */
@@ -174,10 +175,11 @@ struct store_call {
 typedef enum err (*store_cmd_cb)(void *ud, const char *kind, const char *arg);
 
 /* A signing secret as listed (AGENT.md section 4): never the whole secret,
- * only its first WHSEC_SHOWN_LEN characters. */
-#define WHSEC_SECRET_LEN 38 /* "whsec_" + 32 base62 characters (core/whsig.h) */
-#define WHSEC_SHOWN_LEN 12
-#define WHSEC_ACTIVE_MAX 2
+ * only its first WHSEC_SHOWN_LEN characters. The sizes are core/whsig.h's,
+ * the one definition of a secret. */
+#define WHSEC_SECRET_LEN WHSIG_SECRET_LEN
+#define WHSEC_SHOWN_LEN WHSIG_SHOWN_LEN
+#define WHSEC_ACTIVE_MAX WHSIG_KEYS_MAX
 struct store_whsecret {
     int64_t id;
     int64_t org_id;
