@@ -34,9 +34,9 @@ if SIPP is None:
     pytest.skip("sipp (package sip-tester) is not installed", allow_module_level=True)
 
 import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
-from conftest import REPO, wait_until  # noqa: E402
+from conftest import ASAN, BIN, PG_URL, REPO, Server, wait_until  # noqa: E402
 from fake_customer import FakeCustomer, reply_json, reply_stream  # noqa: E402
-from sipp_helper import Sipp  # noqa: E402
+from sipp_helper import Sipp, free_rtp_range, free_udp_port, port_taken  # noqa: E402
 from stream_helper import Agent, Party  # noqa: E402
 from test_calls_sip import CALLER, work  # noqa: E402,F401
 
@@ -275,6 +275,46 @@ def test_no_secret_no_header(srv, fc, party, work):  # noqa: F811
     assert "x-sfvopi-signature" not in hangup.headers, hangup.headers
     assert upgrade_signature(conn) is None
     assert secret
+
+
+@pytest.mark.skipif(not PG_URL or ASAN, reason="several nodes share a PostgreSQL database only; "
+                    "a second node: runs once, in the plain build's PostgreSQL pass")
+def test_two_nodes_sign_alike_and_stop_alike(srv, fc, party, work, tmp_path):  # noqa: F811
+    """A second node on the module's database: a secret created (or revoked) once signs (or
+    stops signing) the calls of either node."""
+    sip_port = free_udp_port()
+    rtp = free_rtp_range(100, step=7)
+    b = Server(srv.db_url, tmp_path, argv=[
+        BIN, "--db", srv.db_url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
+        "--sip-listen", f"127.0.0.1:{sip_port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
+        "--sip-allow", "127.0.0.1"]).start()
+    try:
+        b.sip_port = sip_port
+        assert wait_until(lambda: port_taken(sip_port), timeout=5, interval=0.05)
+        line = Line(srv, fc)
+        loaded_b = b.log.count(LOADED)
+        old = create_secret(srv, line.org.id)
+        assert wait_until(lambda: b.log.count(LOADED) > loaded_b, timeout=5, interval=0.05)
+        for node in (srv, b):
+            answer, hangup, conn = call_once(node, work, line, party, fc)
+            body_a, body_h, target = contents(answer, hangup, conn)
+            check_signed(answer.header("X-Sfvopi-Signature"), body_a, [old])
+            check_signed(upgrade_signature(conn), target, [old])
+
+        loaded_b = b.log.count(LOADED)
+        new = create_secret(srv, line.org.id)
+        assert wait_until(lambda: b.log.count(LOADED) > loaded_b, timeout=5, interval=0.05)
+        loaded_b = b.log.count(LOADED)
+        revoke_secret(srv, list_secrets(srv, line.org.id)[0][0])
+        assert wait_until(lambda: b.log.count(LOADED) > loaded_b, timeout=5, interval=0.05)
+        answer, hangup, conn = call_once(b, work, line, party, fc)
+        body_a, body_h, target = contents(answer, hangup, conn)
+        check_signed(answer.header("X-Sfvopi-Signature"), body_a, [new])
+        check_signed(hangup.header("X-Sfvopi-Signature"), body_h, [new])
+        check_signed(upgrade_signature(conn), target, [new])
+        assert_no_secret_in(b.log, [old, new])
+    finally:
+        assert b.stop() == 0, b.log[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------
