@@ -14,7 +14,7 @@ answer webhook replies with a Stream), stream_helper.Agent the customer's WebSoc
 test_stream_context.py. The server logs at debug level (text here, JSON in one test), and no
 secret may appear in either. The server reads the secrets again every second and logs
 `signing secrets loaded` when they changed: each change made here waits for that line, so no
-test sleeps. Runs on SQLite and on PostgreSQL.
+test sleeps. Runs on SQLite and on PostgreSQL; a second node joins on PostgreSQL (plain build).
 """
 
 import base64
@@ -461,8 +461,13 @@ def test_json_debug_log_holds_no_secret(tmp_path, fc, party, work):  # noqa: F81
         assert_no_secret_in(s.log, [secret])
 
 
-def test_text_debug_log_holds_no_secret(srv):
-    """Last in the module: every secret it created, against the whole debug log."""
+def test_text_debug_log_holds_no_secret(srv, fc, party, work):  # noqa: F811
+    """Last in the module: every secret it created (one more, used on a call, when this test
+    runs alone), against the whole debug log."""
+    line = Line(srv, fc)
+    secret = create_secret(srv, line.org.id)
+    answer, _, _ = call_once(srv, work, line, party, fc)
+    check_signed(answer.header("X-Sfvopi-Signature"), answer.body, [secret])
     assert any(" level=debug " in ln for ln in srv.log.splitlines()), \
         "the module's server does not log at debug level"
     assert_no_secret_in(srv.log, CREATED)
