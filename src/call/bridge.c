@@ -610,8 +610,9 @@ void bridge_rtp(struct bridge *b, int pt, uint32_t ts, const uint8_t *payload, s
 }
 
 enum err bridge_open(const struct bridge_env *env, const struct stream_config *sc,
-                     const char *call_uuid, const struct xheaders *sip, struct sip_leg *leg,
-                     bridge_ended_cb ended, void *arg, struct bridge **out)
+                     const struct whsig_keys *keys, const char *call_uuid,
+                     const struct xheaders *sip, struct sip_leg *leg, bridge_ended_cb ended,
+                     void *arg, struct bridge **out)
 {
     struct bridge *b;
     unsigned char rnd[ULID_RANDOM_BYTES];
@@ -656,7 +657,7 @@ enum err bridge_open(const struct bridge_env *env, const struct stream_config *s
     b->ref->b = b;
     b->ref->queue = env->queue;
     b->ref->queue_id = env->queue_id;
-    e = ws_connect(env->hub, sc->url, CONNECT_TIMEOUT_MS, on_ws, b->ref, &b->ws);
+    e = ws_connect_signed(env->hub, sc->url, keys, CONNECT_TIMEOUT_MS, on_ws, b->ref, &b->ws);
     if (e != ERR_OK) {
         e = ERR_UNAVAILABLE;
         goto out_timers;

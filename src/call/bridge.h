@@ -17,6 +17,7 @@
 
 #include "call/stream.h"
 #include "core/err.h"
+#include "core/whsig.h"
 #include "core/xheaders.h"
 
 struct sip_leg;
@@ -46,12 +47,15 @@ typedef void (*bridge_ended_cb)(void *arg);
 /* Opens the stream of sc for the call: connects to sc->url (5 s for the
  * connection and handshake), sends start on success, then media. start
  * carries sc's custom parameters and sip, the inbound INVITE's X- headers
- * (copied; NULL for none). leg must have settled its media and stay valid
+ * (copied; NULL for none). keys (NULL or none: unsigned) sign the
+ * WebSocket upgrade (AGENT.md section 4); they are read during this call
+ * only. leg must have settled its media and stay valid
  * until bridge_close. ERR_INVALID when the leg's codec is unknown,
  * ERR_NOMEM, ERR_UNAVAILABLE when the connection cannot even be started. */
 enum err bridge_open(const struct bridge_env *env, const struct stream_config *sc,
-                     const char *call_uuid, const struct xheaders *sip, struct sip_leg *leg,
-                     bridge_ended_cb ended, void *arg, struct bridge **out) WARN_UNUSED;
+                     const struct whsig_keys *keys, const char *call_uuid,
+                     const struct xheaders *sip, struct sip_leg *leg, bridge_ended_cb ended,
+                     void *arg, struct bridge **out) WARN_UNUSED;
 
 /* Closes the WebSocket with code 1000 (if open) and frees the bridge; no
  * ended callback afterwards. Accepts NULL. */

@@ -13,6 +13,7 @@
 
 #include "call/webhook.h"
 #include "core/err.h"
+#include "core/whsig.h"
 
 /* Payload and GET URL caps of one delivery: stored URLs are at most
  * APP_URL_MAX (2048) bytes and a payload's query string well under 2 KiB,
@@ -98,6 +99,11 @@ struct deliver_request {
     const char *delivery_id;       /* X-Sfvopi-Delivery; read during deliver_send only */
     long timeout_ms;               /* the whole request, connect included; > 0 */
     bool want_body;                /* keep the response body for the callback */
+    /* The org's signing secrets (AGENT.md section 4); NULL or none: no
+     * X-Sfvopi-Signature. Read during deliver_send only: the header is
+     * made there, over the POST body or the GET query string as sent, with
+     * t the wall clock's seconds. */
+    const struct whsig_keys *keys;
 };
 
 /* Starts one delivery and returns at once: the payload, URL and headers

@@ -23,6 +23,7 @@
 #include "call/pace.h"
 #include "call/recwriter.h"
 #include "call/router.h"
+#include "call/sigkeys.h"
 #include "call/stream.h"
 #include "call/streammsg.h"
 #include "call/telemetry.h"
@@ -111,6 +112,7 @@ struct engine {
     struct recw *recw;
     struct router *router;
     struct cluster *cluster;
+    struct sigkeys *sigkeys; /* the orgs' signing secrets, in memory (AGENT.md section 4) */
     char node_id[NODE_ID_MAX + 1];
     struct route_wait *routing;  /* INVITEs waiting for their look-up */
     struct hangup_wait *hangups; /* hangup webhooks waiting for their record */
@@ -283,13 +285,17 @@ static void hangup_send(struct hangup_wait *h)
         .timeout_ms = NOTIFY_TIMEOUT_MS,
     };
     char delivery_id[40];
+    struct whsig_keys keys;
     uint64_t id;
     enum err e;
 
     hangup_unlink(h);
     rand_string(delivery_id, 26, DELIVERY_ALPHABET);
     req.delivery_id = delivery_id;
+    sigkeys_get(h->e->sigkeys, h->rec.org_id, &keys);
+    req.keys = &keys;
     e = deliver_send(h->e->deliver, &req, notify_done, NULL, &id);
+    whsig_keys_wipe(&keys);
     if (e != ERR_OK)
         log_warn("msg=\"webhook not sent\" call=%s kind=hangup err=%s", h->rec.call_uuid,
                  err_str(e));
@@ -401,6 +407,7 @@ static void notify(struct call *c, enum webhook_kind kind, const char *url, cons
         .timeout_ms = NOTIFY_TIMEOUT_MS,
     };
     char delivery_id[sizeof(c->delivery_id)];
+    struct whsig_keys keys;
     uint64_t id;
     enum err e;
 
@@ -409,7 +416,10 @@ static void notify(struct call *c, enum webhook_kind kind, const char *url, cons
     rand_string(delivery_id, 26, DELIVERY_ALPHABET);
     req.delivery_id = delivery_id;
     record_fill(c);
+    sigkeys_get(c->e->sigkeys, c->rec.org_id, &keys);
+    req.keys = &keys;
     e = deliver_send(c->e->deliver, &req, notify_done, NULL, &id);
+    whsig_keys_wipe(&keys);
     if (e != ERR_OK)
         log_warn("msg=\"webhook not sent\" call=%s kind=%s err=%s", c->rec.call_uuid,
                  kind == WEBHOOK_RING ? "ring" : "hangup", err_str(e));
@@ -498,10 +508,14 @@ static void answer(struct call *c, bool fallback)
         .timeout_ms = ANSWER_TIMEOUT_MS,
         .want_body = true,
     };
+    struct whsig_keys keys;
     enum err e;
 
     record_fill(c);
+    sigkeys_get(c->e->sigkeys, c->rec.org_id, &keys);
+    req.keys = &keys;
     e = deliver_send(c->e->deliver, &req, answer_done, c, &c->answer_delivery);
+    whsig_keys_wipe(&keys);
     if (e == ERR_OK) {
         c->answer_busy = true;
         return;
@@ -552,10 +566,15 @@ static void on_stream_hangup(void *arg)
 static void open_stream(struct call *c)
 {
     enum err e = ERR_UNAVAILABLE;
+    struct whsig_keys keys;
 
+    /* The secrets come from memory (sigkeys), never from the database: the
+     * loop must not wait, and the audio must not wait for the loop. */
+    sigkeys_get(c->e->sigkeys, c->rec.org_id, &keys);
     if (c->leg)
-        e = bridge_open(&c->e->benv, &c->stream, c->rec.call_uuid, &c->sip_headers, c->leg,
+        e = bridge_open(&c->e->benv, &c->stream, &keys, c->rec.call_uuid, &c->sip_headers, c->leg,
                         on_stream_ended, c, &c->bridge);
+    whsig_keys_wipe(&keys);
     if (e == ERR_OK)
         return;
     /* Counts as the stream ending at once (CALLS.md 7), told from the loop. */
@@ -1059,12 +1078,16 @@ static void reaped(struct engine *e, struct store_call *rec)
             .timeout_ms = NOTIFY_TIMEOUT_MS,
         };
         char delivery_id[40];
+        struct whsig_keys keys;
         uint64_t id;
 
         rand_string(delivery_id, 26, DELIVERY_ALPHABET);
         req.delivery_id = delivery_id;
+        sigkeys_get(e->sigkeys, rec->org_id, &keys);
+        req.keys = &keys;
         if (deliver_send(e->deliver, &req, notify_done, NULL, &id) != ERR_OK)
             log_warn("msg=\"webhook not sent\" call=%s kind=hangup", rec->call_uuid);
+        whsig_keys_wipe(&keys);
     }
     if (rec->answered_at && d->next_cseq > 0) {
         struct sip_dialog_ids ids = {0};
@@ -1394,8 +1417,15 @@ enum err engine_start(const struct engine_config *cfg, struct engine **out)
     /* The engine thread takes no signals; main's thread handles them. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = sigkeys_start(cfg->store, &e->sigkeys);
+    if (err != ERR_OK) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        free(e);
+        return err;
+    }
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        sigkeys_stop(e->sigkeys);
         free(e);
         return ERR_NOMEM;
     }
@@ -1407,6 +1437,7 @@ enum err engine_start(const struct engine_config *cfg, struct engine **out)
     pthread_mutex_unlock(&e->mu);
     if (err != ERR_OK) {
         pthread_join(e->thread, NULL);
+        sigkeys_stop(e->sigkeys);
         free(e);
         return err;
     }
@@ -1422,6 +1453,7 @@ void engine_stop(struct engine *e, int grace_ms)
     if (sip_queue_push(e->queue, MSG_STOP, (void *)(intptr_t)grace_ms) != ERR_OK)
         log_error("msg=\"engine stop not queued\"");
     pthread_join(e->thread, NULL);
+    sigkeys_stop(e->sigkeys);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/whsig.h"
 #include "store/store.h"
 
 static const char overview[] =
@@ -31,6 +32,9 @@ static const char overview[] =
     "  number list --org ID                       list an organisation's inventory\n"
     "  number remove NUMBER                       remove an unlinked number from inventory\n"
     "  number disable NUMBER | enable NUMBER      set a number's inventory status\n"
+    "  webhook-secret create --org ID             create a signing secret; prints it once\n"
+    "  webhook-secret list --org ID               list an organisation's signing secrets\n"
+    "  webhook-secret revoke SECRET_ID            revoke a signing secret\n"
     "\n"
     "global options (before or after the command):\n"
     "  --db URL                    sqlite:PATH or postgresql://... (a libpq URI)\n"
@@ -223,6 +227,19 @@ static const struct usage_entry usages[] = {
      "(existing links stay).\n"},
     {CMD_NUMBER_ENABLE, "number",
      "usage: sfvopi number enable NUMBER\n\nSets the inventory status ACTIVE again.\n"},
+    {CMD_WHSEC_CREATE, "webhook-secret",
+     "usage: sfvopi webhook-secret create --org ID\n\n"
+     "Creates a signing secret for the organisation and prints it, once. From then on every\n"
+     "webhook and stream connection carries X-Sfvopi-Signature (within a second on every\n"
+     "server). An organisation has at most two active secrets, so that a new one can be\n"
+     "rolled out before the old one is revoked.\n"},
+    {CMD_WHSEC_LIST, "webhook-secret",
+     "usage: sfvopi webhook-secret list --org ID\n\n"
+     "Prints one active signing secret a line, oldest first:\n"
+     "SECRET_ID<TAB>FIRST_12_CHARACTERS<TAB>CREATED_AT.\n"},
+    {CMD_WHSEC_REVOKE, "webhook-secret",
+     "usage: sfvopi webhook-secret revoke SECRET_ID\n\n"
+     "Revokes a signing secret: it signs nothing more (within a second on every server).\n"},
 };
 
 void cli_usage(const struct cli *cli, FILE *f)
@@ -322,6 +339,60 @@ static enum err print_number(void *ud, const struct store_number *n)
     printf("%lld\t%s\t%s\t%s\t%s\n", (long long)n->id, n->voip_number, n->provider, n->status,
            n->linked_app_id[0] ? n->linked_app_id : "-");
     return ERR_OK;
+}
+
+static enum err print_whsecret(void *ud, const struct store_whsecret *s)
+{
+    char ts[CLOCK_ISO_LEN + 1];
+
+    (void)ud;
+    clock_format_iso(s->created_at, ts);
+    printf("%lld\t%s\t%s\n", (long long)s->id, s->shown, ts);
+    return ERR_OK;
+}
+
+/* webhook-secret create|list|revoke (AGENT.md section 4). The secret is
+ * printed once, here, and wiped; nothing else ever shows it whole. */
+static int whsecret_cmd(struct store_conn *c, const struct cli *cli)
+{
+    char secret[WHSIG_SECRET_LEN + 1];
+    int64_t id;
+    enum err e;
+    int rc;
+
+    switch (cli->cmd) {
+    case CMD_WHSEC_CREATE:
+        rc = org_must_exist(c, cli->org);
+        if (rc != CLI_OK)
+            return rc;
+        whsig_secret_generate(secret);
+        e = c->ops->whsecret_create(c, cli->org, secret, clock_now_ms(), &id);
+        if (e == ERR_OK)
+            printf("%s\n", secret);
+        sodium_memzero(secret, sizeof(secret));
+        if (e == ERR_NOT_FOUND)
+            return fail("org %lld does not exist", cli->org);
+        if (e == ERR_CONFLICT)
+            return fail("org %lld has %d active signing secrets already: revoke one first",
+                        cli->org, WHSEC_ACTIVE_MAX);
+        return e == ERR_OK ? CLI_OK : db_fail(e);
+    case CMD_WHSEC_LIST:
+        rc = org_must_exist(c, cli->org);
+        if (rc != CLI_OK)
+            return rc;
+        e = c->ops->whsecret_list(c, cli->org, print_whsecret, NULL);
+        return e == ERR_OK ? CLI_OK : db_fail(e);
+    case CMD_WHSEC_REVOKE:
+        if (parse_i64(cli->args[0], 1, INT64_MAX, &id) != ERR_OK)
+            return CLI_USAGE; /* cli_parse already refused it */
+        e = c->ops->whsecret_revoke(c, id, clock_now_ms());
+        if (e == ERR_NOT_FOUND)
+            return fail("webhook secret %lld does not exist", (long long)id);
+        if (e == ERR_CONFLICT)
+            return fail("webhook secret %lld is revoked already", (long long)id);
+        return e == ERR_OK ? CLI_OK : db_fail(e);
+    default: return CLI_USAGE;
+    }
 }
 
 /* Creates a key for org and writes its plaintext into out. */
@@ -516,6 +587,9 @@ int cli_run_admin(const struct cli *cli)
     case CMD_NUMBER_DISABLE:
     case CMD_NUMBER_ENABLE: rc = number_change(c, cli); break;
     case CMD_DEMO: rc = demo(c, cli); break;
+    case CMD_WHSEC_CREATE:
+    case CMD_WHSEC_LIST:
+    case CMD_WHSEC_REVOKE: rc = whsecret_cmd(c, cli); break;
     case CMD_SERVE:
     case CMD_NONE: rc = CLI_USAGE; break;
     }

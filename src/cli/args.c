@@ -138,7 +138,9 @@ static const struct opt opts[] = {
     {"--node-id", O_NODE_ID, true, BIT(CMD_SERVE), "SFVOPI_NODE_ID"},
     {"--name", O_NAME, true, BIT(CMD_ORG_CREATE) | BIT(CMD_KEY_CREATE), NULL},
     {"--org", O_ORG, true,
-     BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST), NULL},
+     BIT(CMD_KEY_CREATE) | BIT(CMD_KEY_LIST) | BIT(CMD_NUMBER_ADD) | BIT(CMD_NUMBER_LIST) |
+         BIT(CMD_WHSEC_CREATE) | BIT(CMD_WHSEC_LIST),
+     NULL},
     {"--user", O_USER, true, BIT(CMD_KEY_CREATE), NULL},
     {"--provider", O_PROVIDER, true, BIT(CMD_NUMBER_ADD), NULL},
 };
@@ -164,6 +166,9 @@ static const struct cmd_def cmds[] = {
     {CMD_NUMBER_REMOVE, "number", "remove", 1, 1, "NUMBER"},
     {CMD_NUMBER_DISABLE, "number", "disable", 1, 1, "NUMBER"},
     {CMD_NUMBER_ENABLE, "number", "enable", 1, 1, "NUMBER"},
+    {CMD_WHSEC_CREATE, "webhook-secret", "create", 0, 0, NULL},
+    {CMD_WHSEC_LIST, "webhook-secret", "list", 0, 0, NULL},
+    {CMD_WHSEC_REVOKE, "webhook-secret", "revoke", 1, 1, "SECRET_ID"},
 };
 
 static int usage_err(char *err, size_t errsz, const char *fmt, ...)
@@ -810,6 +815,16 @@ static int check_required(struct cli *c, char *err, size_t errsz)
     case CMD_KEY_REVOKE:
         if (!parse_uint(c->args[0], 1, INT64_MAX, &v))
             return usage_err(err, errsz, "KEY_ID must be a positive integer, not '%s'", c->args[0]);
+        break;
+    case CMD_WHSEC_CREATE:
+    case CMD_WHSEC_LIST:
+        if (!c->org)
+            return usage_err(err, errsz, "missing --org");
+        break;
+    case CMD_WHSEC_REVOKE:
+        if (!parse_uint(c->args[0], 1, INT64_MAX, &v))
+            return usage_err(err, errsz, "SECRET_ID must be a positive integer, not '%s'",
+                             c->args[0]);
         break;
     default: break;
     }

@@ -45,6 +45,10 @@ enum cli_cmd {
     CMD_NUMBER_DISABLE,
     CMD_NUMBER_ENABLE,
     CMD_DEMO,
+    /* signing secrets (AGENT.md section 4) */
+    CMD_WHSEC_CREATE,
+    CMD_WHSEC_LIST,
+    CMD_WHSEC_REVOKE,
 };
 
 struct cli {

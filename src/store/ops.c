@@ -1530,6 +1530,113 @@ static enum err call_queue_cancel(struct store_conn *base, const char *call_uuid
 #define PACE_OPS                                                                                   \
     .call_enqueue = call_enqueue, .pace_apps = pace_apps, .pace_claim = pace_claim,                \
     .call_queue_position = call_queue_position, .call_queue_cancel = call_queue_cancel
+/* ---- signing secrets (AGENT.md section 4) ---- */
+
+struct whsec_new {
+    int64_t org_id;
+    const char *secret;
+    int64_t now;
+    int64_t *id;
+};
+
+/* The org's row is locked first, so the count and the insert of two
+ * creates for one org never interleave (SQLite: one writer at a time). */
+static enum err whsecret_create_tx(struct db_conn *c, void *ctx)
+{
+    struct whsec_new *w = ctx;
+    struct db_args a = {0};
+    int64_t n = 0;
+    enum err e;
+
+    a_i64(&a, w->org_id);
+    e = stmt(c, SQL_ORG_LOCK, &a, "whsecret_create", W_ROW, NULL, NULL);
+    if (e != ERR_OK)
+        return e;
+    e = stmt(c, SQL_WHSEC_ACTIVE_COUNT, &a, "whsecret_create", W_ROW, map_i64, &n);
+    if (e != ERR_OK)
+        return e == ERR_NOT_FOUND ? ERR_DB : e;
+    if (n >= WHSEC_ACTIVE_MAX)
+        return ERR_CONFLICT;
+    a_text(&a, w->secret);
+    a_i64(&a, w->now);
+    return stmt(c, SQL_WHSEC_INSERT, &a, "whsecret_create", W_ID, map_i64, w->id);
+}
+
+static enum err whsecret_create(struct store_conn *base, int64_t org_id, const char *secret,
+                                int64_t now, int64_t *id)
+{
+    struct whsec_new w = {org_id, secret, now, id};
+
+    return op(base, OP_TX | OP_RETRY, whsecret_create_tx, &w);
+}
+
+static enum err whsecret_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+    struct store_whsecret s;
+
+    s.id = col_i64(r, 0);
+    s.org_id = col_i64(r, 1);
+    COL_TEXT(r, 2, s.shown);
+    s.created_at = col_i64(r, 3);
+    return ((store_whsecret_cb)l->cb)(l->ud, &s);
+}
+
+static enum err whsecret_list(struct store_conn *base, int64_t org_id, store_whsecret_cb cb,
+                              void *ud)
+{
+    return list_org(base, SQL_WHSEC_LIST, "whsecret_list", org_id, whsecret_row, (const void *)cb,
+                    ud);
+}
+
+struct whsec_rev {
+    int64_t id;
+    int64_t now;
+};
+
+static enum err whsecret_revoke_tx(struct db_conn *c, void *ctx)
+{
+    struct whsec_rev *w = ctx;
+    struct db_args a = {0};
+    int64_t revoked = 0;
+    enum err e;
+
+    a_i64(&a, w->id);
+    e = stmt(c, SQL_WHSEC_LOCK, &a, "whsecret_revoke", W_ROW, map_i64, &revoked);
+    if (e != ERR_OK)
+        return e;
+    if (revoked)
+        return ERR_CONFLICT;
+    a_i64(&a, w->now);
+    return stmt(c, SQL_WHSEC_REVOKE, &a, "whsecret_revoke", W_CHANGE, NULL, NULL);
+}
+
+static enum err whsecret_revoke(struct store_conn *base, int64_t id, int64_t now)
+{
+    struct whsec_rev w = {id, now};
+
+    return op(base, OP_TX | OP_RETRY, whsecret_revoke_tx, &w);
+}
+
+/* The secret goes from the driver's row to the callback and nowhere else. */
+static enum err whsecret_full_row(void *ud, const struct db_row *r)
+{
+    struct list *l = ud;
+
+    if (r->n < 2 || r->col[1].null)
+        return ERR_DB;
+    return ((store_whsecret_full_cb)l->cb)(l->ud, col_i64(r, 0), r->col[1].s);
+}
+
+static enum err whsecret_active_all(struct store_conn *base, store_whsecret_full_cb cb, void *ud)
+{
+    return list(base, SQL_WHSEC_ALL_ACTIVE, NULL, "whsecret_active_all", whsecret_full_row,
+                (const void *)cb, ud);
+}
+
+#define WHSEC_OPS                                                                                  \
+    .whsecret_create = whsecret_create, .whsecret_list = whsecret_list,                            \
+    .whsecret_revoke = whsecret_revoke, .whsecret_active_all = whsecret_active_all
 
 #define STORE_OPS                                                                                  \
     .conn_close = conn_close, .ping = ping, .batch_begin = batch_begin, .batch_end = batch_end,    \
@@ -1542,7 +1649,7 @@ static enum err call_queue_cancel(struct store_conn *base, const char *call_uuid
     .link_create = link_create, .link_list = link_list, .link_delete = link_delete,                \
     .number_route = number_route, .call_create = call_create, .call_update = call_update,          \
     .call_get = call_get, .call_list = call_list, .node_beat = node_beat, .node_reap = node_reap,  \
-    .cmd_post = cmd_post, .cmd_take = cmd_take, .cmd_wait = cmd_wait, IDEM_OPS
+    .cmd_post = cmd_post, .cmd_take = cmd_take, .cmd_wait = cmd_wait, IDEM_OPS, WHSEC_OPS
 
 const struct store_ops store_ops_sqlite = {.name = "sqlite", STORE_OPS, PACE_OPS};
 const struct store_ops store_ops_pg = {.name = "postgresql", STORE_OPS, PACE_OPS};

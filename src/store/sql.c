@@ -246,6 +246,25 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_QUEUE_CANCEL_APP, QUEUE_CANCEL "app_id = $1 RETURNING " CALL_COLS),
     S(SQL_QUEUE_CANCEL_FROM, QUEUE_CANCEL "app_id = $1 AND \"from\" = $3 RETURNING " CALL_COLS),
 #undef QUEUE_CANCEL
+
+    /* ---- signing secrets (AGENT.md section 4) ---- */
+    /* Creating a secret locks its org's row: two creates for one org, from
+     * any node, run one after the other, so the second counts the first. */
+    S(SQL_ORG_LOCK, "SELECT id FROM orgs WHERE id = $1 FOR UPDATE"),
+    S(SQL_WHSEC_ACTIVE_COUNT,
+      "SELECT count(*) FROM webhook_secrets WHERE org_id = $1 AND revoked_at IS NULL"),
+    S(SQL_WHSEC_INSERT, "INSERT INTO webhook_secrets(org_id, secret, created_at) "
+                        "VALUES ($1, $2, $3) RETURNING id"),
+    /* A list never reads more of a secret than its first 12 characters. */
+    S(SQL_WHSEC_LIST, "SELECT id, org_id, substr(secret, 1, 12), created_at FROM webhook_secrets "
+                      "WHERE org_id = $1 AND revoked_at IS NULL ORDER BY id"),
+    S(SQL_WHSEC_LOCK, "SELECT CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END FROM "
+                      "webhook_secrets WHERE id = $1 FOR UPDATE"),
+    S(SQL_WHSEC_REVOKE, "UPDATE webhook_secrets SET revoked_at = $2 WHERE id = $1 AND "
+                        "revoked_at IS NULL"),
+    /* Every active secret, each org's newest first: what signing reads. */
+    S(SQL_WHSEC_ALL_ACTIVE, "SELECT org_id, secret FROM webhook_secrets WHERE revoked_at IS NULL "
+                            "ORDER BY org_id, id DESC"),
 };
 
 #undef S

@@ -74,6 +74,14 @@ enum sql_id {
     SQL_QUEUE_CANCEL_CALL,
     SQL_QUEUE_CANCEL_APP,
     SQL_QUEUE_CANCEL_FROM,
+    /* signing secrets (AGENT.md section 4) */
+    SQL_ORG_LOCK,
+    SQL_WHSEC_ACTIVE_COUNT,
+    SQL_WHSEC_INSERT,
+    SQL_WHSEC_LIST,
+    SQL_WHSEC_LOCK,
+    SQL_WHSEC_REVOKE,
+    SQL_WHSEC_ALL_ACTIVE,
     SQL_COUNT
 };
 

@@ -22,6 +22,7 @@
 
 #include "core/e164.h"
 #include "core/err.h"
+#include "core/whsig.h"
 
 #define APP_ID_PREFIX "sfv_app_"
 #define APP_ID_LEN 20       /* "sfv_app_" + 12 characters from [a-z0-9] */
@@ -212,6 +213,21 @@ struct store_idem {
     int status;                       /* DONE */
     char body[IDEM_BODY_MAX + 1];     /* DONE */
 };
+/* A signing secret as listed (AGENT.md section 4): never the whole secret,
+ * only its first WHSEC_SHOWN_LEN characters. The sizes are core/whsig.h's,
+ * the one definition of a secret. */
+#define WHSEC_SECRET_LEN WHSIG_SECRET_LEN
+#define WHSEC_SHOWN_LEN WHSIG_SHOWN_LEN
+#define WHSEC_ACTIVE_MAX WHSIG_KEYS_MAX
+struct store_whsecret {
+    int64_t id;
+    int64_t org_id;
+    char shown[WHSEC_SHOWN_LEN + 1];
+    int64_t created_at;
+};
+typedef enum err (*store_whsecret_cb)(void *ud, const struct store_whsecret *s);
+/* One active secret in full, for signing: valid only during the call. */
+typedef enum err (*store_whsecret_full_cb)(void *ud, int64_t org_id, const char *secret);
 
 /* What an operation that reports ERR_NOT_FOUND did not find. */
 enum store_miss { STORE_MISS_NONE, STORE_MISS_APP, STORE_MISS_LINK };
@@ -449,6 +465,25 @@ struct store_ops {
      * handed out once. A cb error does not undo the end. */
     enum err (*call_queue_cancel)(struct store_conn *c, const char *call_uuid, const char *app_id,
                                   const char *from, int64_t now, store_call_cb cb, void *ud);
+    /* --- signing secrets (AGENT.md section 4) --- */
+
+    /* Stores secret (WHSEC_SECRET_LEN characters) as an active secret of
+     * org_id, checking in one transaction, under the org's row lock (so
+     * that concurrent creates on any node count each other): the org
+     * (ERR_NOT_FOUND), then fewer than WHSEC_ACTIVE_MAX active secrets
+     * (ERR_CONFLICT). */
+    enum err (*whsecret_create)(struct store_conn *c, int64_t org_id, const char *secret,
+                                int64_t now, int64_t *id);
+    /* The org's active secrets, oldest first, each shown only by its first
+     * WHSEC_SHOWN_LEN characters (the rest never leaves the database). */
+    enum err (*whsecret_list)(struct store_conn *c, int64_t org_id, store_whsecret_cb cb, void *ud);
+    /* Revokes a secret: it signs nothing from then on. ERR_NOT_FOUND for an
+     * unknown id, ERR_CONFLICT for a secret revoked already. */
+    enum err (*whsecret_revoke)(struct store_conn *c, int64_t id, int64_t now);
+    /* Every active secret of every org, by org_id ascending and, within an
+     * org, newest first. The secret is handed over in full: for signing
+     * only, never to be logged or shown. */
+    enum err (*whsecret_active_all)(struct store_conn *c, store_whsecret_full_cb cb, void *ud);
 };
 
 /* The head of every backend connection. */

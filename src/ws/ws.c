@@ -86,6 +86,7 @@ struct ws_conn {
     char host_hdr[HOST_MAX + 8]; /* host as in the URL, ":port" when not default */
     char log_host[96];           /* quoted, for log lines */
     char *path;                  /* path and query, at least "/" */
+    char sig[WHSIG_HEADER_MAX];  /* X-Sfvopi-Signature's value; "": none */
     int port;
     bool tls;
     lws_usec_t deadline; /* mono_us() */
@@ -689,6 +690,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             hub_drain(h);
         }
         return 0;
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
     case LWS_CALLBACK_CLIENT_RECEIVE:
     case LWS_CALLBACK_CLIENT_WRITEABLE:
@@ -711,6 +713,22 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
 
     switch (reason) {
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+        /* Once per attempt (each address tried), the same value: it signs
+         * the request target, not the address. */
+        unsigned char **p = in, *end;
+
+        if (!c->sig[0] || !p || !*p) {
+            return 0;
+        }
+        end = *p + len;
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)WHSIG_HEADER_NAME ":",
+                                        (const unsigned char *)c->sig, (int)strlen(c->sig), p,
+                                        end)) {
+            return -1;
+        }
+        return 0;
+    }
     case LWS_CALLBACK_CLIENT_ESTABLISHED: {
         bool kick;
 
@@ -1033,6 +1051,12 @@ static enum err url_split(const char *url, struct ws_conn *c)
 enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, ws_event_cb cb,
                     void *arg, struct ws_conn **out)
 {
+    return ws_connect_signed(h, url, NULL, connect_timeout_ms, cb, arg, out);
+}
+
+enum err ws_connect_signed(struct ws_hub *h, const char *url, const struct whsig_keys *keys,
+                           int connect_timeout_ms, ws_event_cb cb, void *arg, struct ws_conn **out)
+{
     struct addrinfo hints, *res = NULL;
     struct resolve_job *job = NULL;
     struct ws_conn *c;
@@ -1063,6 +1087,12 @@ enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, w
     e = url_split(url, c);
     if (e != ERR_OK) {
         goto out_conn;
+    }
+    if (keys && keys->n > 0) {
+        e = whsig_header(keys, clock_now_ms() / 1000, c->path, strlen(c->path), c->sig);
+        if (e != ERR_OK) {
+            goto out_conn;
+        }
     }
 
     /* A numeric host is judged here, at once; a name goes to a resolver. */

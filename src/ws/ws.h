@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "core/err.h"
+#include "core/whsig.h"
 
 /* The largest text message delivered (fragments joined); a larger one is
  * dropped whole and logged at debug level. 1 MiB of payload plus room for
@@ -88,6 +89,16 @@ void ws_hub_free(struct ws_hub *h);
  * Thread-safe, callable from the callback. */
 enum err ws_connect(struct ws_hub *h, const char *url, int connect_timeout_ms, ws_event_cb cb,
                     void *arg, struct ws_conn **out) WARN_UNUSED;
+
+/* ws_connect, with the upgrade request signed (AGENT.md section 4): when
+ * keys holds a secret, the handshake carries X-Sfvopi-Signature over the
+ * request target (path and "?query", exactly as on the request line), with
+ * t the wall clock's seconds at this call. keys is read during this call
+ * only (NULL or none: no header, as ws_connect); only the header value,
+ * which holds no secret, is kept. ERR_INVALID also when keys cannot sign. */
+enum err ws_connect_signed(struct ws_hub *h, const char *url, const struct whsig_keys *keys,
+                           int connect_timeout_ms, ws_event_cb cb, void *arg,
+                           struct ws_conn **out) WARN_UNUSED;
 
 /* Queues data[0..len) (copied) as one text message, sent in order after
  * the ones queued before it. ERR_TOO_LARGE when the queue would exceed

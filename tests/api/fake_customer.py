@@ -114,6 +114,8 @@ class FakeCustomer:
                 query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 hit = Hit(self.command, parts.path, query, headers, body)
+                hit.target = self.path  # the request target as sent: path and raw ?query
+                hit.raw_query = parts.query  # the query string as sent, without '?'
                 with fc._lock:
                     fc._hits.append(hit)
                     rule = fc._rules.get(parts.path, fc._default)

@@ -434,6 +434,44 @@ static void test_key_revoke_id(void **state)
     assert_string_equal(r.cli.args[0], "42");
 }
 
+/* webhook-secret create|list|revoke (AGENT.md section 4). */
+static void test_webhook_secret(void **state)
+{
+    static const char *const bad[] = {"abc", "0", "", "7a", "1.0"};
+    struct run r;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(PARSE(&r, "webhook-secret", "create", "--org", "3"), CLI_OK);
+    assert_int_equal(r.cli.cmd, CMD_WHSEC_CREATE);
+    assert_true(r.cli.org == 3);
+    assert_int_equal(PARSE(&r, "webhook-secret", "list", "--org=4"), CLI_OK);
+    assert_int_equal(r.cli.cmd, CMD_WHSEC_LIST);
+    assert_true(r.cli.org == 4);
+    assert_int_equal(PARSE(&r, "webhook-secret", "revoke", "9"), CLI_OK);
+    assert_int_equal(r.cli.cmd, CMD_WHSEC_REVOKE);
+    assert_string_equal(r.cli.args[0], "9");
+
+    PARSE(&r, "webhook-secret", "create");
+    assert_usage(&r, "missing --org");
+    PARSE(&r, "webhook-secret", "list");
+    assert_usage(&r, "missing --org");
+    PARSE(&r, "webhook-secret", "revoke");
+    assert_usage(&r, "missing SECRET_ID");
+    PARSE(&r, "webhook-secret", "revoke", "1", "2");
+    assert_usage(&r, "unexpected argument '2'");
+    PARSE(&r, "webhook-secret", "revoke", "1", "--org", "2");
+    assert_usage(&r, "does not apply");
+    PARSE(&r, "webhook-secret", "create", "--org", "1", "--name", "x");
+    assert_usage(&r, "does not apply");
+    PARSE(&r, "webhook-secret");
+    assert_usage(&r, "'webhook-secret' needs a subcommand");
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        PARSE(&r, "webhook-secret", "revoke", bad[i]);
+        assert_usage(&r, "SECRET_ID must be a positive integer");
+    }
+}
+
 /* An option that a subcommand does not take is bad usage. */
 static void test_option_not_applicable(void **state)
 {
@@ -940,6 +978,7 @@ int main(void)
         T(test_missing_and_extra_arguments),
         T(test_org_values),
         T(test_key_revoke_id),
+        T(test_webhook_secret),
         T(test_option_not_applicable),
         T(test_help),
         T(test_default_country_code_values),

@@ -31,6 +31,7 @@
 #include "call/deliver.h"
 #include "call/stream.h"
 #include "core/buf.h"
+#include "core/whsig.h"
 
 #define VERSION "1.2.3"
 #define CALL_UUID "9b2f6c1e-3d4a-4f5b-8c6d-7e8f9a0b1c2d"
@@ -598,6 +599,83 @@ static void test_get_query(void **state)
     free(r);
 }
 
+/* AGENT.md section 4: with keys, X-Sfvopi-Signature over the body (POST)
+ * or the query string as sent (GET), one v1 per secret; none without. */
+static void check_signed(const struct rec *r, const struct whsig_keys *k, const char *content)
+{
+    const char *h = strstr(r->head, "\r\nX-Sfvopi-Signature: t=");
+    char want[WHSIG_HEADER_MAX], line[WHSIG_HEADER_MAX + 32];
+    long long t;
+
+    assert_non_null(h);
+    t = strtoll(h + strlen("\r\nX-Sfvopi-Signature: t="), NULL, 10);
+    assert_true(t > 1700000000LL);
+    assert_int_equal(whsig_header(k, t, content, strlen(content), want), ERR_OK);
+    snprintf(line, sizeof(line), "\r\nX-Sfvopi-Signature: %s\r\n", want);
+    assert_non_null(strstr(r->head, line));
+}
+
+static void test_signed(void **state)
+{
+    struct fx *f = *state;
+    struct whsig_keys k = {0};
+    struct rec *r = calloc(1, sizeof(*r));
+    struct deliver_request req;
+    char full[256];
+    const char *q;
+    uint64_t id;
+    int count;
+
+    assert_non_null(r);
+    k.n = 2;
+    snprintf(k.secret[0], sizeof(k.secret[0]), "whsec_0123456789abcdefghijABCDEFGHIJKL");
+    snprintf(k.secret[1], sizeof(k.secret[1]), "whsec_ZYXWVUTSRQPONMLKJIHGFEDCBA987654");
+    snprintf(full, sizeof(full), "http://127.0.0.1:%d/ok?x=1", srv_port);
+    memset(&req, 0, sizeof(req));
+    req.url = full;
+    req.call = &f->call;
+    req.timeout_ms = 5000;
+    req.keys = &k;
+
+    req.post = true;
+    req.kind = WEBHOOK_ANSWER;
+    req.delivery_id = "dlv-sig-post";
+    assert_int_equal(deliver_send(f->d, &req, on_done, &f->g[0], &id), ERR_OK);
+    run_one(f, &f->g[0]);
+    assert_true(rec_find("dlv-sig-post", r, &count));
+    check_signed(r, &k, r->body);
+    assert_non_null(strstr(r->head, ",v1="));
+
+    req.post = false;
+    req.kind = WEBHOOK_HANGUP;
+    req.delivery_id = "dlv-sig-get";
+    k.n = 1;
+    assert_int_equal(deliver_send(f->d, &req, on_done, &f->g[1], &id), ERR_OK);
+    run_one(f, &f->g[1]);
+    assert_true(rec_find("dlv-sig-get", r, &count));
+    q = strchr(r->head, '?');
+    assert_non_null(q);
+    {
+        char query[4096];
+        size_t n = strcspn(q + 1, " ");
+
+        assert_true(n < sizeof(query));
+        memcpy(query, q + 1, n);
+        query[n] = '\0';
+        assert_memory_equal(query, "x=1&call_uuid=", 14);
+        check_signed(r, &k, query);
+    }
+
+    /* No keys, or none in them: no header. */
+    k.n = 0;
+    req.delivery_id = "dlv-sig-none";
+    assert_int_equal(deliver_send(f->d, &req, on_done, &f->g[2], &id), ERR_OK);
+    run_one(f, &f->g[2]);
+    assert_true(rec_find("dlv-sig-none", r, &count));
+    assert_null(strcasestr(r->head, "\r\nX-Sfvopi-Signature:"));
+    free(r);
+}
+
 static void test_want_body(void **state)
 {
     struct fx *f = *state;
@@ -1047,6 +1125,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signed, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -2697,6 +2697,158 @@ static void test_pace_claim_race(void **state)
     }
 }
 
+/* ---- signing secrets (AGENT.md section 4) ---- */
+
+#define WS_A "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+#define WS_B "whsec_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
+#define WS_C "whsec_CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"
+#define WS_D "whsec_DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD"
+
+struct whsec_rows {
+    int n;
+    struct store_whsecret v[4];
+    int64_t org[8];
+    char full[8][WHSEC_SECRET_LEN + 1];
+};
+
+static enum err whsec_collect(void *ud, const struct store_whsecret *s)
+{
+    struct whsec_rows *r = ud;
+
+    if (r->n >= 4)
+        return ERR_INTERNAL;
+    r->v[r->n++] = *s;
+    return ERR_OK;
+}
+
+static enum err whsec_collect_full(void *ud, int64_t org_id, const char *secret)
+{
+    struct whsec_rows *r = ud;
+
+    if (r->n >= 8 || strlen(secret) > WHSEC_SECRET_LEN)
+        return ERR_INTERNAL;
+    r->org[r->n] = org_id;
+    memcpy(r->full[r->n++], secret, strlen(secret) + 1);
+    return ERR_OK;
+}
+
+static void test_whsecrets(void **state)
+{
+    struct fx *f = *state;
+    struct whsec_rows r;
+    int64_t a = 0, b = 0, c = 0, d = 0, x = 0;
+
+    assert_int_equal(f->ops->whsecret_create(f->c, f->org1, WS_A, T0, &a), ERR_OK);
+    assert_int_equal(f->ops->whsecret_create(f->c, f->org1, WS_B, T0 + 1, &b), ERR_OK);
+    assert_true(a > 0 && b > a);
+    /* A third active secret; an unknown org. */
+    assert_int_equal(f->ops->whsecret_create(f->c, f->org1, WS_C, T0 + 2, &x), ERR_CONFLICT);
+    assert_int_equal(f->ops->whsecret_create(f->c, f->org2 + 100, WS_C, T0, &x), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->whsecret_create(f->c, f->org2, WS_D, T0 + 3, &d), ERR_OK);
+
+    /* The list shows only the first 12 characters, oldest first. */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(f->ops->whsecret_list(f->c, f->org1, whsec_collect, &r), ERR_OK);
+    assert_int_equal(r.n, 2);
+    assert_true(r.v[0].id == a && r.v[1].id == b);
+    assert_string_equal(r.v[0].shown, "whsec_AAAAAA");
+    assert_string_equal(r.v[1].shown, "whsec_BBBBBB");
+    assert_true(r.v[0].org_id == f->org1 && r.v[0].created_at == T0);
+    assert_true(r.v[1].created_at == T0 + 1);
+
+    /* Every active secret, by org, newest first within one. */
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(f->ops->whsecret_active_all(f->c, whsec_collect_full, &r), ERR_OK);
+    assert_int_equal(r.n, 3);
+    assert_true(r.org[0] == f->org1 && r.org[1] == f->org1 && r.org[2] == f->org2);
+    assert_string_equal(r.full[0], WS_B);
+    assert_string_equal(r.full[1], WS_A);
+    assert_string_equal(r.full[2], WS_D);
+
+    /* Revoked: no longer listed nor read for signing, and room for another. */
+    assert_int_equal(f->ops->whsecret_revoke(f->c, a, T0 + 10), ERR_OK);
+    assert_int_equal(f->ops->whsecret_revoke(f->c, a, T0 + 11), ERR_CONFLICT);
+    assert_int_equal(f->ops->whsecret_revoke(f->c, d + 1000, T0), ERR_NOT_FOUND);
+    assert_int_equal(f->ops->whsecret_create(f->c, f->org1, WS_C, T0 + 12, &c), ERR_OK);
+    assert_true(c > d);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(f->ops->whsecret_list(f->c, f->org1, whsec_collect, &r), ERR_OK);
+    assert_int_equal(r.n, 2);
+    assert_true(r.v[0].id == b && r.v[1].id == c);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(f->ops->whsecret_active_all(f->c, whsec_collect_full, &r), ERR_OK);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.full[0], WS_C);
+    assert_string_equal(r.full[1], WS_B);
+    /* An org without secrets lists nothing. */
+    assert_int_equal(f->ops->whsecret_revoke(f->c, d, T0 + 13), ERR_OK);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(f->ops->whsecret_list(f->c, f->org2, whsec_collect, &r), ERR_OK);
+    assert_int_equal(r.n, 0);
+}
+
+/* Creates racing for one org, each on its own connection (PostgreSQL):
+ * the org's row lock lets exactly WHSEC_ACTIVE_MAX of them in. */
+#define WHSEC_RACERS 8
+struct whsec_racer {
+    struct store_conn *c;
+    pthread_barrier_t *go;
+    int64_t org;
+    int i;
+    enum err e;
+};
+
+static void *whsec_race(void *p)
+{
+    struct whsec_racer *r = p;
+    char secret[WHSEC_SECRET_LEN + 1];
+    int64_t id;
+
+    snprintf(secret, sizeof(secret), "whsec_race%02d%022d", r->i, (int)(r->org % 1000000));
+    pthread_barrier_wait(r->go);
+    r->e = r->c->ops->whsecret_create(r->c, r->org, secret, T0, &id);
+    return NULL;
+}
+
+static void test_whsecret_race(void **state)
+{
+    struct fx *f = *state;
+    struct whsec_racer r[WHSEC_RACERS];
+    pthread_t t[WHSEC_RACERS];
+    pthread_barrier_t go;
+    struct whsec_rows rows;
+    int round, i, won;
+    int64_t org;
+    char name[32];
+
+    if (!be.pg)
+        skip(); /* SQLite: one writer at a time, whatever the statements */
+    for (round = 0; round < 5; round++) {
+        snprintf(name, sizeof(name), "race %d", round);
+        assert_int_equal(f->ops->org_create(f->c, name, T0, &org), ERR_OK);
+        assert_int_equal(pthread_barrier_init(&go, NULL, WHSEC_RACERS), 0);
+        for (i = 0; i < WHSEC_RACERS; i++) {
+            r[i] = (struct whsec_racer){.go = &go, .org = org, .i = i};
+            assert_int_equal(store_conn_open(f->s, &r[i].c), ERR_OK);
+        }
+        for (i = 0; i < WHSEC_RACERS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, whsec_race, &r[i]), 0);
+        for (won = 0, i = 0; i < WHSEC_RACERS; i++) {
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+            store_conn_close(r[i].c);
+            if (r[i].e == ERR_OK)
+                won++;
+            else
+                assert_int_equal(r[i].e, ERR_CONFLICT);
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(won, WHSEC_ACTIVE_MAX);
+        memset(&rows, 0, sizeof(rows));
+        assert_int_equal(f->ops->whsecret_list(f->c, org, whsec_collect, &rows), ERR_OK);
+        assert_int_equal(rows.n, WHSEC_ACTIVE_MAX);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -2753,6 +2905,8 @@ int main(void)
         T(test_app_pacing_fields),
         T(test_pace_queue),
         T(test_pace_claim_race),
+        T(test_whsecrets),
+        T(test_whsecret_race),
     };
     int failed;
 

@@ -152,6 +152,7 @@ struct srv {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     char host_seen[128];
+    char sig_seen[256]; /* X-Sfvopi-Signature of the last handshake, "" for none */
     char path_seen[256];
     unsigned char hello[2048]; /* the first TLS record seen */
     size_t hello_len;
@@ -364,7 +365,15 @@ static void *srv_conn_main(void *p)
         }
         goto out;
     }
+    pthread_mutex_lock(&s->mu);
+    s->sig_seen[0] = '\0';
+    pthread_mutex_unlock(&s->mu);
     for (char *line = strstr(req, "\r\n"); line; line = strstr(line + 2, "\r\n")) {
+        if (strncasecmp(line + 2, "X-Sfvopi-Signature: ", 20) == 0) {
+            pthread_mutex_lock(&s->mu);
+            sscanf(line + 22, "%255[^\r]", s->sig_seen);
+            pthread_mutex_unlock(&s->mu);
+        }
         if (strncasecmp(line + 2, "Sec-WebSocket-Key: ", 19) == 0) {
             sscanf(line + 21, "%127[^\r]", key);
         } else if (strncasecmp(line + 2, "Host: ", 6) == 0) {
@@ -769,6 +778,45 @@ static void test_userinfo_dropped(void **state)
     snprintf(host, sizeof(host), "127.0.0.1:%d", S->port);
     assert_string_equal(S->host_seen, host);
     assert_string_equal(S->path_seen, "/?q=1");
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
+/* AGENT.md section 4: the upgrade carries X-Sfvopi-Signature over its
+ * request target, path and query as on the request line; none without
+ * secrets. */
+static void test_signed_upgrade(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct whsig_keys k = {0};
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128], want[WHSIG_HEADER_MAX];
+    long long t;
+
+    (void)state;
+    k.n = 1;
+    snprintf(k.secret[0], sizeof(k.secret[0]), "whsec_0123456789abcdefghijABCDEFGHIJKL");
+    rec_init(&r);
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/echo?tenant=a%%2Bb&x=1", S->port);
+    assert_int_equal(ws_connect_signed(h, url, &k, 2000, rec_cb, &r, &c), ERR_OK);
+    whsig_keys_wipe(&k); /* read during the call only */
+    assert_true(rec_wait(&r, &r.opens, 1, 3000));
+    assert_string_equal(S->path_seen, "/echo?tenant=a%2Bb&x=1");
+    assert_memory_equal(S->sig_seen, "t=", 2);
+    t = strtoll(S->sig_seen + 2, NULL, 10);
+    k.n = 1;
+    snprintf(k.secret[0], sizeof(k.secret[0]), "whsec_0123456789abcdefghijABCDEFGHIJKL");
+    assert_int_equal(whsig_header(&k, t, "/echo?tenant=a%2Bb&x=1", 22, want), ERR_OK);
+    assert_string_equal(S->sig_seen, want);
+    ws_conn_release(c);
+
+    /* Without secrets: no header. */
+    k.n = 0;
+    assert_int_equal(ws_connect_signed(h, url, &k, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 2, 3000));
+    assert_string_equal(S->sig_seen, "");
     ws_conn_release(c);
     ws_hub_free(h);
     rec_fini(&r);
@@ -1811,6 +1859,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drop_1006, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signed_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deny_private_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_local_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wss_to_plain_server, setup, teardown),
