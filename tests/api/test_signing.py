@@ -40,6 +40,12 @@ from sipp_helper import Sipp, free_rtp_range, free_udp_port, port_taken  # noqa:
 from stream_helper import Agent, Party  # noqa: E402
 from test_calls_sip import CALLER, work  # noqa: E402,F401
 
+if ASAN and PG_URL:
+    # Signing reads the secrets through the store (test_store.c runs those operations on both
+    # backends, under both builds); the rest of it never sees the backend. Both backends run in
+    # the plain build, the sanitizer build covers it on SQLite.
+    pytest.skip("signing under ASan+UBSan: the SQLite pass", allow_module_level=True)
+
 SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9]{32}$")
 HEADER_RE = re.compile(r"^t=([0-9]+)((?:,v1=[0-9a-f]{64}){1,2})$")
 LOADED = "signing secrets loaded"
