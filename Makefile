@@ -10,6 +10,7 @@ SAN ?= 0
 FUZZ ?= 0
 FUZZ_SECONDS ?= 30
 TEST_FUZZ_SECONDS ?= 20
+FUZZ_JOBS ?= 2
 WERROR ?= 0
 V ?= 0
 
@@ -114,23 +115,29 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
 
-# make fuzz [FUZZ_SECONDS=N]: every harness for N seconds on its committed
-# seed corpus; new inputs go to a scratch directory, not into the tree.
+# make fuzz [FUZZ_SECONDS=N] [FUZZ_JOBS=J]: every harness for N seconds on
+# its committed seed corpus, J at a time (each harness is one process on one
+# core); new inputs go to a scratch directory, not into the tree.
 fuzz:
-	$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+	$(MAKE) --no-print-directory FUZZ=1 fuzz-build
+	$(MAKE) --no-print-directory FUZZ=1 -j$(FUZZ_JOBS) --output-sync=target fuzz-run
 
 fuzz-build: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
-fuzz-run: fuzz-build
+fuzz-run: $(FUZZ_NAMES:%=fuzz-run-%)
 	@test -n "$(FUZZ_NAMES)" || { echo "no fuzz harnesses found" >&2; exit 1; }
-	@set -e; for f in $(FUZZ_NAMES); do \
-		work=$$(mktemp -d); \
-		echo "== $$f ($(FUZZ_SECONDS) s)"; \
-		$(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
-			$$work tests/fuzz/corpus/$$f 2>$$work.log || { tail -60 $$work.log; rm -rf $$work; exit 1; }; \
+
+# One harness; its lines come out together when it ends (--output-sync).
+fuzz-run-%: $(BUILD)/fuzz/%
+	@work=$$(mktemp -d); \
+	echo "== $* ($(FUZZ_SECONDS) s)"; \
+	if $(BUILD)/fuzz/$* -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=1 \
+		$$work tests/fuzz/corpus/$* 2>$$work.log; then \
 		grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+.*DONE)" $$work.log || true; \
 		rm -rf $$work $$work.log; \
-	done
+	else \
+		tail -60 $$work.log; rm -rf $$work $$work.log; exit 1; \
+	fi
 
 $(BUILD)/bench/seed: bench/seed.c $(LIB)
 	@mkdir -p $(dir $@)

@@ -24,6 +24,8 @@ from stream_helper import ALAW, FRAME, ULAW, b64, pattern, sine_samples, ulaw_en
 from test_calls_sip import _server_alive, fc, line, srv, work  # noqa: F401
 from test_calls_stream import agent, party  # noqa: F401
 
+pytestmark = st.AUDIO_ONCE
+
 CALLER = base.CALLER
 
 

@@ -35,6 +35,7 @@ if os.environ.get("SFVOPI_TEST_PG_URL"):
                 allow_module_level=True)
 
 import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
+from conftest import AUDIO_ONCE  # noqa: E402
 from fake_customer import reply_json  # noqa: E402
 from sipp_helper import Sipp  # noqa: E402
 from stream_helper import (  # noqa: E402
@@ -43,6 +44,8 @@ from stream_helper import (  # noqa: E402
 )
 # The call tests' fixtures (module-scoped server with the call engine, fake customer, line).
 from test_calls_sip import _server_alive, fc, line, srv, work  # noqa: E402,F401
+
+pytestmark = AUDIO_ONCE
 
 CALLER = base.CALLER
 STREAM_ID = {

@@ -24,7 +24,7 @@ if os.environ.get("SFVOPI_TEST_PG_URL"):
     pytest.skip("the audio stream is independent of the database backend: SQLite run only",
                 allow_module_level=True)
 
-from conftest import wait_until  # noqa: E402
+from conftest import AUDIO_ONCE, wait_until  # noqa: E402
 from stream_helper import ALAW, FRAME, pattern, sine_samples, ulaw_encode  # noqa: E402
 from test_calls_stream import (  # noqa: E402,F401  (fixtures and helpers)
     _close, agent, all_silent, answer_with, audio_run, finish, hangup_of,
@@ -35,6 +35,8 @@ from test_calls_sip import _server_alive, fc, line, srv, work  # noqa: E402,F401
 TE_PT = 101  # the telephone-event payload type of the SIPp scenarios' SDP
 DIGIT_EVENT = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
                "A": 12, "B": 13, "C": 14, "D": 15}
+
+pytestmark = AUDIO_ONCE
 
 
 def heard(endpoint, audio):
