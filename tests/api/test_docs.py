@@ -459,43 +459,52 @@ def echoed_in_order(frames, packets):
     return n
 
 
-def test_readme_echo_agent_answers_a_call(tmp_path):
+def readme_agent(label):
+    """The README's agent under the Calls item `label`: its code, its one
+    websockets.serve(handler, "HOST", PORT) call, and the answer webhook reply written after it,
+    whose stream URL must name the agent's port."""
     text = README.read_text(encoding="utf-8")
-    item = doc_item(doc_section(text, CALLS_HEADING), "The audio stream.")
-    code, end = one_block(item, "python", "'- **The audio stream.**'")
+    item = doc_item(doc_section(text, CALLS_HEADING), label)
+    code, end = one_block(item, "python", f"'- **{label}**'")
     serve = list(re.finditer(r'websockets\.serve\((\w+), "([^"]+)", (\d+)\)', code))
     if len(serve) != 1:
-        pytest.fail("README.md, 'The audio stream.': expected one "
-                    "websockets.serve(handler, \"HOST\", PORT) in the agent")
-    doc_port = int(serve[0].group(3))
+        pytest.fail(f"README.md, '{label}': expected one websockets.serve(handler, \"HOST\", PORT)"
+                    " in the agent")
     replies = re.findall(r'`(\{"stream":.*?\})`', item[end:])
     if len(replies) != 1:
-        pytest.fail("README.md, 'The audio stream.': expected one answer webhook reply "
+        pytest.fail(f"README.md, '{label}': expected one answer webhook reply "
                     "`{\"stream\":...}` after the agent")
     reply = json.loads(replies[0])
     m = re.fullmatch(r"ws://[^/:]+:(\d+)(/\S*)", reply["stream"]["url"])
-    assert m and int(m.group(1)) == doc_port, \
-        f"the webhook's URL {reply['stream']['url']} is not the agent's port {doc_port}"
+    assert m and int(m.group(1)) == int(serve[0].group(3)), \
+        f"the webhook's URL {reply['stream']['url']} is not the agent's port {serve[0].group(3)}"
+    return code, serve[0], reply, m.group(2)
 
+
+def need_call_tools():
+    """SIPp and python3-websockets; the audio stream does not depend on the database backend,
+    so SQLite runs only."""
     if SIPP is None:
         skip_unless_strict("sipp (package sip-tester) is not installed")
     if os.environ.get("SFVOPI_TEST_PG_URL"):
         pytest.skip("the audio stream is independent of the database backend: SQLite run only")
     try:
-        from stream_helper import FRAME, Party, pattern
+        import stream_helper  # noqa: F401,PLC0415
     except ImportError as e:
         skip_unless_strict(f"python3-websockets is not installed ({e})")
 
-    port = _free_tcp_port()
-    s = serve[0]
-    agent_py = tmp_path / "agent.py"
-    agent_py.write_text(code[:s.start(2) - 1] + '"127.0.0.1", ' + str(port) + code[s.end(3):])
-    reply["stream"]["url"] = f"ws://127.0.0.1:{port}{m.group(2)}"
-    frames = [pattern(FRAME * ECHO_FRAMES, seed=5)[i * FRAME:(i + 1) * FRAME]
-              for i in range(ECHO_FRAMES)]
-    assert len(set(frames)) == ECHO_FRAMES
 
-    agent_log = tmp_path / "agent.log"
+@contextlib.contextmanager
+def agent_running(tmp_path, name, code, serve, reply, path):
+    """The agent's code run as written but on a free port (the reply's stream URL follows it),
+    listening; yields its log file. Stopped however the test ends; a Python traceback in its log
+    fails the test."""
+    port = _free_tcp_port()
+    agent_py = tmp_path / f"{name}.py"
+    agent_py.write_text(code[:serve.start(2) - 1] + '"127.0.0.1", ' + str(port)
+                        + code[serve.end(3):])
+    reply["stream"]["url"] = f"ws://127.0.0.1:{port}{path}"
+    agent_log = tmp_path / f"{name}.log"
     with open(agent_log, "wb") as log:
         agent = subprocess.Popen(["/usr/bin/python3", str(agent_py)], stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
@@ -504,16 +513,43 @@ def test_readme_echo_agent_answers_a_call(tmp_path):
         assert wait_until(lambda: port_taken(port, udp=False) or agent.poll() is not None,
                           timeout=10, interval=0.05) and agent.poll() is None, \
             f"the agent did not start (rc={agent.poll()}):\n{agent_log.read_text()}"
+        yield agent_log
+        assert agent.poll() is None, f"the agent exited:\n{agent_log.read_text()}"
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+        try:
+            agent.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+    out = agent_log.read_text(errors="replace")
+    assert "Traceback" not in out, out
+
+
+def linked_number(srv, fc, name):
+    """A number of a new org, linked to an app whose webhooks go to fc."""
+    org = srv.make_org()
+    number = org.add_numbers(1)[0]
+    app = org.client().create_app(name=name, answer_url=fc.url("/answer"),
+                                  hangup_url=fc.url("/hangup"))
+    org.client().link(app["app_id"], number)
+    return number
+
+
+def test_readme_echo_agent_answers_a_call(tmp_path):
+    code, serve, reply, path = readme_agent("The audio stream.")
+    need_call_tools()
+    from stream_helper import FRAME, Party, pattern
+
+    frames = [pattern(FRAME * ECHO_FRAMES, seed=5)[i * FRAME:(i + 1) * FRAME]
+              for i in range(ECHO_FRAMES)]
+    assert len(set(frames)) == ECHO_FRAMES
+    with agent_running(tmp_path, "agent", code, serve, reply, path) as agent_log:
         with call_server(tmp_path) as srv, FakeCustomer() as fc, Party() as party:
             fc.on("/answer", reply_json(reply))
-            org = srv.make_org()
-            api = org.client()
-            number = org.add_numbers(1)[0]
-            app = api.create_app(name="echo", answer_url=fc.url("/answer"),
-                                 hangup_url=fc.url("/hangup"))
-            api.link(app["app_id"], number)
             carrier = Sipp("in_stream", tmp_path, remote=f"127.0.0.1:{srv.sip_port}",
-                           service=number,
+                           service=linked_number(srv, fc, "echo"),
                            keys={"caller": "+14155550100", "party_port": party.port},
                            duration_ms=4000)
             with carrier:
@@ -530,16 +566,6 @@ def test_readme_echo_agent_answers_a_call(tmp_path):
                 f"{agent_log.read_text(errors='replace')}"
             hangup, = fc.wait_for(1, path="/hangup", timeout=10)
             assert hangup.payload["call_status"] == "COMPLETED", hangup.payload
-        assert agent.poll() is None, f"the agent exited:\n{agent_log.read_text()}"
-    finally:
-        if agent.poll() is None:
-            agent.terminate()
-        try:
-            agent.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
-    assert "Traceback" not in agent_log.read_text(errors="replace"), agent_log.read_text()
 
 
 def _frame_hz(payload, alaw):
@@ -554,56 +580,20 @@ def test_readme_voice_agent_barge_in_goodbye_and_hangup(tmp_path):
     hears the 440 Hz greeting until it speaks, then exactly the 500 ms goodbye at 660 Hz, then a
     BYE; the agent's clearedAudio playedMs is what the party heard of the greeting (one frame);
     the call ends COMPLETED "16"."""
-    text = README.read_text(encoding="utf-8")
-    item = doc_item(doc_section(text, CALLS_HEADING), "Voice agents.")
-    code, end = one_block(item, "python", "'- **Voice agents.**'")
-    serve = list(re.finditer(r'websockets\.serve\((\w+), "([^"]+)", (\d+)\)', code))
-    assert len(serve) == 1, "expected one websockets.serve(handler, HOST, PORT) in the agent"
-    doc_port = int(serve[0].group(3))
-    replies = re.findall(r'`(\{"stream":.*?\})`', item[end:])
-    assert len(replies) == 1, "expected one answer webhook reply after the agent"
-    reply = json.loads(replies[0])
-    m = re.fullmatch(r"ws://[^/:]+:(\d+)(/\S*)", reply["stream"]["url"])
-    assert m and int(m.group(1)) == doc_port, reply
+    code, serve, reply, path = readme_agent("Voice agents.")
+    need_call_tools()
+    from stream_helper import ALAW, FRAME, Party, alaw_encode
 
-    if SIPP is None:
-        skip_unless_strict("sipp (package sip-tester) is not installed")
-    if os.environ.get("SFVOPI_TEST_PG_URL"):
-        pytest.skip("the audio stream is independent of the database backend: SQLite run only")
-    try:
-        from stream_helper import ALAW, FRAME, Party, alaw_encode
-    except ImportError as e:
-        skip_unless_strict(f"python3-websockets is not installed ({e})")
-
-    port = _free_tcp_port()
-    s = serve[0]
-    agent_py = tmp_path / "voice_agent.py"
-    agent_py.write_text(code[:s.start(2) - 1] + '"127.0.0.1", ' + str(port) + code[s.end(3):])
-    reply["stream"]["url"] = f"ws://127.0.0.1:{port}{m.group(2)}"
     loud = bytes([alaw_encode(12000 if i % 20 < 10 else -12000) for i in range(FRAME)])
 
     def greeting_heard(party):
         return sum(not p.silent for p in party.packets())
 
-    agent_log = tmp_path / "voice_agent.log"
-    with open(agent_log, "wb") as log:
-        agent = subprocess.Popen(["/usr/bin/python3", str(agent_py)], stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                 env=base_env())
-    try:
-        assert wait_until(lambda: port_taken(port, udp=False) or agent.poll() is not None,
-                          timeout=10, interval=0.05) and agent.poll() is None, \
-            f"the agent did not start (rc={agent.poll()}):\n{agent_log.read_text()}"
+    with agent_running(tmp_path, "voice_agent", code, serve, reply, path) as agent_log:
         with call_server(tmp_path) as srv, FakeCustomer() as fc, Party() as party:
             fc.on("/answer", reply_json(reply))
-            org = srv.make_org()
-            api = org.client()
-            number = org.add_numbers(1)[0]
-            app = api.create_app(name="voice agent", answer_url=fc.url("/answer"),
-                                 hangup_url=fc.url("/hangup"))
-            api.link(app["app_id"], number)
             carrier = Sipp("in_stream_wait_bye", tmp_path, remote=f"127.0.0.1:{srv.sip_port}",
-                           service=number,
+                           service=linked_number(srv, fc, "voice agent"),
                            keys={"caller": "+14155550100", "party_port": party.port})
             with carrier:
                 fc.wait_for(1, path="/answer", timeout=8)
@@ -616,16 +606,7 @@ def test_readme_voice_agent_barge_in_goodbye_and_hangup(tmp_path):
             assert (hangup.payload["call_status"], hangup.payload["hangup_cause"]) == \
                 ("COMPLETED", "16"), hangup.payload
             heard = [p for p in party.packets() if not p.silent]
-    finally:
-        if agent.poll() is None:
-            agent.terminate()
-        try:
-            agent.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
     out = agent_log.read_text(errors="replace")
-    assert "Traceback" not in out, out
     said = re.findall(r"the caller heard (\d+) ms of the greeting", out)
     assert len(said) == 1, out
     hz = [_frame_hz(p.payload, ALAW) for p in heard]
