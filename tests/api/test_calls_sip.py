@@ -88,14 +88,16 @@ RECORD_FIELDS = HANGUP_FIELDS | {"request_uuid", "org_id", "app_id", "answer_at"
 # Fixtures.
 
 @contextlib.contextmanager
-def engine_server(tmp, *extra, env=None, trunk=True):
-    """A server with the call engine on a fresh database: SIP on a free UDP port, the trunk at
-    .trunk_port (where outbound tests start their SIPp UAS), media on a free port range.
+def engine_server(tmp, *extra, env=None, trunk=True, db_url=None, trunk_port=None, threads=2):
+    """A server with the call engine on a fresh database (or db_url, which nodes may share): SIP
+    on a free UDP port, the trunk at .trunk_port (where outbound tests start their SIPp UAS; a
+    free port unless trunk_port names one), media on a free port range.
     trunk: True for that trunk, False for none, or a --sip-trunk URI of the caller's."""
-    sip_port, trunk_port = free_udp_port(), free_udp_port()
+    sip_port, trunk_port = free_udp_port(), trunk_port or free_udp_port()
     rtp = free_rtp_range(100, step=7)
-    with fresh_db(tmp, "calls") as url:
-        argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
+    with contextlib.ExitStack() as stack:
+        url = db_url or stack.enter_context(fresh_db(tmp, "calls"))
+        argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", str(threads),
                 "--sip-listen", f"127.0.0.1:{sip_port}",
                 "--rtp-ports", f"{rtp[0]}-{rtp[1]}", *extra]
         if trunk:

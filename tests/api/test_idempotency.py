@@ -11,7 +11,6 @@ one PostgreSQL), which runs once: on PostgreSQL, outside the sanitizer build. SI
 where INVITEs are counted; elsewhere the trunk is a port nothing listens on.
 """
 
-import contextlib
 import http.client
 import json
 import os
@@ -24,40 +23,28 @@ import uuid
 import pytest
 import requests
 
-from conftest import (ASAN, BIN, PG_URL, STRICT, RawResponse, Server, assert_error, fresh_db,
-                      ok, raw_http, wait_until)
+from conftest import (ASAN, PG_URL, STRICT, RawResponse, assert_error, fresh_db, ok, raw_http,
+                      wait_until)
 from idem_helper import (DAY_MS, MSG_IN_PROGRESS, MSG_REUSED, STALE_MS, age_key, body_hash,
                          keys_of, plant_pending)
 from openapi_check import check_operation
-from sipp_helper import SIPP, Sipp, free_rtp_range, free_udp_port, port_taken
+from sipp_helper import SIPP, Sipp, free_udp_port
 
 if SIPP is None:
     if STRICT:
         raise RuntimeError("sipp (package sip-tester) is not installed (SFVOPI_TEST_STRICT=1)")
     pytest.skip("sipp (package sip-tester) is not installed", allow_module_level=True)
 
+import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
+
 CALLEE = "+14155550123"
 N_RACE = 20
 
 
-@contextlib.contextmanager
 def engine(tmp, db_url=None, trunk_port=None):
-    """A server with the call engine: SIP on a free port, the trunk at .trunk_port."""
-    sip_port, rtp = free_udp_port(), free_rtp_range(40, step=7)
-    trunk_port = trunk_port or free_udp_port()
-    with contextlib.ExitStack() as stack:
-        url = db_url or stack.enter_context(fresh_db(tmp, "idem"))
-        s = Server(url, tmp, argv=[BIN, "--db", url, "serve", "--listen", "127.0.0.1:0",
-                                   "--threads", "4", "--sip-listen", f"127.0.0.1:{sip_port}",
-                                   "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
-                                   "--sip-trunk", f"sip:127.0.0.1:{trunk_port}"]).start()
-        s.trunk_port = trunk_port
-        try:
-            assert wait_until(lambda: port_taken(sip_port), timeout=5, interval=0.05), s.log
-            yield s
-        finally:
-            rc = s.stop()
-        assert rc == 0, f"server exit code {rc}; log tail:\n{s.log[-4000:]}"
+    """A server with the call engine (test_calls_sip's), four HTTP threads so that racing
+    requests overlap; nodes share db_url and trunk_port."""
+    return base.engine_server(tmp, db_url=db_url, trunk_port=trunk_port, threads=4)
 
 
 @pytest.fixture(scope="module")

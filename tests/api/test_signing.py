@@ -35,10 +35,10 @@ if SIPP is None:
 
 import test_calls_sip as base  # noqa: E402  (skips the module too when there is no call engine)
 from conftest import ASAN, BIN, PG_URL, REPO, Server, wait_until  # noqa: E402
-from fake_customer import FakeCustomer, reply_json, reply_stream  # noqa: E402
+from fake_customer import reply_json  # noqa: E402
 from sipp_helper import Sipp, free_rtp_range, free_udp_port, port_taken  # noqa: E402
 from stream_helper import Agent, Party  # noqa: E402
-from test_calls_sip import CALLER, work  # noqa: E402,F401
+from test_calls_sip import CALLER, _server_alive, fc, work  # noqa: E402,F401
 
 if ASAN and PG_URL:
     # Signing reads the secrets through the store (test_store.c runs those operations on both
@@ -63,18 +63,6 @@ CREATED = []
 def srv(tmp_path_factory):
     with base.engine_server(tmp_path_factory.mktemp("sign"), "--log-level", "debug") as s:
         yield s
-
-
-@pytest.fixture(autouse=True)
-def _server_alive(srv):
-    yield
-    assert srv.proc.poll() is None, f"server died (rc={srv.proc.returncode}); log:\n{srv.log}"
-
-
-@pytest.fixture
-def fc():
-    with FakeCustomer(default=reply_stream()) as f:
-        yield f
 
 
 @pytest.fixture
