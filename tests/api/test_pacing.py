@@ -15,6 +15,7 @@ full queue (1000 waiting) answers 429 with Retry-After. The measured figures are
 written to pacing-figures.json in pytest's base temporary directory.
 """
 
+import contextlib
 import json
 import threading
 import time
@@ -124,21 +125,29 @@ def test_app_pacing_fields_validation(srv, field, value, reason):
 # ---------------------------------------------------------------------------------------------
 # Waiting calls, on one node.
 
+@contextlib.contextmanager
+def ringing_then_waiting(srv, fc, work, n):
+    """An app with max_concurrent_calls 1: its first call rings at SIPp, which never answers,
+    and the next n wait. Yields (line, sipp, the first call, the waiting ones) inside SIPp's
+    run."""
+    line = Line(srv, fc)
+    ok(line.api.put(f"/apps/{line.app['app_id']}", json={"max_concurrent_calls": 1}))
+    s = Sipp("out_no_answer", work, port=srv.trunk_port)
+    with s:
+        s.wait_listening()
+        first = post_call(line.api, call_body(line, fc))
+        wait_record(line.api, first["call_uuid"], lambda r: r["call_status"] == "RINGING",
+                    what="first call ringing")
+        yield line, s, first, [post_call(line.api, call_body(line, fc)) for _ in range(n)]
+
+
 def test_waiting_calls_show_position_and_end_canceled(srv, fc, work):
     """max_concurrent_calls 1: the first call rings (SIPp never answers), the next three wait
     with positions 1, 2, 3. A REST hangup ends the first waiting one CANCELED "16" with its
     hangup webhook and moves the others up; unlinking the number ends the other two; deleting
     the app ends the ringing one (CANCEL to SIPp)."""
-    line = Line(srv, fc)
-    api = line.api
-    ok(api.put(f"/apps/{line.app['app_id']}", json={"max_concurrent_calls": 1}))
-    s = Sipp("out_no_answer", work, port=srv.trunk_port)
-    with s:
-        s.wait_listening()
-        first = post_call(api, call_body(line, fc))
-        wait_record(api, first["call_uuid"], lambda r: r["call_status"] == "RINGING",
-                    what="first call ringing")
-        waiting = [post_call(api, call_body(line, fc)) for _ in range(3)]
+    with ringing_then_waiting(srv, fc, work, 3) as (line, s, first, waiting):
+        api = line.api
         r = api.get(f"/calls/{waiting[0]['call_uuid']}")
         check_operation("/calls/{call_id}", "GET", r, 200)
         for i, w in enumerate(waiting):
@@ -190,16 +199,8 @@ def test_waiting_calls_show_position_and_end_canceled(srv, fc, work):
 
 def test_deleting_the_app_cancels_its_waiting_calls(srv, fc, work):
     """Waiting calls of a deleted app end CANCELED "16", each with one hangup webhook."""
-    line = Line(srv, fc)
-    api = line.api
-    ok(api.put(f"/apps/{line.app['app_id']}", json={"max_concurrent_calls": 1}))
-    s = Sipp("out_no_answer", work, port=srv.trunk_port)
-    with s:
-        s.wait_listening()
-        first = post_call(api, call_body(line, fc))
-        wait_record(api, first["call_uuid"], lambda r: r["call_status"] == "RINGING",
-                    what="first call ringing")
-        waiting = [post_call(api, call_body(line, fc)) for _ in range(2)]
+    with ringing_then_waiting(srv, fc, work, 2) as (line, s, first, waiting):
+        api = line.api
         assert [record(api, w["call_uuid"])["queue_position"] for w in waiting] == [1, 2]
         ok(api.delete(f"/apps/{line.app['app_id']}"))
         for w in waiting:
@@ -327,7 +328,7 @@ def run_pacing(a, b, work, tmp_path_factory, fc, trunk):
     assert min(gaps) >= 0.45, figures
     assert in_5s <= 11, figures
     # Both nodes started calls.
-    owners = {n for n in ("pace-a", "pace-b") if f"queued call starting" in
+    owners = {n for n in ("pace-a", "pace-b") if "queued call starting" in
               (a.server.log if n == "pace-a" else b.server.log)}
     assert owners == {"pace-a", "pace-b"}, owners
 
