@@ -27,10 +27,18 @@
 #include "core/log.h"
 #include "core/url.h"
 
+#include <sodium.h>
+
 /* A DNS name is at most 253 bytes; an IPv6 literal with brackets far less. */
 #define HOST_MAX 256
 /* Addresses of one host tried in turn (the first ones getaddrinfo gives). */
 #define ADDRS_MAX 4
+/* One write carries the queued messages of a connection up to this many
+ * bytes (a single larger message goes alone). */
+#define TX_BATCH (64 * 1024)
+/* Masking keys drawn at once (RFC 6455 5.3: each frame its own, from a
+ * strong source): 4 bytes each. */
+#define MASK_POOL 1024
 /* How long ws_hub_free lets close frames leave before tearing down. */
 #define STOP_GRACE_US (500 * 1000)
 
@@ -73,6 +81,10 @@ struct ws_hub {
     bool destroying; /* lws_context_destroy is running on the freeing thread */
     lws_usec_t stop_deadline;
     lws_sorted_usec_list_t stop_sul;
+    unsigned char *tx; /* LWS_PRE bytes of headroom, then the frames of one write */
+    size_t tx_cap;
+    unsigned char masks[MASK_POOL];
+    size_t mask_pos; /* MASK_POOL: the pool is used up */
 };
 
 struct ws_conn {
@@ -629,10 +641,62 @@ static void on_receive(struct ws_conn *c, struct lws *wsi, const void *in, size_
     }
 }
 
+/* Appends m to the hub's write buffer as one masked text frame (RFC 6455
+ * 5.2: FIN, opcode 1, the mask bit, the shortest length form, the key). */
+static bool frame_append(struct ws_hub *h, size_t *used, const struct msg *m)
+{
+    size_t need = *used + 14 + m->len;
+    unsigned char *p, *key;
+    const unsigned char *src = m->data + LWS_PRE;
+
+    if (LWS_PRE + need > h->tx_cap) {
+        size_t cap = LWS_PRE + (need > TX_BATCH ? need : TX_BATCH);
+        unsigned char *tx = realloc(h->tx, cap);
+
+        if (!tx) {
+            return false;
+        }
+        h->tx = tx;
+        h->tx_cap = cap;
+    }
+    if (h->mask_pos + 4 > MASK_POOL) {
+        randombytes_buf(h->masks, sizeof(h->masks));
+        h->mask_pos = 0;
+    }
+    p = h->tx + LWS_PRE + *used;
+    *p++ = 0x81;
+    if (m->len < 126) {
+        *p++ = (unsigned char)(0x80 | m->len);
+    } else if (m->len <= 0xFFFF) {
+        *p++ = 0x80 | 126;
+        *p++ = (unsigned char)(m->len >> 8);
+        *p++ = (unsigned char)m->len;
+    } else {
+        *p++ = 0x80 | 127;
+        for (int k = 7; k >= 0; k--) {
+            *p++ = (unsigned char)((uint64_t)m->len >> (8 * k));
+        }
+    }
+    key = p;
+    memcpy(key, h->masks + h->mask_pos, 4);
+    h->mask_pos += 4;
+    p += 4;
+    for (size_t i = 0; i < m->len; i++) {
+        p[i] = src[i] ^ key[i & 3];
+    }
+    *used = (size_t)(p + m->len - (h->tx + LWS_PRE));
+    return true;
+}
+
+/* Sends what c has queued in one write: the messages become frames side by
+ * side in the hub's buffer (masked here, as lws would), so a connection
+ * costs one send per wake-up however many messages wait. lws keeps what the
+ * socket did not take and sends it before the next writeable callback. */
 static int on_writeable(struct ws_conn *c, struct lws *wsi)
 {
     struct ws_hub *h = c->hub;
-    struct msg *m;
+    struct msg *batch, *m, **tail = &batch;
+    size_t bytes = 0, used = 0;
     bool more, close_req;
     int code;
 
@@ -640,25 +704,36 @@ static int on_writeable(struct ws_conn *c, struct lws *wsi)
         return 0;
     }
     pthread_mutex_lock(&h->mu);
-    m = c->q_head;
-    if (m) {
+    while ((m = c->q_head) && (bytes == 0 || bytes + m->len <= TX_BATCH)) {
         c->q_head = m->next;
-        if (!c->q_head) {
-            c->q_tail = NULL;
-        }
         c->q_bytes -= m->len;
+        bytes += m->len;
+        *tail = m;
+        tail = &m->next;
+    }
+    *tail = NULL;
+    if (!c->q_head) {
+        c->q_tail = NULL;
     }
     more = c->q_head != NULL;
     close_req = c->close_req;
     code = c->close_code;
     pthread_mutex_unlock(&h->mu);
 
-    if (m) {
-        int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
-        bool short_write = n < 0 || (size_t)n < m->len;
+    if (batch) {
+        bool ok = true;
+        int n;
 
-        free(m);
-        if (short_write) {
+        for (m = batch; m && ok; m = m->next) {
+            ok = frame_append(h, &used, m);
+        }
+        msgs_free(batch);
+        if (!ok) {
+            log_error("msg=\"stream messages lost: out of memory\" conn=%llu", c->id);
+            return -1;
+        }
+        n = lws_write(wsi, h->tx + LWS_PRE, used, LWS_WRITE_RAW);
+        if (n < 0 || (size_t)n < used) {
             return -1;
         }
         if (more || close_req) {
@@ -838,6 +913,7 @@ static void hub_unref(struct ws_hub *h)
     pthread_mutex_unlock(&h->mu);
     if (last) {
         pthread_mutex_destroy(&h->mu);
+        free(h->tx);
         free(h);
     }
 }
@@ -883,6 +959,7 @@ enum err ws_hub_new(bool deny_private_urls, struct ws_hub **out)
     }
     h->refs = 1;
     h->deny_private = deny_private_urls;
+    h->mask_pos = MASK_POOL;
     lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
 
     memset(&info, 0, sizeof(info));
