@@ -1,5 +1,5 @@
 /* bridge: a call's audio between RTP and the customer's WebSocket. The
- * engine's loop drives everything: a 20 ms ticker (scheduled on absolute
+ * engine's loop drives everything: one pacer for every bridge's 20 ms frames (absolute
  * times, so play-out keeps the engine's pace whatever the customer does),
  * RTP reports from the leg, and WebSocket events, which the hub's thread
  * only copies into the engine's queue. A late or stuck WebSocket costs its
@@ -96,7 +96,8 @@ struct bridge {
     struct dtmf_dedup dd;
     uint8_t acc[PARTY_FRAME]; /* party audio waiting for a whole 20 ms */
     size_t acc_len;
-    struct sip_timer *tick;
+    struct bridge *pace_prev, *pace_next; /* env->pacer's list, while paced */
+    bool paced;
     struct sip_timer *limit; /* stream_timeout */
     int64_t next_ms;
     int64_t start_ms;
@@ -356,25 +357,135 @@ static bool send_frame(struct bridge *b)
     return false;
 }
 
-static void on_tick(void *arg)
+/* ---- the pacer: one timer for every bridge's 20 ms frames ----
+ * Bridges wait in a list sorted by their next frame's time; the timer is
+ * set for the first. A bridge that has sent its frames goes back 20 ms
+ * later, which is at or near the end of the list, so putting it back costs
+ * a step or two whatever the number of calls (a timer of its own per
+ * bridge would be sorted into libre's one list of every timer, long ones
+ * included, 50 times a second). Each bridge keeps its own phase, set when
+ * its stream opened. */
+struct bridge_pacer {
+    struct sip_timer *tmr;
+    struct bridge *head, *tail;
+};
+
+static void pace_unlink(struct bridge_pacer *p, struct bridge *b)
 {
-    struct bridge *b = arg;
-    int64_t now = clock_mono_ms();
+    if (!b->paced)
+        return;
+    if (b->pace_prev)
+        b->pace_prev->pace_next = b->pace_next;
+    else
+        p->head = b->pace_next;
+    if (b->pace_next)
+        b->pace_next->pace_prev = b->pace_prev;
+    else
+        p->tail = b->pace_prev;
+    b->pace_prev = b->pace_next = NULL;
+    b->paced = false;
+}
+
+/* Sorted by next_ms, after the bridges due at the same time. */
+static void pace_link(struct bridge_pacer *p, struct bridge *b)
+{
+    struct bridge *at = p->tail;
+
+    while (at && at->next_ms > b->next_ms)
+        at = at->pace_prev;
+    b->pace_prev = at;
+    b->pace_next = at ? at->pace_next : p->head;
+    if (b->pace_next)
+        b->pace_next->pace_prev = b;
+    else
+        p->tail = b;
+    if (at)
+        at->pace_next = b;
+    else
+        p->head = b;
+    b->paced = true;
+}
+
+static void pace_arm(struct bridge_pacer *p, int64_t now)
+{
+    if (p->head)
+        sip_timer_start(p->tmr, p->head->next_ms - now);
+    else
+        sip_timer_cancel(p->tmr);
+}
+
+/* Sends b's frames due by now. False when b is gone or has ended. */
+static bool tick(struct bridge *b, int64_t now)
+{
     int n = 0;
 
-    if (b->ended)
-        return;
     if (now - b->next_ms > MAX_LAG_MS)
         b->next_ms = now; /* the loop stalled: resume, do not burst */
     while (b->next_ms <= now && n++ < 5) {
         if (send_frame(b)) {
             log_info("msg=\"call hung up from its stream\" call=%s", b->call_uuid);
             b->env->hangup(b->arg); /* may close b: last */
-            return;
+            return false;
         }
         b->next_ms += FRAME_MS;
     }
-    sip_timer_start(b->tick, b->next_ms - now);
+    return !b->ended;
+}
+
+static void on_pace(void *arg)
+{
+    struct bridge_pacer *p = arg;
+    int64_t now = clock_mono_ms();
+    struct bridge *b;
+
+    /* Each pass moves the first bridge's next_ms forward or drops it, so
+     * this ends; a bridge closed meanwhile has left the list. */
+    while ((b = p->head) && b->next_ms <= now) {
+        pace_unlink(p, b);
+        if (tick(b, now))
+            pace_link(p, b);
+    }
+    pace_arm(p, now);
+}
+
+static void pace_start(struct bridge *b)
+{
+    struct bridge_pacer *p = b->env->pacer;
+    bool first;
+
+    pace_link(p, b);
+    first = p->head == b;
+    if (first)
+        pace_arm(p, clock_mono_ms());
+}
+
+static void pace_stop(struct bridge *b)
+{
+    pace_unlink(b->env->pacer, b);
+}
+
+enum err bridge_pacer_new(struct bridge_pacer **out)
+{
+    struct bridge_pacer *p = calloc(1, sizeof(*p));
+
+    *out = NULL;
+    if (!p)
+        return ERR_NOMEM;
+    p->tmr = sip_timer_new(on_pace, p);
+    if (!p->tmr) {
+        free(p);
+        return ERR_NOMEM;
+    }
+    *out = p;
+    return ERR_OK;
+}
+
+void bridge_pacer_free(struct bridge_pacer *p)
+{
+    if (!p)
+        return;
+    sip_timer_free(p->tmr);
+    free(p);
 }
 
 static void end_stream(struct bridge *b, const char *why)
@@ -382,7 +493,7 @@ static void end_stream(struct bridge *b, const char *why)
     if (b->ended)
         return;
     b->ended = true;
-    sip_timer_cancel(b->tick);
+    pace_stop(b);
     sip_timer_cancel(b->limit);
     log_info("msg=\"stream ended\" call=%s stream=%s why=\"%s\"", b->call_uuid, b->stream_id, why);
     /* Last: the engine may close the bridge from inside. */
@@ -408,7 +519,7 @@ static void on_open(struct bridge *b)
         buf_reset(&b->out);
     log_info("msg=\"stream started\" call=%s stream=%s", b->call_uuid, b->stream_id);
     b->next_ms = b->start_ms;
-    sip_timer_start(b->tick, 0);
+    pace_start(b);
     sip_timer_start(b->limit, (int64_t)b->sc.stream_timeout * 1000);
 }
 
@@ -648,10 +759,9 @@ enum err bridge_open(const struct bridge_env *env, const struct stream_config *s
         goto out_in;
     if (transcode_init(&b->play_tc, pc, sc->codec, sc->sample_rate) != ERR_OK)
         goto out_out;
-    b->tick = sip_timer_new(on_tick, b);
     b->limit = sip_timer_new(on_limit, b);
     b->ref = calloc(1, sizeof(*b->ref));
-    if (!b->tick || !b->limit || !b->ref)
+    if (!b->limit || !b->ref)
         goto out_timers;
     atomic_init(&b->ref->refs, 1);
     b->ref->b = b;
@@ -667,7 +777,6 @@ enum err bridge_open(const struct bridge_env *env, const struct stream_config *s
 
 out_timers:
     free(b->ref);
-    sip_timer_free(b->tick);
     sip_timer_free(b->limit);
     transcode_release(&b->play_tc);
 out_out:
@@ -690,7 +799,7 @@ void bridge_close(struct bridge *b)
      * once this returns, and events already queued find ref->b NULL. */
     ws_conn_release(b->ws);
     ref_put(b->ref);
-    sip_timer_free(b->tick);
+    pace_stop(b);
     sip_timer_free(b->limit);
     transcode_release(&b->in_tc);
     transcode_release(&b->out_tc);

@@ -23,14 +23,16 @@
 struct sip_leg;
 struct sip_queue;
 struct ws_hub;
+struct bridge_pacer;
 
 /* What every bridge of one engine shares: engine thread only. */
 struct bridge_env {
     struct ws_hub *hub;
-    struct sip_queue *queue; /* WebSocket events travel through it */
-    int queue_id;            /* the message id they carry */
-    uint8_t *scratch;        /* STREAMMSG_AUDIO_MAX bytes: one decoded playAudio */
-    uint8_t *scratch2;       /* the same, converted to the party's codec */
+    struct sip_queue *queue;    /* WebSocket events travel through it */
+    int queue_id;               /* the message id they carry */
+    uint8_t *scratch;           /* STREAMMSG_AUDIO_MAX bytes: one decoded playAudio */
+    uint8_t *scratch2;          /* the same, converted to the party's codec */
+    struct bridge_pacer *pacer; /* sends every bridge's frames on time */
     /* The customer's hangup event (AGENT.md 1) is due: called with the
      * bridge's arg; the engine ends the call, and may close the bridge
      * from inside. */
@@ -38,6 +40,11 @@ struct bridge_env {
 };
 
 struct bridge;
+
+/* The one timer that paces the 20 ms frames of every bridge of an engine:
+ * engine thread only; freed after the last bridge is closed. */
+enum err bridge_pacer_new(struct bridge_pacer **out) WARN_UNUSED;
+void bridge_pacer_free(struct bridge_pacer *p);
 
 /* Called once when the stream has ended by itself: the WebSocket failed to
  * connect, was closed or dropped by the customer, or stream_timeout ran

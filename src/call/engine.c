@@ -1323,7 +1323,7 @@ static void *engine_main(void *arg)
     e->benv.hangup = on_stream_hangup;
     e->benv.scratch = malloc(STREAMMSG_AUDIO_MAX);
     e->benv.scratch2 = malloc(STREAMMSG_AUDIO_MAX);
-    if (!e->benv.scratch || !e->benv.scratch2)
+    if (!e->benv.scratch || !e->benv.scratch2 || bridge_pacer_new(&e->benv.pacer) != ERR_OK)
         goto out_hub;
     err = sip_ep_new(&e->cfg.sip, &h, &e->ep);
     if (err != ERR_OK)
@@ -1362,6 +1362,7 @@ out_ep:
     sip_ep_free(e->ep);
 out_hub:
     ws_hub_free(e->hub);
+    bridge_pacer_free(e->benv.pacer);
     free(e->benv.scratch);
     free(e->benv.scratch2);
 out_queue:
