@@ -28,6 +28,9 @@
 /* Behind by more than this (a stalled loop): skip ahead instead of
  * sending a burst. */
 #define MAX_LAG_MS 100
+/* Customers' messages waiting for the engine, over every stream: about a
+ * second of playAudio at 500 calls. */
+#define EVENTS_MAX 32768
 #define CONNECT_TIMEOUT_MS 5000
 /* sendDigits (AGENT.md 1), in 20 ms frames: 100 ms a key, 60 ms after
  * it, 500 ms for a w. */
@@ -126,12 +129,24 @@ static void ref_put(struct bridge_ref *ref)
         free(ref);
 }
 
-/* The hub's thread: copy, queue, return. */
+/* The hub's thread: copy, queue, return. Customers' messages beyond
+ * EVENTS_MAX waiting for the engine are dropped (a flood must not eat the
+ * memory); opens and closes always go through. */
 static void on_ws(void *arg, enum ws_event ev, const char *data, size_t len, int code)
 {
+    static atomic_uint_fast64_t dropped;
     struct bridge_ref *ref = arg;
-    struct ws_msg *m = malloc(sizeof(*m) + len + 1);
+    struct ws_msg *m;
 
+    if (ev == WS_EV_TEXT && atomic_load(&in_flight) >= EVENTS_MAX) {
+        uint_fast64_t n = atomic_fetch_add(&dropped, 1);
+
+        if (n % 1000 == 0)
+            log_error("msg=\"stream messages lost: the engine is behind\" lost=%llu",
+                      (unsigned long long)n + 1);
+        return;
+    }
+    m = malloc(sizeof(*m) + len + 1);
     if (!m) {
         log_error("msg=\"stream event lost: out of memory\"");
         return;
@@ -146,7 +161,7 @@ static void on_ws(void *arg, enum ws_event ev, const char *data, size_t len, int
     atomic_fetch_add(&ref->refs, 1);
     atomic_fetch_add(&in_flight, 1);
     if (sip_queue_push(ref->queue, ref->queue_id, m) != ERR_OK) {
-        log_error("msg=\"stream event lost: queue full\"");
+        log_error("msg=\"stream event lost: out of memory\"");
         atomic_fetch_sub(&in_flight, 1);
         ref_put(ref);
         free(m);

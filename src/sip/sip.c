@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,17 +170,42 @@ void sip_timer_free(struct sip_timer *t)
     free(t);
 }
 
+/* Messages wait in a locked list; libre's mqueue (a pipe) only rings the
+ * loop when the list stops being empty, and one ring hands over everything
+ * that came meanwhile: under load many messages cost one wake-up, not a
+ * write, a poll and a read each. */
+struct qmsg {
+    struct qmsg *next;
+    int id;
+    void *data;
+};
+
 struct sip_queue {
     struct mqueue *mq;
     sip_queue_cb cb;
     void *arg;
+    pthread_mutex_t mu;
+    struct qmsg *head, *tail; /* under mu */
 };
 
 static void on_queue(int id, void *data, void *arg)
 {
     struct sip_queue *q = arg;
+    struct qmsg *m;
 
-    q->cb(q->arg, id, data);
+    (void)id;
+    (void)data;
+    pthread_mutex_lock(&q->mu);
+    m = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    while (m) {
+        struct qmsg *next = m->next;
+
+        q->cb(q->arg, m->id, m->data);
+        free(m);
+        m = next;
+    }
 }
 
 enum err sip_queue_new(sip_queue_cb cb, void *arg, struct sip_queue **out)
@@ -190,7 +216,12 @@ enum err sip_queue_new(sip_queue_cb cb, void *arg, struct sip_queue **out)
         return ERR_NOMEM;
     q->cb = cb;
     q->arg = arg;
+    if (pthread_mutex_init(&q->mu, NULL) != 0) {
+        free(q);
+        return ERR_INTERNAL;
+    }
     if (mqueue_alloc(&q->mq, on_queue, q) != 0) {
+        pthread_mutex_destroy(&q->mu);
         free(q);
         return ERR_INTERNAL;
     }
@@ -200,18 +231,48 @@ enum err sip_queue_new(sip_queue_cb cb, void *arg, struct sip_queue **out)
 
 enum err sip_queue_push(struct sip_queue *q, int id, void *data)
 {
-    int rc = mqueue_push(q->mq, id, data);
+    struct qmsg *m = malloc(sizeof(*m));
+    int rc;
 
-    if (rc == ENOMEM)
+    if (!m)
         return ERR_NOMEM;
-    return rc ? ERR_UNAVAILABLE : ERR_OK;
+    m->next = NULL;
+    m->id = id;
+    m->data = data;
+    pthread_mutex_lock(&q->mu);
+    if (q->head) {
+        q->tail->next = m;
+        q->tail = m;
+        pthread_mutex_unlock(&q->mu);
+        return ERR_OK; /* the ring for the first is on its way */
+    }
+    /* Rung under mu: when it fails, m is still the only message, and the
+     * list is left empty as it was. */
+    rc = mqueue_push(q->mq, 0, NULL);
+    if (rc == 0)
+        q->head = q->tail = m;
+    pthread_mutex_unlock(&q->mu);
+    if (rc == 0)
+        return ERR_OK;
+    free(m);
+    return rc == ENOMEM ? ERR_NOMEM : ERR_UNAVAILABLE;
 }
 
 void sip_queue_free(struct sip_queue *q)
 {
+    struct qmsg *m;
+
     if (!q)
         return;
     mem_deref(q->mq);
+    m = q->head;
+    while (m) {
+        struct qmsg *next = m->next;
+
+        free(m);
+        m = next;
+    }
+    pthread_mutex_destroy(&q->mu);
     free(q);
 }
 

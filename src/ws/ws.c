@@ -152,6 +152,7 @@ static lws_usec_t mono_us(void)
 }
 
 static void hub_unref(struct ws_hub *h);
+static int send_queued(struct ws_conn *c, struct lws *wsi);
 
 /* ---- small helpers ---- */
 
@@ -529,7 +530,18 @@ static void conn_process(struct ws_hub *h, struct ws_conn *c)
         }
         break;
     case CS_OPEN:
-        if (msgs || close_req) {
+        /* A plain connection is written at once (lws_write queues what the
+         * socket cannot take yet); TLS ones and closes wait for their
+         * writeable callback. */
+        if (msgs && !close_req && !c->tls && !c->killing) {
+            int n = send_queued(c, c->wsi);
+
+            if (n < 0) {
+                conn_kill(c, "write failed");
+            } else if (n == 2) {
+                lws_callback_on_writable(c->wsi);
+            }
+        } else if (msgs || close_req) {
             lws_callback_on_writable(c->wsi);
         }
         break;
@@ -691,18 +703,17 @@ static bool frame_append(struct ws_hub *h, size_t *used, const struct msg *m)
 /* Sends what c has queued in one write: the messages become frames side by
  * side in the hub's buffer (masked here, as lws would), so a connection
  * costs one send per wake-up however many messages wait. lws keeps what the
- * socket did not take and sends it before the next writeable callback. */
-static int on_writeable(struct ws_conn *c, struct lws *wsi)
+ * socket did not take and sends it first, before anything written later.
+ * -1 when the connection must close, 0 when nothing was queued, 1 when all
+ * was sent, 2 when messages are left. */
+static int send_queued(struct ws_conn *c, struct lws *wsi)
 {
     struct ws_hub *h = c->hub;
     struct msg *batch, *m, **tail = &batch;
     size_t bytes = 0, used = 0;
-    bool more, close_req;
-    int code;
+    bool more, ok = true;
+    int n;
 
-    if (c->st != CS_OPEN) {
-        return 0;
-    }
     pthread_mutex_lock(&h->mu);
     while ((m = c->q_head) && (bytes == 0 || bytes + m->len <= TX_BATCH)) {
         c->q_head = m->next;
@@ -716,29 +727,44 @@ static int on_writeable(struct ws_conn *c, struct lws *wsi)
         c->q_tail = NULL;
     }
     more = c->q_head != NULL;
+    pthread_mutex_unlock(&h->mu);
+    if (!batch) {
+        return 0;
+    }
+    for (m = batch; m && ok; m = m->next) {
+        ok = frame_append(h, &used, m);
+    }
+    msgs_free(batch);
+    if (!ok) {
+        log_error("msg=\"stream messages lost: out of memory\" conn=%llu", c->id);
+        return -1;
+    }
+    n = lws_write(wsi, h->tx + LWS_PRE, used, LWS_WRITE_RAW);
+    if (n < 0 || (size_t)n < used) {
+        return -1;
+    }
+    return more ? 2 : 1;
+}
+
+static int on_writeable(struct ws_conn *c, struct lws *wsi)
+{
+    struct ws_hub *h = c->hub;
+    bool close_req;
+    int code, n;
+
+    if (c->st != CS_OPEN) {
+        return 0;
+    }
+    n = send_queued(c, wsi);
+    if (n < 0) {
+        return -1;
+    }
+    pthread_mutex_lock(&h->mu);
     close_req = c->close_req;
     code = c->close_code;
     pthread_mutex_unlock(&h->mu);
-
-    if (batch) {
-        bool ok = true;
-        int n;
-
-        for (m = batch; m && ok; m = m->next) {
-            ok = frame_append(h, &used, m);
-        }
-        msgs_free(batch);
-        if (!ok) {
-            log_error("msg=\"stream messages lost: out of memory\" conn=%llu", c->id);
-            return -1;
-        }
-        n = lws_write(wsi, h->tx + LWS_PRE, used, LWS_WRITE_RAW);
-        if (n < 0 || (size_t)n < used) {
-            return -1;
-        }
-        if (more || close_req) {
-            lws_callback_on_writable(wsi);
-        }
+    if (n == 2 || (n == 1 && close_req)) {
+        lws_callback_on_writable(wsi); /* the close frame goes after them */
         return 0;
     }
     if (close_req && !c->close_sent) {
