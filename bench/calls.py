@@ -57,6 +57,29 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid):
+    """{thread name/tid: CPU seconds} of every thread of `pid`."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = rest.split()
+        name = head.split("(", 1)[1]
+        out[f"{name}/{tid}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def machine_busy():
+    """(busy, total) jiffies of the whole machine, all cores."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
 def log_problems(text):
     """Counts of warn and error lines in a stretch of the server's log, and a few examples."""
     warn = [ln for ln in text.splitlines() if " level=warn " in ln]
@@ -85,7 +108,8 @@ def run_loadgen(srv, number, ports, n, rate, hold, warmup, window, no_stream=Fal
             lines.append(line.rstrip())
             for what in ("window open", "window closed"):
                 if line.rstrip().endswith(what):
-                    marks[what] = (time.time(), cpu_seconds(srv.proc.pid))
+                    marks[what] = (time.time(), cpu_seconds(srv.proc.pid),
+                                   thread_cpu(srv.proc.pid), machine_busy())
 
     t = threading.Thread(target=read_stderr, daemon=True)
     t.start()
@@ -100,8 +124,13 @@ def run_loadgen(srv, number, ports, n, rate, hold, warmup, window, no_stream=Fal
     r = json.loads(out)
     r["loadgen_stderr"] = lines
     if "window open" in marks and "window closed" in marks:
-        (w0, c0), (w1, c1) = marks["window open"], marks["window closed"]
+        (w0, c0, t0, m0), (w1, c1, t1, m1) = marks["window open"], marks["window closed"]
         r["server_cpu_pct"] = (c1 - c0) / (w1 - w0) * 100
+        # The busiest server threads (an event loop at 100% is the bottleneck) and how busy the
+        # whole machine was (other processes share its cores).
+        th = sorted(((t1[k] - t0.get(k, 0)) / (w1 - w0) * 100, k) for k in t1)
+        r["server_threads_pct"] = {k: round(v, 1) for v, k in reversed(th[-4:])}
+        r["machine_busy_pct"] = (m1[0] - m0[0]) / max(1, m1[1] - m0[1]) * 100 * os.cpu_count()
         up = r["calls_up_in_window"] or n
         r["server_cpu_ms_per_call_s"] = (c1 - c0) * 1000 / (w1 - w0) / up
     time.sleep(0.5)  # the last log lines of the calls' ends
@@ -118,22 +147,30 @@ def ms(d, key):
 def print_table(rows):
     head = (f"{'calls':>5} {'srv ms/call-s':>13} {'srv CPU%':>8} {'lg CPU%':>7} "
             f"{'jit mean':>8} {'jit p99':>7} {'jit max':>7} {'lost in':>7} {'lost out':>8} "
-            f"{'rtp lost':>8} {'mism':>4} {'media p50':>9} {'media p99':>9} "
-            f"{'play p99 empty':>14} {'COMPLETED':>10} {'warn/err':>8}")
+            f"{'q@end':>6} {'rtp lost':>8} {'mism':>4} {'media p50':>9} {'media p99':>9} "
+            f"{'play p99':>8} {'play p99 empty':>14} {'COMPLETED':>10} {'warn/err':>8}")
     print(head)
     for r in rows:
         j = r["jitter"]
         print(f"{r['calls']:>5} {r.get('server_cpu_ms_per_call_s', float('nan')):>13.3f} "
               f"{r.get('server_cpu_pct', float('nan')):>8.1f} {r['cpu_ms_per_s'] / 10:>7.1f} "
               f"{ms(j, 'mean_ms'):>8.3f} {ms(j, 'p99_ms'):>7.3f} {ms(j, 'max_ms'):>7.3f} "
-              f"{r['inbound_lost']:>7} {r['echoes_lost']:>8} {r['rtp_lost_to_party']:>8} "
+              f"{r['inbound_lost']:>7} {r['echoes_lost']:>8} {r['echoes_queued_at_hangup']:>6} "
+              f"{r['rtp_lost_to_party']:>8} "
               f"{r['inbound_mismatched'] + r['echoes_mismatched']:>4} "
               f"{ms(r['media_latency'], 'p50_ms'):>9.3f} {ms(r['media_latency'], 'p99_ms'):>9.3f} "
+              f"{ms(r['play_latency'], 'p99_ms'):>8.3f} "
               f"{ms(r['play_latency_empty_queue'], 'p99_ms'):>14.3f} "
               f"{str(r['hangup_completed']) + '/' + str(r['calls']):>10} "
               f"{str(r['server_warn']) + '/' + str(r['server_error']):>8}")
+    for r in rows:
+        if "server_threads_pct" in r:
+            print(f"{r['calls']:>5} calls: busiest server threads (% of a core) "
+                  f"{r['server_threads_pct']}; whole machine {r['machine_busy_pct']:.0f}% of "
+                  f"{os.cpu_count() * 100}%; loadgen ticks late max "
+                  f"{r['loadgen_tick_late_max_ms']:.1f} ms, missed {r['loadgen_ticks_missed']}")
     print("(ms unless stated; lost in: party frames the agent never got; lost out: echoes the "
-          "party never got; rtp lost: RTP sequence gaps at the parties; CPU% of one core)")
+          "party never got though a later one came; q@end: echoes still queued at hangup; rtp lost: RTP sequence gaps at the parties; CPU% of one core)")
 
 
 def main():

@@ -101,6 +101,7 @@ struct call {
     int64_t last_rx_ns;
     uint16_t next_rtp_seq;
     uint32_t last_played; /* last frame sent back with playAudio (+1; 0 = none) */
+    uint32_t echoed;      /* highest frame whose echo came back (+1; 0 = none) */
     struct frame *ring;
 };
 
@@ -156,7 +157,7 @@ static struct {
         other_events, pings, ws_closes, out_overflow, hs_refused;
     long hooks_answer, hooks_hangup, hook_completed, hook_other;
     long in_expected, in_received, in_mismatch, in_unrecognised, in_late;
-    long echo_played, echo_received, echo_lost, echo_mismatch, echo_unexpected;
+    long echo_played, echo_received, echo_lost, echo_unplayed, echo_mismatch, echo_unexpected;
     long rtp_rx, rtp_lost, rtp_reorder, rtp_sent;
     long ticks_missed;     /* timer expirations beyond one per wake-up: our loop was late */
     int64_t tick_late_max; /* how late after its due time a tick was handled, at worst */
@@ -931,8 +932,11 @@ static void frame_payload(uint8_t *p, uint32_t idx, uint32_t seq)
     put_be32(p + 4, seq);
 }
 
-/* Folds a ring entry that is about to be reused (or the run is over) into the loss counts. */
-static void frame_retire(struct frame *f)
+/* Folds a ring entry that is about to be reused (or the run is over) into the loss counts.
+ * The play-out queue is FIFO: an echo missing while a later one of the same call came back was
+ * lost; one missing with none later was still queued when the call ended (the queue's depth,
+ * not a loss). */
+static void frame_retire(struct call *c, struct frame *f)
 {
     if (!(f->flags & F_COUNT))
         return;
@@ -942,8 +946,10 @@ static void frame_retire(struct frame *f)
     if (f->flags & F_PLAYED) {
         if (f->flags & F_ECHO)
             g.echo_received++;
-        else
+        else if (c->echoed && f->seq < c->echoed - 1)
             g.echo_lost++;
+        else
+            g.echo_unplayed++;
     }
     f->flags = 0;
 }
@@ -970,7 +976,7 @@ static void rtp_send_all(int64_t mono_now)
         put_be32(pkt + 8, c->ssrc);
         frame_payload(pkt + RTP_HDR, (uint32_t)i, s);
         f = &c->ring[s % RING];
-        frame_retire(f);
+        frame_retire(c, f);
         t = now_ns();
         f->seq = s;
         f->flags = F_SENT;
@@ -1043,6 +1049,8 @@ static void rtp_on_packet(int i, const uint8_t *p, size_t n, int64_t t)
             return;
         }
         f->flags |= F_ECHO;
+        if (s + 1 > c->echoed)
+            c->echoed = s + 1;
         if (in_window(t)) {
             samples_add(&g.play_lat, t - f->play_ns);
             if (f->flags & F_EMPTY)
@@ -1605,7 +1613,7 @@ static void report(void)
 
     for (int i = 0; i < o.calls; i++)
         for (int r = 0; r < RING; r++)
-            frame_retire(&g.calls[i].ring[r]);
+            frame_retire(&g.calls[i], &g.calls[i].ring[r]);
     if (g.win_started && g.win_ended)
         cpu_ms = tv_ms(g.ru_end.ru_utime) + tv_ms(g.ru_end.ru_stime) - tv_ms(g.ru_start.ru_utime) -
                  tv_ms(g.ru_start.ru_stime);
@@ -1642,8 +1650,9 @@ static void report(void)
            g.in_expected, g.in_received, g.in_expected - g.in_received, g.in_mismatch,
            g.in_unrecognised, g.in_late);
     printf("\"echoes_sent\":%ld,\"echoes_played\":%ld,\"echoes_lost\":%ld,"
-           "\"echoes_mismatched\":%ld,\"echoes_unexpected\":%ld,",
-           g.echo_played, g.echo_received, g.echo_lost, g.echo_mismatch, g.echo_unexpected);
+           "\"echoes_queued_at_hangup\":%ld,\"echoes_mismatched\":%ld,\"echoes_unexpected\":%ld,",
+           g.echo_played, g.echo_received, g.echo_lost, g.echo_unplayed, g.echo_mismatch,
+           g.echo_unexpected);
     printf("\"ws_connections\":%ld,\"ws_refused\":%ld,\"start_events\":%ld,\"media_in\":%ld,"
            "\"media_out\":%ld,\"played_stream\":%ld,\"cleared_audio\":%ld,\"other_events\":%ld,"
            "\"ws_closes\":%ld,\"agent_out_overflow\":%ld,",
@@ -1884,8 +1893,8 @@ int main(int argc, char **argv)
                     int64_t mono, late;
                     clock_gettime(CLOCK_MONOTONIC, &m);
                     mono = (int64_t)m.tv_sec * 1000000000LL + m.tv_nsec;
+                    late = mono - g.next_tick_mono; /* the oldest tick due */
                     g.next_tick_mono += (int64_t)ticks * FRAME_NS;
-                    late = mono - (g.next_tick_mono - FRAME_NS);
                     if (g.ready_ns && late > g.tick_late_max)
                         g.tick_late_max = late;
                     if (g.ready_ns)
