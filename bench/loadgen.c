@@ -980,8 +980,8 @@ static void rtp_send_all(int64_t mono_now)
         t = now_ns();
         f->seq = s;
         f->flags = F_SENT;
-        if (t >= c->answer_ns + EDGE_NS && t <= c->bye_due_ns - EDGE_NS)
-            f->flags |= F_COUNT;
+        if (!o.no_stream && t >= c->answer_ns + EDGE_NS && t <= c->bye_due_ns - EDGE_NS)
+            f->flags |= F_COUNT; /* without a stream nothing comes back to count */
         f->sent_ns = t;
         f->play_ns = 0;
         if (sendto(c->rtp_fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&c->rtp_dst,
