@@ -143,8 +143,15 @@ $(BUILD)/bench/seed: bench/seed.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS)
 
+# The streamed-call load generator (bench/calls.py runs it): one process, libcrypto for the
+# WebSocket handshake's SHA-1 only.
+$(BUILD)/bench/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags libcrypto) -o $@ $< $(LDFLAGS) \
+		$(shell pkg-config --libs libcrypto)
+
 # make bench: the benchmark suite (bench/run.py); by hand, never in CI.
-bench: $(BIN) $(BUILD)/bench/seed
+bench: $(BIN) $(BUILD)/bench/seed $(BUILD)/bench/loadgen
 	/usr/bin/python3 bench/run.py
 
 deps:
@@ -202,10 +209,11 @@ check:
 	$(MAKE) --no-print-directory SAN=$(SAN) unit api api-pg
 
 fmt:
-	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c bench/loadgen.c
 
 fmt-check:
-	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format --dry-run --Werror src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c \
+		bench/loadgen.c
 
 lint: $(LIB) $(BIN)
 	@sh scripts/lint.sh
