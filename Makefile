@@ -170,7 +170,7 @@ unit: $(UNIT_BIN)
 	@failed=""; for t in $(UNIT_BIN); do echo "== $$t"; $$t || failed="$$failed $$t"; done; \
 	if [ -n "$$failed" ]; then echo "unit tests failed:$$failed" >&2; exit 1; fi
 
-api: $(BIN)
+api: $(BIN) $(BUILD)/bench/loadgen
 	SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api
 
 # The PostgreSQL runs start a throwaway cluster on a loopback port, stopped
@@ -190,7 +190,7 @@ unit-pg: $(STORE_TEST)
 # The store suite, then the API suite (plus the multi-node tests), on one
 # PostgreSQL cluster; a failing store suite does not keep the API suite from
 # running.
-api-pg: $(BIN) $(STORE_TEST)
+api-pg: $(BIN) $(STORE_TEST) $(BUILD)/bench/loadgen
 	@$(PG_CLUSTER); \
 	store_failed=; $(STORE_PG) || store_failed=1; \
 	echo "SFVOPI_TEST_PG_URL=$$url SFVOPI_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/api"; \

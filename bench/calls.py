@@ -20,7 +20,6 @@ Needs build/sfvopi (or $SFVOPI_BIN) and build/bench/loadgen (make build/bench/lo
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -139,6 +138,34 @@ def run_loadgen(srv, number, ports, n, rate, hold, warmup, window, no_stream=Fal
     return r
 
 
+def start_server(work, url, most):
+    """An sfvopi server on url that lets the loadgen place `most` calls at once from 127.0.0.1."""
+    sip_port = free_udp_port()
+    rtp_low, rtp_high = free_rtp_range(max(4 * most + 100, 400))
+    argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
+            "--sip-listen", f"127.0.0.1:{sip_port}",
+            "--sip-trunk", f"sip:127.0.0.1:{free_udp_port()}",
+            "--sip-allow", "127.0.0.1", "--sip-invite-rate", "100000",
+            "--max-calls", str(max(500, 2 * most)),
+            "--rtp-ports", f"{rtp_low}-{rtp_high}"]
+    srv = Server(url, work, argv=argv).start()
+    srv.sip_port = sip_port
+    return srv
+
+
+def make_app(srv):
+    """An org with one number linked to an app whose webhooks are the loadgen's; returns the
+    number and the loadgen's (agent, webhook) ports."""
+    ports = (free_tcp_port(), free_tcp_port())
+    org = srv.make_org()
+    api = org.client()
+    number = org.add_numbers(1)[0]
+    app = api.create_app(name="bench-calls", answer_url=f"http://127.0.0.1:{ports[1]}/answer",
+                         hangup_url=f"http://127.0.0.1:{ports[1]}/hangup")
+    api.link(app["app_id"], number)
+    return number, ports
+
+
 def ms(d, key):
     v = d.get(key)
     return float("nan") if v is None else v
@@ -193,26 +220,9 @@ def main():
     rows = []
     try:
         with fresh_db(work, "bench") as url:
-            sip_port = free_udp_port()
-            rtp_low, rtp_high = free_rtp_range(max(4 * most + 100, 400))
-            ports = (free_tcp_port(), free_tcp_port())
-            argv = [BIN, "--db", url, "serve", "--listen", "127.0.0.1:0", "--threads", "2",
-                    "--sip-listen", f"127.0.0.1:{sip_port}",
-                    "--sip-trunk", f"sip:127.0.0.1:{free_udp_port()}",
-                    "--sip-allow", "127.0.0.1", "--sip-invite-rate", "100000",
-                    "--max-calls", str(max(500, 2 * most)),
-                    "--rtp-ports", f"{rtp_low}-{rtp_high}"]
-            srv = Server(url, work, argv=argv).start()
-            srv.sip_port = sip_port
+            srv = start_server(work, url, most)
             try:
-                time.sleep(0.3)
-                org = srv.make_org()
-                api = org.client()
-                number = org.add_numbers(1)[0]
-                app = api.create_app(name="bench-calls",
-                                     answer_url=f"http://127.0.0.1:{ports[1]}/answer",
-                                     hangup_url=f"http://127.0.0.1:{ports[1]}/hangup")
-                api.link(app["app_id"], number)
+                number, ports = make_app(srv)
                 if args.setup_rate:
                     print(f"... set-up test: {args.setup_calls} calls at {args.setup_rate}/s",
                           file=sys.stderr, flush=True)
