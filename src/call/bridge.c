@@ -168,9 +168,12 @@ static void on_ws(void *arg, enum ws_event ev, const char *data, size_t len, int
     }
 }
 
-static void send_text(struct bridge *b)
+/* lazy: the message may wait for the next one to leave in the same write
+ * (ws_send_text_lazy). */
+static void send_out(struct bridge *b, bool lazy)
 {
-    enum err e = ws_send_text(b->ws, b->out.data, b->out.len);
+    enum err e = lazy ? ws_send_text_lazy(b->ws, b->out.data, b->out.len)
+                      : ws_send_text(b->ws, b->out.data, b->out.len);
 
     if (e == ERR_TOO_LARGE && b->dropped++ % 50 == 0)
         log_warn("msg=\"stream send queue full, messages dropped\" call=%s dropped=%llu",
@@ -178,8 +181,13 @@ static void send_text(struct bridge *b)
     buf_reset(&b->out);
 }
 
+static void send_text(struct bridge *b)
+{
+    send_out(b, false);
+}
+
 static void send_media(struct bridge *b, struct transcode *tc, const uint8_t *party,
-                       const char *track, uint64_t *chunk)
+                       const char *track, uint64_t *chunk, bool lazy)
 {
     uint8_t payload[TRANSCODE_STREAM_FRAME_MAX];
     size_t n;
@@ -189,7 +197,7 @@ static void send_media(struct bridge *b, struct transcode *tc, const uint8_t *pa
     (*chunk)++;
     if (streammsg_media(&b->out, b->stream_id, payload, n, b->content_type, b->sc.sample_rate,
                         track, clock_mono_ms() - b->start_ms, *chunk) == ERR_OK)
-        send_text(b);
+        send_out(b, lazy);
     else
         buf_reset(&b->out);
 }
@@ -358,8 +366,11 @@ static bool send_frame(struct bridge *b)
             log_warn("msg=\"audio not sent to the party\" call=%s", b->call_uuid);
         }
     }
+    /* Beside an inbound track, an outbound frame leaves with the next
+     * inbound one (or the next outbound): one write carries both, and the
+     * inbound frame, whose delay counts, is not held. */
     if (track_wanted(b, false))
-        send_media(b, &b->out_tc, frame, "outbound", &b->chunk_out);
+        send_media(b, &b->out_tc, frame, "outbound", &b->chunk_out, track_wanted(b, true));
     for (i = 0; i < ndone; i++)
         send_played(b, done[i], done_at[i]);
     if (b->run[0] && !b->run[b->run_pos]) {
@@ -729,7 +740,7 @@ void bridge_rtp(struct bridge *b, int pt, uint32_t ts, const uint8_t *payload, s
         payload += take;
         len -= take;
         if (b->acc_len == PARTY_FRAME) {
-            send_media(b, &b->in_tc, b->acc, "inbound", &b->chunk_in);
+            send_media(b, &b->in_tc, b->acc, "inbound", &b->chunk_in, false);
             b->acc_len = 0;
         }
     }

@@ -112,6 +112,7 @@ struct ws_conn {
     bool dirty;
     struct msg *q_head, *q_tail;
     size_t q_bytes;
+    bool lazy;    /* a lazy message waits in the queue without a wake-up */
     bool closing; /* no more sends: closed, released or ended */
     bool close_req;
     int close_code;
@@ -726,6 +727,7 @@ static int send_queued(struct ws_conn *c, struct lws *wsi)
     if (!c->q_head) {
         c->q_tail = NULL;
     }
+    c->lazy = false;
     more = c->q_head != NULL;
     pthread_mutex_unlock(&h->mu);
     if (!batch) {
@@ -739,8 +741,11 @@ static int send_queued(struct ws_conn *c, struct lws *wsi)
         log_error("msg=\"stream messages lost: out of memory\" conn=%llu", c->id);
         return -1;
     }
+    /* A raw write is sent, or kept by lws for later, whole: it fails only
+     * with -1. (Its count is of what left from lws' own backlog when one
+     * was waiting, not of these bytes.) */
     n = lws_write(wsi, h->tx + LWS_PRE, used, LWS_WRITE_RAW);
-    if (n < 0 || (size_t)n < used) {
+    if (n < 0) {
         return -1;
     }
     return more ? 2 : 1;
@@ -897,7 +902,9 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 static const struct lws_protocols protocols[] = {
-    {"sfvopi-ws", on_lws, 0, 0, 0, NULL, 0},
+    /* tx_packet_size: a batch of frames goes to the socket in one send
+     * (lws would cut it into 4 KiB pieces, one per writeable turn). */
+    {"sfvopi-ws", on_lws, 0, 0, 0, NULL, TX_BATCH + 64},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -1275,7 +1282,7 @@ out_conn:
     return e;
 }
 
-enum err ws_send_text(struct ws_conn *c, const char *data, size_t len)
+static enum err send_text(struct ws_conn *c, const char *data, size_t len, bool lazy)
 {
     struct ws_hub *h;
     struct msg *m;
@@ -1312,7 +1319,11 @@ enum err ws_send_text(struct ws_conn *c, const char *data, size_t len)
         c->q_tail = m;
         c->q_bytes += len;
         m = NULL;
-        wake = mark_dirty_locked(h, c);
+        if (lazy && !c->lazy && !c->dirty) {
+            c->lazy = true; /* rides with the next message */
+        } else {
+            wake = mark_dirty_locked(h, c);
+        }
     }
     pthread_mutex_unlock(&h->mu);
     free(m);
@@ -1320,6 +1331,16 @@ enum err ws_send_text(struct ws_conn *c, const char *data, size_t len)
         lws_cancel_service(h->ctx);
     }
     return e;
+}
+
+enum err ws_send_text(struct ws_conn *c, const char *data, size_t len)
+{
+    return send_text(c, data, len, false);
+}
+
+enum err ws_send_text_lazy(struct ws_conn *c, const char *data, size_t len)
+{
+    return send_text(c, data, len, true);
 }
 
 /* RFC 6455 7.4: the codes an endpoint may put in a close frame (1005,

@@ -109,6 +109,13 @@ enum err ws_connect_signed(struct ws_hub *h, const char *url, const struct whsig
  * Thread-safe. */
 enum err ws_send_text(struct ws_conn *c, const char *data, size_t len) WARN_UNUSED;
 
+/* As ws_send_text, but the message may wait for the next one to go out in
+ * the same write: it leaves with the next message queued on c, or at once
+ * when it finds another lazy message still waiting (so one waits at most
+ * until the next lazy one). For a steady stream that can ride along with
+ * another, such as one track's frames beside the other's. */
+enum err ws_send_text_lazy(struct ws_conn *c, const char *data, size_t len) WARN_UNUSED;
+
 /* Closes c: once the queued text is sent, a close frame carrying code goes
  * out (a code RFC 6455 lets an endpoint send: 1000-1003, 1007-1014,
  * 3000-4999; anything else becomes 1000) and the peer's answer is awaited

@@ -996,6 +996,84 @@ static void test_many_messages_in_order(void **state)
     rec_fini(&r);
 }
 
+/* Messages bigger than one write leave part of themselves with lws for the
+ * next writeable turn; what is queued meanwhile goes behind that part, and
+ * every byte arrives in order with the connection still open. */
+#define BIG_N 24
+#define BIG_LEN (150 * 1024)
+
+static void test_big_messages_back_to_back(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+    char *m = malloc(BIG_LEN);
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 1, 5000));
+    for (int i = 0; i < BIG_N; i++) {
+        memset(m, 'a' + i, BIG_LEN);
+        assert_int_equal(ws_send_text(c, m, BIG_LEN), ERR_OK);
+        assert_int_equal(ws_send_text(c, "small", 5), ERR_OK);
+    }
+    assert_true(srv_wait_msgs(2 * BIG_N, 20000));
+    pthread_mutex_lock(&S->mu);
+    for (int i = 0; i < BIG_N; i++) {
+        memset(m, 'a' + i, BIG_LEN);
+        assert_int_equal(S->msg_len[2 * i], BIG_LEN);
+        assert_memory_equal(S->msgs[2 * i], m, BIG_LEN);
+        assert_int_equal(S->msg_len[2 * i + 1], 5);
+        assert_memory_equal(S->msgs[2 * i + 1], "small", 5);
+    }
+    pthread_mutex_unlock(&S->mu);
+    pthread_mutex_lock(&r.mu);
+    assert_int_equal(r.closes, 0);
+    pthread_mutex_unlock(&r.mu);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    free(m);
+    rec_fini(&r);
+}
+
+/* A lazy message waits for the next one and leaves with it, in order; a
+ * second lazy one sends both. */
+static void test_lazy_messages(void **state)
+{
+    struct ws_hub *h = hub_make(false);
+    struct ws_conn *c = NULL;
+    struct rec r;
+    char url[128];
+
+    (void)state;
+    rec_init(&r);
+    url_of(url, sizeof(url), "ws", "/echo");
+    assert_int_equal(ws_connect(h, url, 2000, rec_cb, &r, &c), ERR_OK);
+    assert_true(rec_wait(&r, &r.opens, 1, 5000));
+    assert_int_equal(ws_send_text_lazy(c, "lazy1", 5), ERR_OK);
+    /* Held: nothing else is queued (a wrong hold could only pass, never fail, here). */
+    assert_false(srv_wait_msgs(1, 200));
+    assert_int_equal(ws_send_text(c, "now1", 4), ERR_OK);
+    assert_true(srv_wait_msgs(2, 5000));
+    assert_int_equal(ws_send_text_lazy(c, "lazy2", 5), ERR_OK);
+    assert_int_equal(ws_send_text_lazy(c, "lazy3", 5), ERR_OK);
+    assert_true(srv_wait_msgs(4, 5000));
+    assert_true(rec_wait(&r, &r.ntexts, 4, 5000));
+    pthread_mutex_lock(&S->mu);
+    assert_int_equal(S->nmsgs, 4);
+    assert_memory_equal(S->msgs[0], "lazy1", 5);
+    assert_memory_equal(S->msgs[1], "now1", 4);
+    assert_memory_equal(S->msgs[2], "lazy2", 5);
+    assert_memory_equal(S->msgs[3], "lazy3", 5);
+    pthread_mutex_unlock(&S->mu);
+    ws_conn_release(c);
+    ws_hub_free(h);
+    rec_fini(&r);
+}
+
 struct sender {
     struct ws_conn *c;
     int k;
@@ -1854,6 +1932,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_message_at_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_messages_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_messages_back_to_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_senders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_stops_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_1006, setup, teardown),
