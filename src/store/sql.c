@@ -63,9 +63,12 @@ const struct sql_stmt sql_catalogue[SQL_COUNT] = {
     S(SQL_NUM_LINKED, "SELECT 1 FROM links WHERE number_id = $1 AND status = 'ACTIVE'"),
     S(SQL_NUM_DELETE, "DELETE FROM numbers WHERE id = $1"),
     S(SQL_NUM_SET_STATUS, "UPDATE numbers SET status = $2 WHERE e164 = $1"),
+    /* One range of the index numbers_org_free, in id order: the flag
+     * linked is kept by a trigger on links (migration 0009), so no number
+     * is probed in links. */
     S(SQL_AVAIL, "SELECT n.id, n.org_id, n.e164, n.provider, n.status, '' FROM numbers n "
-                 "WHERE n.org_id = $1 AND n.status = 'ACTIVE' AND NOT EXISTS (SELECT 1 FROM "
-                 "links l WHERE l.number_id = n.id AND l.status = 'ACTIVE') ORDER BY n.id"),
+                 "WHERE n.org_id = $1 AND n.status = 'ACTIVE' AND n.linked = false "
+                 "ORDER BY n.id"),
     S(SQL_APP_INSERT, "INSERT INTO apps(" APP_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
                       "$10, $11, $12, $13, $14, $15)"),
     S(SQL_APP_GET, "SELECT " APP_COLS " FROM apps WHERE app_id = $1 AND org_id = $2"),

@@ -1,14 +1,16 @@
 """Numbers: link, list, unlink, available numbers (spec/API.md section 3)."""
 
 import re
+import sqlite3
+import subprocess
 
 import pytest
 
 from conftest import (
     AVAILABLE_FIELDS, LINK_FIELDS, MSG_APP_NOT_FOUND, MSG_INVALID, MSG_NOT_LINKED,
-    MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, MSG_NUM_NOT_OWNED, NOT_UTF8, assert_compact,
-    assert_error,
-    assert_recent, cli_ok, new_number, ok, parse_ts,
+    MSG_NUM_APP_NOT_FOUND, MSG_NUM_CONFLICT, MSG_NUM_NOT_OWNED, NOT_UTF8, PG_URL, Org, Server,
+    assert_compact, assert_error,
+    assert_recent, cli_ok, fresh_db, new_number, ok, parse_ts,
 )
 
 
@@ -485,6 +487,80 @@ def test_available_numbers(server, org, prefix):
     # Unlink: it is back in id order.
     ok(api.delete(f"/apps/{app['app_id']}/numbers/{second[0]}"))
     assert api.available() == expected
+
+
+# What migration 0009 added, taken away again: the database as schema
+# version 8 left it, for the upgrade test below.
+DOWNGRADE_0009 = {
+    "sqlite": """DROP TRIGGER links_linked_insert; DROP TRIGGER links_linked_update;
+        DROP TRIGGER links_linked_delete; DROP INDEX numbers_org_free;
+        ALTER TABLE numbers DROP COLUMN linked;
+        CREATE INDEX numbers_org_available ON numbers(org_id, status, id, e164, provider);
+        DELETE FROM schema_migrations WHERE version = 9;""",
+    "postgresql": """DROP TRIGGER links_linked ON links; DROP FUNCTION links_keep_linked();
+        DROP INDEX numbers_org_free; ALTER TABLE numbers DROP COLUMN linked;
+        CREATE INDEX numbers_org_available ON numbers(org_id, status, id)
+            INCLUDE (e164, provider);
+        DELETE FROM schema_migrations WHERE version = 9;""",
+}
+
+
+def run_sql(db_url, sql):
+    """Run SQL on the test's database behind the server's back."""
+    if PG_URL:
+        cp = subprocess.run(["psql", db_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        return
+    con = sqlite3.connect(db_url.removeprefix("sqlite:"), timeout=10)
+    try:
+        con.executescript(sql)
+    finally:
+        con.close()
+
+
+def test_available_numbers_after_upgrade(tmp_path):
+    """Available numbers read a flag on each number (migration 0009). The upgrade sets it from
+    the links already there, and the database keeps it whoever writes a link: a node of the
+    previous version during a rolling upgrade writes links without knowing of it."""
+    with fresh_db(tmp_path) as url:
+        srv = Server(url, tmp_path).start()
+        try:
+            org = srv.make_org()
+            nums = org.add_numbers(4)
+            api = org.client()
+            app = api.create_app()["app_id"]
+            api.link(app, nums[0])
+            api.link(app, nums[2])
+        finally:
+            srv.stop()
+        run_sql(url, DOWNGRADE_0009["postgresql" if PG_URL else "sqlite"])
+        # Written under schema 8: one more link, one unlink.
+        run_sql(url, "INSERT INTO links(app_id, org_id, number_id, voip_number, status, "
+                     f"created_at) SELECT '{app}', org_id, id, e164, 'ACTIVE', 1 FROM numbers "
+                     f"WHERE e164 = '{nums[1]}'")
+        run_sql(url, f"UPDATE links SET status = 'INACTIVE' WHERE voip_number = '{nums[2]}'")
+
+        srv = Server(url, tmp_path).start()
+        try:
+            api = Org(srv, org.id, org.name, None).client(key=org.key)
+            assert api.available_numbers() == [nums[2], nums[3]]
+            # Links written by other code than sfvopi's operations.
+            run_sql(url, f"UPDATE links SET status = 'INACTIVE' WHERE voip_number = '{nums[0]}'")
+            assert api.available_numbers() == [nums[0], nums[2], nums[3]]
+            run_sql(url, "INSERT INTO links(app_id, org_id, number_id, voip_number, status, "
+                         f"created_at) SELECT '{app}', org_id, id, e164, 'ACTIVE', 2 FROM "
+                         f"numbers WHERE e164 = '{nums[3]}'")
+            assert api.available_numbers() == [nums[0], nums[2]]
+            run_sql(url, f"DELETE FROM links WHERE voip_number = '{nums[1]}'")
+            assert api.available_numbers() == nums[:3]
+            # And through the API, as before.
+            api.link(app, nums[2])
+            assert api.available_numbers() == nums[:2]
+            ok(api.delete(f"/apps/{app}"))
+            assert api.available_numbers() == nums
+        finally:
+            srv.stop()
 
 
 def test_many_numbers_listed_in_full(server, org):

@@ -178,6 +178,8 @@ static void test_str_escaping(void **state)
     check_str("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
               "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""); /* UTF-8 as is */
     check_str("<script>&'", "\"<script>&'\"");
+    check_str("+918000000001", "\"+918000000001\""); /* no escape at all */
+    check_str("tail\"", "\"tail\\\"\"");             /* the escape last */
 }
 
 static void test_writers(void **state)
@@ -281,6 +283,23 @@ static void test_sticky_error(void **state)
     jw_time_or_null(&w, 1);
     assert_int_equal(jw_end(&w), ERR_TOO_LARGE);
     assert_int_equal(b.len, 0);
+    buf_release(&b);
+
+    /* A string with nothing to escape, into a buffer already allocated (the
+     * writer's one-step copy): exactly enough room, then one byte short. */
+    buf_init(&b, 11);
+    jw_init(&w, &b);
+    jw_raw(&w, "[");
+    jw_str(&w, "abcdefgh");
+    assert_int_equal(jw_end(&w), ERR_OK);
+    assert_string_equal(b.data, "[\"abcdefgh\"");
+    buf_release(&b);
+    buf_init(&b, 10);
+    jw_init(&w, &b);
+    jw_raw(&w, "[");
+    jw_str(&w, "abcdefgh");
+    assert_int_equal(jw_end(&w), ERR_TOO_LARGE);
+    assert_string_equal(b.data, "[\"abcdefgh"); /* the closing quote did not fit */
     buf_release(&b);
 
     /* Exactly enough room. */

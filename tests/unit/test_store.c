@@ -761,6 +761,93 @@ static void test_available_list(void **state)
 
 /* ---- apps ---- */
 
+/* The org's available numbers, their last digits in order: "123" for N1,
+ * N2, N3. */
+static void available_digits(struct fx *f, int64_t org, char *out, size_t cap)
+{
+    struct rows *r = rows_new();
+    int i;
+
+    assert_int_equal(f->ops->available_list(f->c, org, num_cb, r), ERR_OK);
+    assert_true((size_t)r->n < cap);
+    for (i = 0; i < r->n; i++)
+        out[i] = r->nums[i].voip_number[strlen(r->nums[i].voip_number) - 1];
+    out[r->n] = '\0';
+    free(r);
+}
+
+#define ASSERT_AVAILABLE(f, want)                                                                  \
+    do {                                                                                           \
+        char got_[16];                                                                             \
+        available_digits((f), (f)->org1, got_, sizeof(got_));                                      \
+        assert_string_equal(got_, (want));                                                         \
+    } while (0)
+
+/* Available numbers read a flag on the number that the database keeps
+ * with its link (migration 0009): right after every change of a link, in
+ * the same transaction, and not at all when the change is refused. */
+static void test_available_follows_links(void **state)
+{
+    struct fx *f = *state;
+    struct store_link l;
+    enum store_miss miss;
+
+    add_number(f, f->org1, N1);
+    add_number(f, f->org1, N2);
+    add_number(f, f->org1, N3);
+    add_app(f, APP_A, f->org1, T0);
+    add_app(f, APP_B, f->org1, T0);
+    ASSERT_AVAILABLE(f, "123");
+
+    add_link(f, f->org1, APP_A, N1, T0);
+    ASSERT_AVAILABLE(f, "23");
+    /* Refused (linked elsewhere) and repeated links change nothing. */
+    assert_int_equal(f->ops->link_create(f->c, f->org1, APP_B, N1, T0, &l), ERR_CONFLICT);
+    ASSERT_AVAILABLE(f, "23");
+    add_link(f, f->org1, APP_A, N1, T0 + 1);
+    ASSERT_AVAILABLE(f, "23");
+
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 2, &miss), ERR_OK);
+    ASSERT_AVAILABLE(f, "123");
+    /* An unlink that finds no link, or the wrong app, frees nothing. */
+    add_link(f, f->org1, APP_B, N1, T0 + 3);
+    add_link(f, f->org1, APP_B, N2, T0 + 3);
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 4, &miss),
+                     ERR_NOT_FOUND);
+    ASSERT_AVAILABLE(f, "3");
+
+    /* Deleting an app frees all of its numbers, and only those. */
+    add_link(f, f->org1, APP_A, N3, T0 + 5);
+    ASSERT_AVAILABLE(f, "");
+    assert_int_equal(f->ops->app_delete(f->c, f->org1, APP_B, T0 + 6), ERR_OK);
+    ASSERT_AVAILABLE(f, "12");
+
+    /* A linked number cannot be released; once unlinked it can, and a
+     * number added again under the same e164 starts unlinked. */
+    assert_int_equal(f->ops->number_remove(f->c, N3), ERR_CONFLICT);
+    ASSERT_AVAILABLE(f, "12");
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N3, T0 + 7, &miss), ERR_OK);
+    assert_int_equal(f->ops->number_remove(f->c, N3), ERR_OK);
+    ASSERT_AVAILABLE(f, "12");
+    add_number(f, f->org1, N3);
+    ASSERT_AVAILABLE(f, "123");
+
+    /* Status and link are apart: a number disabled while linked is not
+     * available once unlinked, and is again once enabled. */
+    add_link(f, f->org1, APP_A, N1, T0 + 8);
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "INACTIVE"), ERR_OK);
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 9, &miss), ERR_OK);
+    ASSERT_AVAILABLE(f, "23");
+    assert_int_equal(f->ops->number_set_status(f->c, N1, "ACTIVE"), ERR_OK);
+    ASSERT_AVAILABLE(f, "123");
+
+    /* A batch rolled back leaves the flags as they were. */
+    assert_int_equal(f->ops->batch_begin(f->c), ERR_OK);
+    add_link(f, f->org1, APP_A, N2, T0 + 10);
+    assert_int_equal(f->ops->batch_end(f->c, false), ERR_OK);
+    ASSERT_AVAILABLE(f, "123");
+}
+
 static void test_app_create_get(void **state)
 {
     struct fx *f = *state;
@@ -2870,6 +2957,7 @@ int main(void)
         T(test_number_remove),
         T(test_number_set_status),
         T(test_available_list),
+        T(test_available_follows_links),
         T(test_app_create_get),
         T(test_app_create_long_fields),
         T(test_app_list_order),
