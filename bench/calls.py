@@ -86,13 +86,13 @@ def log_problems(text):
     return len(warn), len(err), (err + warn)[:5]
 
 
-def run_loadgen(srv, number, ports, n, rate, hold, warmup, window, no_stream=False):
+def run_loadgen(srv, number, ports, n, rate, hold, warmup, window, no_stream=False, phases=1):
     """One loadgen run; returns its JSON report plus the server's CPU over the same window."""
     agent_port, hook_port = ports
     argv = [LOADGEN, "--sip", f"127.0.0.1:{srv.sip_port}", "--number", number, "--caller",
             CALLER, "--calls", str(n), "--rate", str(rate), "--hold", str(hold), "--warmup",
             str(warmup), "--window", str(window), "--agent-port", str(agent_port),
-            "--webhook-port", str(hook_port)]
+            "--webhook-port", str(hook_port), "--phases", str(phases)]
     if no_stream:
         argv.append("--no-stream")
     log_start = len(srv.log)
@@ -209,6 +209,9 @@ def main():
     ap.add_argument("--setup-rate", type=float, help="run the set-up test at this many calls/s")
     ap.add_argument("--setup-calls", type=int, default=2000, help="calls in the set-up test")
     ap.add_argument("--setup-hold", type=float, default=1.0, help="hold time in the set-up test")
+    ap.add_argument("--phases", type=int, default=1,
+                    help="spread the parties' frames over this many slots of each 20 ms "
+                    "(1: all at once, the worst burst; 20: as calls begun at random times)")
     ap.add_argument("--json", action="store_true", help="print the raw results")
     args = ap.parse_args()
     if not os.access(LOADGEN, os.X_OK):
@@ -242,7 +245,7 @@ def main():
                         print(f"... {n} streamed calls", file=sys.stderr, flush=True)
                         hold = n / args.rate + args.warmup + args.window + 1.5
                         rows.append(run_loadgen(srv, number, ports, n, args.rate, hold,
-                                                args.warmup, args.window))
+                                                args.warmup, args.window, phases=args.phases))
                         time.sleep(1.0)
                     print_table(rows)
             finally:

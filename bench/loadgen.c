@@ -129,7 +129,9 @@ static struct opts {
     int agent_port, hook_port;
     bool no_stream, quiet;
     int batch_us;
+    int phases; /* the parties' frames go out in this many slots of each 20 ms */
 } o = {.batch_us = 1000,
+       .phases = 1,
        .caller = "+14155550100",
        .calls = 10,
        .rate = 100,
@@ -162,6 +164,7 @@ static struct {
     long ticks_missed;     /* timer expirations beyond one per wake-up: our loop was late */
     int64_t tick_late_max; /* how late after its due time a tick was handled, at worst */
     int64_t next_tick_mono;
+    uint64_t slot; /* ticks so far: the slot of the 20 ms whose calls send next */
     struct samples jitter, media_lat, play_lat, play_lat_empty, setup_lat;
 } g;
 
@@ -954,12 +957,13 @@ static void frame_retire(struct call *c, struct frame *f)
     f->flags = 0;
 }
 
-static void rtp_send_all(int64_t mono_now)
+/* Sends one frame for every call up whose index falls in this slot of the 20 ms (all of them
+ * with --phases 1). */
+static void rtp_send_slot(int slot)
 {
     static uint8_t pkt[RTP_HDR + FRAME_BYTES];
 
-    (void)mono_now;
-    for (int i = 0; i < o.calls; i++) {
+    for (int i = slot; i < o.calls; i += o.phases) {
         struct call *c = &g.calls[i];
         struct frame *f;
         uint32_t s;
@@ -1695,6 +1699,12 @@ static void usage(FILE *f)
         "  --webhook-port P     webhook receiver on 127.0.0.1:P (default 0: any free port)\n"
         "  --no-stream          answer with a stream URL the agent refuses and\n"
         "                       keep_call_alive, so calls stay up without a stream\n"
+        "  --phases K           spread the parties' frames over K slots of each 20 ms, as\n"
+        "                       calls begun at random times would be (default 1: every\n"
+        "                       party sends at the same instant, the worst burst)\n"
+        "  --batch-us U         after a wake-up, wait up to U us for more packets so one\n"
+        "                       wake-up serves many (default 1000; receive times are the\n"
+        "                       kernel's, so only the agent's echo is later)\n"
         "  --quiet              no progress lines on stderr\n"
         "  --help               this text\n");
 }
@@ -1726,6 +1736,7 @@ static void parse_args(int argc, char **argv)
                                        {"no-stream", no_argument, NULL, 'S'},
                                        {"quiet", no_argument, NULL, 'q'},
                                        {"batch-us", required_argument, NULL, 'b'},
+                                       {"phases", required_argument, NULL, 'P'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     const char *sip = NULL;
@@ -1746,6 +1757,7 @@ static void parse_args(int argc, char **argv)
         case 'S': o.no_stream = true; break;
         case 'q': o.quiet = true; break;
         case 'b': o.batch_us = (int)parse_num(optarg, "--batch-us", 0, 10000); break;
+        case 'P': o.phases = (int)parse_num(optarg, "--phases", 1, 20); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -1849,7 +1861,7 @@ static void batch_pause(void)
 
 int main(int argc, char **argv)
 {
-    struct itimerspec its = {.it_interval = {0, FRAME_NS}};
+    struct itimerspec its = {0};
     struct epoll_event evs[256];
     int64_t hangup_deadline = 0;
 
@@ -1859,11 +1871,12 @@ int main(int argc, char **argv)
             "loadgen: webhook http://127.0.0.1:%d agent ws://127.0.0.1:%d sip 127.0.0.1:%u\n",
             o.hook_port, o.agent_port, g.sip_lport);
 
+    its.it_interval.tv_nsec = FRAME_NS / o.phases;
     g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (g.tfd < 0)
         die("timerfd_create: %s", strerror(errno));
     clock_gettime(CLOCK_MONOTONIC, &its.it_value);
-    its.it_value.tv_nsec += FRAME_NS;
+    its.it_value.tv_nsec += FRAME_NS / o.phases;
     if (its.it_value.tv_nsec >= 1000000000L) {
         its.it_value.tv_sec++;
         its.it_value.tv_nsec -= 1000000000L;
@@ -1894,7 +1907,7 @@ int main(int argc, char **argv)
                     clock_gettime(CLOCK_MONOTONIC, &m);
                     mono = (int64_t)m.tv_sec * 1000000000LL + m.tv_nsec;
                     late = mono - g.next_tick_mono; /* the oldest tick due */
-                    g.next_tick_mono += (int64_t)ticks * FRAME_NS;
+                    g.next_tick_mono += (int64_t)ticks * (FRAME_NS / o.phases);
                     if (g.ready_ns && late > g.tick_late_max)
                         g.tick_late_max = late;
                     if (g.ready_ns)
@@ -1907,7 +1920,7 @@ int main(int argc, char **argv)
                         call_place(g.placed, now);
                 }
                 for (uint64_t x = 0; x < ticks; x++)
-                    rtp_send_all(now);
+                    rtp_send_slot((int)(g.slot++ % (uint64_t)o.phases));
                 sip_timers(now);
                 if (!g.win_started && now >= g.win_start) {
                     getrusage(RUSAGE_SELF, &g.ru_start);

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     }
     if (!db || orgs < 1 || apps_per < 1)
         return usage();
-    if (rand_init() != ERR_OK)
+    if (rand_setup() != ERR_OK)
         return 1;
     check(store_open(db, &s), "open");
     check(store_conn_open(s, &c), "connect");

@@ -240,21 +240,22 @@ enum err sip_queue_push(struct sip_queue *q, int id, void *data)
     m->id = id;
     m->data = data;
     pthread_mutex_lock(&q->mu);
-    if (q->head) {
-        q->tail->next = m;
+    /* Only the first message rings (the ring for it is on its way
+     * otherwise), under mu: when the ring fails, the list is left empty as
+     * it was and data stays the caller's. */
+    rc = q->head ? 0 : mqueue_push(q->mq, 0, NULL);
+    if (rc == 0) {
+        if (q->tail)
+            q->tail->next = m;
+        else
+            q->head = m;
         q->tail = m;
-        pthread_mutex_unlock(&q->mu);
-        return ERR_OK; /* the ring for the first is on its way */
+        m = NULL;
     }
-    /* Rung under mu: when it fails, m is still the only message, and the
-     * list is left empty as it was. */
-    rc = mqueue_push(q->mq, 0, NULL);
-    if (rc == 0)
-        q->head = q->tail = m;
     pthread_mutex_unlock(&q->mu);
+    free(m);
     if (rc == 0)
         return ERR_OK;
-    free(m);
     return rc == ENOMEM ? ERR_NOMEM : ERR_UNAVAILABLE;
 }
 

@@ -812,8 +812,7 @@ static void test_available_follows_links(void **state)
     /* An unlink that finds no link, or the wrong app, frees nothing. */
     add_link(f, f->org1, APP_B, N1, T0 + 3);
     add_link(f, f->org1, APP_B, N2, T0 + 3);
-    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 4, &miss),
-                     ERR_NOT_FOUND);
+    assert_int_equal(f->ops->link_delete(f->c, f->org1, APP_A, N1, T0 + 4, &miss), ERR_NOT_FOUND);
     ASSERT_AVAILABLE(f, "3");
 
     /* Deleting an app frees all of its numbers, and only those. */
