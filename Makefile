@@ -150,9 +150,14 @@ $(BUILD)/bench/loadgen: bench/loadgen.c
 	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags libcrypto) -o $@ $< $(LDFLAGS) \
 		$(shell pkg-config --libs libcrypto)
 
-# make bench: the benchmark suite (bench/run.py); by hand, never in CI.
+# make bench: the benchmark suite, by hand, never in CI: the control plane
+# against nginx (bench/run.py, which appends to bench/RESULTS.md), then
+# streamed calls and the call set-up rate under the load generator
+# (bench/calls.py, printed).
 bench: $(BIN) $(BUILD)/bench/seed $(BUILD)/bench/loadgen
 	/usr/bin/python3 bench/run.py
+	/usr/bin/python3 bench/calls.py --calls 100,250,500 --phases 20
+	/usr/bin/python3 bench/calls.py --setup-rate 200
 
 deps:
 	@sh scripts/deps.sh build
