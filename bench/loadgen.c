@@ -158,6 +158,7 @@ static struct {
     long ws_conns, ws_starts, media_in, media_out, media_unknown, played_stream, cleared_audio,
         other_events, pings, ws_closes, out_overflow, hs_refused;
     long hooks_answer, hooks_hangup, hook_completed, hook_other;
+    char other_example[256]; /* the first hangup webhook not COMPLETED, as received */
     long in_expected, in_received, in_mismatch, in_unrecognised, in_late;
     long echo_played, echo_received, echo_lost, echo_unplayed, echo_mismatch, echo_unexpected;
     long rtp_rx, rtp_lost, rtp_reorder, rtp_sent;
@@ -1484,6 +1485,15 @@ static long hook_on_request(int k)
             } else {
                 g.hook_other++;
             }
+            if (g.hook_other && !g.other_example[0]) {
+                size_t n = sl < sizeof(g.other_example) ? sl : sizeof(g.other_example) - 1;
+
+                for (size_t i = 0; i < n; i++) /* kept printable for the JSON report */
+                    g.other_example[i] =
+                        src[i] >= 0x20 && src[i] < 0x7f && src[i] != '"' && src[i] != '\\' ? src[i]
+                                                                                           : '.';
+                g.other_example[n] = '\0';
+            }
             hook_respond(k, "", "text/plain");
         } else {
             hook_respond(k, "", "text/plain");
@@ -1667,6 +1677,7 @@ static void report(void)
            "\"invite_retransmissions\":%ld,\"bye_retransmissions\":%ld,\"sip_unparsed\":%ld,",
            g.hooks_answer, g.hooks_hangup, g.hook_completed, g.hook_other, g.server_byes,
            g.bye_timeouts, g.bye_non200, g.retrans_invite, g.retrans_bye, g.sip_unparsed);
+    printf("\"hangup_other_example\":\"%s\",", g.other_example);
     printf("\"loadgen_ticks_missed\":%ld,\"loadgen_tick_late_max_ms\":%.3f,", g.ticks_missed,
            (double)g.tick_late_max / 1e6);
     printf("\"cpu_ms\":%.1f,\"cpu_ms_per_s\":%.2f,\"cpu_ms_per_call_s\":%.4f}\n", cpu_ms,
