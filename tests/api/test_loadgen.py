@@ -22,6 +22,11 @@ import calls  # noqa: E402
 
 pytestmark = AUDIO_ONCE
 
+if os.environ.get("SFVOPI_TEST_PG_URL"):
+    # The media path never touches the database: once, in the SQLite pass, like the audio suites.
+    pytest.skip("the media path is independent of the database backend: SQLite run only",
+                allow_module_level=True)
+
 CALLS = 30
 
 
